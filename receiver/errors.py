@@ -1,0 +1,93 @@
+"""The receiver's exception hierarchy and the handlers that turn it into responses.
+
+Every error a client can meet answers ``{"status": "error", "message": "..."}`` with a
+message that says what to fix; validation errors also list ``errors`` naming the field.
+Messages never echo the request body, keys or signatures.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = structlog.get_logger(__name__)
+
+
+class ApiError(Exception):
+    status_code = 400
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = headers
+
+
+class BadRequestError(ApiError):
+    status_code = 400
+
+
+class UnauthorizedError(ApiError):
+    status_code = 401
+
+
+class PayloadTooLargeError(ApiError):
+    status_code = 413
+
+
+class UnsupportedMediaTypeError(ApiError):
+    status_code = 415
+
+
+class ServiceUnavailableError(ApiError):
+    """We could not make the batch durable; Mandrill will retry, which is what we want."""
+
+    status_code = 503
+
+
+def error_body(message: str, errors: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"status": "error", "message": message}
+    if errors is not None:
+        body["errors"] = errors
+    return body
+
+
+async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return JSONResponse(error_body(exc.message), status_code=exc.status_code, headers=exc.headers)
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    return JSONResponse(
+        error_body(str(exc.detail)), status_code=exc.status_code, headers=exc.headers
+    )
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"field": ".".join(str(part) for part in error.get("loc", ())), "message": error["msg"]}
+        for error in exc.errors()
+    ]
+    fields = ", ".join(error["field"] for error in errors)
+    return JSONResponse(error_body(f"invalid request: check {fields}", errors), status_code=422)
+
+
+async def _unexpected_error(_request: Request, exc: Exception) -> JSONResponse:
+    log.error("request.failed", error_type=type(exc).__name__, exc_info=exc)
+    return JSONResponse(
+        error_body("internal error; the request id in X-Request-ID identifies it in the logs"),
+        status_code=500,
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected_error)

@@ -1,0 +1,68 @@
+"""The queue contract: the only agreement between the receiver and the workers.
+
+The receiver never puts the webhook body in a task message. It stores the body first
+(in Redis for ordinary sizes, in the object store above the claim-check threshold) and
+enqueues a small, versioned :class:`Envelope` that points at it. Task messages therefore
+stay a few hundred bytes whatever the email size, and Flower and logs only ever show
+ids, sizes and digests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+PROCESS_DELIVERY_TASK = "kave.delivery.process"
+ENVELOPE_VERSION = 1
+
+PayloadStore = Literal["redis", "object"]
+
+
+def payload_redis_key(delivery_id: str) -> str:
+    """Where the receiver keeps an ordinary-sized body until a worker archives it."""
+    return f"kave:payload:{delivery_id}"
+
+
+def archive_object_key(body_sha256: str) -> str:
+    """Content-addressed key of a raw webhook body in the object store.
+
+    The receiver writes claim-checked bodies here directly and workers archive every
+    other body here, so each distinct body is stored exactly once.
+    """
+    return f"deliveries/{body_sha256[:2]}/{body_sha256}"
+
+
+class EnvelopeError(ValueError):
+    """A task message that does not follow this contract."""
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    delivery_id: str
+    received_at: str  # ISO 8601, UTC
+    body_sha256: str
+    body_size: int
+    payload_store: PayloadStore
+    payload_key: str
+    request_id: str
+    version: int = ENVELOPE_VERSION
+
+    def to_message(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_message(cls, data: dict[str, Any]) -> Envelope:
+        version = data.get("version")
+        if version != ENVELOPE_VERSION:
+            raise EnvelopeError(f"unsupported envelope version {version!r}")
+        try:
+            envelope = cls(**data)
+        except TypeError as exc:
+            raise EnvelopeError(f"malformed envelope: {exc}") from exc
+        if envelope.payload_store not in ("redis", "object"):
+            raise EnvelopeError(f"unknown payload store {envelope.payload_store!r}")
+        return envelope
+
+    def summary(self) -> str:
+        """What Flower and logs show for the task: never the payload."""
+        return f"delivery_id={self.delivery_id} size={self.body_size}"

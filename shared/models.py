@@ -1,0 +1,173 @@
+"""The relational schema. Alembic migrations in ``migrations/`` create it; a test keeps
+the two in agreement.
+
+Idempotency lives in unique keys: a delivery is its receiver-issued id, an event outcome
+is (delivery, index in the batch), an email is ``dedup_key`` (Message-ID + sha256 of the
+raw message + envelope recipient) and a tracking or sync event is the sha256 of its
+canonical JSON. Replays and duplicate batches therefore meet a conflict, never a new row.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {dict[str, Any]: JSONB, list[Any]: JSONB}
+
+
+class DeliveryStatus:
+    RECEIVED = "received"
+    PROCESSED = "processed"
+    FAILED = "failed"
+
+
+class EventOutcome:
+    STORED = "stored"  # a new email or event row
+    DUPLICATE = "duplicate"  # the same email or event was already stored
+    FAILED = "failed"  # could not be processed; `error` says why
+
+
+class Delivery(Base):
+    """One webhook POST that the receiver accepted (answered 200)."""
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    request_id: Mapped[str] = mapped_column(String(128))
+    body_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    body_size: Mapped[int] = mapped_column(BigInteger)
+    archive_key: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.RECEIVED, index=True)
+    event_count: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    handled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    events: Mapped[list[DeliveryEvent]] = relationship(back_populates="delivery")
+
+
+class DeliveryEvent(Base):
+    """The outcome of one event of a delivery's batch, recorded exactly once."""
+
+    __tablename__ = "delivery_events"
+    __table_args__ = (UniqueConstraint("delivery_id", "index"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[str] = mapped_column(ForeignKey("deliveries.id", ondelete="CASCADE"))
+    index: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16), index=True)
+    email_id: Mapped[int | None] = mapped_column(ForeignKey("emails.id"), index=True)
+    event_id: Mapped[int | None] = mapped_column(ForeignKey("events.id"), index=True)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    delivery: Mapped[Delivery] = relationship(back_populates="events")
+
+
+class Email(Base):
+    """One inbound message for one envelope recipient."""
+
+    __tablename__ = "emails"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    dedup_key: Mapped[str] = mapped_column(String(64), unique=True)
+    message_id: Mapped[str | None] = mapped_column(Text, index=True)
+    raw_sha256: Mapped[str] = mapped_column(String(64))
+    raw_size: Mapped[int] = mapped_column(BigInteger)
+    raw_key: Mapped[str] = mapped_column(String(255))
+    envelope_recipient: Mapped[str | None] = mapped_column(Text, index=True)
+    from_address: Mapped[str | None] = mapped_column(Text, index=True)
+    from_name: Mapped[str | None] = mapped_column(Text)
+    to: Mapped[list[Any]] = mapped_column(default=list)
+    cc: Mapped[list[Any]] = mapped_column(default=list)
+    bcc: Mapped[list[Any]] = mapped_column(default=list)
+    reply_to: Mapped[list[Any]] = mapped_column(default=list)
+    subject: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    in_reply_to: Mapped[str | None] = mapped_column(Text)
+    references: Mapped[list[Any]] = mapped_column(default=list)
+    text_body: Mapped[str | None] = mapped_column(Text)
+    html_body: Mapped[str | None] = mapped_column(Text)
+    headers: Mapped[list[Any]] = mapped_column(default=list)
+    tags: Mapped[list[Any]] = mapped_column(default=list)
+    spam_score: Mapped[float | None] = mapped_column(Float)
+    spam_rules: Mapped[list[Any]] = mapped_column(default=list)
+    spf_result: Mapped[str | None] = mapped_column(String(32))
+    spf_detail: Mapped[str | None] = mapped_column(Text)
+    dkim_signed: Mapped[bool | None] = mapped_column(Boolean)
+    dkim_valid: Mapped[bool | None] = mapped_column(Boolean)
+    mandrill_ts: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    delivery_id: Mapped[str] = mapped_column(ForeignKey("deliveries.id"), index=True)
+    received_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), index=True
+    )
+
+    attachments: Mapped[list[Attachment]] = relationship(
+        back_populates="email", order_by="Attachment.position"
+    )
+
+
+class Attachment(Base):
+    """An attachment or inline image of an email; its bytes live in the object store."""
+
+    __tablename__ = "attachments"
+    __table_args__ = (UniqueConstraint("email_id", "position"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    email_id: Mapped[int] = mapped_column(ForeignKey("emails.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    filename: Mapped[str] = mapped_column(Text)
+    content_type: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    object_key: Mapped[str] = mapped_column(String(255))
+    content_id: Mapped[str | None] = mapped_column(Text)
+    inline: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    email: Mapped[Email] = relationship(back_populates="attachments")
+
+
+class Event(Base):
+    """A tracking (message) event or a sync event; unknown kinds are kept too."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    dedup_key: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(64), index=True)
+    occurred_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+    mandrill_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    recipient: Mapped[str | None] = mapped_column(Text, index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column()
+    delivery_id: Mapped[str] = mapped_column(ForeignKey("deliveries.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

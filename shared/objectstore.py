@@ -1,0 +1,137 @@
+"""The object-store interface and its two implementations.
+
+Keys are always built by Kave from sha256 digests (see ``shared.contract`` and
+``worker.storage``), never from user input, so writing the same content twice writes the
+same key: puts are idempotent and there is one object per distinct content.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+
+class ObjectNotFoundError(KeyError):
+    """The key does not exist in the store."""
+
+
+class ObjectStore(Protocol):
+    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        """Store ``data`` under ``key``; storing the same bytes again is harmless."""
+
+    def get(self, key: str) -> bytes:
+        """The bytes under ``key``; :class:`ObjectNotFoundError` when absent."""
+
+    def exists(self, key: str) -> bool: ...
+
+    def describe(self) -> str:
+        """Where objects live, for people (no credentials)."""
+
+
+class LocalObjectStore:
+    """A directory on disk: the development default, same interface as S3."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root):
+            raise ValueError(f"object key escapes the store: {key!r}")
+        return path
+
+    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Write aside, then rename: readers never see half an object, and two workers
+        # writing the same content-addressed key cannot corrupt it.
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError as exc:
+            raise ObjectNotFoundError(key) from exc
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def describe(self) -> str:
+        return f"local directory {self.root}"
+
+
+class S3ObjectStore:
+    """Any S3-compatible server (AWS S3, MinIO) through boto3."""
+
+    def __init__(self, client: S3Client, bucket: str) -> None:
+        self.client = client
+        self.bucket = bucket
+
+    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+
+    def get(self, key: str) -> bytes:
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=key)
+        except self.client.exceptions.NoSuchKey as exc:
+            raise ObjectNotFoundError(key) from exc
+        return response["Body"].read()
+
+    def exists(self, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
+
+    def describe(self) -> str:
+        endpoint = self.client.meta.endpoint_url
+        return f"s3://{self.bucket} at {endpoint}"
+
+
+def make_s3_client(settings: Settings) -> S3Client:
+    import boto3
+    from botocore.config import Config
+
+    secret = settings.s3_secret_access_key
+    return boto3.client(
+        "s3",
+        endpoint_url=settings.s3_endpoint_url,
+        region_name=settings.s3_region,
+        aws_access_key_id=settings.s3_access_key_id,
+        aws_secret_access_key=secret.get_secret_value() if secret else None,
+        config=Config(
+            connect_timeout=5,
+            read_timeout=30,
+            retries={"max_attempts": 3, "mode": "standard"},
+            # Path-style addressing works with MinIO and moto without DNS tricks.
+            s3={"addressing_style": "path"},
+        ),
+    )
+
+
+def make_object_store(settings: Settings) -> ObjectStore:
+    if settings.object_store == "s3":
+        assert settings.s3_bucket  # guaranteed by Settings validation
+        return S3ObjectStore(make_s3_client(settings), settings.s3_bucket)
+    return LocalObjectStore(settings.local_store_dir)

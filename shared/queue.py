@@ -1,0 +1,48 @@
+"""Celery configuration shared by the producer (receiver) and the consumers (workers).
+
+Both sides must agree on the broker, the queue and the transport options (the
+visibility timeout in particular is applied by whichever side restores unacked
+messages), so the configuration is built in one place.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.contract import PROCESS_DELIVERY_TASK
+from shared.settings import Settings
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    broker_url = settings.require_redis_url()
+    # Short socket timeouts: a receiver that cannot reach Redis must answer 503 quickly
+    # (Mandrill then retries) rather than hang until Mandrill's own timeout.
+    socket_timeout = max(settings.enqueue_timeout_seconds, 1.0)
+    return {
+        "broker_url": broker_url,
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": {
+            "visibility_timeout": settings.visibility_timeout_seconds,
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": socket_timeout,
+            "health_check_interval": 10,
+        },
+        "task_default_queue": settings.queue_name,
+        "task_routes": {PROCESS_DELIVERY_TASK: {"queue": settings.queue_name}},
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "result_backend": None,
+        "task_ignore_result": True,
+        # At-least-once delivery: ack only after the task finished, give a killed
+        # child's message back to the queue, and hold one message per process at a time.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_time_limit": settings.task_time_limit_seconds,
+        "task_soft_time_limit": max(settings.task_time_limit_seconds - 30, 1),
+        "worker_concurrency": settings.worker_concurrency,
+        "worker_hijack_root_logger": False,
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "enable_utc": True,
+    }

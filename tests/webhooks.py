@@ -1,0 +1,57 @@
+"""Building Mandrill-shaped requests for tests."""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import urlencode
+
+import httpx
+from sqlalchemy import Engine, select
+
+from shared.mandrill_signature import compute_signature
+from shared.models import Delivery, DeliveryStatus
+from tests.services import FIXTURES, TEST_WEBHOOK_KEY, TEST_WEBHOOK_URL, wait_until
+
+WEBHOOK_PATH = "/api/v1/webhooks/mailchimp"
+
+
+def fixture_events(name: str) -> str:
+    """A fixture's mandrill_events value, byte for byte as stored."""
+    return (FIXTURES / name).read_text(encoding="utf-8")
+
+
+def signed_form(
+    events: str, *, key: str = TEST_WEBHOOK_KEY, url: str = TEST_WEBHOOK_URL
+) -> tuple[bytes, dict[str, str]]:
+    fields = [("mandrill_events", events)]
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "User-Agent": "Mandrill-Webhook/1.0",
+        "X-Mandrill-Signature": compute_signature(key, url, fields),
+    }
+    return urlencode(fields).encode("ascii"), headers
+
+
+def post_events(base_url: str, events: str, **kwargs: str) -> httpx.Response:
+    body, headers = signed_form(events, **kwargs)
+    return httpx.post(base_url + WEBHOOK_PATH, content=body, headers=headers, timeout=30)
+
+
+def wait_for_deliveries(engine: Engine, delivery_ids: list[str], timeout: float = 60) -> None:
+    """Until every delivery is processed or failed."""
+
+    def done() -> bool:
+        with engine.connect() as conn:
+            statuses = conn.execute(
+                select(Delivery.status).where(Delivery.id.in_(delivery_ids))
+            ).scalars().all()
+        return len(statuses) == len(delivery_ids) and all(
+            s in (DeliveryStatus.PROCESSED, DeliveryStatus.FAILED) for s in statuses
+        )
+
+    wait_until(done, timeout, f"deliveries {delivery_ids}", interval=0.1)
+
+
+def settle(seconds: float = 0.5) -> None:
+    """Give a worker time to do something it should not do (e.g. a duplicate write)."""
+    time.sleep(seconds)

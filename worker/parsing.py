@@ -1,0 +1,910 @@
+"""Pure parsing of Mandrill webhook events into frozen dataclasses.
+
+Role: turn one decoded event (an element of the ``mandrill_events`` JSON array) into what the
+worker stores: :class:`ParsedEmail` for inbound mail, :class:`ParsedEvent` for tracking events,
+sync events and kinds we do not know yet. This module does no I/O (no database, object store,
+queue or network; an import-linter contract keeps it so), which makes every function
+deterministic: the same event always gives the same result or the same
+:class:`PermanentEventError`, so callers can dead-letter that error without retrying.
+
+Principles (see DESIGN.md, "What Mandrill actually sends"):
+
+- ``raw_msg`` is the source of truth for what is inside the message (addresses, subject, date,
+  ids, headers). Mandrill's convenience fields are fallbacks only: it mis-splits ``to``, and in
+  the fixtures its fields sometimes disagree with ``raw_msg``.
+- Attachments come from Mandrill's ``attachments`` and ``images`` first, then from every MIME
+  part Mandrill did not deliver, so nothing the sender attached is lost.
+- One malformed header, verdict or tag never fails an email. Only an event whose shape makes the
+  email itself unrecoverable raises :class:`PermanentEventError`, whose message names fields and
+  JSON types but never payload content (it is stored and shown to operators).
+- Every ``str`` produced is valid UTF-8 without NUL characters, so it fits a PostgreSQL text
+  column as it is. (``ParsedEvent.payload`` is the exception: it is the event as received.)
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import math
+import re
+import unicodedata
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email import policy
+from email.header import decode_header, make_header
+from email.message import Message
+from email.parser import BytesParser
+from email.utils import getaddresses, parsedate_to_datetime
+from typing import Any, Final, TypeVar
+
+__all__ = [
+    "Address",
+    "BatchError",
+    "ParsedAttachment",
+    "ParsedEmail",
+    "ParsedEvent",
+    "PermanentEventError",
+    "SpamRule",
+    "event_kind",
+    "parse_batch",
+    "parse_event",
+    "parse_inbound",
+    "sanitize_filename",
+]
+
+MAX_FILENAME_CHARS: Final = 200
+MAX_CONTENT_TYPE_CHARS: Final = 255
+# RFC 5322 caps a header line at 998 characters; an id longer than that is garbage and would
+# only hurt the indexes that look it up.
+MAX_MESSAGE_ID_CHARS: Final = 998
+MAX_KIND_CHARS: Final = 100
+# Long enough for any real extension ("tar.gz" is handled as "gz"), short enough that a name
+# made of one huge "extension" is truncated as a whole instead.
+_MAX_EXTENSION_CHARS: Final = 16
+DEFAULT_CONTENT_TYPE: Final = "application/octet-stream"
+_BODY_TYPES: Final = frozenset({"text/plain", "text/html"})
+_MESSAGE_ID_TOKEN: Final = re.compile(r"<[^<>\s]*>")
+
+_T = TypeVar("_T")
+
+
+class PermanentEventError(ValueError):
+    """An event that can never be processed, whatever we retry.
+
+    ``str(exc)`` is the reason and is safe to store: it names fields and JSON types, never
+    payload content.
+    """
+
+
+class BatchError(ValueError):
+    """The ``mandrill_events`` value is not a JSON array."""
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    name: str | None
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class SpamRule:
+    name: str | None
+    score: float | None
+    description: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedAttachment:
+    filename: str  # sanitised, never empty
+    content_type: str
+    # repr=False on payload-bearing fields: reprs end up in tracebacks and logs, and payload
+    # content must never reach logs.
+    content: bytes = field(repr=False)
+    sha256: str  # hex digest of content
+    size: int
+    content_id: str | None  # without angle brackets
+    inline: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedEmail:
+    # As in the header (angle brackets kept), unfolded and stripped; None when missing or blank.
+    message_id: str | None
+    raw: bytes = field(repr=False)  # raw_msg encoded as UTF-8, exactly the bytes we parsed
+    raw_sha256: str
+    envelope_recipient: str | None  # msg["email"]: the address this route copy was posted for
+    from_address: str | None
+    from_name: str | None
+    to: tuple[Address, ...]
+    cc: tuple[Address, ...]
+    bcc: tuple[Address, ...]
+    reply_to: tuple[Address, ...]
+    subject: str | None
+    sent_at: datetime | None  # Date header, tz-aware (UTC when the header has no zone)
+    in_reply_to: str | None  # the first <id> of In-Reply-To (angle brackets kept)
+    references: tuple[str, ...]  # the <id>s of References, in order (angle brackets kept)
+    text_body: str | None = field(repr=False)
+    html_body: str | None = field(repr=False)
+    headers: tuple[tuple[str, str], ...] = field(repr=False)  # raw_msg's, in order, decoded
+    tags: tuple[str, ...]
+    spam_score: float | None
+    spam_rules: tuple[SpamRule, ...]
+    spf_result: str | None
+    spf_detail: str | None
+    dkim_signed: bool | None
+    dkim_valid: bool | None
+    mandrill_ts: datetime | None  # event "ts" as a UTC datetime
+    attachments: tuple[ParsedAttachment, ...]
+
+    @property
+    def dedup_key(self) -> str:
+        """Identity of this email copy: inbound events carry no id (see DESIGN.md).
+
+        Mandrill posts once per recipient route, so the envelope recipient is part of it.
+        """
+        recipient = (self.envelope_recipient or "").lower()
+        return _sha256_text(f"{self.message_id or ''}\x00{self.raw_sha256}\x00{recipient}")
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedEvent:
+    """A tracking (message) event, a sync event or an event of a kind we do not know."""
+
+    kind: str
+    occurred_at: datetime | None
+    mandrill_id: str | None
+    recipient: str | None
+    payload: dict[str, Any] = field(
+        repr=False
+    )  # the event as received ({"value": ...} if not a dict)
+    dedup_key: str
+
+
+# --------------------------------------------------------------------------- public functions
+
+
+def parse_batch(mandrill_events: str) -> list[Any]:
+    """Decode the ``mandrill_events`` form value into its list of events."""
+    try:
+        value = json.loads(mandrill_events)
+    except json.JSONDecodeError as exc:
+        # exc.msg and the position describe the syntax error without quoting the payload.
+        raise BatchError(
+            f"mandrill_events is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+        ) from exc
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise BatchError(f"mandrill_events could not be decoded ({type(exc).__name__})") from exc
+    if not isinstance(value, list):
+        raise BatchError(f"mandrill_events is not a JSON array (got {_json_type(value)})")
+    return value
+
+
+def event_kind(event: Any) -> str:
+    """Name the kind of an event: "inbound", "open", ..., "sync.blacklist" or "unknown"."""
+    if not isinstance(event, dict):
+        return "unknown"
+    if "event" in event:
+        # Message events (and inbound) say what they are; anything else is kept as it is, so
+        # new Mandrill kinds are stored instead of rejected.
+        return _kind_text(event["event"]) or "unknown"
+    # Sync events have no "event" key but a "type" (blacklist / whitelist).
+    sync_type = _kind_text(event.get("type"))
+    return f"sync.{sync_type}"[:MAX_KIND_CHARS] if sync_type else "unknown"
+
+
+def parse_event(event: Any) -> ParsedEvent:
+    """Parse a non-inbound event; never raises for any JSON value."""
+    kind = event_kind(event)
+    payload: dict[str, Any] = event if isinstance(event, dict) else {"value": event}
+    mandrill_id: str | None = None
+    recipient: str | None = None
+    if kind.startswith("sync."):
+        recipient = _sync_recipient(payload)
+    else:
+        msg = payload.get("msg")
+        if isinstance(msg, dict):
+            mandrill_id = _opt_nonblank(msg.get("_id"))
+            recipient = _opt_nonblank(msg.get("email"))
+    return ParsedEvent(
+        kind=kind,
+        occurred_at=_timestamp(payload.get("ts")),
+        mandrill_id=mandrill_id,
+        recipient=recipient,
+        payload=payload,
+        dedup_key=_event_digest(event),
+    )
+
+
+def parse_inbound(event: Any) -> ParsedEmail:
+    """Parse an inbound event into a :class:`ParsedEmail`.
+
+    Raises :class:`PermanentEventError` when the event cannot be turned into an email.
+    """
+    msg, raw_msg = _inbound_shape(event)
+    try:
+        return _parse_inbound(event, msg, raw_msg)
+    except PermanentEventError:
+        raise
+    except MemoryError:
+        # The only failure that may go away on another try (another worker, less load).
+        raise
+    except Exception as exc:
+        # Parsing is deterministic, so any other failure would recur on every retry: it is
+        # permanent. Only the exception type is kept; its message may quote the payload.
+        raise PermanentEventError(
+            f"unexpected {type(exc).__name__} while parsing the inbound event"
+        ) from exc
+
+
+def sanitize_filename(name: object, fallback: str) -> str:
+    """Make a sender-chosen attachment name safe to store and show, or return ``fallback``."""
+    return _clean_filename(name) or fallback
+
+
+# --------------------------------------------------------------------------- inbound
+
+
+def _inbound_shape(event: Any) -> tuple[dict[str, Any], str]:
+    if not isinstance(event, dict):
+        raise PermanentEventError(f"event is not a JSON object (got {_json_type(event)})")
+    if "msg" not in event or event["msg"] is None:
+        raise PermanentEventError("inbound event has no msg")
+    msg = event["msg"]
+    if not isinstance(msg, dict):
+        raise PermanentEventError(f"msg is not a JSON object (got {_json_type(msg)})")
+    raw_msg = msg.get("raw_msg")
+    if not isinstance(raw_msg, str):
+        raise PermanentEventError(f"msg.raw_msg is not a string (got {_json_type(raw_msg)})")
+    return msg, raw_msg
+
+
+def _parse_inbound(event: dict[str, Any], msg: dict[str, Any], raw_msg: str) -> ParsedEmail:
+    # surrogatepass: a JSON "\ud800" escape is legal JSON but not encodable as UTF-8; keeping
+    # it losslessly beats failing the email. For any valid string this is plain UTF-8.
+    raw = raw_msg.encode("utf-8", "surrogatepass")
+    message = _parse_mime(raw)
+    parts = _mime_parts(message)
+    from_address, from_name = _sender(message, msg)
+    spam_score, spam_rules = _spam_report(msg.get("spam_report"))
+    spf_result, spf_detail = _spf(msg.get("spf"))
+    dkim_signed, dkim_valid = _dkim(msg.get("dkim"))
+    subject = _header(message, "Subject")
+    return ParsedEmail(
+        message_id=_message_id(_raw_header(message, "Message-ID")),
+        raw=raw,
+        raw_sha256=_sha256_bytes(raw),
+        envelope_recipient=_opt_nonblank(msg.get("email")),
+        from_address=from_address,
+        from_name=from_name,
+        to=_addresses(message, "To"),
+        cc=_addresses(message, "Cc"),
+        bcc=_addresses(message, "Bcc"),
+        reply_to=_addresses(message, "Reply-To"),
+        subject=subject if subject is not None else _opt_str(msg.get("subject")),
+        sent_at=_date(_raw_header(message, "Date")),
+        in_reply_to=_first_message_id(_raw_header(message, "In-Reply-To")),
+        references=_message_ids(_raw_header(message, "References")),
+        text_body=_body(msg.get("text"), parts, "text/plain"),
+        html_body=_body(msg.get("html"), parts, "text/html"),
+        headers=_all_headers(message),
+        tags=_tags(msg.get("tags")),
+        spam_score=spam_score,
+        spam_rules=spam_rules,
+        spf_result=spf_result,
+        spf_detail=spf_detail,
+        dkim_signed=dkim_signed,
+        dkim_valid=dkim_valid,
+        mandrill_ts=_timestamp(event.get("ts")),
+        attachments=_attachments(msg, parts),
+    )
+
+
+def _parse_mime(raw: bytes) -> Message:
+    try:
+        # Bytes, not the str: raw_msg was transcoded to UTF-8 while its MIME headers may still
+        # declare another charset, and only the bytes parser keeps 8-bit content recoverable.
+        return BytesParser(policy=policy.default).parsebytes(raw)
+    except Exception as exc:
+        # The parser registers defects instead of raising; what remains (deep nesting hitting
+        # the recursion limit) will fail the same way every time.
+        raise PermanentEventError(
+            f"msg.raw_msg could not be parsed as MIME ({type(exc).__name__})"
+        ) from exc
+
+
+def _sender(message: Message, msg: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    found = _addresses(message, "From")
+    if found:
+        return found[0].address, found[0].name
+    return _opt_nonblank(msg.get("from_email")), _opt_nonblank(msg.get("from_name"))
+
+
+def _body(mandrill_value: object, parts: list[_MimePart], content_type: str) -> str | None:
+    if isinstance(mandrill_value, str):
+        return _clean(mandrill_value)
+    # Missing or null in the payload: the first matching body part of raw_msg. Parts inside a
+    # forwarded message are that message's body, not this one's.
+    for part in parts:
+        if part.content_type == content_type and not part.nested and not _is_attached(part):
+            return part.text
+    return None
+
+
+# --------------------------------------------------------------------------- headers
+
+
+def _raw_headers(message: Message) -> list[tuple[str, str]]:
+    # raw_items() hands back the stored strings without parsing them, so it cannot trip over
+    # a malformed header the way message[name] can.
+    try:
+        return [(str(name), str(value)) for name, value in message.raw_items()]
+    except Exception:
+        return []
+
+
+def _raw_values(message: Message, name: str) -> list[str]:
+    wanted = name.lower()
+    return [value for key, value in _raw_headers(message) if key.lower() == wanted]
+
+
+def _raw_header(message: Message, name: str) -> str | None:
+    """The first ``name`` header, unfolded and undecoded; None when absent."""
+    values = _raw_values(message, name)
+    return _clean(_unfold(values[0])).strip() if values else None
+
+
+def _header(message: Message, name: str) -> str | None:
+    """The first ``name`` header, decoded (RFC 2047); None when absent. Never raises."""
+    values = _raw_values(message, name)
+    return _decoded_header(name, values[0]) if values else None
+
+
+def _decoded_header(name: str, raw: str) -> str:
+    try:
+        return _clean(str(policy.default.header_fetch_parse(name, raw)))
+    except Exception:
+        # The stdlib raises on some malformed headers; the undecoded text is better than none.
+        return _clean(_unfold(raw))
+
+
+def _all_headers(message: Message) -> tuple[tuple[str, str], ...]:
+    return tuple((_clean(name), _decoded_header(name, raw)) for name, raw in _raw_headers(message))
+
+
+def _unfold(value: str) -> str:
+    # Folding is CRLF + whitespace; dropping the line breaks unfolds it (RFC 5322 2.2.3).
+    return value.replace("\r", "").replace("\n", "")
+
+
+def _addresses(message: Message, name: str) -> tuple[Address, ...]:
+    raws = _raw_values(message, name)
+    if not raws:
+        return ()
+    try:
+        return _policy_addresses(name, raws)
+    except Exception:
+        # The policy's parser raises on some malformed lists (IndexError, AttributeError);
+        # the older, forgiving parser still gets the well-formed addresses out.
+        return _legacy_addresses(raws)
+
+
+def _policy_addresses(name: str, raws: list[str]) -> tuple[Address, ...]:
+    found: list[Address] = []
+    for raw in raws:
+        header: Any = policy.default.header_fetch_parse(name, raw)
+        for item in header.addresses:
+            address = _address(item.display_name, item.addr_spec)
+            if address is not None:
+                found.append(address)
+    return tuple(found)
+
+
+def _legacy_addresses(raws: list[str]) -> tuple[Address, ...]:
+    found: list[Address] = []
+    for display_name, addr_spec in getaddresses([_unfold(raw) for raw in raws]):
+        address = _address(_decode_words(display_name), addr_spec)
+        if address is not None:
+            found.append(address)
+    return tuple(found)
+
+
+def _decode_words(text: str) -> str:
+    try:
+        return str(make_header(decode_header(text)))
+    except Exception:
+        return text
+
+
+def _address(display_name: object, addr_spec: object) -> Address | None:
+    address = _opt_nonblank(addr_spec)
+    if address is None:
+        return None
+    return Address(name=_opt_nonblank(display_name), address=address)
+
+
+def _date(raw: str | None) -> datetime | None:
+    if not raw:
+        return None
+    try:
+        parsed = parsedate_to_datetime(raw)
+    except Exception:
+        return None
+    # A "-0000" zone (or none) means "unknown"; we read it as UTC so comparisons work.
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _message_id(raw: str | None) -> str | None:
+    return raw[:MAX_MESSAGE_ID_CHARS] if raw else None
+
+
+def _message_ids(raw: str | None) -> tuple[str, ...]:
+    if not raw:
+        return ()
+    tokens = _MESSAGE_ID_TOKEN.findall(raw) or raw.split()
+    # dict.fromkeys: drop repeats, keep the thread order.
+    return tuple(dict.fromkeys(token[:MAX_MESSAGE_ID_CHARS] for token in tokens if token != "<>"))
+
+
+def _first_message_id(raw: str | None) -> str | None:
+    ids = _message_ids(raw)
+    return ids[0] if ids else None
+
+
+# --------------------------------------------------------------------------- verdicts, tags
+
+
+def _spam_report(value: object) -> tuple[float | None, tuple[SpamRule, ...]]:
+    if not isinstance(value, dict):
+        return None, ()
+    rules = value.get("matched_rules")
+    parsed = tuple(
+        SpamRule(
+            name=_opt_str(rule.get("name")),
+            score=_opt_float(rule.get("score")),
+            description=_opt_str(rule.get("description")),
+        )
+        for rule in (rules if isinstance(rules, list) else [])
+        if isinstance(rule, dict)
+    )
+    return _opt_float(value.get("score")), parsed
+
+
+def _spf(value: object) -> tuple[str | None, str | None]:
+    if not isinstance(value, dict):
+        return None, None
+    return _opt_str(value.get("result")), _opt_str(value.get("detail"))
+
+
+def _dkim(value: object) -> tuple[bool | None, bool | None]:
+    if not isinstance(value, dict):
+        return None, None
+    return _opt_bool(value.get("signed")), _opt_bool(value.get("valid"))
+
+
+def _tags(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        return ()
+    return tuple(_clean(tag) for tag in value if isinstance(tag, str))
+
+
+# --------------------------------------------------------------------------- MIME parts
+
+
+@dataclass(frozen=True, slots=True)
+class _MimePart:
+    """One leaf part of raw_msg, with everything read from it once and guarded."""
+
+    filename: str | None  # as declared (decoded), not sanitised
+    content_type: str
+    disposition: str | None
+    content_id: str | None  # without angle brackets
+    data: bytes = field(repr=False)
+    sha256: str
+    nested: bool  # inside a message/* part (a forwarded or bounced message)
+    text: str | None = field(repr=False)  # decoded text for text/plain and text/html parts
+
+
+def _mime_parts(root: Message) -> list[_MimePart]:
+    """Every leaf part in document order, walking into multiparts and attached messages.
+
+    An explicit stack instead of Message.walk(): same order, no recursion limit. And not
+    iter_attachments(), which misses the parts of forwarded mail.
+    """
+    parts: list[_MimePart] = []
+    stack: list[tuple[Message, bool]] = [(root, False)]
+    while stack:
+        part, nested = stack.pop()
+        if part.is_multipart():
+            children = part.get_payload()
+            inside = nested or _guard(part.get_content_maintype, "") == "message"
+            if isinstance(children, list):
+                stack.extend(
+                    (child, inside) for child in reversed(children) if isinstance(child, Message)
+                )
+            continue
+        parts.append(_mime_part(part, nested))
+    return parts
+
+
+def _mime_part(part: Message, nested: bool) -> _MimePart:
+    content_type = _guard(part.get_content_type, DEFAULT_CONTENT_TYPE)[:MAX_CONTENT_TYPE_CHARS]
+    data = _part_bytes(part)
+    filename = _guard(part.get_filename, None)
+    return _MimePart(
+        filename=_clean(filename) if isinstance(filename, str) else None,
+        content_type=content_type,
+        disposition=_guard(part.get_content_disposition, None),
+        content_id=_content_id(_raw_header(part, "Content-ID")),
+        data=data,
+        sha256=hashlib.sha256(data).hexdigest(),
+        nested=nested,
+        text=_part_text(part, data) if content_type in _BODY_TYPES else None,
+    )
+
+
+def _part_bytes(part: Message) -> bytes:
+    payload = _guard(lambda: part.get_payload(decode=True), None)
+    if isinstance(payload, bytes):
+        return payload
+    undecoded = part.get_payload()
+    if isinstance(undecoded, str):
+        # The bytes parser stores undecodable bytes as surrogate escapes; this restores them.
+        return _guard(lambda: undecoded.encode("utf-8", "surrogateescape"), b"")
+    return b""
+
+
+def _part_text(part: Message, data: bytes) -> str:
+    encoding = (_raw_header(part, "Content-Transfer-Encoding") or "").lower()
+    if encoding not in ("base64", "quoted-printable"):
+        # Unencoded 8-bit text was transcoded to UTF-8 by Mandrill whatever charset the part
+        # still declares, so UTF-8 is the truth when it decodes.
+        try:
+            return _clean(data.decode("utf-8"))
+        except UnicodeDecodeError:
+            pass
+    charset = _guard(part.get_content_charset, None) or "utf-8"
+    try:
+        return _clean(data.decode(charset, "replace"))
+    except LookupError:  # an unknown charset name
+        return _clean(data.decode("utf-8", "replace"))
+
+
+def _content_id(raw: str | None) -> str | None:
+    if raw is None:
+        return None
+    return raw.strip().removeprefix("<").removesuffix(">").strip() or None
+
+
+def _is_attached(part: _MimePart) -> bool:
+    """Whether a leaf is an attachment rather than a body part of its message."""
+    if part.disposition == "attachment" or part.filename:
+        return True
+    # Inline images, calendars, signatures...: anything that is not a text body is content
+    # worth keeping, with or without a Content-ID.
+    return part.content_type not in _BODY_TYPES
+
+
+def _is_inline(part: _MimePart) -> bool:
+    # A part with a Content-ID and no disposition is referenced from the HTML (cid:...).
+    return part.disposition == "inline" or (
+        part.disposition is None and part.content_id is not None
+    )
+
+
+# --------------------------------------------------------------------------- attachments
+
+
+def _attachments(msg: Mapping[str, Any], parts: list[_MimePart]) -> tuple[ParsedAttachment, ...]:
+    candidates = [part for part in parts if _is_attached(part)]
+    # Each MIME part covers at most one Mandrill entry: two different files may share a name
+    # (every iPhone photo is "image.jpeg"), and one must not hide the other.
+    unused = list(range(len(candidates)))
+    found: list[ParsedAttachment] = []
+    for field_name, is_image in (("attachments", False), ("images", True)):
+        for position, (key, entry) in enumerate(_entries(msg, field_name), start=1):
+            where = f"msg.{field_name} entry #{position}"
+            found.append(
+                _from_entry(where, key, entry, is_image, candidates, unused, len(found) + 1)
+            )
+    # Whatever Mandrill did not deliver (nested parts of forwarded mail, parts it skipped).
+    for index in unused:
+        found.append(_from_part(candidates[index], len(found) + 1))
+    return tuple(found)
+
+
+def _entries(msg: Mapping[str, Any], field_name: str) -> list[tuple[str, dict[str, Any]]]:
+    value = msg.get(field_name)
+    # PHP encodes an empty associative array as [], the same trap as "headers": [].
+    if value is None or value == []:
+        return []
+    if not isinstance(value, dict):
+        raise PermanentEventError(
+            f"msg.{field_name} is not a JSON object (got {_json_type(value)})"
+        )
+    entries: list[tuple[str, dict[str, Any]]] = []
+    for position, (key, entry) in enumerate(value.items(), start=1):
+        if not isinstance(entry, dict):
+            raise PermanentEventError(
+                f"msg.{field_name} entry #{position} is not a JSON object (got {_json_type(entry)})"
+            )
+        entries.append((str(key), entry))
+    return entries
+
+
+def _from_entry(
+    where: str,
+    key: str,
+    entry: Mapping[str, Any],
+    is_image: bool,
+    candidates: list[_MimePart],
+    unused: list[int],
+    number: int,
+) -> ParsedAttachment:
+    content = entry.get("content")
+    if not isinstance(content, str):
+        raise PermanentEventError(f"{where} content is not a string (got {_json_type(content)})")
+    flag = entry.get("base64")
+    if flag is not None and not isinstance(flag, bool):
+        raise PermanentEventError(f"{where} base64 flag is not a boolean (got {_json_type(flag)})")
+    declared = entry.get("name") if isinstance(entry.get("name"), str) else None
+    wanted_name = _clean_filename(declared if declared is not None else key)
+    key_cid = _content_id(key) if is_image else None
+
+    match: int | None = None
+    if flag is True or (is_image and flag is None):
+        # Images never carry the flag and are always base64.
+        data = _decode_base64(content, where)
+    else:
+        # base64 false or no flag: Mandrill hands over text decoded from the attachment's
+        # charset; the MIME part of the same name holds the bytes the sender attached.
+        text_bytes = content.encode("utf-8", "surrogatepass")
+        match = _match(candidates, unused, _sha256_bytes(text_bytes), None, wanted_name)
+        data = candidates[match].data if match is not None else text_bytes
+    digest = _sha256_bytes(data)
+    if match is None:
+        match = _match(candidates, unused, digest, key_cid, wanted_name)
+    part = _claim(candidates, unused, match)
+
+    # An images key is a Content-ID when a part has that Content-ID, or when it differs from
+    # the entry's name and no part tells us otherwise.
+    keyed_by_cid = key_cid is not None and (
+        (part is not None and part.content_id == key_cid)
+        or (part is None and declared is not None and declared != key)
+    )
+    content_id = part.content_id if part is not None and part.content_id else None
+    if content_id is None and keyed_by_cid:
+        content_id = key_cid
+    filename = (
+        wanted_name
+        or _clean_filename(part.filename if part is not None else None)
+        or (None if keyed_by_cid else _clean_filename(key))
+        or _fallback_name(number)
+    )
+    if is_image:
+        # Mandrill files every image under "images", also ones sent as ordinary attachments
+        # (inbound_with_image.json): the part's explicit disposition wins over the default.
+        inline = part is None or part.disposition != "attachment"
+    else:
+        inline = part is not None and _is_inline(part)
+    content_type = _content_type(entry.get("type"), part)
+    return _attachment(filename, content_type, data, content_id, inline)
+
+
+def _from_part(part: _MimePart, number: int) -> ParsedAttachment:
+    return _attachment(
+        _clean_filename(part.filename) or _fallback_name(number),
+        part.content_type or DEFAULT_CONTENT_TYPE,
+        part.data,
+        part.content_id,
+        _is_inline(part),
+    )
+
+
+def _attachment(
+    filename: str, content_type: str, data: bytes, content_id: str | None, inline: bool
+) -> ParsedAttachment:
+    return ParsedAttachment(
+        filename=filename,
+        content_type=content_type,
+        content=data,
+        sha256=_sha256_bytes(data),
+        size=len(data),
+        content_id=content_id,
+        inline=inline,
+    )
+
+
+def _match(
+    candidates: list[_MimePart],
+    unused: list[int],
+    digest: str,
+    content_id: str | None,
+    filename: str | None,
+) -> int | None:
+    """The unused MIME part that is this entry: same bytes, else same Content-ID, else name."""
+    for index in unused:
+        if candidates[index].sha256 == digest:
+            return index
+    if content_id is not None:
+        for index in unused:
+            if candidates[index].content_id == content_id:
+                return index
+    if filename is not None:
+        for index in unused:
+            if _clean_filename(candidates[index].filename) == filename:
+                return index
+    return None
+
+
+def _claim(candidates: list[_MimePart], unused: list[int], match: int | None) -> _MimePart | None:
+    if match is None:
+        return None
+    unused.remove(match)
+    return candidates[match]
+
+
+def _decode_base64(content: str, where: str) -> bytes:
+    # Line breaks are legal in base64 transports; anything else outside the alphabet is not.
+    compact = "".join(content.split())
+    try:
+        return base64.b64decode(compact, validate=True)
+    except ValueError as exc:  # binascii.Error, or non-ASCII characters in the str
+        raise PermanentEventError(f"{where} content is not valid base64") from exc
+
+
+def _content_type(declared: object, part: _MimePart | None) -> str:
+    content_type = _opt_nonblank(declared)
+    if content_type is None and part is not None:
+        content_type = part.content_type
+    return (content_type or DEFAULT_CONTENT_TYPE)[:MAX_CONTENT_TYPE_CHARS]
+
+
+def _fallback_name(number: int) -> str:
+    return f"attachment-{number}"
+
+
+# --------------------------------------------------------------------------- filenames
+
+
+def _clean_filename(name: object) -> str | None:
+    if not isinstance(name, str):
+        return None
+    # Senders' clients put paths in names; either separator may come from either platform.
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    base = unicodedata.normalize("NFC", base)
+    # Category C: controls, format characters (e.g. the right-to-left override used to
+    # disguise extensions), lone surrogates, private use and unassigned code points.
+    base = "".join(char for char in base if not unicodedata.category(char).startswith("C"))
+    # Leading dots would make hidden files or "." / ".."; strip whitespace each round too.
+    previous = None
+    while base != previous:
+        previous = base
+        base = base.strip().lstrip(".")
+    if len(base) > MAX_FILENAME_CHARS:
+        base = _truncate_filename(base)
+    return base or None
+
+
+def _truncate_filename(name: str) -> str:
+    stem, dot, extension = name.rpartition(".")
+    if dot and stem and len(extension) <= _MAX_EXTENSION_CHARS:
+        # Keep the extension: it is what tells people and programs how to open the file.
+        keep = MAX_FILENAME_CHARS - len(extension) - 1
+        return f"{stem[:keep].rstrip()}.{extension}"
+    return name[:MAX_FILENAME_CHARS].rstrip()
+
+
+# --------------------------------------------------------------------------- events
+
+
+def _kind_text(value: object) -> str | None:
+    if not isinstance(value, str):
+        return None
+    return _clean(value).strip()[:MAX_KIND_CHARS] or None
+
+
+def _sync_recipient(event: Mapping[str, Any]) -> str | None:
+    # Blacklist sync events carry a "reject", whitelist ones an "entry".
+    for key in ("reject", "entry"):
+        value = event.get(key)
+        if isinstance(value, dict):
+            email = _opt_nonblank(value.get("email"))
+            if email is not None:
+                return email
+    return None
+
+
+def _event_digest(event: Any) -> str:
+    try:
+        canonical = json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError):
+        # Not reachable from json.loads output (keys are always strings); kept so that
+        # parse_event never raises, whatever it is handed.
+        canonical = repr(event)
+    return _sha256_text(canonical)
+
+
+# --------------------------------------------------------------------------- small helpers
+
+
+def _guard(call: Callable[[], _T], default: _T) -> _T:
+    """Call a stdlib accessor that may raise on malformed input; ``default`` if it does."""
+    try:
+        return call()
+    except Exception:
+        return default
+
+
+def _clean(text: str) -> str:
+    """Make a string storable: no NUL (PostgreSQL rejects it), no lone surrogates."""
+    text = text.replace("\x00", "")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        pass
+    else:
+        return text
+    try:
+        # Surrogate escapes from the bytes parser stand for raw bytes: usually UTF-8.
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:
+        # Lone surrogates from JSON "\udXXX" escapes: replace what cannot be represented.
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
+def _opt_str(value: object) -> str | None:
+    return _clean(value) if isinstance(value, str) else None
+
+
+def _opt_nonblank(value: object) -> str | None:
+    text = _opt_str(value)
+    return (text.strip() or None) if text is not None else None
+
+
+def _opt_float(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # a JSON integer too large for a float
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _opt_bool(value: object) -> bool | None:
+    return value if isinstance(value, bool) else None
+
+
+def _timestamp(value: object) -> datetime | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        return datetime.fromtimestamp(value, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+def _sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _sha256_text(text: str) -> str:
+    return _sha256_bytes(text.encode("utf-8", "surrogatepass"))

@@ -1,0 +1,55 @@
+"""Per-process resources of a worker: one database engine, one Redis client, one
+object store.
+
+They are created lazily in the process that uses them (a prefork child after the fork),
+never inherited across a fork, so no connection is ever shared between processes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from redis import Redis
+from sqlalchemy import Engine
+
+from shared.db import make_engine, make_session_factory
+from shared.objectstore import make_object_store
+from shared.settings import Settings, get_settings
+from worker.ingest import IngestContext
+
+
+@dataclass(frozen=True)
+class _ProcessResources:
+    pid: int
+    engine: Engine
+    context: IngestContext
+
+
+_current: _ProcessResources | None = None
+
+
+def ingest_context(settings: Settings | None = None) -> IngestContext:
+    global _current  # noqa: PLW0603 - one set of resources per process, by design
+    if _current is None or _current.pid != os.getpid():
+        settings = settings or get_settings()
+        engine = make_engine(settings)
+        redis = Redis.from_url(
+            settings.require_redis_url(), socket_timeout=10, socket_connect_timeout=5
+        )
+        context = IngestContext(
+            session_factory=make_session_factory(engine),
+            object_store=make_object_store(settings),
+            redis=redis,
+        )
+        _current = _ProcessResources(pid=os.getpid(), engine=engine, context=context)
+    return _current.context
+
+
+def release() -> None:
+    """Close this process's connections (on worker shutdown)."""
+    global _current  # noqa: PLW0603
+    if _current is not None and _current.pid == os.getpid():
+        _current.engine.dispose()
+        _current.context.redis.close()
+    _current = None

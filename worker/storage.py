@@ -1,0 +1,236 @@
+"""Writing parse results: objects first, then rows, each write idempotent.
+
+Objects are written before the rows that point at them, so a committed row never names
+a missing object; object keys are content-addressed, so writing them again is harmless.
+Rows are inserted with ``ON CONFLICT DO NOTHING`` on their natural keys, so a replayed
+delivery or a second copy of an email finds its row instead of adding one.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from shared.contract import Envelope
+from shared.models import (
+    Attachment,
+    Delivery,
+    DeliveryEvent,
+    DeliveryStatus,
+    Email,
+    Event,
+    EventOutcome,
+)
+from shared.objectstore import ObjectStore
+from worker.parsing import Address, ParsedEmail, ParsedEvent
+
+
+def raw_message_key(sha256: str) -> str:
+    return f"messages/{sha256[:2]}/{sha256}.eml"
+
+
+def attachment_key(sha256: str) -> str:
+    return f"attachments/{sha256[:2]}/{sha256}"
+
+
+def _clean(value: Any) -> Any:
+    """PostgreSQL text and jsonb cannot hold NUL characters; real mail sometimes does."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(item) for item in value]
+    return value
+
+
+def _addresses(addresses: tuple[Address, ...]) -> list[dict[str, str | None]]:
+    return [{"name": a.name, "address": a.address} for a in addresses]
+
+
+def store_email_objects(store: ObjectStore, email: ParsedEmail) -> None:
+    store.put(raw_message_key(email.raw_sha256), email.raw, "message/rfc822")
+    for attachment in email.attachments:
+        store.put(attachment_key(attachment.sha256), attachment.content, attachment.content_type)
+
+
+# --- deliveries ---------------------------------------------------------------------
+
+
+def record_delivery(session: Session, envelope: Envelope, archive_key: str) -> None:
+    session.execute(
+        insert(Delivery)
+        .values(
+            id=envelope.delivery_id,
+            received_at=datetime.fromisoformat(envelope.received_at),
+            request_id=envelope.request_id,
+            body_sha256=envelope.body_sha256,
+            body_size=envelope.body_size,
+            archive_key=archive_key,
+            status=DeliveryStatus.RECEIVED,
+            attempts=1,
+        )
+        .on_conflict_do_update(
+            index_elements=[Delivery.id], set_={"attempts": Delivery.attempts + 1}
+        )
+    )
+
+
+def finished_indexes(session: Session, delivery_id: str) -> set[int]:
+    rows = session.scalars(
+        select(DeliveryEvent.index).where(DeliveryEvent.delivery_id == delivery_id)
+    )
+    return set(rows)
+
+
+def finish_delivery(
+    session: Session, delivery_id: str, *, event_count: int | None, error: str | None = None
+) -> None:
+    session.execute(
+        update(Delivery)
+        .where(Delivery.id == delivery_id)
+        .values(
+            status=DeliveryStatus.FAILED if error else DeliveryStatus.PROCESSED,
+            event_count=event_count,
+            error=_clean(error),
+            handled_at=datetime.now(UTC),
+        )
+    )
+
+
+def record_outcome(
+    session: Session,
+    delivery_id: str,
+    index: int,
+    kind: str,
+    outcome: str,
+    *,
+    email_id: int | None = None,
+    event_id: int | None = None,
+    error: str | None = None,
+) -> None:
+    session.execute(
+        insert(DeliveryEvent)
+        .values(
+            delivery_id=delivery_id,
+            index=index,
+            kind=_clean(kind)[:64],
+            outcome=outcome,
+            email_id=email_id,
+            event_id=event_id,
+            error=_clean(error),
+        )
+        .on_conflict_do_nothing(index_elements=[DeliveryEvent.delivery_id, DeliveryEvent.index])
+    )
+
+
+# --- emails and events --------------------------------------------------------------
+
+
+def insert_email(session: Session, email: ParsedEmail, delivery_id: str) -> tuple[int, bool]:
+    """The email's id, and whether this call created it (False: it was already stored)."""
+    values = _clean(
+        {
+            "dedup_key": email.dedup_key,
+            "message_id": email.message_id,
+            "raw_sha256": email.raw_sha256,
+            "raw_size": len(email.raw),
+            "raw_key": raw_message_key(email.raw_sha256),
+            "envelope_recipient": email.envelope_recipient,
+            "from_address": email.from_address,
+            "from_name": email.from_name,
+            "to": _addresses(email.to),
+            "cc": _addresses(email.cc),
+            "bcc": _addresses(email.bcc),
+            "reply_to": _addresses(email.reply_to),
+            "subject": email.subject,
+            "in_reply_to": email.in_reply_to,
+            "references": list(email.references),
+            "text_body": email.text_body,
+            "html_body": email.html_body,
+            "headers": [list(pair) for pair in email.headers],
+            "tags": list(email.tags),
+            "spam_score": email.spam_score,
+            "spam_rules": [
+                {"name": r.name, "score": r.score, "description": r.description}
+                for r in email.spam_rules
+            ],
+            "spf_result": email.spf_result[:32] if email.spf_result else None,
+            "spf_detail": email.spf_detail,
+            "dkim_signed": email.dkim_signed,
+            "dkim_valid": email.dkim_valid,
+            "delivery_id": delivery_id,
+        }
+    )
+    # datetimes are not touched by _clean; add them after.
+    values["sent_at"] = email.sent_at
+    values["mandrill_ts"] = email.mandrill_ts
+    new_id = session.scalar(
+        insert(Email)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=[Email.dedup_key])
+        .returning(Email.id)
+    )
+    if new_id is not None:
+        _insert_attachments(session, new_id, email)
+        return new_id, True
+    existing = session.scalar(select(Email.id).where(Email.dedup_key == email.dedup_key))
+    assert existing is not None  # the conflict proves the row exists
+    return existing, False
+
+
+def _insert_attachments(session: Session, email_id: int, email: ParsedEmail) -> None:
+    if not email.attachments:
+        return
+    session.execute(
+        insert(Attachment),
+        [
+            _clean(
+                {
+                    "email_id": email_id,
+                    "position": position,
+                    "filename": a.filename,
+                    "content_type": a.content_type[:255],
+                    "size": a.size,
+                    "sha256": a.sha256,
+                    "object_key": attachment_key(a.sha256),
+                    "content_id": a.content_id,
+                    "inline": a.inline,
+                }
+            )
+            for position, a in enumerate(email.attachments)
+        ],
+    )
+
+
+def insert_event(session: Session, event: ParsedEvent, delivery_id: str) -> tuple[int, bool]:
+    # Round-trip through JSON so that the stored document is exactly JSON (no tuples).
+    payload = _clean(json.loads(json.dumps(event.payload)))
+    new_id = session.scalar(
+        insert(Event)
+        .values(
+            dedup_key=event.dedup_key,
+            kind=_clean(event.kind)[:64],
+            occurred_at=event.occurred_at,
+            mandrill_id=_clean(event.mandrill_id)[:255] if event.mandrill_id else None,
+            recipient=_clean(event.recipient),
+            payload=payload,
+            delivery_id=delivery_id,
+        )
+        .on_conflict_do_nothing(index_elements=[Event.dedup_key])
+        .returning(Event.id)
+    )
+    if new_id is not None:
+        return new_id, True
+    existing = session.scalar(select(Event.id).where(Event.dedup_key == event.dedup_key))
+    assert existing is not None
+    return existing, False
+
+
+def outcome_for(created: bool) -> str:
+    return EventOutcome.STORED if created else EventOutcome.DUPLICATE
