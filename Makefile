@@ -26,6 +26,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	scripts/check-containers
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

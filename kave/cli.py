@@ -17,7 +17,7 @@ RUN_ENV_FILE = Path("var/run.env")
 def load_settings() -> Settings:
     """Settings from the environment and ``.env``, plus what a running ``kave run`` wrote."""
     env_files = [".env", str(RUN_ENV_FILE)] if RUN_ENV_FILE.exists() else [".env"]
-    return Settings(_env_file=env_files)  # type: ignore[call-arg]
+    return Settings(_env_file=env_files)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -68,7 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=_cmd_run)
 
     send = commands.add_parser("send", help="post a correctly signed Mandrill batch")
-    send.add_argument("file", help="an .eml message, or a JSON file holding a mandrill_events array")
+    send.add_argument(
+        "file", help="an .eml message, or a JSON file holding a mandrill_events array"
+    )
     send.add_argument(
         "--to",
         default=None,

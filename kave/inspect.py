@@ -70,7 +70,8 @@ def print_deliveries(settings: Settings, *, limit: int) -> int:
                 print(
                     f"{delivery.id}  {delivery.received_at:%Y-%m-%d %H:%M:%S}  "
                     f"{delivery.status:<9} events={delivery.event_count} {outcomes} "
-                    f"size={delivery.body_size}" + (f"  error: {delivery.error}" if delivery.error else "")
+                    f"size={delivery.body_size}"
+                    + (f"  error: {delivery.error}" if delivery.error else "")
                 )
     finally:
         engine.dispose()

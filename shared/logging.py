@@ -19,8 +19,20 @@ from shared.settings import Settings
 
 # Field names whose values must never reach a log line, whoever logs them.
 _SECRET_FIELDS = frozenset(
-    {"password", "secret", "token", "access_token", "key", "webhook_key", "authorization",
-     "body", "payload", "mandrill_events", "raw_msg", "signature"}
+    {
+        "password",
+        "secret",
+        "token",
+        "access_token",
+        "key",
+        "webhook_key",
+        "authorization",
+        "body",
+        "payload",
+        "mandrill_events",
+        "raw_msg",
+        "signature",
+    }
 )
 
 
@@ -78,9 +90,7 @@ def configure_logging(settings: Settings, process: str) -> None:
                     "foreign_pre_chain": shared_processors,
                 }
             },
-            "handlers": {
-                "default": {"class": "logging.StreamHandler", "formatter": "structured"}
-            },
+            "handlers": {"default": {"class": "logging.StreamHandler", "formatter": "structured"}},
             "root": {"handlers": ["default"], "level": settings.log_level.upper()},
             "loggers": {
                 # uvicorn installs its own handlers; route its records through ours instead.

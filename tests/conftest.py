@@ -53,7 +53,7 @@ def s3_endpoint() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def base_settings(database_url: str, redis_url: str, s3_endpoint: str) -> Settings:
     settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         env="test",
         database_url=database_url,
         redis_url=redis_url,
@@ -61,7 +61,7 @@ def base_settings(database_url: str, redis_url: str, s3_endpoint: str) -> Settin
         s3_bucket=S3_BUCKET,
         s3_endpoint_url=s3_endpoint,
         s3_access_key_id="test",
-        s3_secret_access_key="test",  # noqa: S106 - moto accepts anything
+        s3_secret_access_key="test",  # moto accepts anything
         mandrill_webhook_urls=[TEST_WEBHOOK_URL],
         mandrill_webhook_keys=[TEST_WEBHOOK_KEY],
         queue_name=f"kave-test-{uuid.uuid4().hex[:8]}",

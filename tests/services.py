@@ -173,11 +173,25 @@ def worker_process(
     with log_path.open("ab") as log:
         process = subprocess.Popen(
             [
-                sys.executable, "-m", "celery", "-A", "worker.main", "worker",
-                "--loglevel", "INFO", "--pool", "prefork", "--concurrency", str(concurrency),
-                "-Q", settings.queue_name, "-n", f"{node}@%h", "--without-gossip",
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "worker.main",
+                "worker",
+                "--loglevel",
+                "INFO",
+                "--pool",
+                "prefork",
+                "--concurrency",
+                str(concurrency),
+                "-Q",
+                settings.queue_name,
+                "-n",
+                f"{node}@%h",
+                "--without-gossip",
                 "--without-mingle",
-            ],  # fmt: skip
+            ],
             cwd=REPO,
             env=child_env(settings),
             stdout=log,
@@ -202,9 +216,17 @@ def receiver_process(settings: Settings, log_path: Path) -> Iterator[str]:
     with log_path.open("ab") as log:
         process = subprocess.Popen(
             [
-                sys.executable, "-m", "uvicorn", "receiver.app:create_app", "--factory",
-                "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
-            ],  # fmt: skip
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "receiver.app:create_app",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--no-access-log",
+            ],
             cwd=REPO,
             env=child_env(settings),
             stdout=log,
@@ -212,7 +234,9 @@ def receiver_process(settings: Settings, log_path: Path) -> Iterator[str]:
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: httpx.get(base + "/healthz", timeout=1).status_code == 200, 30, "uvicorn")
+        wait_until(
+            lambda: httpx.get(base + "/healthz", timeout=1).status_code == 200, 30, "uvicorn"
+        )
         yield base
     finally:
         process.terminate()
@@ -222,4 +246,4 @@ def receiver_process(settings: Settings, log_path: Path) -> Iterator[str]:
 def derive_settings(base: Settings, **changes: object) -> Settings:
     """A validated copy of ``base`` with some values changed."""
     values = {**base.model_dump(), **changes}
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)

@@ -42,9 +42,11 @@ def wait_for_deliveries(engine: Engine, delivery_ids: list[str], timeout: float 
 
     def done() -> bool:
         with engine.connect() as conn:
-            statuses = conn.execute(
-                select(Delivery.status).where(Delivery.id.in_(delivery_ids))
-            ).scalars().all()
+            statuses = (
+                conn.execute(select(Delivery.status).where(Delivery.id.in_(delivery_ids)))
+                .scalars()
+                .all()
+            )
         return len(statuses) == len(delivery_ids) and all(
             s in (DeliveryStatus.PROCESSED, DeliveryStatus.FAILED) for s in statuses
         )

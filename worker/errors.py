@@ -19,8 +19,15 @@ class PermanentDeliveryError(Exception):
 
 # S3 error codes that mean "try again later" rather than "your request is wrong".
 _TRANSIENT_S3_CODES = frozenset(
-    {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "ServiceUnavailable",
-     "InternalError", "RequestTimeTooSkewed"}
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "RequestTimeout",
+        "ServiceUnavailable",
+        "InternalError",
+        "RequestTimeTooSkewed",
+    }
 )
 
 

@@ -65,7 +65,7 @@ MAX_KIND_CHARS: Final = 100
 _MAX_EXTENSION_CHARS: Final = 16
 DEFAULT_CONTENT_TYPE: Final = "application/octet-stream"
 _BODY_TYPES: Final = frozenset({"text/plain", "text/html"})
-_MESSAGE_ID_TOKEN: Final = re.compile(r"<[^<>\s]*>")
+_MESSAGE_ID_TOKEN: Final = re.compile(r"<[^<>\s]+>")
 
 _T = TypeVar("_T")
 
@@ -220,22 +220,12 @@ def parse_event(event: Any) -> ParsedEvent:
 def parse_inbound(event: Any) -> ParsedEmail:
     """Parse an inbound event into a :class:`ParsedEmail`.
 
-    Raises :class:`PermanentEventError` when the event cannot be turned into an email.
+    Raises :class:`PermanentEventError` when the event cannot be turned into an email. Any
+    other exception is a bug here; the caller (worker.ingest) turns it into a permanent
+    failure that names the failing line, since the same input would fail the same way.
     """
     msg, raw_msg = _inbound_shape(event)
-    try:
-        return _parse_inbound(event, msg, raw_msg)
-    except PermanentEventError:
-        raise
-    except MemoryError:
-        # The only failure that may go away on another try (another worker, less load).
-        raise
-    except Exception as exc:
-        # Parsing is deterministic, so any other failure would recur on every retry: it is
-        # permanent. Only the exception type is kept; its message may quote the payload.
-        raise PermanentEventError(
-            f"unexpected {type(exc).__name__} while parsing the inbound event"
-        ) from exc
+    return _parse_inbound(event, msg, raw_msg)
 
 
 def sanitize_filename(name: object, fallback: str) -> str:
@@ -272,7 +262,7 @@ def _parse_inbound(event: dict[str, Any], msg: dict[str, Any], raw_msg: str) -> 
     dkim_signed, dkim_valid = _dkim(msg.get("dkim"))
     subject = _header(message, "Subject")
     return ParsedEmail(
-        message_id=_message_id(_raw_header(message, "Message-ID")),
+        message_id=_message_id(_id_header(message, msg, "Message-ID")),
         raw=raw,
         raw_sha256=_sha256_bytes(raw),
         envelope_recipient=_opt_nonblank(msg.get("email")),
@@ -283,9 +273,9 @@ def _parse_inbound(event: dict[str, Any], msg: dict[str, Any], raw_msg: str) -> 
         bcc=_addresses(message, "Bcc"),
         reply_to=_addresses(message, "Reply-To"),
         subject=subject if subject is not None else _opt_str(msg.get("subject")),
-        sent_at=_date(_raw_header(message, "Date")),
-        in_reply_to=_first_message_id(_raw_header(message, "In-Reply-To")),
-        references=_message_ids(_raw_header(message, "References")),
+        sent_at=_date(_id_header(message, msg, "Date")),
+        in_reply_to=_first_message_id(_id_header(message, msg, "In-Reply-To")),
+        references=_message_ids(_id_header(message, msg, "References")),
         text_body=_body(msg.get("text"), parts, "text/plain"),
         html_body=_body(msg.get("html"), parts, "text/html"),
         headers=_all_headers(message),
@@ -353,6 +343,30 @@ def _raw_header(message: Message, name: str) -> str | None:
     """The first ``name`` header, unfolded and undecoded; None when absent."""
     values = _raw_values(message, name)
     return _clean(_unfold(values[0])).strip() if values else None
+
+
+def _id_header(message: Message, msg: Mapping[str, Any], name: str) -> str | None:
+    """An undecoded header of raw_msg, else the same header in Mandrill's ``headers`` object.
+
+    Only for ids and the date, which are plain ASCII tokens: a copy of the message whose
+    raw_msg lost them (inbound_reply.json has In-Reply-To/References only in ``headers``)
+    still threads. Addresses never come from there.
+    """
+    raw = _raw_header(message, name)
+    return raw if raw is not None else _mandrill_header(msg.get("headers"), name)
+
+
+def _mandrill_header(headers: object, name: str) -> str | None:
+    # "headers" can be [] instead of {} (PHP), and repeated headers arrive as a list.
+    if not isinstance(headers, dict):
+        return None
+    wanted = name.lower()
+    for key, value in headers.items():
+        if str(key).lower() != wanted:
+            continue
+        first = value[0] if isinstance(value, list) and value else value
+        return _opt_nonblank(_unfold(first)) if isinstance(first, str) else None
+    return None
 
 
 def _header(message: Message, name: str) -> str | None:
@@ -442,9 +456,9 @@ def _message_id(raw: str | None) -> str | None:
 def _message_ids(raw: str | None) -> tuple[str, ...]:
     if not raw:
         return ()
-    tokens = _MESSAGE_ID_TOKEN.findall(raw) or raw.split()
+    tokens: list[str] = _MESSAGE_ID_TOKEN.findall(raw) or raw.split()
     # dict.fromkeys: drop repeats, keep the thread order.
-    return tuple(dict.fromkeys(token[:MAX_MESSAGE_ID_CHARS] for token in tokens if token != "<>"))
+    return tuple(dict.fromkeys(found[:MAX_MESSAGE_ID_CHARS] for found in tokens))
 
 
 def _first_message_id(raw: str | None) -> str | None:
@@ -538,7 +552,7 @@ def _mime_part(part: Message, nested: bool) -> _MimePart:
         disposition=_guard(part.get_content_disposition, None),
         content_id=_content_id(_raw_header(part, "Content-ID")),
         data=data,
-        sha256=hashlib.sha256(data).hexdigest(),
+        sha256=_sha256_bytes(data),
         nested=nested,
         text=_part_text(part, data) if content_type in _BODY_TYPES else None,
     )
@@ -597,21 +611,50 @@ def _is_inline(part: _MimePart) -> bool:
 
 
 def _attachments(msg: Mapping[str, Any], parts: list[_MimePart]) -> tuple[ParsedAttachment, ...]:
-    candidates = [part for part in parts if _is_attached(part)]
-    # Each MIME part covers at most one Mandrill entry: two different files may share a name
-    # (every iPhone photo is "image.jpeg"), and one must not hide the other.
-    unused = list(range(len(candidates)))
+    pool = _PartPool([part for part in parts if _is_attached(part)])
     found: list[ParsedAttachment] = []
     for field_name, is_image in (("attachments", False), ("images", True)):
         for position, (key, entry) in enumerate(_entries(msg, field_name), start=1):
             where = f"msg.{field_name} entry #{position}"
             found.append(
-                _from_entry(where, key, entry, is_image, candidates, unused, len(found) + 1)
+                _from_entry(where, key, entry, is_image=is_image, pool=pool, number=len(found) + 1)
             )
     # Whatever Mandrill did not deliver (nested parts of forwarded mail, parts it skipped).
-    for index in unused:
-        found.append(_from_part(candidates[index], len(found) + 1))
+    for part in pool.remaining():
+        found.append(_from_part(part, len(found) + 1))
     return tuple(found)
+
+
+class _PartPool:
+    """The attachment MIME parts that no Mandrill entry has claimed yet, in document order.
+
+    Each part covers at most one entry: two different files may share a name (every iPhone
+    photo is "image.jpeg"), and a name match must not hide the second one.
+    """
+
+    def __init__(self, parts: list[_MimePart]) -> None:
+        self._unused = list(parts)
+
+    def find(self, digest: str, content_id: str | None, filename: str | None) -> _MimePart | None:
+        """The part that is this entry: same bytes, else same Content-ID, else same name."""
+        for part in self._unused:
+            if part.sha256 == digest:
+                return part
+        for part in self._unused:
+            if content_id is not None and part.content_id == content_id:
+                return part
+        for part in self._unused:
+            if filename is not None and _clean_filename(part.filename) == filename:
+                return part
+        return None
+
+    def claim(self, part: _MimePart | None) -> None:
+        if part is not None:
+            # By identity: two parts can be equal field for field (the same file twice).
+            self._unused = [other for other in self._unused if other is not part]
+
+    def remaining(self) -> list[_MimePart]:
+        return list(self._unused)
 
 
 def _entries(msg: Mapping[str, Any], field_name: str) -> list[tuple[str, dict[str, Any]]]:
@@ -637,9 +680,9 @@ def _from_entry(
     where: str,
     key: str,
     entry: Mapping[str, Any],
+    *,
     is_image: bool,
-    candidates: list[_MimePart],
-    unused: list[int],
+    pool: _PartPool,
     number: int,
 ) -> ParsedAttachment:
     content = entry.get("content")
@@ -652,7 +695,7 @@ def _from_entry(
     wanted_name = _clean_filename(declared if declared is not None else key)
     key_cid = _content_id(key) if is_image else None
 
-    match: int | None = None
+    part: _MimePart | None = None
     if flag is True or (is_image and flag is None):
         # Images never carry the flag and are always base64.
         data = _decode_base64(content, where)
@@ -660,12 +703,11 @@ def _from_entry(
         # base64 false or no flag: Mandrill hands over text decoded from the attachment's
         # charset; the MIME part of the same name holds the bytes the sender attached.
         text_bytes = content.encode("utf-8", "surrogatepass")
-        match = _match(candidates, unused, _sha256_bytes(text_bytes), None, wanted_name)
-        data = candidates[match].data if match is not None else text_bytes
-    digest = _sha256_bytes(data)
-    if match is None:
-        match = _match(candidates, unused, digest, key_cid, wanted_name)
-    part = _claim(candidates, unused, match)
+        part = pool.find(_sha256_bytes(text_bytes), None, wanted_name)
+        data = part.data if part is not None else text_bytes
+    if part is None:
+        part = pool.find(_sha256_bytes(data), key_cid, wanted_name)
+    pool.claim(part)
 
     # An images key is a Content-ID when a part has that Content-ID, or when it differs from
     # the entry's name and no part tells us otherwise.
@@ -714,35 +756,6 @@ def _attachment(
         content_id=content_id,
         inline=inline,
     )
-
-
-def _match(
-    candidates: list[_MimePart],
-    unused: list[int],
-    digest: str,
-    content_id: str | None,
-    filename: str | None,
-) -> int | None:
-    """The unused MIME part that is this entry: same bytes, else same Content-ID, else name."""
-    for index in unused:
-        if candidates[index].sha256 == digest:
-            return index
-    if content_id is not None:
-        for index in unused:
-            if candidates[index].content_id == content_id:
-                return index
-    if filename is not None:
-        for index in unused:
-            if _clean_filename(candidates[index].filename) == filename:
-                return index
-    return None
-
-
-def _claim(candidates: list[_MimePart], unused: list[int], match: int | None) -> _MimePart | None:
-    if match is None:
-        return None
-    unused.remove(match)
-    return candidates[match]
 
 
 def _decode_base64(content: str, where: str) -> bytes:
@@ -886,19 +899,24 @@ def _timestamp(value: object) -> datetime | None:
         return None
 
 
+_JSON_TYPES: Final = (
+    (bool, "boolean"),
+    (int, "number"),
+    (float, "number"),
+    (str, "string"),
+    (list, "array"),
+    (dict, "object"),
+)
+
+
 def _json_type(value: object) -> str:
+    """The JSON name of a value's type, for error messages that must not quote the value."""
     if value is None:
         return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
+    # bool before int: True is an int to isinstance.
+    for kind, name in _JSON_TYPES:
+        if isinstance(value, kind):
+            return name
     return type(value).__name__
 
 

@@ -46,7 +46,10 @@ def test_positive_vector_verifies(vector: dict[str, Any]) -> None:
 def test_negative_vector_does_not_verify_original_signature(vector: dict[str, Any]) -> None:
     fields = _fields(vector)
     assert compute_signature(vector["key"], vector["url"], fields) == vector["expected_signature"]
-    assert signature_matches(vector["must_not_equal"], [vector["key"]], [vector["url"]], fields) is None
+    assert (
+        signature_matches(vector["must_not_equal"], [vector["key"]], [vector["url"]], fields)
+        is None
+    )
 
 
 @pytest.mark.parametrize("vector", [v for v in VECTORS if "raw_body" in v], ids=lambda v: v["id"])
@@ -79,4 +82,6 @@ def test_wrong_key_or_url_does_not_verify() -> None:
     signature = vector["expected_signature"]
     assert signature_matches(signature, ["wrong"], [vector["url"]], fields) is None
     assert signature_matches(signature, [vector["key"]], [vector["url"] + "/"], fields) is None
-    assert signature_matches("not base64 at all é", [vector["key"]], [vector["url"]], fields) is None
+    assert (
+        signature_matches("not base64 at all é", [vector["key"]], [vector["url"]], fields) is None
+    )

@@ -1,0 +1,567 @@
+"""Kave's container rules that no schema or linter knows about.
+
+Run by scripts/check-containers after the Compose-schema check and hadolint. Reads
+docker-compose.yml (anchors and merge keys resolved by the YAML loader, variables left as
+written, so "${FLOWER_BASIC_AUTH:?...}" can be seen to be required), optionally the output
+of `docker compose config --format json` (variables substituted, everything normalised),
+the two Dockerfiles and .dockerignore. Prints one line per finding; exits 1 if any.
+
+    python scripts/check_containers_policy.py [--resolved compose.json] [--root DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shlex
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+REQUIRED_SERVICES = (
+    "postgres",
+    "redis",
+    "minio",
+    "minio-init",
+    "migrate",
+    "receiver",
+    "worker",
+    "flower",
+)
+LONG_RUNNING = ("postgres", "redis", "minio", "receiver", "worker", "flower")
+ONE_SHOT = ("minio-init", "migrate")
+KAVE_SERVICES = ("migrate", "receiver", "worker", "flower")
+BACKING_SERVICES = ("postgres", "redis", "minio")  # no host ports in the production file
+TASK_TIME_LIMIT_SECONDS = 240  # shared.settings default; the worker must outlive a task
+RECEIVER_DRAIN_SECONDS = 30  # uvicorn --timeout-graceful-shutdown
+
+RECEIVER_CMD = [
+    "uvicorn",
+    "receiver.app:create_app",
+    "--factory",
+    "--host",
+    "0.0.0.0",  # noqa: S104  (inside the container; compose decides what is published)
+    "--port",
+    "8000",
+    "--timeout-graceful-shutdown",
+    "30",
+    "--no-access-log",
+]
+
+
+class Findings:
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def check(self, ok: object, where: str, message: str) -> None:
+        item = f"{where}: {message}"
+        if not ok and item not in self.items:
+            self.items.append(item)
+
+
+# --- helpers -------------------------------------------------------------------------
+
+
+def load_yaml(path: Path) -> Any:
+    try:
+        import yaml
+
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except ImportError:  # check-jsonschema always brings ruamel.yaml
+        from ruamel.yaml import YAML
+
+        return YAML(typ="safe").load(path.read_text(encoding="utf-8"))
+
+
+def as_argv(command: Any) -> list[str]:
+    """A compose command (list or string) as a list of strings."""
+    if command is None:
+        return []
+    if isinstance(command, str):
+        return shlex.split(command)
+    # An unquoted YAML 1.1 `yes` loads as True; compose (YAML 1.2) reads it as "yes".
+    return ["yes" if item is True else str(item) for item in command]
+
+
+def as_env(environment: Any) -> dict[str, str]:
+    if environment is None:
+        return {}
+    if isinstance(environment, dict):
+        return {str(k): "" if v is None else str(v) for k, v in environment.items()}
+    env: dict[str, str] = {}
+    for item in environment:
+        key, _, value = str(item).partition("=")
+        env[key] = value
+    return env
+
+
+def as_depends(depends_on: Any) -> dict[str, str]:
+    """service -> condition (list syntax means service_started)."""
+    if depends_on is None:
+        return {}
+    if isinstance(depends_on, list):
+        return dict.fromkeys(map(str, depends_on), "service_started")
+    return {
+        str(name): str((spec or {}).get("condition", "service_started"))
+        for name, spec in depends_on.items()
+    }
+
+
+def container_ports(ports: Any) -> list[int]:
+    """The container-side port of each published port (short or long syntax)."""
+    result: list[int] = []
+    for port in ports or []:
+        if isinstance(port, dict):
+            result.append(int(port["target"]))
+        else:
+            target = str(port).split("/")[0].rsplit(":", 1)[-1]
+            result.append(int(target.split("-")[0]))
+    return result
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|ms|us|ns|m|s)")
+_UNIT = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
+
+
+def seconds(duration: Any) -> float | None:
+    """A compose duration ("300s", "5m0s", "1m30s") in seconds; None if unset."""
+    if duration is None:
+        return None
+    if isinstance(duration, int | float):  # resolved JSON may give nanoseconds
+        return float(duration) / 1e9 if duration > 10_000 else float(duration)
+    text = str(duration).strip()
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return None
+    return sum(float(n) * _UNIT[u] for n, u in parts)
+
+
+def contains_sequence(argv: list[str], *sequence: str) -> bool:
+    n = len(sequence)
+    return any(argv[i : i + n] == list(sequence) for i in range(len(argv) - n + 1))
+
+
+def option_value(argv: list[str], name: str) -> str | None:
+    """The value of `--name value` or `--name=value`."""
+    for i, arg in enumerate(argv):
+        if arg == name and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def healthcheck_text(service: dict[str, Any]) -> str:
+    return " ".join(map(str, (service.get("healthcheck") or {}).get("test") or []))
+
+
+def mounts(service: dict[str, Any], target: str) -> bool:
+    """Whether a volume is mounted at target (short or long syntax)."""
+    return any(
+        str(v).endswith(":" + target) or (isinstance(v, dict) and v.get("target") == target)
+        for v in service.get("volumes") or []
+    )
+
+
+def healthcheck_enabled(service: dict[str, Any]) -> bool:
+    hc = service.get("healthcheck")
+    if not hc or hc.get("disable"):
+        return False
+    test = hc.get("test")
+    return bool(test) and test != ["NONE"]
+
+
+# --- compose -------------------------------------------------------------------------
+
+
+Services = dict[str, dict[str, Any]]
+Check = Callable[[object, str, str], None]
+
+
+def check_compose(doc: Any, where: str, findings: Findings, *, raw: bool) -> None:
+    """Every rule for one compose document (raw: variables not yet substituted)."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("services"), dict):
+        findings.check(False, where, "no services mapping")
+        return
+    services: Services = doc["services"]
+    for name in REQUIRED_SERVICES:
+        findings.check(name in services, where, f"service {name!r} is missing")
+    if any(name not in services for name in REQUIRED_SERVICES):
+        return
+
+    def check(ok: object, name: str, message: str) -> None:
+        findings.check(ok, f"{where}: services.{name}", message)
+
+    _check_images_and_restarts(services, check)
+    _check_worker(services["worker"], check, raw=raw)
+    _check_receiver(services["receiver"], check)
+    _check_flower(services["flower"], check, raw=raw)
+    _check_redis(services["redis"], check)
+    _check_backing_services(services, check, raw=raw)
+    _check_start_order(services, check)
+    _check_settings(services, check)
+
+
+def _check_images_and_restarts(services: Services, check: Check) -> None:
+    # Images: built locally, or pinned to a tag that is not "latest".
+    for name, svc in services.items():
+        if "build" in svc:
+            continue
+        image = str(svc.get("image", ""))
+        tag = image.rsplit("/", 1)[-1].partition(":")[2]
+        check(
+            (tag and tag != "latest") or "@sha256:" in image,
+            name,
+            f"image {image!r} must be pinned to a tag other than latest",
+        )
+    for name in LONG_RUNNING:
+        svc = services[name]
+        check(healthcheck_enabled(svc), name, "needs a healthcheck")
+        check(
+            svc.get("restart") in ("always", "unless-stopped", "on-failure"),
+            name,
+            "a long-running service needs restart: unless-stopped (or always)",
+        )
+    for name in ONE_SHOT:
+        check(
+            services[name].get("restart") in (None, "no"),
+            name,
+            'a one-shot service must not restart (restart: "no")',
+        )
+
+
+def _check_worker(worker: dict[str, Any], check: Check, *, raw: bool) -> None:
+    """Scalable with `docker compose up -d --scale worker=N`, warm shutdown on SIGTERM."""
+    check("container_name" not in worker, "worker", "container_name prevents --scale worker=N")
+    check(
+        "hostname" not in worker,
+        "worker",
+        "a fixed hostname gives every replica the same Celery node name",
+    )
+    check(not worker.get("ports"), "worker", "host ports prevent --scale worker=N")
+    argv = as_argv(worker.get("command"))
+    check(argv[:1] == ["celery"] and "worker" in argv, "worker", "command must run celery worker")
+    check(
+        contains_sequence(argv, "-Q", "kave") or option_value(argv, "--queues") == "kave",
+        "worker",
+        "worker must consume the kave queue (-Q kave)",
+    )
+    concurrency = option_value(argv, "--concurrency") or option_value(argv, "-c") or ""
+    if raw:
+        check(
+            "KAVE_WORKER_CONCURRENCY" in concurrency,
+            "worker",
+            "--concurrency must come from ${KAVE_WORKER_CONCURRENCY:-2}",
+        )
+    else:
+        check(
+            concurrency.isdigit(),
+            "worker",
+            f"--concurrency resolved to {concurrency!r}, not a number",
+        )
+    grace = seconds(worker.get("stop_grace_period"))
+    check(
+        grace is not None and grace > TASK_TIME_LIMIT_SECONDS,
+        "worker",
+        f"stop_grace_period must exceed the {TASK_TIME_LIMIT_SECONDS} s task limit "
+        "so a warm shutdown can finish its tasks",
+    )
+    check(
+        worker.get("stop_signal", "SIGTERM") == "SIGTERM",
+        "worker",
+        "Celery warm-shuts down on SIGTERM",
+    )
+
+
+def _check_receiver(receiver: dict[str, Any], check: Check) -> None:
+    check(8000 in container_ports(receiver.get("ports")), "receiver", "must publish port 8000")
+    check(
+        as_argv(receiver.get("command")) in ([], RECEIVER_CMD),
+        "receiver",
+        f"command must be {' '.join(RECEIVER_CMD)}",
+    )
+    grace = seconds(receiver.get("stop_grace_period"))
+    check(
+        grace is not None and grace > RECEIVER_DRAIN_SECONDS,
+        "receiver",
+        f"stop_grace_period must exceed uvicorn's {RECEIVER_DRAIN_SECONDS} s drain",
+    )
+    check(
+        "/readyz" in healthcheck_text(receiver) or "/healthz" in healthcheck_text(receiver),
+        "receiver",
+        "healthcheck must call /readyz or /healthz",
+    )
+
+
+def _check_flower(flower: dict[str, Any], check: Check, *, raw: bool) -> None:
+    """Basic auth on, from the environment, required."""
+    argv = as_argv(flower.get("command"))
+    check(argv[:1] == ["celery"] and "flower" in argv, "flower", "command must run celery flower")
+    check(5555 in container_ports(flower.get("ports")), "flower", "must publish port 5555")
+    auth = as_env(flower.get("environment")).get("FLOWER_BASIC_AUTH", "")
+    if raw:
+        check(
+            auth.startswith("${FLOWER_BASIC_AUTH:?"),
+            "flower",
+            "FLOWER_BASIC_AUTH must be required: ${FLOWER_BASIC_AUTH:?...}",
+        )
+    else:
+        check(":" in auth, "flower", "FLOWER_BASIC_AUTH must be user:password")
+    check(
+        not any(a.startswith(("--basic_auth", "--basic-auth")) for a in argv),
+        "flower",
+        "put credentials in FLOWER_BASIC_AUTH, not on the command line",
+    )
+
+
+def _check_redis(redis: dict[str, Any], check: Check) -> None:
+    """AOF every second and noeviction: a 200 to Mandrill means the batch is durable."""
+    argv = as_argv(redis.get("command"))
+    check(argv[:1] == ["redis-server"], "redis", "command must start redis-server")
+    for option, value in (
+        ("--appendonly", "yes"),
+        ("--appendfsync", "everysec"),
+        ("--maxmemory-policy", "noeviction"),
+    ):
+        check(option_value(argv, option) == value, "redis", f"needs {option} {value}")
+    check(option_value(argv, "--maxmemory"), "redis", "needs --maxmemory")
+    check(mounts(redis, "/data"), "redis", "needs a volume on /data")
+    hc = healthcheck_text(redis)
+    check("redis-cli" in hc and "ping" in hc, "redis", "healthcheck must redis-cli ping")
+
+
+def _check_backing_services(services: Services, check: Check, *, raw: bool) -> None:
+    for name, target in (("postgres", "/var/lib/postgresql/data"), ("minio", "/data")):
+        check(mounts(services[name], target), name, f"needs a named volume on {target}")
+    check(
+        "pg_isready" in healthcheck_text(services["postgres"]),
+        "postgres",
+        "healthcheck must use pg_isready",
+    )
+    if raw:
+        for name in BACKING_SERVICES:
+            check(
+                not services[name].get("ports"),
+                name,
+                "no host ports in the production file (a dev override may add them)",
+            )
+
+
+def _check_start_order(services: Services, check: Check) -> None:
+    for name in ("receiver", "worker", "flower"):
+        deps = as_depends(services[name].get("depends_on"))
+        check(
+            deps.get("migrate") == "service_completed_successfully",
+            name,
+            "must depend on migrate with condition: service_completed_successfully",
+        )
+        for backing in ("postgres", "redis"):
+            check(
+                deps.get(backing) == "service_healthy",
+                name,
+                f"must depend on {backing} with condition: service_healthy",
+            )
+    for name in ("receiver", "worker"):
+        check(
+            as_depends(services[name].get("depends_on")).get("minio-init")
+            == "service_completed_successfully",
+            name,
+            "must wait for the bucket (minio-init: service_completed_successfully)",
+        )
+    check(
+        as_depends(services["migrate"].get("depends_on")).get("postgres") == "service_healthy",
+        "migrate",
+        "must depend on postgres with condition: service_healthy",
+    )
+    check(
+        as_argv(services["migrate"].get("command")) == ["kave", "migrate"],
+        "migrate",
+        "command must be kave migrate",
+    )
+    check(
+        as_depends(services["minio-init"].get("depends_on")).get("minio") == "service_healthy",
+        "minio-init",
+        "must depend on minio with condition: service_healthy",
+    )
+
+
+def _check_settings(services: Services, check: Check) -> None:
+    for name in KAVE_SERVICES:
+        env = as_env(services[name].get("environment"))
+        database_url = env.get("KAVE_DATABASE_URL", "")
+        check(env.get("KAVE_ENV") == "production", name, "KAVE_ENV must be production")
+        check(
+            env.get("KAVE_REDIS_URL", "").startswith("redis://redis:6379"),
+            name,
+            "KAVE_REDIS_URL must point at the redis service",
+        )
+        check(
+            database_url.startswith("postgresql+psycopg://") and "@postgres:5432/" in database_url,
+            name,
+            "KAVE_DATABASE_URL must be postgresql+psycopg://...@postgres:5432/...",
+        )
+        check(
+            env.get("KAVE_OBJECT_STORE") == "s3"
+            and env.get("KAVE_S3_ENDPOINT_URL") == "http://minio:9000",
+            name,
+            "KAVE_OBJECT_STORE=s3 with KAVE_S3_ENDPOINT_URL=http://minio:9000",
+        )
+    images = {services[name].get("image") for name in ("migrate", "worker", "flower")}
+    check(len(images) == 1, "migrate", "migrate, worker and flower must run the same image")
+
+
+# --- Dockerfiles -----------------------------------------------------------------------
+
+
+def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
+    result: list[tuple[str, str]] = []
+    pending = ""
+    for line in path.read_text(encoding="utf-8").splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if stripped.endswith("\\"):
+            pending += stripped[:-1] + " "
+            continue
+        full = pending + stripped
+        pending = ""
+        keyword, _, rest = full.partition(" ")
+        result.append((keyword.upper(), rest.strip()))
+    return result
+
+
+def check_dockerfile(path: Path, own: str, findings: Findings) -> None:
+    where = path.name
+    f = findings
+    if not path.is_file():
+        f.check(False, where, "missing")
+        return
+    instructions = dockerfile_instructions(path)
+    text = path.read_text(encoding="utf-8")
+    args = {
+        rest.split("=", 1)[0]: rest.split("=", 1)[1].strip('"')
+        for kw, rest in instructions
+        if kw == "ARG" and "=" in rest
+    }
+
+    froms = [rest for kw, rest in instructions if kw == "FROM"]
+    f.check(len(froms) >= 2, where, "must be multi-stage (a builder stage and a runtime stage)")
+    for spec in froms:
+        image = spec.split()[0]
+        image = re.sub(r"\$\{?(\w+)\}?", lambda m: args.get(m.group(1), m.group(0)), image)
+        f.check(
+            re.fullmatch(r"python:3\.11(\.\d+)?-slim(-\w+)?(@sha256:[0-9a-f]{64})?", image),
+            where,
+            f"base image {image!r} must be a pinned python:3.11...-slim tag",
+        )
+
+    last = max(i for i, (kw, _) in enumerate(instructions) if kw == "FROM")
+    final = instructions[last:]
+
+    def final_has(keyword: str) -> list[str]:
+        return [rest for kw, rest in final if kw == keyword]
+
+    f.check(
+        any("--from=" in rest for rest in final_has("COPY")),
+        where,
+        "the runtime stage must COPY --from the builder stage",
+    )
+    users = final_has("USER")
+    f.check(
+        users and users[-1].split(":")[0] not in ("root", "0"),
+        where,
+        "the runtime stage must switch to a non-root USER",
+    )
+    f.check(final_has("HEALTHCHECK"), where, "needs a HEALTHCHECK")
+    f.check(final_has("STOPSIGNAL") == ["SIGTERM"], where, "needs STOPSIGNAL SIGTERM")
+    env_text = " ".join(final_has("ENV"))
+    for var in ("PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1"):
+        f.check(var in env_text, where, f"the runtime stage must set {var}")
+
+    cmds = final_has("CMD")
+    cmd: list[str] = []
+    if cmds:
+        try:
+            cmd = json.loads(cmds[-1])
+        except json.JSONDecodeError:
+            cmd = []
+    f.check(cmd, where, "CMD must be in exec (JSON) form so signals reach the server")
+    if cmd[:2] == ["sh", "-c"]:
+        f.check(
+            len(cmd) == 3 and cmd[2].startswith("exec "),
+            where,
+            "a `sh -c` CMD must `exec` the server so it is PID 1 and gets SIGTERM",
+        )
+
+    own_req = f"requirements/{own}.txt"
+    f.check(
+        re.search(rf"pip install [^\n]*-r {re.escape(own_req)}", text),
+        where,
+        f"must pip install -r {own_req}",
+    )
+    for req in re.findall(r"requirements/(\w+)\.txt", text):
+        f.check(req == own, where, f"installs requirements/{req}.txt; only {own_req} belongs here")
+    f.check(
+        re.search(r"pip install [^\n]*--no-deps \.", text),
+        where,
+        "must install the project with pip install --no-deps .",
+    )
+    if own == "receiver":
+        f.check(cmd == RECEIVER_CMD, where, f"CMD must be {RECEIVER_CMD}")
+    else:
+        joined = " ".join(cmd)
+        f.check(
+            "celery -A worker.main worker" in joined and "-Q kave" in joined,
+            where,
+            "CMD must run celery -A worker.main worker ... -Q kave",
+        )
+
+
+def check_dockerignore(path: Path, findings: Findings) -> None:
+    if not path.is_file():
+        findings.check(False, path.name, "missing")
+        return
+    patterns = {line.strip() for line in path.read_text(encoding="utf-8").splitlines()}
+    for needed in (".env", ".git", ".venv/"):
+        findings.check(
+            needed in patterns or needed.rstrip("/") in patterns,
+            path.name,
+            f"must exclude {needed}",
+        )
+
+
+# --- main ------------------------------------------------------------------------------
+
+
+def main(argv: Iterable[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--resolved", type=Path, help="output of `docker compose config --format json`"
+    )
+    parser.add_argument(
+        "--root", type=Path, default=ROOT, help="directory holding the compose file and Dockerfiles"
+    )
+    options = parser.parse_args(list(argv) if argv is not None else None)
+    root: Path = options.root
+
+    findings = Findings()
+    check_compose(load_yaml(root / "docker-compose.yml"), "docker-compose.yml", findings, raw=True)
+    if options.resolved:
+        resolved = json.loads(options.resolved.read_text(encoding="utf-8"))
+        check_compose(resolved, "docker compose config", findings, raw=False)
+    check_dockerfile(root / "Dockerfile.receiver", "receiver", findings)
+    check_dockerfile(root / "Dockerfile.worker", "worker", findings)
+    check_dockerignore(root / ".dockerignore", findings)
+
+    for item in findings.items:
+        print(f"policy: {item}")
+    return 1 if findings.items else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
