@@ -41,7 +41,7 @@ def print_emails(settings: Settings, *, limit: int) -> int:
                 for a in email.attachments:
                     kind = "inline" if a.inline else "attachment"
                     print(
-                        f"  {kind:<10}{a.filename!r} {a.content_type} {a.size} bytes "
+                        f"  {kind:<11}{a.filename!r} {a.content_type} {a.size} bytes "
                         f"sha256 {a.sha256[:16]}… -> {a.object_key}"
                     )
             print(f"objects are in {store.describe()}")

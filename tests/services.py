@@ -26,7 +26,9 @@ from kave.devstack import EmbeddedPostgres, EmbeddedRedis
 from shared.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
-FIXTURES = REPO.parent / "shared" / "fixtures" / "mandrill"
+# A verbatim copy of the shared captured payloads (see its README for sources and
+# licences), so a clone of this repository tests on its own.
+FIXTURES = REPO / "tests" / "fixtures" / "mandrill"
 
 TEST_WEBHOOK_KEY = "kave-test-webhook-key"
 # The public URL as registered in Mandrill; deliberately not the address the tests post

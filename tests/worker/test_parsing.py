@@ -14,11 +14,11 @@ from datetime import UTC, datetime, timedelta, timezone
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.services import FIXTURES
 from worker.parsing import (
     Address,
     BatchError,
@@ -31,8 +31,6 @@ from worker.parsing import (
     parse_inbound,
     sanitize_filename,
 )
-
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "mandrill"
 
 INBOUND_FIXTURES = [
     "inbound.json",

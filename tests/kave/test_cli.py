@@ -1,0 +1,123 @@
+"""The ``kave`` command, run as a real process."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from shared.models import Email
+from shared.settings import Settings
+from tests.services import FIXTURES, REPO, child_env, derive_settings, free_port, wait_until
+from tests.webhooks import wait_for_deliveries
+
+KAVE = [sys.executable, "-m", "kave.cli"]
+
+
+def kave(
+    args: list[str], env: dict[str, str], cwd: Path = REPO
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*KAVE, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+@pytest.mark.usefixtures("worker", "clean_db")
+def test_send_json_and_eml_files(
+    receiver: str, base_settings: Settings, engine: Engine, tmp_path: Path
+) -> None:
+    # The registered URL is signed; --to says where the receiver really listens.
+    target = receiver + "/api/v1/webhooks/mailchimp"
+    env = child_env(base_settings)
+    result = kave(["send", str(FIXTURES / "inbound_reply.json"), "--to", target], env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    match = re.search(r"status 200\s+delivery_id (\S+)", result.stdout)
+    assert match
+
+    message = EmailMessage()
+    message["From"] = "Ana <ana@example.org>"
+    message["To"] = "inbox@example.com"
+    message["Subject"] = "from an eml file"
+    message["Message-ID"] = "<eml-file-test@example.org>"
+    message.set_content("hello")
+    message.add_attachment(b"%PDF-1.4 tiny", "application", "pdf", filename="doc.pdf")
+    eml = tmp_path / "message.eml"
+    eml.write_bytes(message.as_bytes())
+    result = kave(["send", str(eml), "--to", target], env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    eml_delivery = re.search(r"delivery_id (\S+)", result.stdout)
+    assert eml_delivery
+
+    wait_for_deliveries(engine, [match.group(1), eml_delivery.group(1)])
+    with Session(engine) as session:
+        subjects = set(session.scalars(select(Email.subject)))
+        eml_email = session.scalars(select(Email).where(Email.subject == "from an eml file")).one()
+        assert [a.filename for a in eml_email.attachments] == ["doc.pdf"]
+    assert "from an eml file" in subjects
+    assert eml_email.envelope_recipient == "inbox@example.com"
+
+
+def test_send_exits_non_zero_when_refused(
+    receiver: str, base_settings: Settings, tmp_path: Path
+) -> None:
+    wrong_key = derive_settings(base_settings, mandrill_webhook_keys=["not-the-key"])
+    target = receiver + "/api/v1/webhooks/mailchimp"
+    result = kave(["send", str(FIXTURES / "send.json"), "--to", target], child_env(wrong_key))
+    assert result.returncode == 1
+    assert "status 401" in result.stdout
+
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"not": "events"}')
+    result = kave(["send", str(bad), "--to", target], child_env(base_settings))
+    assert result.returncode == 2
+    assert "neither a mandrill_events array" in result.stdout
+
+
+def test_run_with_embedded_services_then_send_then_stop(tmp_path: Path) -> None:
+    """`kave run` on a machine with nothing configured: embedded PostgreSQL and Redis."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAVE_")}
+    port, flower_port = free_port(), free_port()
+    log_path = tmp_path / "run.log"
+    with log_path.open("wb") as log:
+        run = subprocess.Popen(
+            [*KAVE, "run", "--port", str(port), "--flower-port", str(flower_port)],
+            cwd=tmp_path,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until(lambda: b"Kave is running" in log_path.read_bytes(), 120, "kave run")
+        wait_until(lambda: b"ready." in log_path.read_bytes(), 60, "its worker")
+        output = log_path.read_text(errors="replace")
+        assert f"http://127.0.0.1:{port}/api/v1/webhooks/mailchimp" in output
+        assert re.search(r"webhook key\s+\S{16,}", output)
+
+        sent = kave(
+            ["send", str(FIXTURES / "inbound_with_multiple_attachments.json")], env, cwd=tmp_path
+        )
+        assert sent.returncode == 0, sent.stdout + sent.stderr
+
+        def listed() -> bool:
+            shown = kave(["emails"], env, cwd=tmp_path).stdout
+            return "sample.pdf" in shown and "sample.txt" in shown
+
+        wait_until(listed, 30, "the email in `kave emails`", interval=0.5)
+        shown = kave(["emails"], env, cwd=tmp_path).stdout
+        assert "7c595dcfc56b7559" in shown  # sha256 of sample.pdf's decoded bytes
+        objects = tmp_path / "var" / "objects" / "attachments"
+        assert len([p for p in objects.rglob("*") if p.is_file()]) == 2
+    finally:
+        run.send_signal(signal.SIGINT)
+        code = run.wait(timeout=60)
+    assert code == 0
+    assert "Kave stopped." in log_path.read_text(errors="replace")
+    assert not (tmp_path / "var" / "run.env").exists()
