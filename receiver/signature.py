@@ -92,7 +92,7 @@ def verify_batch(request: Request, body: bytes, settings: Settings) -> VerifiedB
     return VerifiedBatch(body=body, is_empty=False)
 
 
-def _redact_userinfo(url: str) -> str:
+def redact_userinfo(url: str) -> str:
     """A registered URL may carry basic-auth credentials; keep them out of logs."""
     parts = urlsplit(url)
     if "@" not in parts.netloc:
@@ -107,7 +107,7 @@ def _reject_log(request: Request, body: bytes, urls: list[str], reason: str) -> 
     log.warning(
         "webhook.signature_rejected",
         reason=reason,
-        urls_tried=[_redact_userinfo(url) for url in urls],
+        urls_tried=[redact_userinfo(url) for url in urls],
         body_length=len(body),
         client=request.client.host if request.client else None,
     )

@@ -8,6 +8,7 @@ with their reason, and the rest of the batch goes on.
 
 from __future__ import annotations
 
+import psycopg.errors
 import redis.exceptions
 import sqlalchemy.exc
 from botocore.exceptions import BotoCoreError, ClientError
@@ -31,20 +32,42 @@ _TRANSIENT_S3_CODES = frozenset(
 )
 
 
+def is_rejected_row(exc: BaseException) -> bool:
+    """The database refused this row's values: retrying the same row cannot help."""
+    if isinstance(exc, sqlalchemy.exc.DataError | sqlalchemy.exc.IntegrityError):
+        return True
+    # An over-long value for an index surfaces as OperationalError (SQLSTATE 54000).
+    return isinstance(exc, sqlalchemy.exc.DBAPIError) and isinstance(
+        exc.orig, psycopg.errors.ProgramLimitExceeded
+    )
+
+
+# Failures of a service rather than of the input. (BotoCoreError covers
+# EndpointConnectionError, ReadTimeoutError, ConnectionClosedError, ...)
+_TRANSIENT_TYPES: tuple[type[BaseException], ...] = (
+    sqlalchemy.exc.TimeoutError,
+    sqlalchemy.exc.DisconnectionError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    BotoCoreError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+def _is_transient_s3(exc: ClientError) -> bool:
+    error = exc.response.get("Error", {})
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    return status >= 500 or error.get("Code") in _TRANSIENT_S3_CODES
+
+
 def is_transient(exc: BaseException) -> bool:
+    if is_rejected_row(exc):
+        return False
     if isinstance(exc, sqlalchemy.exc.DBAPIError):
         # Connection losses and server shutdowns surface as OperationalError (or as
         # `connection_invalidated`); constraint and data errors are the input's fault.
         return isinstance(exc, sqlalchemy.exc.OperationalError) or exc.connection_invalidated
-    if isinstance(exc, sqlalchemy.exc.TimeoutError | sqlalchemy.exc.DisconnectionError):
-        return True
-    if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
-        return True
     if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        return status >= 500 or error.get("Code") in _TRANSIENT_S3_CODES
-    if isinstance(exc, BotoCoreError):
-        # EndpointConnectionError, ReadTimeoutError, ConnectionClosedError, ...
-        return True
-    return isinstance(exc, ConnectionError | TimeoutError)
+        return _is_transient_s3(exc)
+    return isinstance(exc, _TRANSIENT_TYPES)

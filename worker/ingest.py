@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 import structlog
 from redis import Redis
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from shared.contract import Envelope, archive_object_key
@@ -33,7 +33,7 @@ from shared.formdata import FormDecodeError, decode_form, events_field
 from shared.models import EventOutcome
 from shared.objectstore import ObjectNotFoundError, ObjectStore
 from worker import parsing, storage
-from worker.errors import PermanentDeliveryError
+from worker.errors import PermanentDeliveryError, is_rejected_row
 
 log = structlog.get_logger(__name__)
 
@@ -135,7 +135,9 @@ def process_event(ctx: IngestContext, delivery_id: str, index: int, event: Any) 
             outcome = _store_inbound(ctx, delivery_id, index, event)
         else:
             outcome = _store_event(ctx, delivery_id, index, kind, event)
-    except (parsing.PermanentEventError, DataError, IntegrityError) as exc:
+    except Exception as exc:
+        if not (isinstance(exc, parsing.PermanentEventError) or is_rejected_row(exc)):
+            raise  # transient or unknown: the task decides whether to retry
         reason = _reason(exc)
         with ctx.session_factory() as session, session.begin():
             storage.record_outcome(
@@ -183,7 +185,8 @@ def _parse(parser: Callable[[Any], T], event: Any) -> T:
 
 
 def _reason(exc: Exception) -> str:
-    if isinstance(exc, DataError | IntegrityError):
-        # The driver's message names the column and problem, not the row's content.
-        return f"database rejected the row: {type(exc.orig).__name__}: {exc.orig}"[:500]
+    if isinstance(exc, DBAPIError):
+        # The driver's first line names the column and the problem, not the row's content.
+        detail = str(exc.orig).splitlines()[0] if str(exc.orig) else ""
+        return f"database rejected the row: {type(exc.orig).__name__}: {detail}"[:500]
     return str(exc)[:500]

@@ -49,6 +49,15 @@ def _clean(value: Any) -> Any:
     return value
 
 
+# Indexed text columns: PostgreSQL refuses index entries over ~2.7 kB, and no real
+# address or Message-ID comes near this many characters.
+INDEXED_TEXT_LIMIT = 512
+
+
+def _bounded(value: str | None) -> str | None:
+    return value[:INDEXED_TEXT_LIMIT] if value else value
+
+
 def _addresses(addresses: tuple[Address, ...]) -> list[dict[str, str | None]]:
     return [{"name": a.name, "address": a.address} for a in addresses]
 
@@ -137,12 +146,12 @@ def insert_email(session: Session, email: ParsedEmail, delivery_id: str) -> tupl
     values = _clean(
         {
             "dedup_key": email.dedup_key,
-            "message_id": email.message_id,
+            "message_id": _bounded(email.message_id),
             "raw_sha256": email.raw_sha256,
             "raw_size": len(email.raw),
             "raw_key": raw_message_key(email.raw_sha256),
-            "envelope_recipient": email.envelope_recipient,
-            "from_address": email.from_address,
+            "envelope_recipient": _bounded(email.envelope_recipient),
+            "from_address": _bounded(email.from_address),
             "from_name": email.from_name,
             "to": _addresses(email.to),
             "cc": _addresses(email.cc),
@@ -218,7 +227,7 @@ def insert_event(session: Session, event: ParsedEvent, delivery_id: str) -> tupl
             kind=_clean(event.kind)[:64],
             occurred_at=event.occurred_at,
             mandrill_id=_clean(event.mandrill_id)[:255] if event.mandrill_id else None,
-            recipient=_clean(event.recipient),
+            recipient=_bounded(_clean(event.recipient)),
             payload=payload,
             delivery_id=delivery_id,
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 import uuid
 from email import policy
 from email.message import EmailMessage
@@ -291,3 +292,22 @@ def test_same_message_for_two_envelope_recipients_is_two_emails(
     assert sorted(e.envelope_recipient or "" for e in emails) == sorted(
         [event["msg"]["email"], "second-route@example.com"]
     )
+
+
+def test_hostile_values_are_stored_not_retried_forever(receiver: str, engine: Engine) -> None:
+    """A NUL in the body and a From address far beyond any index limit."""
+    local_part = secrets.token_hex(2000)
+    raw = (
+        f"From: <{local_part}@example.org>\r\nTo: inbox@example.com\r\n"
+        "Subject: hostile\r\nMessage-ID: <hostile@example.org>\r\n\r\nbefore\x00after\r\n"
+    )
+    events = json.dumps(
+        [{"event": "inbound", "ts": 1, "msg": {"raw_msg": raw, "email": "inbox@example.com"}}]
+    )
+    send_and_wait(receiver, engine, events)
+    (email,) = load_emails(engine)
+    assert email.text_body is not None
+    assert "\x00" not in email.text_body
+    assert "before" in email.text_body
+    assert email.from_address is not None
+    assert email.from_address.startswith(local_part[:100])

@@ -1,0 +1,82 @@
+"""Error classification, on exceptions raised by the real services."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+import pytest
+import redis
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from sqlalchemy import Engine, create_engine, text
+
+from shared.db import normalise_database_url
+from tests.services import free_port
+from worker.errors import is_rejected_row, is_transient
+
+
+def _raised(action: Callable[[], object]) -> BaseException:
+    with pytest.raises(Exception) as caught:  # noqa: PT011 - any failure is the subject
+        action()
+    return caught.value
+
+
+def test_database_down_is_transient() -> None:
+    dead = create_engine(
+        normalise_database_url(f"postgresql://postgres@127.0.0.1:{free_port()}/x"),
+        connect_args={"connect_timeout": 1},
+    )
+    exc = _raised(lambda: dead.connect().close())
+    assert is_transient(exc)
+    assert not is_rejected_row(exc)
+
+
+def test_redis_down_is_transient() -> None:
+    client = redis.Redis(port=free_port(), socket_connect_timeout=1)
+    assert is_transient(_raised(client.ping))
+
+
+def test_s3_unreachable_is_transient_and_missing_bucket_is_not(s3_endpoint: str) -> None:
+    def client(endpoint: str) -> Any:
+        return boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="t",
+            aws_secret_access_key="t",
+            config=Config(retries={"max_attempts": 1}, connect_timeout=1),
+        )
+
+    down = client(f"http://127.0.0.1:{free_port()}")
+    assert is_transient(_raised(down.list_buckets))
+    up = client(s3_endpoint)
+    missing = _raised(lambda: up.get_object(Bucket="no-such-bucket", Key="k"))
+    assert isinstance(missing, ClientError)
+    assert not is_transient(missing)
+
+
+def test_value_too_large_for_an_index_is_a_rejected_row(engine: Engine) -> None:
+    # Random text does not compress, so the index entry really exceeds PostgreSQL's limit.
+    huge = secrets.token_hex(5000)
+    with engine.connect() as conn:
+        conn.execute(text("CREATE TEMP TABLE t (v text)"))
+        conn.execute(text("CREATE INDEX ON t (v)"))
+        exc = _raised(lambda: conn.execute(text("INSERT INTO t VALUES (:v)"), {"v": huge}))
+        conn.rollback()
+    assert is_rejected_row(exc)
+    assert not is_transient(exc)
+
+
+def test_nul_in_text_is_a_rejected_row(engine: Engine) -> None:
+    with engine.connect() as conn:
+        exc = _raised(lambda: conn.execute(text("SELECT CAST(:v AS text)"), {"v": "a\x00b"}))
+        conn.rollback()
+    assert is_rejected_row(exc)
+
+
+def test_programming_mistakes_are_not_transient() -> None:
+    assert not is_transient(KeyError("x"))
+    assert not is_transient(ValueError("x"))
