@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 PROCESS_DELIVERY_TASK = "kave.delivery.process"
+# kwargs: {"dead_letter_id": int}. Replays one dead letter from the delivery archive.
+REPLAY_DEAD_LETTER_TASK = "kave.dead_letter.replay"
 ENVELOPE_VERSION = 1
 
 PayloadStore = Literal["redis", "object"]

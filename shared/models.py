@@ -51,7 +51,13 @@ class DeliveryStatus:
 class EventOutcome:
     STORED = "stored"  # a new email or event row
     DUPLICATE = "duplicate"  # the same email or event was already stored
-    FAILED = "failed"  # could not be processed; `error` says why
+    FAILED = "failed"  # could not be processed: a dead letter says why
+
+
+class DeadLetterStatus:
+    OPEN = "open"  # waiting for a fix and a replay, or a discard
+    REPLAYED = "replayed"  # replayed successfully; the event now has a result
+    DISCARDED = "discarded"  # an operator decided it needs no result
 
 
 class Delivery(Base):
@@ -171,3 +177,33 @@ class Event(Base):
     payload: Mapped[dict[str, Any]] = mapped_column()
     delivery_id: Mapped[str] = mapped_column(ForeignKey("deliveries.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class DeadLetter(Base):
+    """An event (or a whole delivery, ``event_index`` NULL) that could not be processed.
+
+    The payload itself stays in the delivery archive; this row only says what failed and
+    why, so it can be listed, fixed, replayed or discarded without reading code.
+    """
+
+    __tablename__ = "dead_letters"
+    __table_args__ = (
+        UniqueConstraint("delivery_id", "event_index", postgresql_nulls_not_distinct=True),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[str] = mapped_column(ForeignKey("deliveries.id", ondelete="CASCADE"))
+    event_index: Mapped[int | None] = mapped_column(Integer)
+    kind: Mapped[str | None] = mapped_column(String(64), index=True)
+    error_class: Mapped[str] = mapped_column(String(128), index=True)
+    message: Mapped[str] = mapped_column(Text)
+    traceback: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    status: Mapped[str] = mapped_column(String(16), default=DeadLetterStatus.OPEN, index=True)
+    first_seen_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    last_seen_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), index=True
+    )
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.contract import PROCESS_DELIVERY_TASK
+from shared.contract import PROCESS_DELIVERY_TASK, REPLAY_DEAD_LETTER_TASK
 from shared.settings import Settings
 
 
@@ -28,7 +28,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "health_check_interval": 10,
         },
         "task_default_queue": settings.queue_name,
-        "task_routes": {PROCESS_DELIVERY_TASK: {"queue": settings.queue_name}},
+        "task_routes": {
+            PROCESS_DELIVERY_TASK: {"queue": settings.queue_name},
+            REPLAY_DEAD_LETTER_TASK: {"queue": settings.queue_name},
+        },
         "task_serializer": "json",
         "accept_content": ["json"],
         "result_backend": None,
