@@ -15,6 +15,8 @@ from typing import Any, Literal
 PROCESS_DELIVERY_TASK = "kave.delivery.process"
 # kwargs: {"dead_letter_id": int}. Replays one dead letter from the delivery archive.
 REPLAY_DEAD_LETTER_TASK = "kave.dead_letter.replay"
+# No arguments. Re-enqueues deliveries that were recorded but never finished.
+RECONCILE_TASK = "kave.deliveries.reconcile"
 ENVELOPE_VERSION = 1
 
 PayloadStore = Literal["redis", "object"]

@@ -75,6 +75,9 @@ class Delivery(Base):
     event_count: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # When a worker last started on it: reconciliation re-enqueues unfinished deliveries
+    # only once this is old enough, so a delivery in retry backoff is left alone.
+    last_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     handled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

@@ -121,8 +121,8 @@ def make_s3_client(settings: Settings) -> S3Client:
         aws_access_key_id=settings.s3_access_key_id,
         aws_secret_access_key=secret.get_secret_value() if secret else None,
         config=Config(
-            connect_timeout=5,
-            read_timeout=30,
+            connect_timeout=settings.s3_connect_timeout_seconds,
+            read_timeout=settings.s3_read_timeout_seconds,
             retries={"max_attempts": 3, "mode": "standard"},
             # Path-style addressing works with MinIO and moto without DNS tricks.
             s3={"addressing_style": "path"},

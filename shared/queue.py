@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.contract import PROCESS_DELIVERY_TASK, REPLAY_DEAD_LETTER_TASK
+from shared.contract import PROCESS_DELIVERY_TASK, RECONCILE_TASK, REPLAY_DEAD_LETTER_TASK
 from shared.settings import Settings
 
 
@@ -26,11 +26,23 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "socket_timeout": socket_timeout,
             "socket_connect_timeout": socket_timeout,
             "health_check_interval": 10,
+            # Look for messages of dead workers every interval (kombu scans only every
+            # interval * throttle; throttle 1 makes the bound what the setting says).
+            "unacked_restore_interval": settings.unacked_restore_interval_seconds,
+            "unacked_restore_throttle": 1,
         },
         "task_default_queue": settings.queue_name,
         "task_routes": {
             PROCESS_DELIVERY_TASK: {"queue": settings.queue_name},
             REPLAY_DEAD_LETTER_TASK: {"queue": settings.queue_name},
+            RECONCILE_TASK: {"queue": settings.queue_name},
+        },
+        # Celery beat (`celery -A worker.main beat`, one instance) runs reconciliation.
+        "beat_schedule": {
+            "reconcile-unfinished-deliveries": {
+                "task": RECONCILE_TASK,
+                "schedule": float(settings.reconcile_interval_seconds),
+            }
         },
         "task_serializer": "json",
         "accept_content": ["json"],

@@ -79,6 +79,27 @@ class Settings(BaseSettings):
     visibility_timeout_seconds: int = Field(default=300, gt=0)
     task_time_limit_seconds: int = Field(default=240, gt=0)
     worker_concurrency: int = Field(default=2, ge=1)
+    # How often a worker looks for messages of dead workers whose visibility timeout
+    # passed; a lost task is back in the queue within visibility timeout + this.
+    unacked_restore_interval_seconds: int = Field(default=10, ge=1)
+
+    # --- reliability ----------------------------------------------------------------
+    # A delivery that keeps failing on a service outage is retried (exponential backoff
+    # with jitter, at most retry_backoff_max_seconds apart) until this long after it was
+    # received, then dead-lettered so that it can be replayed once the outage is over.
+    retry_deadline_seconds: int = Field(default=6 * 3600, gt=0)
+    retry_backoff_max_seconds: int = Field(default=60, ge=1)
+    # Errors of an unknown kind are retried this many times before they dead-letter.
+    unknown_error_retries: int = Field(default=3, ge=0)
+    # An event whose processing kills its worker (crash, out of memory, time limit)
+    # this many times is dead-lettered instead of being retried forever.
+    max_worker_losses: int = Field(default=3, ge=1)
+    # Deliveries still unfinished this long after their last attempt are re-enqueued by
+    # `kave reconcile` (Celery beat runs it every reconcile_interval_seconds).
+    reconcile_after_seconds: int = Field(default=900, ge=1)
+    reconcile_interval_seconds: int = Field(default=300, ge=1)
+    s3_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    s3_read_timeout_seconds: float = Field(default=30.0, gt=0)
 
     # --- logs and dashboard ---------------------------------------------------------
     log_level: str = "INFO"

@@ -8,6 +8,8 @@ with their reason, and the rest of the batch goes on.
 
 from __future__ import annotations
 
+import traceback
+
 import psycopg.errors
 import redis.exceptions
 import sqlalchemy.exc
@@ -16,6 +18,21 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 class PermanentDeliveryError(Exception):
     """The whole delivery can never be processed (its body is missing or corrupt)."""
+
+
+def safe_traceback(exc: BaseException) -> str:
+    """Where an exception was raised, frame by frame, without its message or locals.
+
+    Exception messages can quote the payload (a KeyError names the key, a decoding
+    error shows the bytes), so dead letters keep the stack and the type only.
+    """
+    frames = traceback.format_list(traceback.extract_tb(exc.__traceback__))
+    chain = []
+    cause = exc.__cause__ or exc.__context__
+    if cause is not None and cause is not exc:
+        chain.append(f"caused by {type(cause).__name__}\n")
+        chain.extend(traceback.format_list(traceback.extract_tb(cause.__traceback__)))
+    return "".join([*frames, f"{type(exc).__name__}\n", *chain])[-8000:]
 
 
 # S3 error codes that mean "try again later" rather than "your request is wrong".

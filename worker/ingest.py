@@ -1,12 +1,12 @@
-"""The ingest service: one delivery in, one recorded outcome per event out.
+"""The ingest service: one delivery in, exactly one recorded result per event out.
 
 Steps, each safe to repeat after a crash at any point:
-1. load the body (Redis, or the object store for claim-checked and already archived
-   bodies) and check its sha256 against the envelope;
-2. archive it, content-addressed, and record the delivery row;
-3. process each event of the batch on its own, skipping the ones a previous attempt
-   already finished; an event that can never succeed is recorded as failed with its
-   reason and the rest of the batch goes on;
+1. record the attempt (the delivery row) and check whether a previous attempt died;
+2. load the body (Redis, or the object store for claim-checked and already archived
+   bodies), check its sha256 against the envelope, archive it content-addressed;
+3. process each event of the batch on its own, skipping those a previous attempt
+   finished; an event that can never succeed becomes a dead letter with its reason and
+   the rest of the batch goes on;
 4. mark the delivery processed and drop the Redis copy of the body.
 
 Transient failures (a service down) propagate to the task, which retries the delivery;
@@ -16,11 +16,9 @@ the work already committed is skipped on the next attempt.
 from __future__ import annotations
 
 import hashlib
-import traceback
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
 import structlog
@@ -30,10 +28,11 @@ from sqlalchemy.orm import Session
 
 from shared.contract import Envelope, archive_object_key
 from shared.formdata import FormDecodeError, decode_form, events_field
-from shared.models import EventOutcome
+from shared.models import Delivery, EventOutcome
 from shared.objectstore import ObjectNotFoundError, ObjectStore
 from worker import parsing, storage
-from worker.errors import PermanentDeliveryError, is_rejected_row
+from worker.errors import PermanentDeliveryError, is_rejected_row, safe_traceback
+from worker.losses import BODY_STAGE, LossTracker
 
 log = structlog.get_logger(__name__)
 
@@ -45,6 +44,7 @@ class IngestContext:
     session_factory: Callable[[], AbstractContextManager[Session]]
     object_store: ObjectStore
     redis: Redis
+    max_worker_losses: int = 3
 
 
 @dataclass
@@ -57,15 +57,27 @@ class DeliveryResult:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
 
 
+def envelope_for(delivery: Delivery) -> Envelope:
+    """An envelope that reads a recorded delivery back from its archive."""
+    return Envelope(
+        delivery_id=delivery.id,
+        received_at=delivery.received_at.isoformat(),
+        body_sha256=delivery.body_sha256,
+        body_size=delivery.body_size,
+        payload_store="object",
+        payload_key=delivery.archive_key,
+        request_id=delivery.request_id,
+    )
+
+
 def load_body(ctx: IngestContext, envelope: Envelope) -> bytes:
-    archive_key = archive_object_key(envelope.body_sha256)
     body: bytes | None = None
     if envelope.payload_store == "redis":
         body = ctx.redis.get(envelope.payload_key)  # type: ignore[assignment]
     if body is None:
         # Claim-checked, or archived by an earlier attempt that then dropped the Redis copy.
         try:
-            body = ctx.object_store.get(archive_key)
+            body = ctx.object_store.get(archive_object_key(envelope.body_sha256))
         except ObjectNotFoundError:
             raise PermanentDeliveryError(
                 "the body is neither in Redis nor in the archive"
@@ -75,40 +87,117 @@ def load_body(ctx: IngestContext, envelope: Envelope) -> bytes:
     return body
 
 
-def archive_body(ctx: IngestContext, envelope: Envelope, body: bytes) -> str:
+def archive_body(ctx: IngestContext, envelope: Envelope, body: bytes) -> None:
     key = archive_object_key(envelope.body_sha256)
     if not ctx.object_store.exists(key):
         ctx.object_store.put(key, body, "application/x-www-form-urlencoded")
-    return key
 
 
-def process_delivery(ctx: IngestContext, envelope: Envelope) -> DeliveryResult:
-    body = load_body(ctx, envelope)
-    archive_key = archive_body(ctx, envelope, body)
+def process_delivery(
+    ctx: IngestContext, envelope: Envelope, *, replaying: bool = False
+) -> DeliveryResult:
+    tracker = LossTracker(ctx.redis, envelope.delivery_id)
+    died = tracker.take_previous_death()
+    if died:
+        log.warning("delivery.worker_lost_before", stage=died[0], losses=died[1])
     with ctx.session_factory() as session, session.begin():
-        storage.record_delivery(session, envelope, archive_key)
+        storage.record_delivery(session, envelope, archive_object_key(envelope.body_sha256))
         done = storage.finished_indexes(session, envelope.delivery_id)
 
     result = DeliveryResult(delivery_id=envelope.delivery_id)
-    try:
-        events = _read_batch(body)
-    except parsing.BatchError as exc:
-        with ctx.session_factory() as session, session.begin():
-            storage.finish_delivery(session, envelope.delivery_id, event_count=None, error=str(exc))
-        log.warning("delivery.unreadable", delivery_id=envelope.delivery_id, reason=str(exc))
-        _drop_redis_copy(ctx, envelope)
+    if _lost_too_often(ctx, died, BODY_STAGE):
+        lost = PermanentDeliveryError(_worker_lost_message(ctx))
+        dead_letter_delivery(ctx, envelope, "worker_lost", lost)
         return result
+    try:
+        tracker.enter(BODY_STAGE)
+        body = load_body(ctx, envelope)
+        archive_body(ctx, envelope, body)
+        events = _read_batch(body)
+    except PermanentDeliveryError as exc:
+        dead_letter_delivery(ctx, envelope, "unreadable", exc)
+        tracker.leave()
+        return result
+    except parsing.BatchError as exc:
+        dead_letter_delivery(ctx, envelope, "invalid_batch", exc)
+        _drop_redis_copy(ctx, envelope)
+        tracker.leave()
+        return result
+    except Exception:
+        tracker.leave()
+        raise
 
     result.event_count = len(events)
-    for index, event in enumerate(events):
-        if index in done:
-            continue
-        result.count(process_event(ctx, envelope.delivery_id, index, event))
+    try:
+        for index, event in enumerate(events):
+            if index in done:
+                continue
+            if _lost_too_often(ctx, died, str(index)):
+                result.count(_dead_letter_lost_event(ctx, envelope.delivery_id, index, event))
+                continue
+            tracker.enter(index)
+            result.count(process_event(ctx, envelope.delivery_id, index, event))
+    finally:
+        tracker.leave()
 
     with ctx.session_factory() as session, session.begin():
         storage.finish_delivery(session, envelope.delivery_id, event_count=len(events))
+        if replaying:
+            storage.resolve_dead_letter(session, envelope.delivery_id, None)
     _drop_redis_copy(ctx, envelope)
     return result
+
+
+def _lost_too_often(ctx: IngestContext, died: tuple[str, int] | None, stage: str) -> bool:
+    return died is not None and died[0] == stage and died[1] >= ctx.max_worker_losses
+
+
+def _worker_lost_message(ctx: IngestContext) -> str:
+    return (
+        f"processing this ended its worker {ctx.max_worker_losses} times (killed, out of "
+        "memory or over the time limit); replay it once the cause is fixed"
+    )
+
+
+def _dead_letter_lost_event(ctx: IngestContext, delivery_id: str, index: int, event: Any) -> str:
+    kind = parsing.event_kind(event)
+    with ctx.session_factory() as session, session.begin():
+        storage.record_dead_letter(
+            session,
+            delivery_id,
+            index,
+            kind=kind,
+            error_class="worker_lost",
+            message=_worker_lost_message(ctx),
+            traceback=None,
+        )
+        storage.record_outcome(session, delivery_id, index, kind, EventOutcome.FAILED)
+    log.error("event.dead_lettered", event_index=index, kind=kind, error_class="worker_lost")
+    return EventOutcome.FAILED
+
+
+def dead_letter_delivery(
+    ctx: IngestContext, envelope: Envelope, error_class: str, exc: BaseException
+) -> None:
+    """The whole delivery cannot be processed: record it, and say why."""
+    message = (
+        str(exc)
+        if isinstance(exc, PermanentDeliveryError | parsing.BatchError)
+        else (f"{type(exc).__name__}; replay once the cause is fixed")
+    )
+    with ctx.session_factory() as session, session.begin():
+        storage.ensure_delivery(session, envelope, archive_object_key(envelope.body_sha256))
+        storage.record_dead_letter(
+            session,
+            envelope.delivery_id,
+            None,
+            kind=None,
+            error_class=error_class,
+            message=message,
+            traceback=safe_traceback(exc),
+        )
+        storage.finish_delivery(session, envelope.delivery_id, event_count=None, error=message)
+    log.error("delivery.dead_lettered", error_class=error_class, reason=message)
 
 
 def _read_batch(body: bytes) -> list[Any]:
@@ -121,50 +210,80 @@ def _read_batch(body: bytes) -> list[Any]:
     return parsing.parse_batch(value)
 
 
+def read_event(ctx: IngestContext, envelope: Envelope, index: int) -> Any:
+    """One event of an archived delivery (for replays)."""
+    events = _read_batch(load_body(ctx, envelope))
+    if index >= len(events):
+        raise PermanentDeliveryError(f"the batch has no event {index}")
+    return events[index]
+
+
 def _drop_redis_copy(ctx: IngestContext, envelope: Envelope) -> None:
     if envelope.payload_store == "redis":
         ctx.redis.delete(envelope.payload_key)
 
 
-def process_event(ctx: IngestContext, delivery_id: str, index: int, event: Any) -> str:
-    """Process one event and record its outcome; returns the outcome."""
+def process_event(
+    ctx: IngestContext, delivery_id: str, index: int, event: Any, *, replaying: bool = False
+) -> str:
+    """Process one event and record its result (or its dead letter); returns the outcome."""
     kind = parsing.event_kind(event)
-    bound = log.bind(delivery_id=delivery_id, event_index=index, kind=kind)
+    bound = log.bind(event_index=index, kind=kind)
     try:
         if kind == "inbound":
-            outcome = _store_inbound(ctx, delivery_id, index, event)
+            outcome = _store_inbound(ctx, delivery_id, index, event, replaying=replaying)
         else:
-            outcome = _store_event(ctx, delivery_id, index, kind, event)
+            outcome = _store_event(ctx, delivery_id, index, kind, event, replaying=replaying)
     except Exception as exc:
         if not (isinstance(exc, parsing.PermanentEventError) or is_rejected_row(exc)):
             raise  # transient or unknown: the task decides whether to retry
         reason = _reason(exc)
+        error_class = (
+            "invalid_event" if isinstance(exc, parsing.PermanentEventError) else ("rejected_row")
+        )
         with ctx.session_factory() as session, session.begin():
+            storage.record_dead_letter(
+                session,
+                delivery_id,
+                index,
+                kind=kind,
+                error_class=error_class,
+                message=reason,
+                traceback=safe_traceback(exc),
+            )
             storage.record_outcome(
                 session, delivery_id, index, kind, EventOutcome.FAILED, error=reason
             )
-        bound.warning("event.failed", reason=reason)
+        bound.warning("event.dead_lettered", error_class=error_class, reason=reason)
         return EventOutcome.FAILED
-    bound.info("event.processed", outcome=outcome)
+    bound.debug("event.processed", outcome=outcome)
     return outcome
 
 
-def _store_inbound(ctx: IngestContext, delivery_id: str, index: int, event: Any) -> str:
+def _store_inbound(
+    ctx: IngestContext, delivery_id: str, index: int, event: Any, *, replaying: bool
+) -> str:
     email = _parse(parsing.parse_inbound, event)
     storage.store_email_objects(ctx.object_store, email)
     with ctx.session_factory() as session, session.begin():
         email_id, created = storage.insert_email(session, email, delivery_id)
         outcome = storage.outcome_for(created)
         storage.record_outcome(session, delivery_id, index, "inbound", outcome, email_id=email_id)
+        if replaying:
+            storage.resolve_dead_letter(session, delivery_id, index)
     return outcome
 
 
-def _store_event(ctx: IngestContext, delivery_id: str, index: int, kind: str, event: Any) -> str:
+def _store_event(
+    ctx: IngestContext, delivery_id: str, index: int, kind: str, event: Any, *, replaying: bool
+) -> str:
     parsed = _parse(parsing.parse_event, event)
     with ctx.session_factory() as session, session.begin():
         event_id, created = storage.insert_event(session, parsed, delivery_id)
         outcome = storage.outcome_for(created)
         storage.record_outcome(session, delivery_id, index, kind, outcome, event_id=event_id)
+        if replaying:
+            storage.resolve_dead_letter(session, delivery_id, index)
     return outcome
 
 
@@ -175,12 +294,10 @@ def _parse(parser: Callable[[Any], T], event: Any) -> T:
     except parsing.PermanentEventError:
         raise
     except Exception as exc:
-        # The exception text may quote the payload, so only its type and the line that
-        # raised it are kept.
-        frame = traceback.extract_tb(exc.__traceback__)[-1]
-        where = f"{Path(frame.filename).name}:{frame.lineno}"
+        # The exception text may quote the payload, so only its type is kept (the dead
+        # letter's traceback shows where it was raised).
         raise parsing.PermanentEventError(
-            f"the parser failed with {type(exc).__name__} at {where}; reprocess after a fix"
+            f"the parser failed with {type(exc).__name__}; reprocess after a fix"
         ) from exc
 
 

@@ -41,6 +41,7 @@ def ingest_context(settings: Settings | None = None) -> IngestContext:
             session_factory=make_session_factory(engine),
             object_store=make_object_store(settings),
             redis=redis,
+            max_worker_losses=settings.max_worker_losses,
         )
         _current = _ProcessResources(pid=os.getpid(), engine=engine, context=context)
     return _current.context

@@ -12,13 +12,15 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from shared.contract import Envelope
 from shared.models import (
     Attachment,
+    DeadLetter,
+    DeadLetterStatus,
     Delivery,
     DeliveryEvent,
     DeliveryStatus,
@@ -71,7 +73,29 @@ def store_email_objects(store: ObjectStore, email: ParsedEmail) -> None:
 # --- deliveries ---------------------------------------------------------------------
 
 
+def _delivery_row(envelope: Envelope, archive_key: str) -> dict[str, Any]:
+    return {
+        "id": envelope.delivery_id,
+        "received_at": datetime.fromisoformat(envelope.received_at),
+        "request_id": envelope.request_id,
+        "body_sha256": envelope.body_sha256,
+        "body_size": envelope.body_size,
+        "archive_key": archive_key,
+        "status": DeliveryStatus.RECEIVED,
+    }
+
+
+def ensure_delivery(session: Session, envelope: Envelope, archive_key: str) -> None:
+    """The delivery row exists (without counting an attempt)."""
+    session.execute(
+        insert(Delivery)
+        .values(**_delivery_row(envelope, archive_key), attempts=0)
+        .on_conflict_do_nothing(index_elements=[Delivery.id])
+    )
+
+
 def record_delivery(session: Session, envelope: Envelope, archive_key: str) -> None:
+    """Record an attempt at the delivery, creating its row on the first one."""
     session.execute(
         insert(Delivery)
         .values(
@@ -83,9 +107,11 @@ def record_delivery(session: Session, envelope: Envelope, archive_key: str) -> N
             archive_key=archive_key,
             status=DeliveryStatus.RECEIVED,
             attempts=1,
+            last_attempt_at=func.now(),
         )
         .on_conflict_do_update(
-            index_elements=[Delivery.id], set_={"attempts": Delivery.attempts + 1}
+            index_elements=[Delivery.id],
+            set_={"attempts": Delivery.attempts + 1, "last_attempt_at": func.now()},
         )
     )
 
@@ -134,16 +160,80 @@ def record_outcome(
             event_id=event_id,
             error=_clean(error),
         )
-        .on_conflict_do_nothing(index_elements=[DeliveryEvent.delivery_id, DeliveryEvent.index])
+        # A replay may turn a failure into a result; nothing ever overwrites a result.
+        .on_conflict_do_update(
+            index_elements=[DeliveryEvent.delivery_id, DeliveryEvent.index],
+            set_={
+                "outcome": outcome,
+                "email_id": email_id,
+                "event_id": event_id,
+                "error": _clean(error),
+            },
+            where=DeliveryEvent.outcome == EventOutcome.FAILED,
+        )
+    )
+
+
+# --- dead letters -------------------------------------------------------------------
+
+
+def record_dead_letter(
+    session: Session,
+    delivery_id: str,
+    event_index: int | None,
+    *,
+    kind: str | None,
+    error_class: str,
+    message: str,
+    traceback: str | None,
+) -> None:
+    """Open (or re-open, counting the attempt) the dead letter of an event or delivery."""
+    values = {
+        "error_class": error_class[:128],
+        "message": _clean(message),
+        "traceback": _clean(traceback),
+        "kind": _clean(kind)[:64] if kind else None,
+    }
+    session.execute(
+        insert(DeadLetter)
+        .values(delivery_id=delivery_id, event_index=event_index, attempts=1, **values)
+        .on_conflict_do_update(
+            constraint="uq_dead_letters_delivery_id",
+            set_={
+                **values,
+                "attempts": DeadLetter.attempts + 1,
+                "last_seen_at": func.now(),
+                "status": DeadLetterStatus.OPEN,
+                "resolved_at": None,
+            },
+        )
+    )
+
+
+def resolve_dead_letter(session: Session, delivery_id: str, event_index: int | None) -> None:
+    """The event (or delivery) now has a result: its open dead letter is replayed."""
+    index_matches = (
+        DeadLetter.event_index.is_(None)
+        if event_index is None
+        else DeadLetter.event_index == event_index
+    )
+    session.execute(
+        update(DeadLetter)
+        .where(
+            DeadLetter.delivery_id == delivery_id,
+            index_matches,
+            DeadLetter.status == DeadLetterStatus.OPEN,
+        )
+        .values(status=DeadLetterStatus.REPLAYED, resolved_at=func.now())
     )
 
 
 # --- emails and events --------------------------------------------------------------
 
 
-def insert_email(session: Session, email: ParsedEmail, delivery_id: str) -> tuple[int, bool]:
-    """The email's id, and whether this call created it (False: it was already stored)."""
-    values = _clean(
+def email_values(email: ParsedEmail) -> dict[str, Any]:
+    """The column values of an email row (without the delivery that first brought it)."""
+    values: dict[str, Any] = _clean(
         {
             "dedup_key": email.dedup_key,
             "message_id": _bounded(email.message_id),
@@ -173,15 +263,38 @@ def insert_email(session: Session, email: ParsedEmail, delivery_id: str) -> tupl
             "spf_detail": email.spf_detail,
             "dkim_signed": email.dkim_signed,
             "dkim_valid": email.dkim_valid,
-            "delivery_id": delivery_id,
         }
     )
     # datetimes are not touched by _clean; add them after.
     values["sent_at"] = email.sent_at
     values["mandrill_ts"] = email.mandrill_ts
+    return values
+
+
+def attachment_values(email: ParsedEmail) -> list[dict[str, Any]]:
+    """The attachment rows of an email, in order (without the email id)."""
+    return [
+        _clean(
+            {
+                "position": position,
+                "filename": a.filename,
+                "content_type": a.content_type[:255],
+                "size": a.size,
+                "sha256": a.sha256,
+                "object_key": attachment_key(a.sha256),
+                "content_id": a.content_id,
+                "inline": a.inline,
+            }
+        )
+        for position, a in enumerate(email.attachments)
+    ]
+
+
+def insert_email(session: Session, email: ParsedEmail, delivery_id: str) -> tuple[int, bool]:
+    """The email's id, and whether this call created it (False: it was already stored)."""
     new_id = session.scalar(
         insert(Email)
-        .values(**values)
+        .values(**email_values(email), delivery_id=delivery_id)
         .on_conflict_do_nothing(index_elements=[Email.dedup_key])
         .returning(Email.id)
     )
@@ -194,27 +307,9 @@ def insert_email(session: Session, email: ParsedEmail, delivery_id: str) -> tupl
 
 
 def _insert_attachments(session: Session, email_id: int, email: ParsedEmail) -> None:
-    if not email.attachments:
-        return
-    session.execute(
-        insert(Attachment),
-        [
-            _clean(
-                {
-                    "email_id": email_id,
-                    "position": position,
-                    "filename": a.filename,
-                    "content_type": a.content_type[:255],
-                    "size": a.size,
-                    "sha256": a.sha256,
-                    "object_key": attachment_key(a.sha256),
-                    "content_id": a.content_id,
-                    "inline": a.inline,
-                }
-            )
-            for position, a in enumerate(email.attachments)
-        ],
-    )
+    rows = attachment_values(email)
+    if rows:
+        session.execute(insert(Attachment), [{**row, "email_id": email_id} for row in rows])
 
 
 def insert_event(session: Session, event: ParsedEvent, delivery_id: str) -> tuple[int, bool]:

@@ -1,31 +1,27 @@
-"""Celery tasks: thin shells that decode the envelope, call a service and classify errors."""
+"""Celery tasks: thin shells that decode arguments, call a service and apply the retry
+policy of ``worker.retry_policy``."""
 
 from __future__ import annotations
 
-import random
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 from celery import Task, shared_task
 
-from shared.contract import PROCESS_DELIVERY_TASK, Envelope, EnvelopeError, archive_object_key
-from worker import ingest, storage
-from worker.errors import PermanentDeliveryError, is_transient
+from shared.contract import (
+    PROCESS_DELIVERY_TASK,
+    RECONCILE_TASK,
+    REPLAY_DEAD_LETTER_TASK,
+    Envelope,
+    EnvelopeError,
+)
+from shared.settings import get_settings
+from worker import ingest, reconcile, replay
 from worker.resources import ingest_context
+from worker.retry_policy import GiveUp, decide
 
 log = structlog.get_logger(__name__)
-
-# Transient failures (a service down) are retried with exponential backoff and jitter,
-# capped per attempt; unknown errors get a few attempts before they are given up on.
-MAX_TRANSIENT_RETRIES = 30
-MAX_UNKNOWN_RETRIES = 3
-BACKOFF_BASE_SECONDS = 1.0
-BACKOFF_CAP_SECONDS = 60.0
-
-
-def backoff_seconds(retries: int) -> float:
-    ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**retries)
-    return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not security
 
 
 @shared_task(name=PROCESS_DELIVERY_TASK, bind=True, max_retries=None)
@@ -41,26 +37,66 @@ def process_delivery(self: Task, envelope: dict[str, Any]) -> dict[str, Any] | N
     context = ingest_context()
     try:
         result = ingest.process_delivery(context, parsed)
-    except PermanentDeliveryError as exc:
-        with context.session_factory() as session, session.begin():
-            storage.record_delivery(session, parsed, archive_object_key(parsed.body_sha256))
-            storage.finish_delivery(session, parsed.delivery_id, event_count=None, error=str(exc))
-        log.error("delivery.failed", reason=str(exc))
-        return None
     except Exception as exc:
-        retries = self.request.retries
-        limit = MAX_TRANSIENT_RETRIES if is_transient(exc) else MAX_UNKNOWN_RETRIES
-        if retries >= limit:
-            log.error("delivery.retries_exhausted", error_type=type(exc).__name__, retries=retries)
-            raise
-        countdown = backoff_seconds(retries)
+        decision = decide(
+            exc,
+            retries=self.request.retries,
+            received_at=datetime.fromisoformat(parsed.received_at),
+            now=datetime.now(UTC),
+            settings=get_settings(),
+        )
+        if isinstance(decision, GiveUp):
+            # If even this write fails the delivery stays unfinished, and
+            # reconciliation re-enqueues it later.
+            ingest.dead_letter_delivery(context, parsed, decision.error_class, exc)
+            return None
         log.warning(
             "delivery.retrying",
             error_type=type(exc).__name__,
-            transient=is_transient(exc),
-            retries=retries,
-            countdown=round(countdown, 2),
+            retries=self.request.retries,
+            countdown=round(decision.countdown, 2),
         )
-        raise self.retry(exc=exc, countdown=countdown, max_retries=limit) from exc
+        raise self.retry(exc=exc, countdown=decision.countdown) from exc
     log.info("delivery.processed", events=result.event_count, outcomes=result.outcomes)
     return {"delivery_id": result.delivery_id, "outcomes": result.outcomes}
+
+
+@shared_task(name=REPLAY_DEAD_LETTER_TASK, bind=True, max_retries=5)
+def replay_dead_letter(self: Task, dead_letter_id: int) -> str:
+    structlog.contextvars.bind_contextvars(dead_letter_id=dead_letter_id)
+    try:
+        outcome = replay.replay_dead_letter(ingest_context(), dead_letter_id)
+    except Exception as exc:
+        decision = decide(
+            exc,
+            retries=self.request.retries,
+            received_at=datetime.now(UTC),
+            now=datetime.now(UTC),
+            settings=get_settings(),
+        )
+        if isinstance(decision, GiveUp):
+            raise
+        raise self.retry(exc=exc, countdown=decision.countdown) from exc
+    log.info("dead_letter.replayed", outcome=outcome)
+    return outcome
+
+
+@shared_task(name=RECONCILE_TASK)
+def reconcile_deliveries() -> int:
+    settings = get_settings()
+    requeued = reconcile.reconcile(
+        ingest_context(),
+        publish=publish_delivery,
+        older_than_seconds=settings.reconcile_after_seconds,
+    )
+    return len(requeued)
+
+
+def publish_delivery(envelope: Envelope) -> None:
+    """Queue a delivery again, with the same small message the receiver sends."""
+    process_delivery.apply_async(
+        kwargs={"envelope": envelope.to_message()},
+        argsrepr="()",
+        kwargsrepr=envelope.summary(),
+        headers={"request_id": envelope.request_id},
+    )

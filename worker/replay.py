@@ -1,0 +1,54 @@
+"""Replaying dead letters: process the event (or delivery) again from the archive.
+
+Replays are safe: a replayed event goes through the same idempotent writes as the first
+attempt, so an email that meanwhile arrived in another batch is found, not duplicated.
+"""
+
+from __future__ import annotations
+
+import structlog
+from sqlalchemy import select
+
+from shared.models import DeadLetter, DeadLetterStatus, Delivery, EventOutcome
+from worker import ingest
+from worker.errors import PermanentDeliveryError
+from worker.ingest import IngestContext
+from worker.parsing import BatchError
+
+log = structlog.get_logger(__name__)
+
+NOT_OPEN = "not_open"
+
+
+def replay_dead_letter(ctx: IngestContext, dead_letter_id: int) -> str:
+    """Replay one open dead letter; returns the new outcome (or ``not_open``)."""
+    with ctx.session_factory() as session:
+        row = session.execute(
+            select(DeadLetter, Delivery)
+            .join(Delivery, Delivery.id == DeadLetter.delivery_id)
+            .where(DeadLetter.id == dead_letter_id)
+        ).one_or_none()
+    if row is None:
+        raise LookupError(f"no dead letter {dead_letter_id}")
+    dead_letter, delivery = row
+    if dead_letter.status != DeadLetterStatus.OPEN:
+        return NOT_OPEN
+    envelope = ingest.envelope_for(delivery)
+    structlog.contextvars.bind_contextvars(delivery_id=delivery.id)
+    if dead_letter.event_index is None:
+        result = ingest.process_delivery(ctx, envelope, replaying=True)
+        with ctx.session_factory() as session:
+            still_open = session.scalar(
+                select(DeadLetter.status).where(DeadLetter.id == dead_letter_id)
+            )
+        return (
+            EventOutcome.FAILED
+            if still_open == DeadLetterStatus.OPEN
+            else (f"processed {result.event_count} events")
+        )
+    try:
+        event = ingest.read_event(ctx, envelope, dead_letter.event_index)
+    except (PermanentDeliveryError, BatchError) as exc:
+        ingest.dead_letter_delivery(ctx, envelope, "unreadable", exc)
+        return EventOutcome.FAILED
+    return ingest.process_event(ctx, delivery.id, dead_letter.event_index, event, replaying=True)
