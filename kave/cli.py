@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from kave import recovery, users
 from shared.settings import Settings, SettingsError
 
 RUN_ENV_FILE = Path("var/run.env")
@@ -88,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     deliveries = commands.add_parser("deliveries", help="list received webhook deliveries")
     deliveries.add_argument("--limit", type=int, default=10)
     deliveries.set_defaults(handler=_cmd_deliveries)
+
+    recovery.register(commands, load_settings)
+    users.register(commands, load_settings)
     return parser
 
 

@@ -87,13 +87,16 @@ def run_pipeline(settings: Settings, *, var_dir: Path, port: int, flower_port: i
                 python, "-m", "uvicorn", "receiver.app:create_app", "--factory",
                 "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
             ],
+            # One worker with embedded beat (-B, fine for a single worker) runs the
+            # periodic reconciliation; -q drops Celery's plain-text banner.
             "worker": [
-                python, "-m", "celery", "-A", "worker.main", "worker",
+                python, "-m", "celery", "-A", "worker.main", "-q", "worker", "-B",
+                "--schedule", str(var_dir / "celerybeat-schedule"),
                 "--loglevel", "INFO", "--concurrency", str(settings.worker_concurrency),
                 "-Q", settings.queue_name,
             ],
             "flower": [
-                python, "-m", "celery", "-A", "worker.main", "flower",
+                python, "-m", "celery", "-A", "worker.flower", "flower",
                 "--address=127.0.0.1", f"--port={flower_port}",
             ],
         }  # fmt: skip

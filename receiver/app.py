@@ -10,13 +10,25 @@ from contextlib import asynccontextmanager
 
 from celery import Celery
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from redis.asyncio import Redis
 
-from receiver.enqueue import DeliveryQueue
 from receiver.errors import install_error_handlers
+from receiver.metrics import MeteredDeliveryQueue, MetricsMiddleware, ReceiverMetrics
+from receiver.ratelimit import RateLimits, SignatureFailureLimitMiddleware
 from receiver.request_id import RequestIdMiddleware
-from receiver.routes import health, webhooks
-from shared.db import make_engine
+from receiver.routes import (
+    attachments,
+    auth,
+    dead_letters,
+    deliveries,
+    emails,
+    events,
+    health,
+    metrics,
+    webhooks,
+)
+from shared.db import make_engine, make_session_factory
 from shared.logging import configure_logging
 from shared.objectstore import make_object_store
 from shared.queue import celery_config
@@ -40,18 +52,25 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     producer = _make_producer(settings)
     engine = make_engine(settings)
+    object_store = make_object_store(settings)
     app.state.redis = redis
     app.state.engine = engine
-    app.state.delivery_queue = DeliveryQueue(
+    app.state.session_factory = make_session_factory(engine)
+    app.state.object_store = object_store
+    app.state.producer = producer
+    app.state.rate_limits = RateLimits.build(settings, redis)
+    app.state.delivery_queue = MeteredDeliveryQueue(
+        metrics=app.state.metrics,
         redis=redis,
         celery=producer,
-        object_store=make_object_store(settings),
+        object_store=object_store,
         claim_check_threshold=settings.claim_check_threshold_bytes,
         timeout_seconds=settings.enqueue_timeout_seconds,
     )
     try:
         yield
     finally:
+        app.state.rate_limits.close()
         await redis.aclose()
         producer.close()
         engine.dispose()
@@ -71,7 +90,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
+    app.state.metrics = ReceiverMetrics()
+    webhook_path = API_PREFIX + webhooks.router.prefix + webhooks.WEBHOOK_PATH
+    # Innermost: turns a 401 of the webhook into a 429 once a client failed too often.
+    app.add_middleware(SignatureFailureLimitMiddleware, path=webhook_path)
+    # Inside RequestIdMiddleware (added after it), so its log line has the request id.
+    app.add_middleware(
+        MetricsMiddleware,
+        metrics=app.state.metrics,
+        webhook_path=webhook_path,
+    )
     app.add_middleware(RequestIdMiddleware)
+    if settings.cors_origins:
+        # Bearer tokens, not cookies: no credentials, so a "*" origin cannot leak a session.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After", "Content-Disposition"],
+            max_age=600,
+        )
     app.include_router(webhooks.router, prefix=API_PREFIX)
     app.include_router(health.router)
+    app.include_router(metrics.router)
+    for router in (auth, emails, attachments, events, deliveries, dead_letters):
+        app.include_router(router.router, prefix=API_PREFIX)
     return app

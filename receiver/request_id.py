@@ -46,8 +46,10 @@ class RequestIdMiddleware:
                 MutableHeaders(scope=message)[HEADER] = request_id
             await send(message)
 
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            structlog.contextvars.unbind_contextvars("request_id")
-            _request_id.reset(token)
+        # Unbound only after a normal return: when an exception escapes, Starlette's
+        # outermost error middleware and uvicorn log it after this frame is gone, and
+        # those lines must carry the request id too. (Each request runs in its own
+        # asyncio task with its own copy of the context, so nothing leaks to the next.)
+        await self.app(scope, receive, send_with_id)
+        structlog.contextvars.unbind_contextvars("request_id")
+        _request_id.reset(token)

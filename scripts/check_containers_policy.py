@@ -30,11 +30,12 @@ REQUIRED_SERVICES = (
     "migrate",
     "receiver",
     "worker",
+    "beat",
     "flower",
 )
-LONG_RUNNING = ("postgres", "redis", "minio", "receiver", "worker", "flower")
+LONG_RUNNING = ("postgres", "redis", "minio", "receiver", "worker", "beat", "flower")
 ONE_SHOT = ("minio-init", "migrate")
-KAVE_SERVICES = ("migrate", "receiver", "worker", "flower")
+KAVE_SERVICES = ("migrate", "receiver", "worker", "beat", "flower")
 BACKING_SERVICES = ("postgres", "redis", "minio")  # no host ports in the production file
 TASK_TIME_LIMIT_SECONDS = 240  # shared.settings default; the worker must outlive a task
 RECEIVER_DRAIN_SECONDS = 30  # uvicorn --timeout-graceful-shutdown

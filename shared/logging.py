@@ -1,21 +1,29 @@
 """Structured logging for every Kave process.
 
 One pipeline (structlog) renders our own events and the standard-library records of
-Celery, uvicorn and friends alike: JSON lines in production, a readable console in
-development. Correlation ids (``request_id``, ``delivery_id``, ``task_id``) are bound
-with ``structlog.contextvars`` and appear on every line written while they are bound.
+Celery, uvicorn, Flower and friends alike: JSON lines in production, a readable console
+in development. Correlation ids (``request_id``, ``delivery_id``, ``task_id``) are bound
+with ``structlog.contextvars`` and appear on every line written while they are bound:
+the receiver binds ``request_id`` per request, a worker binds all three per task (see
+``worker.celery_app``). The last step of the pipeline redacts secrets and payloads,
+whoever logged them.
 """
 
 from __future__ import annotations
 
 import logging
 import logging.config
+import os
+import re
+import sys
 from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
 
 from shared.settings import Settings
+
+REDACTED = "[redacted]"
 
 # Field names whose values must never reach a log line, whoever logs them.
 _SECRET_FIELDS = frozenset(
@@ -24,24 +32,93 @@ _SECRET_FIELDS = frozenset(
         "secret",
         "token",
         "access_token",
+        "refresh_token",
         "key",
         "webhook_key",
+        "webhook_keys",
+        "api_key",
         "authorization",
+        "cookie",
         "body",
         "payload",
         "mandrill_events",
         "raw_msg",
+        "content",
         "signature",
+        "x-mandrill-signature",
+        "envelope",
     }
 )
+# ... and any field whose name contains one of these (``db_password``, ``jwt_secret``,
+# ``s3_secret_access_key``, ``id_token``), compared in lower case.
+_SECRET_PARTS = ("password", "passwd", "secret", "token", "credential")
+
+# ``scheme://user:password@host``: the password part of a URL inside any text.
+_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@]*:)[^\s@/]+@")
+
+# The summary of a delivery task's arguments reads ``delivery_id=<uuid> size=<n>``
+# (``Envelope.summary``, sent as the task's kwargsrepr).
+_DELIVERY_IN_SUMMARY = re.compile(r"\bdelivery_id=(?P<id>[0-9a-fA-F-]{36})\b")
+
+
+def _is_secret_field(name: str) -> bool:
+    lowered = name.lower()
+    return lowered in _SECRET_FIELDS or any(part in lowered for part in _SECRET_PARTS)
+
+
+def scrub_url_passwords(text: str) -> str:
+    """``redis://:pw@host`` -> ``redis://:***@host`` anywhere in a text."""
+    return _URL_PASSWORD.sub(r"\g<head>***@", text)
+
+
+def _redact(value: Any, depth: int) -> Any:
+    if isinstance(value, str):
+        return scrub_url_passwords(value) if "://" in value else value
+    if depth <= 0:
+        return value
+    if isinstance(value, dict):
+        return {
+            k: REDACTED if isinstance(k, str) and _is_secret_field(k) else _redact(v, depth - 1)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_redact(item, depth - 1) for item in value]
+    return value
 
 
 def redact_secrets(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    """Replace the value of any field named like a secret or a payload."""
-    for field in _SECRET_FIELDS.intersection(event_dict):
-        event_dict[field] = "[redacted]"
+    """Replace the value of any field named like a secret or a payload (in nested
+    dicts too), and the password of any URL in a text (event, exception, any string)."""
+    for field, value in list(event_dict.items()):
+        if field.startswith("_"):
+            continue  # structlog's own (``_record``, ``_from_structlog``)
+        if _is_secret_field(field):
+            event_dict[field] = REDACTED
+        else:
+            event_dict[field] = _redact(value, depth=3)
+    return event_dict
+
+
+def add_celery_task_ids(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Celery passes a task's id and argument summary as the record's ``data``; name them.
+
+    That covers the lines the worker's main process writes about a task outside any
+    task context (a pool process killed under it, a time limit); inside a task the
+    bound context already holds them.
+    """
+    record = event_dict.get("_record")
+    data = getattr(record, "data", None)
+    if isinstance(data, dict) and isinstance(data.get("id"), str):
+        event_dict.setdefault("task_id", data["id"])
+        summary = data.get("kwargs")
+        if isinstance(summary, str) and "delivery_id" not in event_dict:
+            match = _DELIVERY_IN_SUMMARY.search(summary)
+            if match:
+                event_dict["delivery_id"] = match["id"]
     return event_dict
 
 
@@ -52,20 +129,26 @@ def configure_logging(settings: Settings, process: str) -> None:
         event_dict.setdefault("process", process)
         return event_dict
 
+    json = settings.effective_log_format == "json"
     shared_processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
         add_process,
+        add_celery_task_ids,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
-        redact_secrets,
     ]
     renderer: Any
-    if settings.effective_log_format == "json":
+    if json:
         renderer = structlog.processors.JSONRenderer()
+        # Rendered into a field before redaction, so a URL in a traceback is scrubbed.
         shared_processors.append(structlog.processors.format_exc_info)
     else:
-        renderer = structlog.dev.ConsoleRenderer()
+        # Colours only on a terminal: no escape codes in a piped or redirected log.
+        colors = sys.stderr.isatty() and "NO_COLOR" not in os.environ
+        renderer = structlog.dev.ConsoleRenderer(colors=colors)
+    # Last, so nothing added after it escapes it.
+    shared_processors.append(redact_secrets)
 
     structlog.configure(
         processors=[
@@ -93,10 +176,20 @@ def configure_logging(settings: Settings, process: str) -> None:
             "handlers": {"default": {"class": "logging.StreamHandler", "formatter": "structured"}},
             "root": {"handlers": ["default"], "level": settings.log_level.upper()},
             "loggers": {
-                # uvicorn installs its own handlers; route its records through ours instead.
+                # uvicorn, Celery and Flower's tornado may install their own handlers;
+                # route their records through ours instead.
                 "uvicorn": {"handlers": [], "propagate": True},
                 "uvicorn.error": {"handlers": [], "propagate": True},
-                "uvicorn.access": {"handlers": [], "propagate": True},
+                # The receiver writes its own access line, "request.finished", with the
+                # request id, route template, status and duration; uvicorn's would repeat it.
+                "uvicorn.access": {"handlers": [], "propagate": False},
+                "celery": {"handlers": [], "propagate": True},
+                "celery.task": {"handlers": [], "propagate": True},
+                "celery.redirected": {"handlers": [], "propagate": True},
+                # The worker logs "task.received" with the task's ids instead (see
+                # worker.celery_app); Celery's own "Task ... received" line has none.
+                "celery.worker.strategy": {"level": "WARNING"},
+                "tornado": {"handlers": [], "propagate": True},
                 # Per-request access lines from botocore and urllib3 are noise at INFO.
                 "botocore": {"level": "WARNING"},
                 "urllib3": {"level": "WARNING"},

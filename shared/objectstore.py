@@ -123,7 +123,7 @@ def make_s3_client(settings: Settings) -> S3Client:
         config=Config(
             connect_timeout=settings.s3_connect_timeout_seconds,
             read_timeout=settings.s3_read_timeout_seconds,
-            retries={"max_attempts": 3, "mode": "standard"},
+            retries={"max_attempts": settings.s3_max_attempts, "mode": "standard"},
             # Path-style addressing works with MinIO and moto without DNS tricks.
             s3={"addressing_style": "path"},
         ),

@@ -54,7 +54,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
         "task_time_limit": settings.task_time_limit_seconds,
-        "task_soft_time_limit": max(settings.task_time_limit_seconds - 30, 1),
+        # The soft limit raises inside the task first, so it can end cleanly; the hard
+        # limit then kills the process.
+        "task_soft_time_limit": max(
+            settings.task_time_limit_seconds - min(30, settings.task_time_limit_seconds // 5), 1
+        ),
         "worker_concurrency": settings.worker_concurrency,
         "worker_hijack_root_logger": False,
         "worker_send_task_events": True,

@@ -8,11 +8,20 @@ process stops at start-up with a message instead of failing on the first webhook
 
 from __future__ import annotations
 
+import re
+import secrets
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NamedTuple
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    Field,
+    IPvAnyNetwork,
+    PrivateAttr,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MIB = 1024 * 1024
@@ -26,6 +35,31 @@ def _split_csv(value: object) -> object:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
+
+
+class RateLimit(NamedTuple):
+    """``limit`` requests per ``seconds``, read from ``"N/second|minute|hour|day"``."""
+
+    limit: int
+    seconds: int
+
+
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day)\s*$")
+_PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+
+
+def parse_rate(value: str) -> RateLimit:
+    match = _RATE.match(value)
+    if not match or int(match.group(1)) < 1:
+        raise ValueError(
+            f"rate limit {value!r} is not N/second, N/minute, N/hour or N/day with N >= 1"
+        )
+    return RateLimit(int(match.group(1)), _PERIODS[match.group(2)])
+
+
+# A signing key shorter than this, or one of these, is a placeholder, not a secret.
+JWT_SECRET_MIN_LENGTH = 32
+_PLACEHOLDER_MARKERS = ("change-me", "changeme", "change_me", "replace-me", "placeholder")
 
 
 class SettingsError(RuntimeError):
@@ -100,14 +134,76 @@ class Settings(BaseSettings):
     reconcile_interval_seconds: int = Field(default=300, ge=1)
     s3_connect_timeout_seconds: float = Field(default=5.0, gt=0)
     s3_read_timeout_seconds: float = Field(default=30.0, gt=0)
+    # boto3's own attempts per S3 call; the task-level retries come on top.
+    s3_max_attempts: int = Field(default=3, ge=1)
 
     # --- logs and dashboard ---------------------------------------------------------
     log_level: str = "INFO"
     log_format: Literal["json", "console"] | None = None
     flower_basic_auth: SecretStr | None = None
 
+    # --- observability --------------------------------------------------------------
+    # Each worker node (the main process of `celery worker`) serves the Prometheus
+    # metrics of all its pool processes on this port; 0 turns it off. Bind 0.0.0.0 in a
+    # container so that Prometheus can reach it.
+    worker_metrics_port: int = Field(default=9808, ge=0, le=65535)
+    worker_metrics_host: str = "127.0.0.1"
+    # Where the pool processes of a worker node write their metrics (prometheus_client
+    # multiprocess mode). Empty: a fresh temporary directory per node. Never share one
+    # directory between nodes; it is emptied when the node starts.
+    worker_metrics_dir: Path | None = None
+    # Time the receiver's /metrics gives each of its Redis and PostgreSQL queries.
+    metrics_query_timeout_seconds: float = Field(default=2.0, gt=0)
+
+    @field_validator("worker_metrics_dir", mode="before")
+    @classmethod
+    def _empty_metrics_dir_is_unset(cls, value: object) -> object:
+        # KAVE_WORKER_METRICS_DIR= (as in .env.example) means unset, not the working dir.
+        return None if value == "" else value
+
+    # --- management API -------------------------------------------------------------
+    # Signs the API's access tokens (HS256). Required in production: at least 32
+    # characters and not a placeholder. In development and test, when unset, every process
+    # makes up its own random key, so tokens live only as long as that process.
+    jwt_secret_key: SecretStr | None = None
+    access_token_lifetime_seconds: int = Field(default=3600, gt=0, le=7 * 86400)
+    # Browser origins allowed to call the API (CORS), comma-separated; empty: none.
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Proxies (addresses or networks, comma-separated) whose X-Forwarded-For is believed
+    # when they are the direct peer. Empty: the peer address is the client, always.
+    trusted_proxies: Annotated[list[IPvAnyNetwork], NoDecode] = Field(default_factory=list)
+    # "N/second|minute|hour|day", kept in Redis so every replica shares them: per client on
+    # POST /api/v1/auth/token, per user on the rest of the API, and per client on webhook
+    # POSTs that fail the signature check (correctly signed webhooks are never limited).
+    rate_limit_token: str = "10/minute"  # noqa: S105 - a rate, not a secret
+    rate_limit_api: str = "600/minute"
+    rate_limit_webhook_signature_failures: str = "30/minute"
+
+    _ephemeral_jwt_key: str = PrivateAttr(default_factory=lambda: secrets.token_urlsafe(48))
+
     _split_urls = field_validator("mandrill_webhook_urls", mode="before")(_split_csv)
     _split_keys = field_validator("mandrill_webhook_keys", mode="before")(_split_csv)
+    _split_proxies = field_validator("trusted_proxies", mode="before")(_split_csv)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        # Browsers send Origin without a trailing slash; "https://app.example/" never matches.
+        value = _split_csv(value)
+        if isinstance(value, list):
+            return [o.rstrip("/") if isinstance(o, str) and o != "*" else o for o in value]
+        return value
+
+    @field_validator("jwt_secret_key", mode="before")
+    @classmethod
+    def _empty_key_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("rate_limit_token", "rate_limit_api", "rate_limit_webhook_signature_failures")
+    @classmethod
+    def _check_rate(cls, value: str) -> str:
+        parse_rate(value)
+        return value
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:
@@ -138,7 +234,25 @@ class Settings(BaseSettings):
                     "KAVE_OBJECT_STORE=local is for development; set KAVE_OBJECT_STORE=s3 "
                     "and KAVE_S3_BUCKET in production"
                 )
+            self._check_jwt_secret()
         return self
+
+    def _check_jwt_secret(self) -> None:
+        hint = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+        if self.jwt_secret_key is None:
+            raise ValueError(f"production settings missing: KAVE_JWT_SECRET_KEY ({hint})")
+        key = self.jwt_secret_key.get_secret_value()
+        if len(key) < JWT_SECRET_MIN_LENGTH or any(m in key.lower() for m in _PLACEHOLDER_MARKERS):
+            raise ValueError(
+                f"KAVE_JWT_SECRET_KEY is a placeholder or shorter than {JWT_SECRET_MIN_LENGTH} "
+                f"characters; anyone who guesses it can mint API tokens ({hint})"
+            )
+
+    def jwt_key(self) -> str:
+        """The key that signs and verifies API tokens (see ``jwt_secret_key``)."""
+        if self.jwt_secret_key is not None:
+            return self.jwt_secret_key.get_secret_value()
+        return self._ephemeral_jwt_key
 
     @property
     def effective_log_format(self) -> Literal["json", "console"]:

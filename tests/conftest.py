@@ -25,8 +25,8 @@ def service_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def postgres_admin_url(service_dir: Path) -> Iterator[str]:
-    with services.postgres_server(service_dir) as url:
+def postgres_admin_url() -> Iterator[str]:
+    with services.postgres_server() as url:
         yield url
 
 

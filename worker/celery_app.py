@@ -13,6 +13,9 @@ from celery import Celery, signals
 from shared.logging import configure_logging
 from shared.queue import celery_config
 from shared.settings import Settings, get_settings
+from worker import metrics as worker_metrics
+
+log = structlog.get_logger(__name__)
 
 
 def create_celery_app(settings: Settings | None = None) -> Celery:
@@ -28,13 +31,47 @@ def create_celery_app(settings: Settings | None = None) -> Celery:
         configure_logging(settings, process="worker")
 
     @signals.task_prerun.connect(weak=False)
-    def _bind_task(task_id: str, task: Any, **_: Any) -> None:
+    def _bind_task(task_id: str, task: Any, kwargs: dict[str, Any] | None = None, **_: Any) -> None:
         structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(task_id=task_id, task_name=task.name)
+        structlog.contextvars.bind_contextvars(
+            task_id=task_id,
+            task_name=task.name,
+            **_correlation_ids(kwargs, getattr(task.request, "request_id", None)),
+        )
+        worker_metrics.task_started(task_id)
+
+    @signals.task_received.connect(weak=False)
+    def _log_received(request: Any, **_: Any) -> None:
+        # In the main process, before a pool process runs the task. Replaces Celery's
+        # own "Task ... received" line (silenced in shared.logging), which has no ids.
+        headers = getattr(request, "request_dict", None)
+        header = headers.get("request_id") if isinstance(headers, dict) else None
+        log.info(
+            "task.received",
+            task_id=request.id,
+            task_name=request.name,
+            **_correlation_ids(getattr(request, "kwargs", None), header),
+        )
 
     @signals.task_postrun.connect(weak=False)
-    def _unbind_task(**_: Any) -> None:
+    def _unbind_task(task_id: str, task: Any, state: str | None = None, **_: Any) -> None:
+        # After Celery's own "Task ... succeeded" line, which thus carries the ids too.
+        worker_metrics.task_finished(task_id, task.name, state)
         structlog.contextvars.clear_contextvars()
+
+    @signals.task_retry.connect(weak=False)
+    def _count_retry(sender: Any, reason: Any = None, **_: Any) -> None:
+        worker_metrics.task_retried(sender.name, getattr(reason, "exc", None) or reason)
+
+    @signals.celeryd_after_setup.connect(weak=False)
+    def _serve_metrics(**_: Any) -> None:
+        # Main process, logging configured, pool not forked yet.
+        worker_metrics.setup_node(settings.worker_metrics_dir)
+        worker_metrics.serve_node(settings.worker_metrics_host, settings.worker_metrics_port)
+
+    @signals.worker_shutdown.connect(weak=False)
+    def _stop_metrics(**_: Any) -> None:
+        worker_metrics.shutdown_node()
 
     @signals.worker_process_shutdown.connect(weak=False)
     def _release(**_: Any) -> None:
@@ -43,3 +80,18 @@ def create_celery_app(settings: Settings | None = None) -> Celery:
         release()
 
     return app
+
+
+def _correlation_ids(kwargs: Any, request_id_header: Any) -> dict[str, str]:
+    """The request and delivery ids of a task, from its envelope or its headers."""
+    ids: dict[str, str] = {}
+    envelope = kwargs.get("envelope") if isinstance(kwargs, dict) else None
+    if isinstance(envelope, dict):
+        for name in ("request_id", "delivery_id"):
+            if isinstance(envelope.get(name), str):
+                ids[name] = envelope[name]
+    # The receiver also sends the request id as a message header (Celery puts custom
+    # headers on the task request): the only one for tasks without an envelope.
+    if isinstance(request_id_header, str) and request_id_header:
+        ids.setdefault("request_id", request_id_header)
+    return ids

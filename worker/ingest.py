@@ -26,10 +26,11 @@ from redis import Redis
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from shared.contract import Envelope, archive_object_key
+from shared.contract import Envelope, archive_object_key, payload_redis_key
 from shared.formdata import FormDecodeError, decode_form, events_field
 from shared.models import Delivery, EventOutcome
 from shared.objectstore import ObjectNotFoundError, ObjectStore
+from worker import metrics as worker_metrics
 from worker import parsing, storage
 from worker.errors import PermanentDeliveryError, is_rejected_row, safe_traceback
 from worker.losses import BODY_STAGE, LossTracker
@@ -71,17 +72,24 @@ def envelope_for(delivery: Delivery) -> Envelope:
 
 
 def load_body(ctx: IngestContext, envelope: Envelope) -> bytes:
+    """The body, from wherever it is: the Redis copy or the archive (either may be gone:
+    the Redis copy once archived, the archive when archiving failed)."""
+    archive_key = archive_object_key(envelope.body_sha256)
+    redis_key = (
+        envelope.payload_key
+        if envelope.payload_store == "redis"
+        else payload_redis_key(envelope.delivery_id)
+    )
     body: bytes | None = None
     if envelope.payload_store == "redis":
-        body = ctx.redis.get(envelope.payload_key)  # type: ignore[assignment]
+        body = ctx.redis.get(redis_key)  # type: ignore[assignment]
     if body is None:
-        # Claim-checked, or archived by an earlier attempt that then dropped the Redis copy.
         try:
-            body = ctx.object_store.get(archive_object_key(envelope.body_sha256))
+            body = ctx.object_store.get(archive_key)
         except ObjectNotFoundError:
-            raise PermanentDeliveryError(
-                "the body is neither in Redis nor in the archive"
-            ) from None
+            body = ctx.redis.get(redis_key)  # type: ignore[assignment]
+    if body is None:
+        raise PermanentDeliveryError("the body is neither in Redis nor in the archive")
     if hashlib.sha256(body).hexdigest() != envelope.body_sha256:
         raise PermanentDeliveryError("the body does not match the sha256 in its envelope")
     return body
@@ -90,7 +98,9 @@ def load_body(ctx: IngestContext, envelope: Envelope) -> bytes:
 def archive_body(ctx: IngestContext, envelope: Envelope, body: bytes) -> None:
     key = archive_object_key(envelope.body_sha256)
     if not ctx.object_store.exists(key):
-        ctx.object_store.put(key, body, "application/x-www-form-urlencoded")
+        # Stored as opaque bytes: some S3 front ends (moto's, through Werkzeug) parse a
+        # form-typed PUT body instead of storing it.
+        ctx.object_store.put(key, body)
 
 
 def process_delivery(
@@ -108,18 +118,21 @@ def process_delivery(
     if _lost_too_often(ctx, died, BODY_STAGE):
         lost = PermanentDeliveryError(_worker_lost_message(ctx))
         dead_letter_delivery(ctx, envelope, "worker_lost", lost)
+        worker_metrics.delivery_dead_lettered("worker_lost")
         return result
     try:
         tracker.enter(BODY_STAGE)
         body = load_body(ctx, envelope)
         archive_body(ctx, envelope, body)
-        events = _read_batch(body)
+        events = read_batch(body)
     except PermanentDeliveryError as exc:
         dead_letter_delivery(ctx, envelope, "unreadable", exc)
+        worker_metrics.delivery_dead_lettered("unreadable")
         tracker.leave()
         return result
     except parsing.BatchError as exc:
         dead_letter_delivery(ctx, envelope, "invalid_batch", exc)
+        worker_metrics.delivery_dead_lettered("invalid_batch")
         _drop_redis_copy(ctx, envelope)
         tracker.leave()
         return result
@@ -134,6 +147,7 @@ def process_delivery(
                 continue
             if _lost_too_often(ctx, died, str(index)):
                 result.count(_dead_letter_lost_event(ctx, envelope.delivery_id, index, event))
+                worker_metrics.event_dead_lettered(parsing.event_kind(event), "worker_lost")
                 continue
             tracker.enter(index)
             result.count(process_event(ctx, envelope.delivery_id, index, event))
@@ -144,6 +158,7 @@ def process_delivery(
         storage.finish_delivery(session, envelope.delivery_id, event_count=len(events))
         if replaying:
             storage.resolve_dead_letter(session, envelope.delivery_id, None)
+    worker_metrics.delivery_finished(envelope.received_at, replaying=replaying)
     _drop_redis_copy(ctx, envelope)
     return result
 
@@ -200,7 +215,7 @@ def dead_letter_delivery(
     log.error("delivery.dead_lettered", error_class=error_class, reason=message)
 
 
-def _read_batch(body: bytes) -> list[Any]:
+def read_batch(body: bytes) -> list[Any]:
     try:
         value = events_field(decode_form(body))
     except FormDecodeError as exc:
@@ -212,15 +227,15 @@ def _read_batch(body: bytes) -> list[Any]:
 
 def read_event(ctx: IngestContext, envelope: Envelope, index: int) -> Any:
     """One event of an archived delivery (for replays)."""
-    events = _read_batch(load_body(ctx, envelope))
+    events = read_batch(load_body(ctx, envelope))
     if index >= len(events):
         raise PermanentDeliveryError(f"the batch has no event {index}")
     return events[index]
 
 
 def _drop_redis_copy(ctx: IngestContext, envelope: Envelope) -> None:
-    if envelope.payload_store == "redis":
-        ctx.redis.delete(envelope.payload_key)
+    # Also after a replay from the archive, whose envelope does not name the Redis copy.
+    ctx.redis.delete(payload_redis_key(envelope.delivery_id))
 
 
 def process_event(
@@ -255,8 +270,10 @@ def process_event(
                 session, delivery_id, index, kind, EventOutcome.FAILED, error=reason
             )
         bound.warning("event.dead_lettered", error_class=error_class, reason=reason)
+        worker_metrics.event_dead_lettered(kind, error_class)
         return EventOutcome.FAILED
     bound.debug("event.processed", outcome=outcome)
+    worker_metrics.count_event(kind, outcome)
     return outcome
 
 

@@ -312,20 +312,23 @@ def _insert_attachments(session: Session, email_id: int, email: ParsedEmail) -> 
         session.execute(insert(Attachment), [{**row, "email_id": email_id} for row in rows])
 
 
+def event_values(event: ParsedEvent) -> dict[str, Any]:
+    """The column values of an event row (without the delivery that first brought it)."""
+    return {
+        "dedup_key": event.dedup_key,
+        "kind": _clean(event.kind)[:64],
+        "occurred_at": event.occurred_at,
+        "mandrill_id": _clean(event.mandrill_id)[:255] if event.mandrill_id else None,
+        "recipient": _bounded(_clean(event.recipient)),
+        # Round-trip through JSON so that the stored document is exactly JSON (no tuples).
+        "payload": _clean(json.loads(json.dumps(event.payload))),
+    }
+
+
 def insert_event(session: Session, event: ParsedEvent, delivery_id: str) -> tuple[int, bool]:
-    # Round-trip through JSON so that the stored document is exactly JSON (no tuples).
-    payload = _clean(json.loads(json.dumps(event.payload)))
     new_id = session.scalar(
         insert(Event)
-        .values(
-            dedup_key=event.dedup_key,
-            kind=_clean(event.kind)[:64],
-            occurred_at=event.occurred_at,
-            mandrill_id=_clean(event.mandrill_id)[:255] if event.mandrill_id else None,
-            recipient=_bounded(_clean(event.recipient)),
-            payload=payload,
-            delivery_id=delivery_id,
-        )
+        .values(**event_values(event), delivery_id=delivery_id)
         .on_conflict_do_nothing(index_elements=[Event.dedup_key])
         .returning(Event.id)
     )

@@ -4,10 +4,11 @@ policy of ``worker.retry_policy``."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import structlog
 from celery import Task, shared_task
+from celery.exceptions import Reject
 
 from shared.contract import (
     PROCESS_DELIVERY_TASK,
@@ -18,6 +19,7 @@ from shared.contract import (
 )
 from shared.settings import get_settings
 from worker import ingest, reconcile, replay
+from worker import metrics as worker_metrics
 from worker.resources import ingest_context
 from worker.retry_policy import GiveUp, decide
 
@@ -49,6 +51,7 @@ def process_delivery(self: Task, envelope: dict[str, Any]) -> dict[str, Any] | N
             # If even this write fails the delivery stays unfinished, and
             # reconciliation re-enqueues it later.
             ingest.dead_letter_delivery(context, parsed, decision.error_class, exc)
+            worker_metrics.delivery_dead_lettered(decision.error_class)
             return None
         log.warning(
             "delivery.retrying",
@@ -56,9 +59,25 @@ def process_delivery(self: Task, envelope: dict[str, Any]) -> dict[str, Any] | N
             retries=self.request.retries,
             countdown=round(decision.countdown, 2),
         )
-        raise self.retry(exc=exc, countdown=decision.countdown) from exc
+        retry_later(self, exc, decision.countdown, summary=parsed.summary())
     log.info("delivery.processed", events=result.event_count, outcomes=result.outcomes)
     return {"delivery_id": result.delivery_id, "outcomes": result.outcomes}
+
+
+def retry_later(task: Task, exc: Exception, countdown: float, *, summary: str) -> NoReturn:
+    """Schedule the retry; if the broker cannot take it, give the message back instead.
+
+    Celery's ``retry`` publishes a new message and, when that publish fails (Redis is
+    the thing that is down), rejects the current one without requeueing: the task would
+    be gone. Requeueing keeps it in Redis; if even that cannot be sent, the message
+    stays unacknowledged and returns after the visibility timeout.
+    """
+    try:
+        # The retried message gets the same short reprs as the first one (for Flower).
+        raise task.retry(exc=exc, countdown=countdown, argsrepr="()", kwargsrepr=summary)
+    except Reject as rejected:
+        log.warning("delivery.retry_not_published", error_type=type(rejected.reason).__name__)
+        raise Reject(rejected.reason, requeue=True) from exc
 
 
 @shared_task(name=REPLAY_DEAD_LETTER_TASK, bind=True, max_retries=5)
@@ -76,7 +95,7 @@ def replay_dead_letter(self: Task, dead_letter_id: int) -> str:
         )
         if isinstance(decision, GiveUp):
             raise
-        raise self.retry(exc=exc, countdown=decision.countdown) from exc
+        retry_later(self, exc, decision.countdown, summary=f"dead_letter_id={dead_letter_id}")
     log.info("dead_letter.replayed", outcome=outcome)
     return outcome
 

@@ -1,14 +1,23 @@
-"""Liveness and readiness probes (unauthenticated, outside /api/v1)."""
+"""Liveness and readiness probes (unauthenticated, outside /api/v1).
+
+``/healthz`` says the process answers; ``/readyz`` says it can take webhooks: Redis (the
+queue) and PostgreSQL answer. A failing readiness names the failing part in the body
+and in a warning log line, never a connection string or a password.
+"""
 
 from __future__ import annotations
 
 import asyncio
 
+import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
+from sqlalchemy import Engine, text
+
+from receiver.probes import probe_for
 
 router = APIRouter(tags=["health"])
+log = structlog.get_logger(__name__)
 
 PROBE_TIMEOUT_SECONDS = 2.0
 
@@ -25,36 +34,41 @@ async def healthz() -> dict[str, str]:
 )
 async def readyz(request: Request) -> JSONResponse:
     state = request.app.state
-    checks = {"redis": _check_redis(state.redis), "postgresql": _check_database(state.engine)}
-    results = await asyncio.gather(*checks.values())
-    failing = [name for name, ok in zip(checks, results, strict=True) if not ok]
+    checks = {
+        "redis": _check_redis(state.redis),
+        "postgresql": _check_database(state, state.engine),
+    }
+    errors = await asyncio.gather(*checks.values())
+    failing = {name: error for name, error in zip(checks, errors, strict=True) if error}
     if failing:
+        log.warning("readyz.failing", failing=list(failing), errors=failing)
         return JSONResponse(
             {
                 "status": "error",
                 "message": "not ready: " + ", ".join(failing) + " unreachable",
-                "failing": failing,
+                "failing": list(failing),
             },
             status_code=503,
         )
     return JSONResponse({"status": "ok", "failing": []})
 
 
-async def _check_redis(redis: object) -> bool:
+async def _check_redis(redis: object) -> str | None:
+    """None when Redis answers, else the error type (never its message: it may hold a URL)."""
     try:
         await asyncio.wait_for(redis.ping(), PROBE_TIMEOUT_SECONDS)  # type: ignore[attr-defined]
-    except Exception:
-        return False
-    return True
+    except Exception as exc:
+        return type(exc).__name__
+    return None
 
 
-async def _check_database(engine: object) -> bool:
+async def _check_database(state: object, engine: Engine) -> str | None:
     def ping() -> None:
-        with engine.connect() as connection:  # type: ignore[attr-defined]
+        with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
 
     try:
-        await asyncio.wait_for(asyncio.to_thread(ping), PROBE_TIMEOUT_SECONDS)
-    except Exception:
-        return False
-    return True
+        await probe_for(state, "readyz-postgresql").run(ping, PROBE_TIMEOUT_SECONDS)
+    except Exception as exc:
+        return type(exc).__name__
+    return None

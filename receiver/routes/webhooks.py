@@ -27,6 +27,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "X-Mandrill-Signature is missing or does not match."},
     413: {"description": "The body is larger than KAVE_MAX_BODY_BYTES."},
     415: {"description": "The body is not application/x-www-form-urlencoded."},
+    429: {"description": "Too many failed signature checks from this client; see Retry-After."},
     503: {"description": "The batch could not be made durable; Mandrill will retry it."},
 }
 

@@ -194,6 +194,7 @@ def test_form_without_mandrill_events_is_400(client: TestClient) -> None:
     assert response.json() == {
         "status": "error",
         "message": "the form has no mandrill_events field",
+        "errors": [],
     }
 
 

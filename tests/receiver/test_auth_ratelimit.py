@@ -1,0 +1,200 @@
+"""Rate limits over the real app and the real Redis that every replica shares."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+from starlette.requests import Request
+
+from receiver.ratelimit import client_address
+from shared.models import User
+from shared.settings import Settings
+from tests.receiver.conftest import PASSWORD, get_token
+from tests.services import derive_settings
+from tests.webhooks import WEBHOOK_PATH, fixture_events, signed_form
+
+TOKEN = "/api/v1/auth/token"
+WRONG = {"username": "ops", "password": "not the password"}
+UNTRUSTED_PEER = ("198.51.100.7", 50000)
+PROXY_PEER = ("10.0.0.2", 50000)
+
+
+def _assert_429(response: object, *, window: int = 60) -> None:
+    assert response.status_code == 429, response.text  # type: ignore[attr-defined]
+    retry_after = int(response.headers["Retry-After"])  # type: ignore[attr-defined]
+    assert 1 <= retry_after <= window
+    body = response.json()  # type: ignore[attr-defined]
+    assert body["status"] == "error"
+    assert f"retry in {retry_after} s" in body["message"]
+
+
+@pytest.fixture
+def limited(api_settings: Settings) -> Settings:
+    return derive_settings(
+        api_settings,
+        rate_limit_token="3/minute",
+        rate_limit_api="4/minute",
+        rate_limit_webhook_signature_failures="2/minute",
+        trusted_proxies="10.0.0.0/8",
+    )
+
+
+# --- the token endpoint, per client -------------------------------------------------
+
+
+def test_token_endpoint_answers_429_after_its_limit_even_for_the_right_password(
+    make_client: Callable[..., TestClient], limited: Settings, make_user: Callable[..., User]
+) -> None:
+    make_user()
+    client = make_client(limited)
+    for _ in range(3):
+        assert client.post(TOKEN, data=WRONG).status_code == 401
+    _assert_429(client.post(TOKEN, data=WRONG))
+    # Guessing stops being possible, including the right guess.
+    _assert_429(client.post(TOKEN, data={"username": "ops", "password": PASSWORD}))
+
+
+def test_spoofed_forwarded_for_from_an_untrusted_peer_does_not_reset_the_limit(
+    make_client: Callable[..., TestClient], limited: Settings, make_user: Callable[..., User]
+) -> None:
+    make_user()
+    client = make_client(limited, client=UNTRUSTED_PEER)
+    for n in range(3):
+        headers = {"X-Forwarded-For": f"203.0.113.{n}"}
+        assert client.post(TOKEN, data=WRONG, headers=headers).status_code == 401
+    for spoofed in ("203.0.113.99", "192.0.2.1, 203.0.113.98", "10.0.0.9"):
+        response = client.post(TOKEN, data=WRONG, headers={"X-Forwarded-For": spoofed})
+        _assert_429(response)
+
+
+def test_forwarded_for_from_a_trusted_proxy_keys_each_client_apart(
+    make_client: Callable[..., TestClient], limited: Settings, make_user: Callable[..., User]
+) -> None:
+    make_user()
+    client = make_client(limited, client=PROXY_PEER)
+    # The proxy appends the address it saw; whatever the client wrote to the left of it
+    # changes nothing.
+    for n in range(3):
+        headers = {"X-Forwarded-For": f"1.2.3.{n}, 203.0.113.5"}
+        assert client.post(TOKEN, data=WRONG, headers=headers).status_code == 401
+    _assert_429(client.post(TOKEN, data=WRONG, headers={"X-Forwarded-For": "203.0.113.5"}))
+    # Another client behind the same proxy has a bucket of its own.
+    other = client.post(TOKEN, data=WRONG, headers={"X-Forwarded-For": "203.0.113.6"})
+    assert other.status_code == 401
+
+
+def test_replicas_share_the_limit_through_redis(
+    make_client: Callable[..., TestClient], limited: Settings, make_user: Callable[..., User]
+) -> None:
+    make_user()
+    first, second = make_client(limited), make_client(limited)
+    for replica in (first, second, first):
+        assert replica.post(TOKEN, data=WRONG).status_code == 401
+    _assert_429(second.post(TOKEN, data=WRONG))
+
+
+def test_limits_survive_redis_forgetting_its_scripts(
+    make_client: Callable[..., TestClient],
+    limited: Settings,
+    make_user: Callable[..., User],
+    redis_client: redis.Redis,
+) -> None:
+    make_user()
+    client = make_client(limited)
+    assert client.post(TOKEN, data=WRONG).status_code == 401
+    redis_client.script_flush()  # what a Redis restart does
+    for _ in range(2):
+        assert client.post(TOKEN, data=WRONG).status_code == 401
+    _assert_429(client.post(TOKEN, data=WRONG))
+
+
+def test_unreachable_redis_is_503_not_an_open_door(
+    make_client: Callable[..., TestClient], api_settings: Settings
+) -> None:
+    client = make_client(derive_settings(api_settings, redis_url="redis://127.0.0.1:1/0"))
+    response = client.post(TOKEN, data=WRONG)
+    assert response.status_code == 503
+    assert "rate limiter" in response.json()["message"]
+
+
+# --- the management API, per user ---------------------------------------------------
+
+
+def test_management_api_is_limited_per_user(
+    make_client: Callable[..., TestClient], limited: Settings, make_user: Callable[..., User]
+) -> None:
+    make_user("ana")
+    make_user("bob")
+    client = make_client(limited)
+    ana = {"Authorization": f"Bearer {get_token(client, 'ana')}"}
+    bob = {"Authorization": f"Bearer {get_token(client, 'bob')}"}
+    # One bucket per user across every route of the API.
+    for path in ("/api/v1/emails", "/api/v1/events", "/api/v1/deliveries", "/api/v1/emails/1"):
+        assert client.get(path, headers=ana).status_code in (200, 404)
+    _assert_429(client.get("/api/v1/dead-letters", headers=ana))
+    assert client.get("/api/v1/emails", headers=bob).status_code == 200
+
+
+# --- webhooks that fail the signature check, per client -----------------------------
+
+
+def test_bad_signatures_turn_into_429_but_signed_batches_still_pass(
+    make_client: Callable[..., TestClient], limited: Settings
+) -> None:
+    client = make_client(limited)
+    body, headers = signed_form(fixture_events("send.json"))
+    forged = {**headers, "X-Mandrill-Signature": "AAAAAAAAAAAAAAAAAAAAAAAAAAA="}
+    for _ in range(2):
+        assert client.post(WEBHOOK_PATH, content=body, headers=forged).status_code == 401
+    _assert_429(client.post(WEBHOOK_PATH, content=body, headers=forged))
+    # A correctly signed batch from the same client is never limited.
+    accepted = client.post(WEBHOOK_PATH, content=body, headers=headers)
+    assert accepted.status_code == 200
+    assert accepted.json()["status"] == "accepted"
+    # Other clients are not affected, and other errors (415) are not counted or replaced.
+    other = make_client(limited, client=UNTRUSTED_PEER)
+    assert other.post(WEBHOOK_PATH, content=body, headers=forged).status_code == 401
+    assert client.post(WEBHOOK_PATH, content=b"x", headers={}).status_code == 415
+
+
+def test_signed_batches_are_not_counted(
+    make_client: Callable[..., TestClient], limited: Settings
+) -> None:
+    client = make_client(limited)
+    body, headers = signed_form(fixture_events("send.json"))
+    for _ in range(4):
+        assert client.post(WEBHOOK_PATH, content=body, headers=headers).status_code == 200
+    forged = {**headers, "X-Mandrill-Signature": "AAAAAAAAAAAAAAAAAAAAAAAAAAA="}
+    assert client.post(WEBHOOK_PATH, content=body, headers=forged).status_code == 401
+
+
+# --- who the client is --------------------------------------------------------------
+
+
+def _request(peer: str, forwarded: str | None = None) -> Request:
+    headers = [(b"x-forwarded-for", forwarded.encode())] if forwarded is not None else []
+    return Request({"type": "http", "client": (peer, 1234), "headers": headers})
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded", "expected"),
+    [
+        ("198.51.100.7", "203.0.113.1", "198.51.100.7"),  # untrusted peer: header ignored
+        ("10.0.0.2", "203.0.113.1", "203.0.113.1"),
+        ("10.0.0.2", "6.6.6.6, 203.0.113.1", "203.0.113.1"),  # left part is the client's
+        ("10.0.0.2", "203.0.113.1, 10.0.0.3", "203.0.113.1"),  # two proxies
+        ("10.0.0.2", "10.0.0.4, 10.0.0.3", "10.0.0.4"),  # all proxies: the farthest
+        ("10.0.0.2", "not-an-ip", "10.0.0.2"),  # garbage: the proxy itself
+        ("10.0.0.2", "203.0.113.1:4711", "203.0.113.1"),
+        ("10.0.0.2", "[2001:db8::1]:443", "2001:db8::/64"),
+        ("10.0.0.2", None, "10.0.0.2"),
+        ("2001:db8:1:2:3::9", None, "2001:db8:1:2::/64"),  # IPv6 counts per /64
+        ("::ffff:198.51.100.7", None, "198.51.100.7"),
+    ],
+)
+def test_client_address(peer: str, forwarded: str | None, expected: str) -> None:
+    settings = Settings(_env_file=None, trusted_proxies="10.0.0.0/8")  # type: ignore[call-arg]
+    assert client_address(_request(peer, forwarded), settings.trusted_proxies) == expected

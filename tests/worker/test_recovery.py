@@ -1,0 +1,233 @@
+"""Dead letters, replay, reprocess and reconciliation, through real processes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import redis
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.orm import Session
+
+from shared.contract import Envelope, archive_object_key
+from shared.models import DeadLetter, Delivery, DeliveryEvent, Email
+from shared.objectstore import S3ObjectStore, make_s3_client
+from shared.settings import Settings
+from tests import services
+from tests.services import REPO, child_env, derive_settings, wait_until
+from tests.webhooks import fixture_events, post_events, signed_form, wait_for_deliveries
+from worker.losses import LossTracker
+
+pytestmark = pytest.mark.usefixtures("clean_db")
+
+
+def kave(args: list[str], settings: Settings) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kave.cli", *args],
+        env=child_env(settings),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def dead_letters(engine: Engine) -> list[DeadLetter]:
+    with Session(engine) as session:
+        return list(session.scalars(select(DeadLetter).order_by(DeadLetter.id)))
+
+
+@pytest.mark.usefixtures("worker")
+def test_poison_event_is_a_dead_letter_after_one_attempt(
+    receiver: str, engine: Engine, base_settings: Settings
+) -> None:
+    batch = [
+        *json.loads(fixture_events("inbound_without_msg.json")),
+        *json.loads(fixture_events("open.json")),
+    ]
+    response = post_events(receiver, json.dumps(batch))
+    delivery_id = response.json()["delivery_id"]
+    wait_for_deliveries(engine, [delivery_id])
+
+    (letter,) = dead_letters(engine)
+    assert (letter.delivery_id, letter.event_index, letter.kind) == (delivery_id, 0, "inbound")
+    assert letter.error_class == "invalid_event"
+    assert letter.attempts == 1
+    assert letter.status == "open"
+    assert "msg" in letter.message
+    assert letter.traceback is not None
+    assert "parse_inbound" in letter.traceback
+
+    listed = kave(["dead-letters"], base_settings)
+    assert listed.returncode == 0
+    assert str(letter.id) in listed.stdout
+    assert "invalid_event" in listed.stdout
+
+    # Replaying an input that is still bad fails again and counts the attempt.
+    replayed = kave(["replay", str(letter.id)], base_settings)
+    assert replayed.returncode == 1, replayed.stdout + replayed.stderr
+    (again,) = dead_letters(engine)
+    assert (again.attempts, again.status) == (2, "open")
+
+    discarded = kave(["discard", str(letter.id)], base_settings)
+    assert "discarded 1 of 1" in discarded.stdout
+    assert dead_letters(engine)[0].status == "discarded"
+    assert "not_open" in kave(["replay", str(letter.id)], base_settings).stdout
+
+
+@pytest.fixture
+def worker_on_missing_bucket(
+    base_settings: Settings, tmp_path: Path
+) -> Iterator[tuple[Settings, Path]]:
+    """A worker whose bucket does not exist yet: a configuration fault an operator fixes."""
+    settings = derive_settings(
+        base_settings,
+        s3_bucket=f"kave-missing-{uuid.uuid4().hex[:8]}",
+        queue_name=f"kave-bucket-{uuid.uuid4().hex[:8]}",
+        unknown_error_retries=1,
+        retry_backoff_max_seconds=1,
+    )
+    log_path = tmp_path / "worker.log"
+    with services.worker_process(settings, log_path, concurrency=1):
+        yield settings, log_path
+
+
+def test_fixed_dead_letter_replays_into_one_email(
+    worker_on_missing_bucket: tuple[Settings, Path], engine: Engine
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from receiver.app import create_app
+
+    settings, _ = worker_on_missing_bucket
+    body, headers = signed_form(fixture_events("inbound_with_image.json"))
+    with TestClient(create_app(settings)) as client:
+        response = client.post("/api/v1/webhooks/mailchimp", content=body, headers=headers)
+    assert response.status_code == 200
+    delivery_id = response.json()["delivery_id"]
+    wait_until(lambda: len(dead_letters(engine)) == 1, 60, "the dead letter")
+    (letter,) = dead_letters(engine)
+    assert letter.event_index is None
+    assert letter.error_class.startswith("unknown:")
+    assert letter.attempts == 1
+
+    # The operator creates the bucket, then replays.
+    make_s3_client(settings).create_bucket(Bucket=settings.s3_bucket or "")
+    replayed = kave(["replay", "--all", "--delivery", delivery_id], settings)
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    assert kave(["replay", str(letter.id)], settings).stdout.count("not_open") >= 1
+
+    with Session(engine) as session:
+        emails = session.scalars(select(Email)).all()
+        assert len(emails) == 1
+        object_keys = [a.object_key for a in emails[0].attachments]
+        status = session.scalar(select(Delivery.status).where(Delivery.id == delivery_id))
+        outcomes = session.scalars(select(DeliveryEvent.outcome)).all()
+    assert len(object_keys) == 1
+    assert status == "processed"
+    assert outcomes == ["stored"]
+    assert dead_letters(engine)[0].status == "replayed"
+    store = S3ObjectStore(make_s3_client(settings), settings.s3_bucket or "")
+    assert store.exists(object_keys[0])
+
+
+@pytest.mark.usefixtures("worker")
+def test_reprocess_dry_run_on_unchanged_code_reports_no_changes(
+    receiver: str, engine: Engine, base_settings: Settings
+) -> None:
+    names = ["inbound_reply.json", "inbound_with_multiple_images.json", "click.json"]
+    ids = [post_events(receiver, fixture_events(name)).json()["delivery_id"] for name in names]
+    wait_for_deliveries(engine, ids)
+    since = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+
+    unchanged = kave(["reprocess", "--since", since, "--dry-run"], base_settings)
+    assert unchanged.returncode == 0, unchanged.stderr
+    assert "no changes (3 deliveries checked)" in unchanged.stdout
+
+    # What an older parser would have stored: a wrong subject and no attachments.
+    with engine.begin() as conn:
+        conn.execute(update(Email).where(Email.delivery_id == ids[1]).values(subject="old"))
+    dry = kave(["reprocess", "--delivery", ids[1], "--dry-run"], base_settings)
+    assert "update email" in dry.stdout
+    assert "subject" in dry.stdout
+    with Session(engine) as session:
+        assert session.scalar(select(Email.subject).where(Email.delivery_id == ids[1])) == "old"
+
+    applied = kave(["reprocess", "--delivery", ids[1]], base_settings)
+    assert "changed 1 rows" in applied.stdout
+    with Session(engine) as session:
+        subject = session.scalar(select(Email.subject).where(Email.delivery_id == ids[1]))
+        email_count = session.scalar(select(func.count()).select_from(Email))
+    assert subject != "old"
+    assert email_count == 3 - 1  # click.json is a tracking event
+    assert "no changes" in kave(["reprocess", "--since", since, "--dry-run"], base_settings).stdout
+
+
+@pytest.mark.usefixtures("worker")
+def test_reconcile_requeues_a_delivery_whose_task_was_lost(
+    engine: Engine, base_settings: Settings, object_store: S3ObjectStore
+) -> None:
+    """A delivery recorded by a worker whose task message then vanished."""
+    body, _ = signed_form(fixture_events("inbound_reply.json"))
+    sha = hashlib.sha256(body).hexdigest()
+    object_store.put(archive_object_key(sha), body)
+    delivery_id = str(uuid.uuid4())
+    long_ago = datetime.now(UTC) - timedelta(hours=2)
+    with engine.begin() as conn:
+        conn.execute(
+            Delivery.__table__.insert().values(
+                id=delivery_id,
+                received_at=long_ago,
+                request_id="lost-task",
+                body_sha256=sha,
+                body_size=len(body),
+                archive_key=archive_object_key(sha),
+                status="received",
+                attempts=1,
+                last_attempt_at=long_ago,
+            )
+        )
+    result = kave(["reconcile", "--older-than", "60"], base_settings)
+    assert result.returncode == 0, result.stderr
+    assert delivery_id in result.stdout
+    wait_for_deliveries(engine, [delivery_id])
+    with Session(engine) as session:
+        assert session.scalar(select(func.count()).select_from(Email)) == 1
+    # A fresh delivery is left alone.
+    assert "queued again 0" in kave(["reconcile", "--older-than", "60"], base_settings).stdout
+
+
+def test_loss_tracker_counts_deaths_per_stage(redis_client: redis.Redis) -> None:
+    delivery_id = str(uuid.uuid4())
+    tracker = LossTracker(redis_client, delivery_id)
+    assert tracker.take_previous_death() is None
+    tracker.enter(4)  # ... and the process dies here
+    assert tracker.take_previous_death() == ("4", 1)
+    tracker.enter(4)
+    assert tracker.take_previous_death() == ("4", 2)
+    tracker.enter(5)
+    tracker.leave()  # ended normally: nothing to count
+    assert tracker.take_previous_death() is None
+
+
+def test_envelope_round_trip_rejects_unknown_versions() -> None:
+    envelope = Envelope(
+        delivery_id="d",
+        received_at=datetime.now(UTC).isoformat(),
+        body_sha256="0" * 64,
+        body_size=1,
+        payload_store="redis",
+        payload_key="k",
+        request_id="r",
+    )
+    assert Envelope.from_message(envelope.to_message()) == envelope
+    with pytest.raises(ValueError, match="version"):
+        Envelope.from_message({**envelope.to_message(), "version": 99})

@@ -1,0 +1,178 @@
+"""Re-deriving rows from the raw archive, e.g. after a parser fix.
+
+Every accepted delivery's body is archived, so the parser can be run again over it and
+the stored rows brought up to date. It is idempotent: on unchanged code it changes
+nothing, and run twice it changes things once. With ``dry_run`` it only reports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import structlog
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.orm import Session
+
+from shared.models import Attachment, Delivery, DeliveryEvent, Email, Event, EventOutcome
+from worker import ingest, parsing, storage
+from worker.errors import PermanentDeliveryError
+from worker.ingest import IngestContext
+
+log = structlog.get_logger(__name__)
+
+# Columns that describe how and when a row was first stored, not what was parsed.
+_BOOKKEEPING = frozenset({"id", "delivery_id", "received_at", "created_at", "dedup_key"})
+
+
+@dataclass(frozen=True)
+class Change:
+    delivery_id: str
+    event_index: int | None
+    action: str  # create | update | resolve | now_fails | unreadable
+    detail: str
+
+    def __str__(self) -> str:
+        where = f"{self.delivery_id}" + (
+            f" event {self.event_index}" if self.event_index is not None else ""
+        )
+        return f"{where}: {self.action} {self.detail}".rstrip()
+
+
+def deliveries_between(
+    ctx: IngestContext, *, since: datetime | None, until: datetime | None
+) -> list[Delivery]:
+    query = select(Delivery).order_by(Delivery.received_at)
+    if since is not None:
+        query = query.where(Delivery.received_at >= since)
+    if until is not None:
+        query = query.where(Delivery.received_at < until)
+    with ctx.session_factory() as session:
+        return list(session.scalars(query))
+
+
+def reprocess(ctx: IngestContext, deliveries: list[Delivery], *, dry_run: bool) -> list[Change]:
+    changes: list[Change] = []
+    for delivery in deliveries:
+        envelope = ingest.envelope_for(delivery)
+        try:
+            events = ingest.read_batch(ingest.load_body(ctx, envelope))
+        except (PermanentDeliveryError, parsing.BatchError) as exc:
+            changes.append(Change(delivery.id, None, "unreadable", str(exc)))
+            continue
+        with ctx.session_factory() as session:
+            outcomes = {
+                row.index: row.outcome
+                for row in session.scalars(
+                    select(DeliveryEvent).where(DeliveryEvent.delivery_id == delivery.id)
+                )
+            }
+        for index, event in enumerate(events):
+            changes.extend(
+                _reprocess_event(
+                    ctx, delivery.id, index, event, outcome=outcomes.get(index), dry_run=dry_run
+                )
+            )
+        if not dry_run and len(outcomes) < len(events):
+            with ctx.session_factory() as session, session.begin():
+                storage.finish_delivery(session, delivery.id, event_count=len(events))
+    return changes
+
+
+def _reprocess_event(
+    ctx: IngestContext,
+    delivery_id: str,
+    index: int,
+    event: Any,
+    *,
+    outcome: str | None,
+    dry_run: bool,
+) -> list[Change]:
+    kind = parsing.event_kind(event)
+    try:
+        parsed: parsing.ParsedEmail | parsing.ParsedEvent = (
+            parsing.parse_inbound(event) if kind == "inbound" else parsing.parse_event(event)
+        )
+    except Exception as exc:
+        if outcome is not None and outcome != EventOutcome.FAILED:
+            # Never delete a stored result because today's parser refuses its input.
+            reason = str(exc) if isinstance(exc, parsing.PermanentEventError) else type(exc)
+            return [Change(delivery_id, index, "now_fails", f"({reason}); stored row kept")]
+        return []
+
+    changes: list[Change] = []
+    with ctx.session_factory() as session:
+        if isinstance(parsed, parsing.ParsedEmail):
+            change = _compare_email(session, delivery_id, index, parsed)
+        else:
+            change = _compare_event(session, delivery_id, index, parsed)
+    if change:
+        changes.append(change)
+    if outcome is None or outcome == EventOutcome.FAILED:
+        changes.append(Change(delivery_id, index, "resolve", f"{kind} gets a result"))
+    if changes and not dry_run:
+        if isinstance(parsed, parsing.ParsedEmail):
+            _apply_email(ctx, delivery_id, index, parsed)
+        else:
+            ingest.process_event(ctx, delivery_id, index, event, replaying=True)
+    return changes
+
+
+def _differences(row: Any, values: dict[str, Any]) -> list[str]:
+    return sorted(
+        name
+        for name, value in values.items()
+        if name not in _BOOKKEEPING and getattr(row, name) != value
+    )
+
+
+def _compare_email(
+    session: Session, delivery_id: str, index: int, email: parsing.ParsedEmail
+) -> Change | None:
+    row = session.scalars(select(Email).where(Email.dedup_key == email.dedup_key)).one_or_none()
+    if row is None:
+        return Change(delivery_id, index, "create", f"email {email.message_id or ''}".strip())
+    changed = _differences(row, storage.email_values(email))
+    stored = [
+        {name: getattr(a, name) for name in values}
+        for a, values in zip(row.attachments, storage.attachment_values(email), strict=False)
+    ]
+    if len(row.attachments) != len(email.attachments) or stored != storage.attachment_values(email):
+        changed.append("attachments")
+    if not changed:
+        return None
+    return Change(delivery_id, index, "update", f"email {row.id}: " + ", ".join(changed))
+
+
+def _compare_event(
+    session: Session, delivery_id: str, index: int, event: parsing.ParsedEvent
+) -> Change | None:
+    row = session.scalars(select(Event).where(Event.dedup_key == event.dedup_key)).one_or_none()
+    if row is None:
+        return Change(delivery_id, index, "create", f"{event.kind} event")
+    changed = _differences(row, storage.event_values(event))
+    if not changed:
+        return None
+    return Change(delivery_id, index, "update", f"event {row.id}: " + ", ".join(changed))
+
+
+def _apply_email(
+    ctx: IngestContext, delivery_id: str, index: int, email: parsing.ParsedEmail
+) -> None:
+    storage.store_email_objects(ctx.object_store, email)
+    with ctx.session_factory() as session, session.begin():
+        email_id, created = storage.insert_email(session, email, delivery_id)
+        if not created:
+            session.execute(
+                update(Email).where(Email.id == email_id).values(**storage.email_values(email))
+            )
+            session.execute(delete(Attachment).where(Attachment.email_id == email_id))
+            rows = storage.attachment_values(email)
+            if rows:
+                session.execute(insert(Attachment), [{**r, "email_id": email_id} for r in rows])
+        storage.record_outcome(
+            session, delivery_id, index, "inbound", storage.outcome_for(created), email_id=email_id
+        )
+        storage.resolve_dead_letter(session, delivery_id, index)
+    log.info("email.reprocessed", email_id=email_id, created=created)
