@@ -7,6 +7,7 @@ server processes and reached over the same drivers and URLs as in production.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import socket
@@ -60,7 +61,10 @@ class EmbeddedPostgres:
 
     def stop(self) -> None:
         if self.server is not None:
-            self.server._cleanup()  # the library's own stop hook (also run at exit)
+            # The library's own stop hook; it is also registered to run at exit, where
+            # it would log to streams that may already be closed.
+            self.server._cleanup()
+            atexit.unregister(self.server._cleanup)
             self.server = None
 
 

@@ -12,8 +12,10 @@ from fastapi import Path, Query, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
-from receiver.errors import ErrorBody
+from receiver import queries
+from receiver.errors import ErrorBody, NotFoundError, ServiceUnavailableError
 from receiver.queries import Cursor, InvalidCursorError
+from shared.objectstore import ObjectStore
 
 # PostgreSQL BIGINT: larger ids cannot exist, and sending them would be a database error.
 MAX_ID = 2**63 - 1
@@ -480,3 +482,22 @@ def download(data: bytes, *, filename: str, media_type: str, sha256: str) -> Res
             "Cache-Control": "private, max-age=0",
         },
     )
+
+
+def stored_download(
+    store: ObjectStore, key: str, sha256: str, *, filename: str, media_type: str, what: str
+) -> Response:
+    """``download`` of an object-store object, checked against its sha256.
+
+    ``what`` names the thing for the error message ("attachment 7", "the raw message of
+    email 3").
+    """
+    try:
+        data = queries.read_object(store, key, sha256)
+    except queries.ObjectMissingError:
+        raise NotFoundError(f"{what} is missing from the object store") from None
+    except queries.ObjectStoreUnavailableError:
+        raise ServiceUnavailableError(
+            "the object store is unreachable; try again shortly"
+        ) from None
+    return download(data, filename=filename, media_type=media_type, sha256=sha256)

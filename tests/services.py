@@ -182,49 +182,51 @@ def child_env(settings: Settings, **extra: str) -> dict[str, str]:
     return env
 
 
-@contextmanager
-def worker_process(
-    settings: Settings, log_path: Path, concurrency: int = 2, name: str | None = None
-) -> Iterator[subprocess.Popen[bytes]]:
+def spawn_worker(
+    settings: Settings, log_path: Path, *, concurrency: int = 2, name: str | None = None
+) -> subprocess.Popen[bytes]:
+    """A real `celery worker` (prefork) on the settings' queue, once it is ready.
+
+    It runs in a session of its own, so that a test can kill it with its children.
+    """
     node = name or f"test-{uuid.uuid4().hex[:8]}"
+    command = [
+        sys.executable, "-m", "celery", "-A", "worker.main", "worker",
+        "--loglevel", "INFO", "--pool", "prefork", "--concurrency", str(concurrency),
+        "-Q", settings.queue_name, "-n", f"{node}@%h", "--without-gossip", "--without-mingle",
+    ]  # fmt: skip
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "worker.main",
-                "worker",
-                "--loglevel",
-                "INFO",
-                "--pool",
-                "prefork",
-                "--concurrency",
-                str(concurrency),
-                "-Q",
-                settings.queue_name,
-                "-n",
-                f"{node}@%h",
-                "--without-gossip",
-                "--without-mingle",
-            ],
+            command,
             cwd=REPO,
             env=child_env(settings),
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
+    wait_until(lambda: b"ready." in log_path.read_bytes(), 60, f"celery worker {node}")
+    return process
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextmanager
+def worker_process(
+    settings: Settings, log_path: Path, concurrency: int = 2, name: str | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    process = spawn_worker(settings, log_path, concurrency=concurrency, name=name)
     try:
-        wait_until(lambda: b"ready." in log_path.read_bytes(), 60, "celery worker")
         yield process
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process)
 
 
 @contextmanager
@@ -256,8 +258,7 @@ def receiver_process(settings: Settings, log_path: Path) -> Iterator[str]:
         )
         yield base
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        stop_process(process)
 
 
 def derive_settings(base: Settings, **changes: object) -> Settings:

@@ -6,10 +6,15 @@ from fastapi import APIRouter, Depends, Response
 
 from receiver import queries
 from receiver.deps import ObjectStoreDep, SessionDep
-from receiver.errors import NotFoundError, ServiceUnavailableError
-from receiver.queries import ObjectMissingError, ObjectStoreUnavailableError
+from receiver.errors import NotFoundError
 from receiver.ratelimit import limit_api_requests
-from receiver.schemas import API_ERRORS, IdPath, download, error_responses, safe_media_type
+from receiver.schemas import (
+    API_ERRORS,
+    IdPath,
+    error_responses,
+    safe_media_type,
+    stored_download,
+)
 
 router = APIRouter(
     prefix="/attachments",
@@ -52,19 +57,11 @@ def get_attachment_content(
     attachment = queries.get_attachment(session, attachment_id)
     if attachment is None:
         raise NotFoundError(f"no attachment {attachment_id}")
-    try:
-        data = queries.read_object(store, attachment.object_key, attachment.sha256)
-    except ObjectMissingError:
-        raise NotFoundError(
-            f"the content of attachment {attachment_id} is missing from the object store"
-        ) from None
-    except ObjectStoreUnavailableError:
-        raise ServiceUnavailableError(
-            "the object store is unreachable; try again shortly"
-        ) from None
-    return download(
-        data,
+    return stored_download(
+        store,
+        attachment.object_key,
+        attachment.sha256,
         filename=attachment.filename,
         media_type=safe_media_type(attachment.content_type),
-        sha256=attachment.sha256,
+        what=f"the content of attachment {attachment_id}",
     )

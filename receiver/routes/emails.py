@@ -8,8 +8,8 @@ from fastapi import APIRouter, Depends, Query, Response
 
 from receiver import queries
 from receiver.deps import ObjectStoreDep, SessionDep
-from receiver.errors import NotFoundError, ServiceUnavailableError
-from receiver.queries import EmailFilters, ObjectMissingError, ObjectStoreUnavailableError
+from receiver.errors import NotFoundError
+from receiver.queries import EmailFilters
 from receiver.ratelimit import limit_api_requests
 from receiver.schemas import (
     API_ERRORS,
@@ -22,10 +22,10 @@ from receiver.schemas import (
     IdPath,
     Instant,
     PageSize,
-    download,
     error_responses,
     parse_cursor,
     since_filter,
+    stored_download,
     text_filter,
     until_filter,
 )
@@ -164,19 +164,11 @@ def get_raw_email(email_id: IdPath, session: SessionDep, store: ObjectStoreDep) 
     email = queries.get_email(session, email_id)
     if email is None:
         raise NotFoundError(f"no email {email_id}")
-    try:
-        data = queries.read_object(store, email.raw_key, email.raw_sha256)
-    except ObjectMissingError:
-        raise NotFoundError(
-            f"the raw message of email {email_id} is missing from the object store"
-        ) from None
-    except ObjectStoreUnavailableError:
-        raise ServiceUnavailableError(
-            "the object store is unreachable; try again shortly"
-        ) from None
-    return download(
-        data,
+    return stored_download(
+        store,
+        email.raw_key,
+        email.raw_sha256,
         filename=f"email-{email_id}.eml",
         media_type="message/rfc822",
-        sha256=email.raw_sha256,
+        what=f"the raw message of email {email_id}",
     )

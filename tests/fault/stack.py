@@ -28,7 +28,7 @@ from shared.models import Base
 from shared.objectstore import S3ObjectStore, make_s3_client
 from shared.settings import Settings
 from tests import services
-from tests.services import REPO, S3_BUCKET, TEST_WEBHOOK_KEY, TEST_WEBHOOK_URL, free_port
+from tests.services import S3_BUCKET, TEST_WEBHOOK_KEY, TEST_WEBHOOK_URL, free_port
 
 
 class RestartablePostgres(EmbeddedPostgres):
@@ -97,12 +97,7 @@ class Worker:
         self.process.wait(timeout=10)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        services.stop_process(self.process)
 
 
 @dataclass
@@ -120,35 +115,7 @@ class FaultStack:
     def start_worker(self, concurrency: int = 2) -> Worker:
         name = f"fault-{uuid.uuid4().hex[:6]}"
         log_path = self.root / f"{name}.log"
-        with log_path.open("ab") as log:
-            process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "worker.main",
-                    "worker",
-                    "--loglevel",
-                    "INFO",
-                    "--pool",
-                    "prefork",
-                    "--concurrency",
-                    str(concurrency),
-                    "-Q",
-                    self.settings.queue_name,
-                    "-n",
-                    f"{name}@%h",
-                    "--without-gossip",
-                    "--without-mingle",
-                ],
-                cwd=REPO,
-                env=services.child_env(self.settings),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        services.wait_until(lambda: b"ready." in log_path.read_bytes(), 60, name)
+        process = services.spawn_worker(self.settings, log_path, concurrency=concurrency, name=name)
         worker = Worker(name, process, log_path)
         self.workers.append(worker)
         return worker
