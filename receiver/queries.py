@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,7 +32,6 @@ from shared.models import (
     Event,
     User,
 )
-from shared.objectstore import ObjectNotFoundError, ObjectStore
 
 log = structlog.get_logger(__name__)
 
@@ -334,30 +332,3 @@ def discard_dead_letter(session: Session, dead_letter_id: int) -> DeadLetter | N
     ).one_or_none()
     session.commit()
     return discarded
-
-
-# --- object store -------------------------------------------------------------------
-
-
-class ObjectMissingError(LookupError):
-    """A row points at an object the store does not have."""
-
-
-class ObjectStoreUnavailableError(RuntimeError):
-    """The object store could not be read."""
-
-
-def read_object(store: ObjectStore, key: str, sha256: str | None = None) -> bytes:
-    """The bytes under ``key``, checked against their sha256 when it is known."""
-    try:
-        data = store.get(key)
-    except ObjectNotFoundError:
-        raise ObjectMissingError(key) from None
-    except Exception as exc:  # boto3/botocore or OS errors: the store, not the request
-        log.error("objectstore.read_failed", key=key, error_type=type(exc).__name__)
-        raise ObjectStoreUnavailableError(type(exc).__name__) from exc
-    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
-        # Content-addressed keys make this impossible unless the object was altered.
-        log.error("objectstore.digest_mismatch", key=key)
-        raise ObjectStoreUnavailableError(f"object {key} does not match its sha256")
-    return data

@@ -3,19 +3,24 @@ examples, the documented error responses, and the parameters the routes share.""
 
 from __future__ import annotations
 
+import hashlib
 import re
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
+import structlog
 from fastapi import Path, Query, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
-from receiver import queries
 from receiver.errors import ErrorBody, NotFoundError, ServiceUnavailableError
 from receiver.queries import Cursor, InvalidCursorError
-from shared.objectstore import ObjectStore
+from shared.objectstore import ObjectNotFoundError, ObjectStore
+
+log = structlog.get_logger(__name__)
 
 # PostgreSQL BIGINT: larger ids cannot exist, and sending them would be a database error.
 MAX_ID = 2**63 - 1
@@ -467,37 +472,65 @@ def content_disposition(filename: str) -> str:
     return f"attachment; filename=\"{fallback or 'download'}\"; filename*=UTF-8''{quote(filename)}"
 
 
-def download(data: bytes, *, filename: str, media_type: str, sha256: str) -> Response:
+def download_headers(filename: str, media_type: str, sha256: str) -> dict[str, str]:
     """Bytes a browser must save, never render: ``attachment`` + ``nosniff`` + sandbox."""
-    return Response(
-        content=data,
-        headers={
-            # Set as is: Starlette would append "charset=utf-8" to text types, which is a
-            # guess about bytes it has not read.
-            "Content-Type": media_type,
-            "Content-Disposition": content_disposition(filename),
-            "X-Content-Type-Options": "nosniff",
-            "Content-Security-Policy": "sandbox",
-            "ETag": f'"{sha256}"',
-            "Cache-Control": "private, max-age=0",
-        },
-    )
+    return {
+        # Set as is: Starlette would append "charset=utf-8" to text types, which is a
+        # guess about bytes it has not read.
+        "Content-Type": media_type,
+        "Content-Disposition": content_disposition(filename),
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "sandbox",
+        "ETag": f'"{sha256}"',
+        "Cache-Control": "private, max-age=0",
+    }
 
 
 def stored_download(
-    store: ObjectStore, key: str, sha256: str, *, filename: str, media_type: str, what: str
+    store: ObjectStore,
+    key: str,
+    sha256: str,
+    *,
+    size: int,
+    filename: str,
+    media_type: str,
+    what: str,
 ) -> Response:
-    """``download`` of an object-store object, checked against its sha256.
+    """An object-store object streamed as a ``download``, never held whole in memory.
 
-    ``what`` names the thing for the error message ("attachment 7", "the raw message of
-    email 3").
+    The object is opened before the response starts, so a missing object or an
+    unreachable store still gets a proper 404 or 503. Its bytes are checked against the
+    sha256: an object that fits in one chunk is checked before anything is sent (503 if
+    altered); a larger one is checked as it passes, and a mismatch (impossible unless
+    the object was altered in the store) is logged. ``what`` names it for messages.
     """
+    chunks = store.stream(key)
     try:
-        data = queries.read_object(store, key, sha256)
-    except queries.ObjectMissingError:
+        first = next(chunks, b"")
+        second = next(chunks, None)
+    except ObjectNotFoundError:
         raise NotFoundError(f"{what} is missing from the object store") from None
-    except queries.ObjectStoreUnavailableError:
+    except Exception as exc:  # boto3/botocore or OS errors: the store, not the request
+        log.error("objectstore.read_failed", key=key, error_type=type(exc).__name__)
         raise ServiceUnavailableError(
             "the object store is unreachable; try again shortly"
         ) from None
-    return download(data, filename=filename, media_type=media_type, sha256=sha256)
+    if second is None and hashlib.sha256(first).hexdigest() != sha256:
+        log.error("objectstore.digest_mismatch", key=key)
+        raise ServiceUnavailableError(f"{what} does not match its sha256 in the object store")
+
+    def checked() -> Iterator[bytes]:
+        digest = hashlib.sha256(first)
+        yield first
+        if second is None:
+            return
+        digest.update(second)
+        yield second
+        for chunk in chunks:
+            digest.update(chunk)
+            yield chunk
+        if digest.hexdigest() != sha256:
+            log.error("objectstore.digest_mismatch", key=key)
+
+    headers = {**download_headers(filename, media_type, sha256), "Content-Length": str(size)}
+    return StreamingResponse(checked(), headers=headers)

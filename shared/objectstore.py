@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -16,6 +17,9 @@ from shared.settings import Settings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+
+
+STREAM_CHUNK_BYTES = 256 * 1024
 
 
 class ObjectNotFoundError(KeyError):
@@ -30,6 +34,13 @@ class ObjectStore(Protocol):
         """The bytes under ``key``; :class:`ObjectNotFoundError` when absent."""
 
     def exists(self, key: str) -> bool: ...
+
+    def stream(self, key: str, chunk_size: int = STREAM_CHUNK_BYTES) -> Iterator[bytes]:
+        """The bytes under ``key`` in chunks, without holding the whole object.
+
+        The object is opened when the first chunk is asked for; a missing key raises
+        :class:`ObjectNotFoundError` there.
+        """
 
     def describe(self) -> str:
         """Where objects live, for people (no credentials)."""
@@ -72,6 +83,15 @@ class LocalObjectStore:
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
+    def stream(self, key: str, chunk_size: int = STREAM_CHUNK_BYTES) -> Iterator[bytes]:
+        try:
+            handle = self._path(key).open("rb")
+        except FileNotFoundError as exc:
+            raise ObjectNotFoundError(key) from exc
+        with handle:
+            while chunk := handle.read(chunk_size):
+                yield chunk
+
     def describe(self) -> str:
         return f"local directory {self.root}"
 
@@ -92,6 +112,17 @@ class S3ObjectStore:
         except self.client.exceptions.NoSuchKey as exc:
             raise ObjectNotFoundError(key) from exc
         return response["Body"].read()
+
+    def stream(self, key: str, chunk_size: int = STREAM_CHUNK_BYTES) -> Iterator[bytes]:
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=key)
+        except self.client.exceptions.NoSuchKey as exc:
+            raise ObjectNotFoundError(key) from exc
+        body = response["Body"]
+        try:
+            yield from body.iter_chunks(chunk_size)
+        finally:
+            body.close()
 
     def exists(self, key: str) -> bool:
         from botocore.exceptions import ClientError

@@ -61,6 +61,7 @@ def get_attachment_content(
         store,
         attachment.object_key,
         attachment.sha256,
+        size=attachment.size,
         filename=attachment.filename,
         media_type=safe_media_type(attachment.content_type),
         what=f"the content of attachment {attachment_id}",

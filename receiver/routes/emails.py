@@ -168,6 +168,7 @@ def get_raw_email(email_id: IdPath, session: SessionDep, store: ObjectStoreDep) 
         store,
         email.raw_key,
         email.raw_sha256,
+        size=email.raw_size,
         filename=f"email-{email_id}.eml",
         media_type="message/rfc822",
         what=f"the raw message of email {email_id}",
