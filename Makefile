@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck format requirements check-containers clean
+.PHONY: run test lint typecheck format requirements check-containers clean bench
 
 $(STAMP): requirements/dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,13 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# The benchmark suite (BENCHMARKS.md): starts its own Redis, scratch database, S3 server,
+# receivers and workers, and prints the table (~4 minutes). BENCH_ARGS="--quick" for a
+# short smoke run, "--only receiver,memory" for some stages.
+bench: $(STAMP)
+	bench/ensure-wrk
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 # Recompile the pins after editing requirements/*.in.
 requirements: $(STAMP)

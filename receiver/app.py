@@ -5,6 +5,7 @@ Run with ``uvicorn receiver.app:create_app --factory``.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -67,6 +68,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         claim_check_threshold=settings.claim_check_threshold_bytes,
         timeout_seconds=settings.enqueue_timeout_seconds,
     )
+    # Objects created so far live as long as the app: move them out of the collector's
+    # view, so full collections under load stay short (they caused 80-120 ms p99 stalls).
+    gc.collect()
+    gc.freeze()
     try:
         yield
     finally:

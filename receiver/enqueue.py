@@ -4,14 +4,27 @@ The body is stored first (Redis for ordinary sizes; the object store above the c
 check threshold, so Redis memory stays small), then a small envelope task pointing at it
 is published. Only when both succeeded within the time budget is the batch accepted;
 otherwise the caller answers 503 and Mandrill retries the batch later.
+
+The task messages are published by one thread per process (:class:`BatchPublisher`), not
+by a thread-pool call per request: Celery's ``send_task`` is blocking code, and publishing
+one message per Redis round trip costs ~0.45 ms of CPU each (message, LPUSH, and the
+task-sent event). The thread takes every envelope waiting at that moment and publishes
+them with kombu's ``Producer.batch()``, which sends them all in one Redis pipeline: under
+load ~0.15 ms each, and one thread wake-up per batch instead of one per request. Each
+request still waits for its own message to be flushed to Redis before it is answered.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import queue
+import threading
 import uuid
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 from celery import Celery
@@ -33,6 +46,130 @@ class EnqueueError(RuntimeError):
     """The batch could not be made durable."""
 
 
+# The publisher thread ends after this long without work (and starts again on demand),
+# so an app that is thrown away (tests build many) leaves no thread behind for long.
+PUBLISHER_IDLE_SECONDS = 30.0
+# Most messages published in one Redis pipeline.
+MAX_BATCH = 256
+# How long the body of a batch answered 503 after a timeout is kept (see enqueue).
+ABANDONED_BODY_TTL_SECONDS = 24 * 3600
+
+
+@dataclass(eq=False)
+class _Publication:
+    envelope: Envelope
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[None]
+    # Set by the caller when it gave up waiting (it answers 503 and drops the body):
+    # a publication not yet sent is then skipped.
+    abandoned: bool = field(default=False)
+
+
+class BatchPublisher:
+    """Publishes task messages from one thread, all waiting ones per Redis round trip."""
+
+    def __init__(self, celery: Celery) -> None:
+        self.celery = celery
+        self._pending: queue.SimpleQueue[_Publication | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    async def publish(self, envelope: Envelope, timeout: float) -> None:
+        """Return once the task message is in Redis; raise if it could not be sent."""
+        loop = asyncio.get_running_loop()
+        publication = _Publication(envelope, loop, loop.create_future())
+        self._pending.put(publication)
+        self._ensure_thread()
+        try:
+            async with asyncio.timeout(timeout):
+                await publication.future
+        except BaseException:
+            publication.abandoned = True
+            raise
+
+    def close(self) -> None:
+        """Stop the thread once it has published what is waiting."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._pending.put(None)
+            thread.join(timeout=5)
+
+    def _ensure_thread(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="kave-publisher", daemon=True
+                )
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                first = self._pending.get(timeout=PUBLISHER_IDLE_SECONDS)
+            except queue.Empty:
+                with self._lock:
+                    if not self._pending.empty():
+                        continue
+                    self._thread = None
+                    return
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < MAX_BATCH:
+                try:
+                    item = self._pending.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._pending.put(None)  # stop after this batch
+                    break
+                batch.append(item)
+            self._publish_batch(batch)
+
+    def _publish_batch(self, batch: list[_Publication]) -> None:
+        live = [item for item in batch if not item.abandoned]
+        error: BaseException | None = None
+        try:
+            if live:
+                with self.celery.producer_or_acquire() as producer, producer.batch():
+                    for item in live:
+                        self._send(producer, item.envelope)
+        except Exception as exc:
+            # The whole pipeline failed or its outcome is unknown: none is accepted, every
+            # caller answers 503 and Mandrill retries (the workers tolerate duplicates).
+            error = exc
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Publication]] = {}
+        for item in live:
+            by_loop.setdefault(item.loop, []).append(item)
+        for loop, items in by_loop.items():
+            # A closed loop raises RuntimeError: nobody is waiting there any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_settle, items, error)
+
+    def _send(self, producer: Any, envelope: Envelope) -> None:
+        self.celery.send_task(
+            PROCESS_DELIVERY_TASK,
+            kwargs={"envelope": envelope.to_message()},
+            # Flower and worker logs show these reprs, never the envelope itself.
+            argsrepr="()",
+            kwargsrepr=envelope.summary(),
+            headers={"request_id": envelope.request_id},
+            retry=False,
+            producer=producer,
+        )
+
+
+def _settle(items: list[_Publication], error: BaseException | None) -> None:
+    for item in items:
+        if item.future.done():
+            continue  # the caller timed out
+        if error is None:
+            item.future.set_result(None)
+        else:
+            item.future.set_exception(EnqueueError(type(error).__name__))
+
+
 class DeliveryQueue:
     def __init__(
         self,
@@ -48,6 +185,7 @@ class DeliveryQueue:
         self.object_store = object_store
         self.claim_check_threshold = claim_check_threshold
         self.timeout_seconds = timeout_seconds
+        self.publisher = BatchPublisher(celery)
 
     async def enqueue(self, body: bytes, request_id: str) -> Envelope:
         loop = asyncio.get_running_loop()
@@ -69,21 +207,24 @@ class DeliveryQueue:
             request_id=request_id,
         )
         try:
-            await asyncio.wait_for(self._store_body(envelope, body), deadline - loop.time())
-            await asyncio.wait_for(
-                asyncio.to_thread(self._publish, envelope), max(deadline - loop.time(), 0.05)
-            )
+            async with asyncio.timeout_at(deadline):
+                await self._store_body(envelope, body)
+            await self.publisher.publish(envelope, max(deadline - loop.time(), 0.05))
         except Exception as exc:
             log.error(
                 "delivery.enqueue_failed",
                 delivery_id=delivery_id,
                 size=len(body),
                 payload_store=store,
-                error_type=type(exc).__name__,
+                error_type=str(exc) if isinstance(exc, EnqueueError) else type(exc).__name__,
             )
             if store == "redis":
-                await self._forget_body(key)
-            raise EnqueueError(str(type(exc).__name__)) from exc
+                # After a timeout the message may still reach Redis a moment later; its
+                # body then has a day to be processed instead of vanishing under it.
+                await self._forget_body(key, expire=isinstance(exc, TimeoutError))
+            if isinstance(exc, EnqueueError):
+                raise
+            raise EnqueueError(type(exc).__name__) from exc
         log.info("delivery.enqueued", delivery_id=delivery_id, size=len(body), payload_store=store)
         return envelope
 
@@ -93,20 +234,16 @@ class DeliveryQueue:
         else:
             await self.redis.set(envelope.payload_key, body)
 
-    def _publish(self, envelope: Envelope) -> None:
-        self.celery.send_task(
-            PROCESS_DELIVERY_TASK,
-            kwargs={"envelope": envelope.to_message()},
-            # Flower and worker logs show these reprs, never the envelope itself.
-            argsrepr="()",
-            kwargsrepr=envelope.summary(),
-            headers={"request_id": envelope.request_id},
-            retry=False,
-        )
-
-    async def _forget_body(self, key: str) -> None:
+    async def _forget_body(self, key: str, *, expire: bool) -> None:
         # Best effort: a body left behind is only wasted memory, never a lost email.
         try:
-            await asyncio.wait_for(self.redis.delete(key), 0.5)
+            if expire:
+                await asyncio.wait_for(self.redis.expire(key, ABANDONED_BODY_TTL_SECONDS), 0.5)
+            else:
+                await asyncio.wait_for(self.redis.delete(key), 0.5)
         except Exception:
             log.warning("delivery.orphan_payload", payload_key=key)
+
+    def close(self) -> None:
+        """Stop the publisher thread (it also stops by itself when idle)."""
+        self.publisher.close()

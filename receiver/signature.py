@@ -21,8 +21,16 @@ from receiver.errors import (
     UnauthorizedError,
     UnsupportedMediaTypeError,
 )
-from shared.formdata import EVENTS_FIELD, FormDecodeError, decode_form, events_field
-from shared.mandrill_signature import signature_matches
+from shared.formdata import (
+    EVENTS_FIELD,
+    FormDecodeError,
+    FormField,
+    form_fields,
+    is_empty_batch,
+    iter_value_utf8,
+    last_field,
+)
+from shared.mandrill_signature import body_signature_matches
 from shared.settings import MANDRILL_TEST_KEY, Settings
 
 log = structlog.get_logger(__name__)
@@ -38,10 +46,6 @@ class VerifiedBatch:
     is_empty: bool
 
 
-def _is_empty_batch(events: str) -> bool:
-    return events.strip() == "[]"
-
-
 def _check_media_type(request: Request) -> None:
     content_type = request.headers.get("content-type", "")
     if content_type.split(";", 1)[0].strip().lower() != FORM_MEDIA_TYPE:
@@ -51,39 +55,59 @@ def _check_media_type(request: Request) -> None:
         )
 
 
+def _bad_form(exc: FormDecodeError) -> BadRequestError:
+    return BadRequestError(f"{exc}; send the batch form-encoded")
+
+
+def _check_values(body: bytes, fields: list[FormField]) -> None:
+    """Decode every value once, for its errors only (the signature check decodes them as
+    it goes; this is for the answers given before it)."""
+    for field in fields:
+        for _ in iter_value_utf8(body, field):
+            pass
+
+
 def verify_batch(request: Request, body: bytes, settings: Settings) -> VerifiedBatch:
+    # The values are located here and decoded piece by piece by the signature check,
+    # which feeds them to the HMAC as it goes: no decoded copy of the body is kept.
     try:
-        fields = decode_form(body)
+        fields = form_fields(body)
     except FormDecodeError as exc:
-        raise BadRequestError(f"{exc}; send the batch form-encoded") from None
-    events = events_field(fields)
+        raise _bad_form(exc) from None
+    events = last_field(fields, EVENTS_FIELD)
     if events is None:
         raise BadRequestError(f"the form has no {EVENTS_FIELD} field")
 
     signature = request.headers.get(SIGNATURE_HEADER)
     urls = settings.mandrill_webhook_urls
-    if not signature:
-        _reject_log(request, body, urls, reason="missing")
-        raise UnauthorizedError(f"missing {SIGNATURE_HEADER} header")
+    try:
+        if not signature:
+            _check_values(body, fields)
+            _reject_log(request, body, urls, reason="missing")
+            raise UnauthorizedError(f"missing {SIGNATURE_HEADER} header")
 
-    if _is_empty_batch(events):
-        # Mandrill validates a URL before the user has its key, signing with a fixed
-        # test key; an empty batch stores nothing, so accepting it is harmless. The URL
-        # may not be configured yet either, so the URL as seen here is tried too.
-        candidate_urls = [*urls, str(request.url)]
-        keys = [MANDRILL_TEST_KEY, *settings.webhook_keys()]
-        if signature_matches(signature, keys, candidate_urls, fields):
-            return VerifiedBatch(body=body, is_empty=True)
-        _reject_log(request, body, candidate_urls, reason="mismatch")
-        raise UnauthorizedError(f"{SIGNATURE_HEADER} does not match this batch")
+        if is_empty_batch(body, events):
+            # Mandrill validates a URL before the user has its key, signing with a fixed
+            # test key; an empty batch stores nothing, so accepting it is harmless. The URL
+            # may not be configured yet either, so the URL as seen here is tried too.
+            candidate_urls = [*urls, str(request.url)]
+            keys = [MANDRILL_TEST_KEY, *settings.webhook_keys()]
+            if body_signature_matches(signature, keys, candidate_urls, body, fields):
+                return VerifiedBatch(body=body, is_empty=True)
+            _reject_log(request, body, candidate_urls, reason="mismatch")
+            raise UnauthorizedError(f"{SIGNATURE_HEADER} does not match this batch")
 
-    if not urls or not settings.mandrill_webhook_keys:
-        # Refuse to run without a secret: an empty key verifies anything anyone signs.
-        raise ServiceUnavailableError(
-            "webhook verification is not configured: set KAVE_MANDRILL_WEBHOOK_URLS and "
-            "KAVE_MANDRILL_WEBHOOK_KEYS"
-        )
-    if signature_matches(signature, settings.webhook_keys(), urls, fields) is None:
+        if not urls or not settings.mandrill_webhook_keys:
+            # Refuse to run without a secret: an empty key verifies anything anyone signs.
+            _check_values(body, fields)
+            raise ServiceUnavailableError(
+                "webhook verification is not configured: set KAVE_MANDRILL_WEBHOOK_URLS and "
+                "KAVE_MANDRILL_WEBHOOK_KEYS"
+            )
+        matched = body_signature_matches(signature, settings.webhook_keys(), urls, body, fields)
+    except FormDecodeError as exc:
+        raise _bad_form(exc) from None
+    if matched is None:
         _reject_log(request, body, urls, reason="mismatch")
         raise UnauthorizedError(
             f"{SIGNATURE_HEADER} does not match: check that the URL registered in Mandrill "

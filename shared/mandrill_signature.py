@@ -13,6 +13,8 @@ import hashlib
 import hmac
 from collections.abc import Iterable
 
+from shared.formdata import CHUNK_BYTES, FormField, iter_value_utf8
+
 
 def signed_message(url: str, fields: Iterable[tuple[str, str]]) -> bytes:
     parts = [url]
@@ -45,4 +47,40 @@ def signature_matches(
             )
             if hmac.compare_digest(expected, presented) and matched is None:
                 matched = url
+    return matched
+
+
+def body_signature_matches(
+    signature: str,
+    keys: Iterable[str],
+    urls: Iterable[str],
+    body: bytes,
+    fields: list[FormField],
+    *,
+    chunk_bytes: int = CHUNK_BYTES,
+) -> str | None:
+    """:func:`signature_matches` over a form body located by ``form_fields(body)``.
+
+    The same message is signed, fed to every (url, key) HMAC piece by piece as the values
+    are decoded, so no decoded copy of the body is ever held in full. Raises
+    :class:`shared.formdata.FormDecodeError` for a value that is not UTF-8.
+    """
+    presented = signature.encode("ascii", "replace")
+    macs = [
+        (url, hmac.new(key.encode("utf-8"), url.encode("utf-8"), hashlib.sha1))
+        for url in urls
+        for key in keys
+    ]
+    for field in sorted(fields, key=lambda item: item.name):
+        name = field.name.encode("utf-8")
+        for _, mac in macs:
+            mac.update(name)
+        for piece in iter_value_utf8(body, field, chunk_bytes):
+            for _, mac in macs:
+                mac.update(piece)
+    matched: str | None = None
+    for url, mac in macs:
+        expected = base64.b64encode(mac.digest())
+        if hmac.compare_digest(expected, presented) and matched is None:
+            matched = url
     return matched

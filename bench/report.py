@@ -1,0 +1,208 @@
+"""The table ``make bench`` prints (Markdown, so it can go into BENCHMARKS.md as it is)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Targets of issue 6, checked against the figures of one run.
+RECEIVER_MIN_RATIO = 0.15
+RECEIVER_MAX_P99_MS = 50.0
+RECEIVER_RATIO_SIZES = ("8KB", "100KB")
+MEMORY_MAX_FACTOR = 1.5
+WORKER_MIN_RATIO = 0.40
+GROWTH_MAX_FACTOR = 1.2
+
+
+def _mark(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def _kb(n: float) -> str:
+    return f"{n / 1024:,.0f} KB" if n < 1024 * 1024 else f"{n / 2**20:,.1f} MB"
+
+
+def receiver_section(data: dict[str, Any]) -> tuple[list[str], list[tuple[str, bool]]]:
+    lines = [
+        f"### Receiver: {data['connections']} connections, wrk, "
+        "alternating rounds with the ceiling",
+        "",
+        f"Server (both apps): `uvicorn {data['server_command']}`",
+        "",
+    ]
+    rows = []
+    checks: list[tuple[str, bool]] = []
+    for row in data["rows"]:
+        kave, ceiling = row["kave"], row["ceiling"]
+        rows.append(
+            [
+                row["size"],
+                _kb(row["body_bytes"]),
+                f"{kave['rps']:,.0f}",
+                f"{kave['p50_ms']:.1f} / {kave['p99_ms']:.1f}",
+                f"{kave['cpu_ms_per_request']:.2f}",
+                str(kave["errors"]),
+                f"{ceiling['rps']:,.0f}",
+                f"{ceiling['p50_ms']:.1f} / {ceiling['p99_ms']:.1f}",
+                f"{ceiling['cpu_ms_per_request']:.2f}",
+                f"**{row['ratio']:.1%}**",
+            ]
+        )
+        if row["size"] in RECEIVER_RATIO_SIZES:
+            checks.append(
+                (
+                    f"receiver {row['size']}: >= {RECEIVER_MIN_RATIO:.0%} of ceiling "
+                    f"(got {row['ratio']:.1%})",
+                    row["ratio"] >= RECEIVER_MIN_RATIO,
+                )
+            )
+            checks.append(
+                (
+                    f"receiver {row['size']}: p99 <= {RECEIVER_MAX_P99_MS:.0f} ms "
+                    f"(got {kave['p99_ms']:.1f} ms)",
+                    kave["p99_ms"] <= RECEIVER_MAX_P99_MS,
+                )
+            )
+            checks.append(
+                (f"receiver {row['size']}: no errors (got {kave['errors']})", kave["errors"] == 0)
+            )
+    lines += _table(
+        [
+            "payload",
+            "POST",
+            "Kave req/s",
+            "p50 / p99 ms",
+            "CPU ms/req",
+            "errors",
+            "ceiling req/s",
+            "p50 / p99 ms",
+            "CPU ms/req",
+            "ratio",
+        ],
+        rows,
+    )
+    return lines, checks
+
+
+def worker_section(data: dict[str, Any]) -> tuple[list[str], list[tuple[str, bool]]]:
+    lines = [
+        "### Worker: emails/s from enqueue to committed rows and stored objects",
+        "",
+        "Ceiling: a no-op Celery task carrying a message of the same size, same broker, "
+        "same worker options.",
+        "",
+    ]
+    rows = []
+    checks: list[tuple[str, bool]] = []
+    for row in data["rows"]:
+        rows.append(
+            [
+                row["size"],
+                row["store"],
+                str(row["processes"]),
+                f"{row['emails']}",
+                f"{row['rate']:,.1f}",
+                f"{row['noop_rate']:,.1f}",
+                f"**{row['ratio']:.1%}**",
+            ]
+        )
+        if row["size"] == "100KB" and row["store"] == "local":
+            checks.append(
+                (
+                    f"worker 100KB local, {row['processes']} process(es): >= "
+                    f"{WORKER_MIN_RATIO:.0%} of no-op (got {row['ratio']:.1%})",
+                    row["ratio"] >= WORKER_MIN_RATIO,
+                )
+            )
+    lines += _table(
+        ["payload", "store", "processes", "emails", "emails/s", "no-op tasks/s", "ratio"], rows
+    )
+    return lines, checks
+
+
+def memory_section(data: dict[str, Any]) -> tuple[list[str], list[tuple[str, bool]]]:
+    body = data["body_bytes"]
+    lines = [
+        f"### Memory: one {_kb(data['raw_bytes'])} email, a {_kb(body)} POST",
+        "",
+    ]
+    rows = []
+    checks: list[tuple[str, bool]] = []
+    for proc in data["processes"]:
+        growth = proc["peak_bytes"] - proc["idle_bytes"]
+        factor = growth / body
+        rows.append(
+            [
+                proc["name"],
+                _kb(proc["idle_bytes"]),
+                _kb(proc["peak_bytes"]),
+                _kb(growth),
+                f"{factor:.2f}x",
+                proc.get("note", ""),
+            ]
+        )
+        if proc["name"].startswith("receiver"):
+            checks.append(
+                (
+                    f"{proc['name']} peak RSS <= idle + {MEMORY_MAX_FACTOR}x body "
+                    f"(got idle + {factor:.2f}x)",
+                    factor <= MEMORY_MAX_FACTOR,
+                )
+            )
+    lines += _table(
+        ["process", "idle RSS", "peak RSS", "peak - idle", "(peak - idle) / POST", "note"], rows
+    )
+    return lines, checks
+
+
+def growth_section(data: dict[str, Any]) -> tuple[list[str], list[tuple[str, bool]]]:
+    lines = [f"### Growth: {data['description']}", ""]
+    rows = [
+        [row["shape"], str(row["events"]), f"{row['seconds']:.2f}", f"{row['ms_per_event']:.2f}"]
+        for row in data["rows"]
+    ]
+    lines += _table(["shape", "events", "seconds", "ms per event"], rows)
+    lines.append("")
+    checks = []
+    for kind, factor in data["factors"].items():
+        lines.append(f"- {kind}s: 1,000-event batch / one per batch, per event: **{factor:.2f}x**")
+        checks.append(
+            (
+                f"{kind}s: a 1,000-event batch costs <= {GROWTH_MAX_FACTOR}x per event of "
+                f"single-event batches (got {factor:.2f}x)",
+                factor <= GROWTH_MAX_FACTOR,
+            )
+        )
+    return lines, checks
+
+
+def render(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    lines = [
+        f"## Kave benchmark, {results['started_at']}{' (quick)' if results.get('quick') else ''}",
+        "",
+        f"Machine: {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, Python "
+        f"{m['python']}, Redis {m.get('redis', '?')} (AOF everysec), "
+        f"load average at start {m['load_average_at_start']}",
+        "",
+    ]
+    checks: list[tuple[str, bool]] = []
+    for key, section in (
+        ("receiver", receiver_section),
+        ("worker", worker_section),
+        ("memory", memory_section),
+        ("growth", growth_section),
+    ):
+        if key in results:
+            part, part_checks = section(results[key])
+            lines += [*part, ""]
+            checks += part_checks
+    if checks:
+        lines += ["### Targets (issue 6)", ""]
+        lines += [f"- {_mark(ok)}: {text}" for text, ok in checks]
+    return "\n".join(lines)
