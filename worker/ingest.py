@@ -74,6 +74,11 @@ def envelope_for(delivery: Delivery) -> Envelope:
 def load_body(ctx: IngestContext, envelope: Envelope) -> bytes:
     """The body, from wherever it is: the Redis copy or the archive (either may be gone:
     the Redis copy once archived, the archive when archiving failed)."""
+    return fetch_body(ctx, envelope)[0]
+
+
+def fetch_body(ctx: IngestContext, envelope: Envelope) -> tuple[bytes, bool]:
+    """The body, and whether it came from the archive (then it needs no archiving)."""
     archive_key = archive_object_key(envelope.body_sha256)
     redis_key = (
         envelope.payload_key
@@ -81,26 +86,28 @@ def load_body(ctx: IngestContext, envelope: Envelope) -> bytes:
         else payload_redis_key(envelope.delivery_id)
     )
     body: bytes | None = None
+    archived = False
     if envelope.payload_store == "redis":
         body = ctx.redis.get(redis_key)  # type: ignore[assignment]
     if body is None:
         try:
             body = ctx.object_store.get(archive_key)
+            archived = True
         except ObjectNotFoundError:
             body = ctx.redis.get(redis_key)  # type: ignore[assignment]
     if body is None:
         raise PermanentDeliveryError("the body is neither in Redis nor in the archive")
     if hashlib.sha256(body).hexdigest() != envelope.body_sha256:
         raise PermanentDeliveryError("the body does not match the sha256 in its envelope")
-    return body
+    return body, archived
 
 
 def archive_body(ctx: IngestContext, envelope: Envelope, body: bytes) -> None:
-    key = archive_object_key(envelope.body_sha256)
-    if not ctx.object_store.exists(key):
-        # Stored as opaque bytes: some S3 front ends (moto's, through Werkzeug) parse a
-        # form-typed PUT body instead of storing it.
-        ctx.object_store.put(key, body)
+    # No existence check first: the key is content-addressed, so writing it again (on a
+    # redelivery) stores the same bytes, and a check costs a round trip every time.
+    # Stored as opaque bytes: some S3 front ends (moto's, through Werkzeug) parse a
+    # form-typed PUT body instead of storing it.
+    ctx.object_store.put(archive_object_key(envelope.body_sha256), body)
 
 
 def process_delivery(
@@ -115,52 +122,73 @@ def process_delivery(
         done = storage.finished_indexes(session, envelope.delivery_id)
 
     result = DeliveryResult(delivery_id=envelope.delivery_id)
-    if _lost_too_often(ctx, died, BODY_STAGE):
-        lost = PermanentDeliveryError(_worker_lost_message(ctx))
-        dead_letter_delivery(ctx, envelope, "worker_lost", lost)
-        worker_metrics.delivery_dead_lettered("worker_lost")
+    events = _load_events(ctx, envelope, tracker, died)
+    if events is None:
         return result
-    try:
-        tracker.enter(BODY_STAGE)
-        body = load_body(ctx, envelope)
-        archive_body(ctx, envelope, body)
-        events = read_batch(body)
-    except PermanentDeliveryError as exc:
-        dead_letter_delivery(ctx, envelope, "unreadable", exc)
-        worker_metrics.delivery_dead_lettered("unreadable")
-        tracker.leave()
-        return result
-    except parsing.BatchError as exc:
-        dead_letter_delivery(ctx, envelope, "invalid_batch", exc)
-        worker_metrics.delivery_dead_lettered("invalid_batch")
-        _drop_redis_copy(ctx, envelope)
-        tracker.leave()
-        return result
-    except Exception:
-        tracker.leave()
-        raise
 
     result.event_count = len(events)
+    pending = [index for index in range(len(events)) if index not in done]
+    finished = False
+
+    def finish(session: Session) -> None:
+        nonlocal finished
+        storage.finish_delivery(session, envelope.delivery_id, event_count=len(events))
+        if replaying:
+            storage.resolve_dead_letter(session, envelope.delivery_id, None)
+        finished = True
+
     try:
-        for index, event in enumerate(events):
-            if index in done:
-                continue
+        for index in pending:
+            event = events[index]
             if _lost_too_often(ctx, died, str(index)):
                 result.count(_dead_letter_lost_event(ctx, envelope.delivery_id, index, event))
                 worker_metrics.event_dead_lettered(parsing.event_kind(event), "worker_lost")
                 continue
             tracker.enter(index)
-            result.count(process_event(ctx, envelope.delivery_id, index, event))
+            # The last event commits the delivery's end with its own result: one
+            # transaction fewer per delivery (a single-email delivery is the common case).
+            last = finish if index == pending[-1] else None
+            result.count(process_event(ctx, envelope.delivery_id, index, event, finish=last))
     finally:
         tracker.leave()
 
-    with ctx.session_factory() as session, session.begin():
-        storage.finish_delivery(session, envelope.delivery_id, event_count=len(events))
-        if replaying:
-            storage.resolve_dead_letter(session, envelope.delivery_id, None)
+    if not finished:
+        with ctx.session_factory() as session, session.begin():
+            finish(session)
     worker_metrics.delivery_finished(envelope.received_at, replaying=replaying)
     _drop_redis_copy(ctx, envelope)
     return result
+
+
+def _load_events(
+    ctx: IngestContext, envelope: Envelope, tracker: LossTracker, died: tuple[str, int] | None
+) -> list[Any] | None:
+    """The batch's events; None when the delivery was dead-lettered instead."""
+    if _lost_too_often(ctx, died, BODY_STAGE):
+        lost = PermanentDeliveryError(_worker_lost_message(ctx))
+        dead_letter_delivery(ctx, envelope, "worker_lost", lost)
+        worker_metrics.delivery_dead_lettered("worker_lost")
+        return None
+    try:
+        tracker.enter(BODY_STAGE)
+        body, archived = fetch_body(ctx, envelope)
+        if not archived:
+            archive_body(ctx, envelope, body)
+        return read_batch(body)
+    except PermanentDeliveryError as exc:
+        dead_letter_delivery(ctx, envelope, "unreadable", exc)
+        worker_metrics.delivery_dead_lettered("unreadable")
+        tracker.leave()
+        return None
+    except parsing.BatchError as exc:
+        dead_letter_delivery(ctx, envelope, "invalid_batch", exc)
+        worker_metrics.delivery_dead_lettered("invalid_batch")
+        _drop_redis_copy(ctx, envelope)
+        tracker.leave()
+        return None
+    except Exception:
+        tracker.leave()
+        raise
 
 
 def _lost_too_often(ctx: IngestContext, died: tuple[str, int] | None, stage: str) -> bool:
@@ -238,17 +266,30 @@ def _drop_redis_copy(ctx: IngestContext, envelope: Envelope) -> None:
     ctx.redis.delete(payload_redis_key(envelope.delivery_id))
 
 
+Finish = Callable[[Session], None]
+
+
 def process_event(
-    ctx: IngestContext, delivery_id: str, index: int, event: Any, *, replaying: bool = False
+    ctx: IngestContext,
+    delivery_id: str,
+    index: int,
+    event: Any,
+    *,
+    replaying: bool = False,
+    finish: Finish | None = None,
 ) -> str:
     """Process one event and record its result (or its dead letter); returns the outcome."""
     kind = parsing.event_kind(event)
     bound = log.bind(event_index=index, kind=kind)
     try:
         if kind == "inbound":
-            outcome = _store_inbound(ctx, delivery_id, index, event, replaying=replaying)
+            outcome = _store_inbound(
+                ctx, delivery_id, index, event, replaying=replaying, finish=finish
+            )
         else:
-            outcome = _store_event(ctx, delivery_id, index, kind, event, replaying=replaying)
+            outcome = _store_event(
+                ctx, delivery_id, index, kind, event, replaying=replaying, finish=finish
+            )
     except Exception as exc:
         if not (isinstance(exc, parsing.PermanentEventError) or is_rejected_row(exc)):
             raise  # transient or unknown: the task decides whether to retry
@@ -269,6 +310,8 @@ def process_event(
             storage.record_outcome(
                 session, delivery_id, index, kind, EventOutcome.FAILED, error=reason
             )
+            if finish:
+                finish(session)
         bound.warning("event.dead_lettered", error_class=error_class, reason=reason)
         worker_metrics.event_dead_lettered(kind, error_class)
         return EventOutcome.FAILED
@@ -278,7 +321,13 @@ def process_event(
 
 
 def _store_inbound(
-    ctx: IngestContext, delivery_id: str, index: int, event: Any, *, replaying: bool
+    ctx: IngestContext,
+    delivery_id: str,
+    index: int,
+    event: Any,
+    *,
+    replaying: bool,
+    finish: Finish | None,
 ) -> str:
     email = _parse(parsing.parse_inbound, event)
     storage.store_email_objects(ctx.object_store, email)
@@ -288,11 +337,20 @@ def _store_inbound(
         storage.record_outcome(session, delivery_id, index, "inbound", outcome, email_id=email_id)
         if replaying:
             storage.resolve_dead_letter(session, delivery_id, index)
+        if finish:
+            finish(session)
     return outcome
 
 
 def _store_event(
-    ctx: IngestContext, delivery_id: str, index: int, kind: str, event: Any, *, replaying: bool
+    ctx: IngestContext,
+    delivery_id: str,
+    index: int,
+    kind: str,
+    event: Any,
+    *,
+    replaying: bool,
+    finish: Finish | None,
 ) -> str:
     parsed = _parse(parsing.parse_event, event)
     with ctx.session_factory() as session, session.begin():
@@ -301,6 +359,8 @@ def _store_event(
         storage.record_outcome(session, delivery_id, index, kind, outcome, event_id=event_id)
         if replaying:
             storage.resolve_dead_letter(session, delivery_id, index)
+        if finish:
+            finish(session)
     return outcome
 
 
