@@ -11,6 +11,7 @@ whoever logged them.
 
 from __future__ import annotations
 
+import functools
 import logging
 import logging.config
 import os
@@ -61,7 +62,10 @@ _URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@]*:)[^\s@
 _DELIVERY_IN_SUMMARY = re.compile(r"\bdelivery_id=(?P<id>[0-9a-fA-F-]{36})\b")
 
 
+@functools.lru_cache(maxsize=4096)
 def _is_secret_field(name: str) -> bool:
+    # Cached: a process logs the same few dozen field names over and over, and this
+    # runs for every field of every line.
     lowered = name.lower()
     return lowered in _SECRET_FIELDS or any(part in lowered for part in _SECRET_PARTS)
 
