@@ -14,7 +14,6 @@ from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.orm import Session, sessionmaker
 
 from receiver.auth import TOKEN_PATH, InvalidTokenError, decode_access_token
-from receiver.enqueue import DeliveryQueue
 from receiver.errors import UnauthorizedError
 from receiver.queries import get_user
 from receiver.request_id import current_request_id
@@ -28,17 +27,11 @@ async def get_settings(request: Request) -> Settings:
     return settings
 
 
-async def get_delivery_queue(request: Request) -> DeliveryQueue:
-    queue: DeliveryQueue = request.app.state.delivery_queue
-    return queue
-
-
 async def get_request_id() -> str:
     return current_request_id()
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-DeliveryQueueDep = Annotated[DeliveryQueue, Depends(get_delivery_queue)]
 RequestIdDep = Annotated[str, Depends(get_request_id)]
 
 

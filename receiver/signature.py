@@ -8,11 +8,10 @@ JSON here; only the form encoding is decoded, because the signature covers decod
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
 from urllib.parse import urlsplit, urlunsplit
 
 import structlog
-from fastapi import Depends, Request
+from fastapi import Request
 
 from receiver.body import read_body_limited
 from receiver.errors import (
@@ -142,6 +141,3 @@ async def verified_batch(request: Request) -> VerifiedBatch:
     _check_media_type(request)
     body = await read_body_limited(request, settings.max_body_bytes)
     return verify_batch(request, body, settings)
-
-
-VerifiedBatchDep = Annotated[VerifiedBatch, Depends(verified_batch)]
