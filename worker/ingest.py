@@ -1,13 +1,15 @@
 """The ingest service: one delivery in, exactly one recorded result per event out.
 
 Steps, each safe to repeat after a crash at any point:
-1. record the attempt (the delivery row) and check whether a previous attempt died;
+1. check whether a previous attempt died (``worker.losses``) and which events it finished;
 2. load the body (Redis, or the object store for claim-checked and already archived
    bodies), check its sha256 against the envelope, archive it content-addressed;
 3. process each event of the batch on its own, skipping those a previous attempt
    finished; an event that can never succeed becomes a dead letter with its reason and
    the rest of the batch goes on;
 4. mark the delivery processed and drop the Redis copy of the body.
+The attempt (the delivery row) is recorded in the first event's transaction and the end
+in the last one's, so a one-email delivery costs a single commit.
 
 Transient failures (a service down) propagate to the task, which retries the delivery;
 the work already committed is skipped on the next attempt.
@@ -117,8 +119,7 @@ def process_delivery(
     died = tracker.take_previous_death()
     if died:
         log.warning("delivery.worker_lost_before", stage=died[0], losses=died[1])
-    with ctx.session_factory() as session, session.begin():
-        storage.record_delivery(session, envelope, archive_object_key(envelope.body_sha256))
+    with ctx.session_factory() as session:
         done = storage.finished_indexes(session, envelope.delivery_id)
 
     result = DeliveryResult(delivery_id=envelope.delivery_id)
@@ -128,10 +129,20 @@ def process_delivery(
 
     result.event_count = len(events)
     pending = [index for index in range(len(events)) if index not in done]
-    finished = False
+    recorded = finished = False
+
+    # Bookkeeping rides in the transactions of the events themselves: the attempt is
+    # recorded with the first result, the delivery's end with the last (a single-email
+    # delivery commits once; PostgreSQL's WAL flush per commit is the worker's main cost).
+    def record(session: Session) -> None:
+        nonlocal recorded
+        storage.record_delivery(session, envelope, archive_object_key(envelope.body_sha256))
+        recorded = True
 
     def finish(session: Session) -> None:
         nonlocal finished
+        if not recorded:
+            record(session)
         storage.finish_delivery(session, envelope.delivery_id, event_count=len(events))
         if replaying:
             storage.resolve_dead_letter(session, envelope.delivery_id, None)
@@ -141,14 +152,12 @@ def process_delivery(
         for index in pending:
             event = events[index]
             if _lost_too_often(ctx, died, str(index)):
-                result.count(_dead_letter_lost_event(ctx, envelope.delivery_id, index, event))
+                result.count(_dead_letter_lost_event(ctx, envelope, index, event))
                 worker_metrics.event_dead_lettered(parsing.event_kind(event), "worker_lost")
                 continue
             tracker.enter(index)
-            # The last event commits the delivery's end with its own result: one
-            # transaction fewer per delivery (a single-email delivery is the common case).
-            last = finish if index == pending[-1] else None
-            result.count(process_event(ctx, envelope.delivery_id, index, event, finish=last))
+            also = finish if index == pending[-1] else (None if recorded else record)
+            result.count(process_event(ctx, envelope.delivery_id, index, event, also=also))
     finally:
         tracker.leave()
 
@@ -202,9 +211,12 @@ def _worker_lost_message(ctx: IngestContext) -> str:
     )
 
 
-def _dead_letter_lost_event(ctx: IngestContext, delivery_id: str, index: int, event: Any) -> str:
+def _dead_letter_lost_event(ctx: IngestContext, envelope: Envelope, index: int, event: Any) -> str:
     kind = parsing.event_kind(event)
+    delivery_id = envelope.delivery_id
     with ctx.session_factory() as session, session.begin():
+        # The attempt that died may have committed nothing, not even the delivery row.
+        storage.ensure_delivery(session, envelope, archive_object_key(envelope.body_sha256))
         storage.record_dead_letter(
             session,
             delivery_id,
@@ -266,7 +278,8 @@ def _drop_redis_copy(ctx: IngestContext, envelope: Envelope) -> None:
     ctx.redis.delete(payload_redis_key(envelope.delivery_id))
 
 
-Finish = Callable[[Session], None]
+# More work to commit in the same transaction as an event's result.
+AlsoCommit = Callable[[Session], None]
 
 
 def process_event(
@@ -276,19 +289,17 @@ def process_event(
     event: Any,
     *,
     replaying: bool = False,
-    finish: Finish | None = None,
+    also: AlsoCommit | None = None,
 ) -> str:
     """Process one event and record its result (or its dead letter); returns the outcome."""
     kind = parsing.event_kind(event)
     bound = log.bind(event_index=index, kind=kind)
     try:
         if kind == "inbound":
-            outcome = _store_inbound(
-                ctx, delivery_id, index, event, replaying=replaying, finish=finish
-            )
+            outcome = _store_inbound(ctx, delivery_id, index, event, replaying=replaying, also=also)
         else:
             outcome = _store_event(
-                ctx, delivery_id, index, kind, event, replaying=replaying, finish=finish
+                ctx, delivery_id, index, kind, event, replaying=replaying, also=also
             )
     except Exception as exc:
         if not (isinstance(exc, parsing.PermanentEventError) or is_rejected_row(exc)):
@@ -298,6 +309,8 @@ def process_event(
             "invalid_event" if isinstance(exc, parsing.PermanentEventError) else ("rejected_row")
         )
         with ctx.session_factory() as session, session.begin():
+            if also:
+                also(session)
             storage.record_dead_letter(
                 session,
                 delivery_id,
@@ -310,8 +323,6 @@ def process_event(
             storage.record_outcome(
                 session, delivery_id, index, kind, EventOutcome.FAILED, error=reason
             )
-            if finish:
-                finish(session)
         bound.warning("event.dead_lettered", error_class=error_class, reason=reason)
         worker_metrics.event_dead_lettered(kind, error_class)
         return EventOutcome.FAILED
@@ -327,18 +338,18 @@ def _store_inbound(
     event: Any,
     *,
     replaying: bool,
-    finish: Finish | None,
+    also: AlsoCommit | None,
 ) -> str:
     email = _parse(parsing.parse_inbound, event)
     storage.store_email_objects(ctx.object_store, email)
     with ctx.session_factory() as session, session.begin():
+        if also:
+            also(session)  # first: the delivery row must exist before rows refer to it
         email_id, created = storage.insert_email(session, email, delivery_id)
         outcome = storage.outcome_for(created)
         storage.record_outcome(session, delivery_id, index, "inbound", outcome, email_id=email_id)
         if replaying:
             storage.resolve_dead_letter(session, delivery_id, index)
-        if finish:
-            finish(session)
     return outcome
 
 
@@ -350,17 +361,17 @@ def _store_event(
     event: Any,
     *,
     replaying: bool,
-    finish: Finish | None,
+    also: AlsoCommit | None,
 ) -> str:
     parsed = _parse(parsing.parse_event, event)
     with ctx.session_factory() as session, session.begin():
+        if also:
+            also(session)  # first: the delivery row must exist before rows refer to it
         event_id, created = storage.insert_event(session, parsed, delivery_id)
         outcome = storage.outcome_for(created)
         storage.record_outcome(session, delivery_id, index, kind, outcome, event_id=event_id)
         if replaying:
             storage.resolve_dead_letter(session, delivery_id, index)
-        if finish:
-            finish(session)
     return outcome
 
 

@@ -231,3 +231,37 @@ def test_envelope_round_trip_rejects_unknown_versions() -> None:
     assert Envelope.from_message(envelope.to_message()) == envelope
     with pytest.raises(ValueError, match="version"):
         Envelope.from_message({**envelope.to_message(), "version": 99})
+
+
+def test_an_event_that_killed_its_worker_too_often_is_dead_lettered_alone(
+    base_settings: Settings, engine: Engine, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    """Three earlier attempts died at event 0, before committing anything: the next one
+    dead-letters that event (creating the delivery row) and stores the rest."""
+    from fastapi.testclient import TestClient
+
+    from receiver.app import create_app
+
+    settings = derive_settings(base_settings, queue_name=f"kave-lost-{uuid.uuid4().hex[:8]}")
+    batch = [
+        *json.loads(fixture_events("inbound.json")),
+        *json.loads(fixture_events("open.json")),
+    ]
+    body, headers = signed_form(json.dumps(batch))
+    with TestClient(create_app(settings)) as client:
+        response = client.post("/api/v1/webhooks/mailchimp", content=body, headers=headers)
+    delivery_id = response.json()["delivery_id"]
+    # What three deaths at event 0 leave behind (see worker.losses).
+    redis_client.set(f"kave:inflight:{delivery_id}", "0")
+    redis_client.set(f"kave:losses:{delivery_id}:0", settings.max_worker_losses - 1)
+
+    with services.worker_process(settings, tmp_path / "worker.log", concurrency=1):
+        wait_for_deliveries(engine, [delivery_id])
+
+    (letter,) = dead_letters(engine)
+    assert (letter.event_index, letter.error_class, letter.kind) == (0, "worker_lost", "inbound")
+    with Session(engine) as session:
+        outcomes = session.execute(
+            select(DeliveryEvent.index, DeliveryEvent.outcome).order_by(DeliveryEvent.index)
+        ).all()
+    assert [tuple(o) for o in outcomes] == [(0, "failed"), (1, "stored")]
