@@ -17,12 +17,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -30,30 +29,11 @@ import httpx
 import psycopg
 import redis
 
-from kave.devstack import EmbeddedPostgres
+from kave.devstack import EmbeddedPostgres, free_port, wait_until
 from shared.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except Exception:  # noqa: S110 - not up yet
-            pass
-        time.sleep(interval)
-    raise TimeoutError(f"{what} not ready after {timeout} s")
 
 
 # --- Redis --------------------------------------------------------------------------

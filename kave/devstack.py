@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ class DevStackError(RuntimeError):
     """An embedded service could not be started; the message says why."""
 
 
-def free_port(preferred: int) -> int:
+def free_port(preferred: int = 0) -> int:
     """``preferred`` if nothing listens there, else any free port."""
     for port in (preferred, 0):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -35,6 +36,19 @@ def free_port(preferred: int) -> int:
             bound: int = sock.getsockname()[1]
             return bound
     raise DevStackError("no free TCP port on 127.0.0.1")
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> None:
+    """Poll ``check`` until it is true; an exception counts as "not yet"."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception:  # noqa: S110 - not up yet
+            pass
+        time.sleep(interval)
+    raise TimeoutError(f"{what} not ready after {timeout} s")
 
 
 @dataclass

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -24,7 +22,7 @@ import httpx
 import psycopg
 import redis
 
-from kave.devstack import EmbeddedPostgres, EmbeddedRedis
+from kave.devstack import EmbeddedPostgres, EmbeddedRedis, free_port, wait_until
 from shared.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,25 +35,6 @@ TEST_WEBHOOK_KEY = "kave-test-webhook-key"
 # to, as behind a proxy: the signature covers the registered URL.
 TEST_WEBHOOK_URL = "https://mail.kave.test/api/v1/webhooks/mailchimp"
 S3_BUCKET = "kave-test"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except Exception:  # noqa: S110 - not up yet
-            pass
-        time.sleep(interval)
-    raise TimeoutError(f"{what} not ready after {timeout} s")
 
 
 def shared_temp_dir(exits: ExitStack, prefix: str) -> Path:
