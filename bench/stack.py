@@ -29,7 +29,7 @@ import httpx
 import psycopg
 import redis
 
-from kave.devstack import EmbeddedPostgres, free_port, wait_until
+from kave.devstack import EmbeddedPostgres, free_port, stop_process, wait_until
 from shared.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -95,7 +95,7 @@ def redis_server(tmp: Path) -> Iterator[tuple[str, str]]:
         wait_until(lambda: redis.Redis.from_url(url).ping(), 15, "redis-server")
         yield url, version
     finally:
-        _stop(process)
+        stop_process(process)
 
 
 # --- PostgreSQL ---------------------------------------------------------------------
@@ -150,7 +150,7 @@ def s3_server(log_path: Path) -> Iterator[str]:
         )
         yield endpoint
     finally:
-        _stop(process)
+        stop_process(process)
 
 
 # --- processes ----------------------------------------------------------------------
@@ -159,25 +159,7 @@ def s3_server(log_path: Path) -> Iterator[str]:
 def settings_env(settings: Settings) -> dict[str, str]:
     """The settings as the environment of a child process (and nothing else KAVE_*)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("KAVE_")}
-    for name, value in settings.model_dump(mode="json").items():
-        if value is None:
-            continue
-        key = f"KAVE_{name.upper()}"
-        env[key] = ",".join(map(str, value)) if isinstance(value, list) else str(value)
-    env["KAVE_MANDRILL_WEBHOOK_KEYS"] = ",".join(settings.webhook_keys())
-    if settings.s3_secret_access_key:
-        env["KAVE_S3_SECRET_ACCESS_KEY"] = settings.s3_secret_access_key.get_secret_value()
-    return env
-
-
-def _stop(process: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    return {**env, **settings.as_environment()}
 
 
 # The one server command line, used for the receiver and for the ceiling alike.
@@ -216,7 +198,7 @@ def uvicorn(
         time.sleep(1.0 if workers > 1 else 0.2)
         yield base, process
     finally:
-        _stop(process)
+        stop_process(process)
 
 
 @contextmanager
@@ -262,4 +244,4 @@ def celery_worker(
         wait_until(ready, 60, f"celery worker {app}")
         yield process
     finally:
-        _stop(process)
+        stop_process(process)

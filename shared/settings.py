@@ -260,6 +260,23 @@ class Settings(BaseSettings):
             return self.log_format
         return "console" if self.env == "development" else "json"
 
+    def as_environment(self) -> dict[str, str]:
+        """These settings as the ``KAVE_*`` variables a child process would read back
+        (secrets revealed: for handing to a process, never for logging)."""
+
+        def text(value: object) -> str:
+            if isinstance(value, SecretStr):
+                return value.get_secret_value()
+            if isinstance(value, list):
+                return ",".join(text(item) for item in value)
+            return str(value)
+
+        return {
+            f"KAVE_{name.upper()}": text(value)
+            for name, value in self.model_dump().items()
+            if value is not None
+        }
+
     def webhook_keys(self) -> list[str]:
         return [key.get_secret_value() for key in self.mandrill_webhook_keys]
 

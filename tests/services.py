@@ -22,7 +22,7 @@ import httpx
 import psycopg
 import redis
 
-from kave.devstack import EmbeddedPostgres, EmbeddedRedis, free_port, wait_until
+from kave.devstack import EmbeddedPostgres, EmbeddedRedis, free_port, stop_process, wait_until
 from shared.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -134,29 +134,9 @@ def s3_server() -> Iterator[str]:
 # --- settings and processes ---------------------------------------------------------
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The settings as the environment variables a child process reads."""
-    env: dict[str, str] = {}
-    for name, value in settings.model_dump(mode="json").items():
-        if value is None:
-            continue
-        key = f"KAVE_{name.upper()}"
-        if isinstance(value, list):
-            env[key] = ",".join(str(item) for item in value)
-        else:
-            env[key] = str(value)
-    # SecretStr values dump as '**********'; put the real ones back.
-    env["KAVE_MANDRILL_WEBHOOK_KEYS"] = ",".join(settings.webhook_keys())
-    for name in ("s3_secret_access_key", "jwt_secret_key", "flower_basic_auth"):
-        secret = getattr(settings, name, None)
-        if secret is not None:
-            env[f"KAVE_{name.upper()}"] = secret.get_secret_value()
-    return env
-
-
 def child_env(settings: Settings, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KAVE_")}
-    env.update(settings_env(settings))
+    env.update(settings.as_environment())
     env.update(extra)
     return env
 
@@ -185,16 +165,6 @@ def spawn_worker(
         )
     wait_until(lambda: b"ready." in log_path.read_bytes(), 60, f"celery worker {node}")
     return process
-
-
-def stop_process(process: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @contextmanager

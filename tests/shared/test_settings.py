@@ -55,3 +55,19 @@ def test_lists_are_read_comma_separated_from_the_environment(
 def test_missing_database_url_says_what_to_do() -> None:
     with pytest.raises(RuntimeError, match="kave run"):
         build().require_database_url()
+
+
+def test_as_environment_round_trips_secrets_and_lists() -> None:
+    settings = build(
+        mandrill_webhook_keys="new-key,old-key",
+        mandrill_webhook_urls="https://a/hook",
+        s3_secret_access_key="s3-secret",
+        queue_name="q",
+    )
+    environment = settings.as_environment()
+    assert environment["KAVE_MANDRILL_WEBHOOK_KEYS"] == "new-key,old-key"
+    assert environment["KAVE_S3_SECRET_ACCESS_KEY"] == "s3-secret"
+    assert "KAVE_DATABASE_URL" not in environment  # unset stays unset
+    again = build(**{name[5:].lower(): value for name, value in environment.items()})
+    assert again.as_environment() == environment
+    assert again.webhook_keys() == ["new-key", "old-key"]
