@@ -10,7 +10,7 @@ from shared.settings import Settings, parse_rate
 PRODUCTION = {
     "env": "production",
     "database_url": "postgresql://db/kave",
-    "redis_url": "redis://redis:6379/0",
+    "redis_url": "redis://:Vq7xK2mZ9pL4sT8wN3bR6y@redis:6379/0",
     "mandrill_webhook_urls": "https://mail.example.com/api/v1/webhooks/mailchimp",
     "mandrill_webhook_keys": "key",
     "object_store": "s3",
@@ -37,7 +37,9 @@ def test_production_requires_a_jwt_secret_key() -> None:
     "key", ["short-secret", "change-me-change-me-change-me-change-me", "x" * 31]
 )
 def test_production_refuses_placeholder_or_short_keys(key: str) -> None:
-    with pytest.raises(ValidationError, match="placeholder or shorter than 32"):
+    with pytest.raises(
+        ValidationError, match=r"KAVE_JWT_SECRET_KEY (is a placeholder|is too short)"
+    ):
         build(**PRODUCTION, jwt_secret_key=key)
 
 
