@@ -547,6 +547,17 @@ def check_dockerfile(path: Path, own: str, findings: Findings) -> None:
         if kw == "ARG" and "=" in rest
     }
 
+    for kw, rest in instructions:
+        if kw not in ("ENV", "ARG") or not rest:
+            continue
+        names = re.findall(r"(?:^|\s)([A-Za-z_]\w*)=", rest) or [rest.split()[0]]
+        for name in names:
+            f.check(
+                not SECRET_NAME.search(name),
+                where,
+                f"{kw} {name}: no secret in the image (it comes from the environment)",
+            )
+
     froms = [rest for kw, rest in instructions if kw == "FROM"]
     f.check(len(froms) >= 2, where, "must be multi-stage (a builder stage and a runtime stage)")
     for spec in froms:

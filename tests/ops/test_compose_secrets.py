@@ -227,3 +227,16 @@ def test_env_example_as_is_does_not_start_in_production() -> None:
     assert "KAVE_DATABASE_URL's password is a placeholder" in message
     assert "KAVE_REDIS_URL's password is a placeholder" in message
     assert example["KAVE_ENV"] == "production"
+
+
+@pytest.mark.parametrize("line", ["ENV REDIS_PASSWORD=x", "ARG KAVE_JWT_SECRET_KEY"])
+def test_the_policy_keeps_secrets_out_of_the_images(tmp_path: Path, line: str) -> None:
+    for name in ("Dockerfile.receiver", "Dockerfile.worker"):
+        clean = policy.Findings()
+        policy.check_dockerfile(ROOT / name, name.split(".")[1], clean)
+        assert clean.items == []
+        dockerfile = tmp_path / name
+        dockerfile.write_text((ROOT / name).read_text() + f"\n{line}\n")
+        found = policy.Findings()
+        policy.check_dockerfile(dockerfile, name.split(".")[1], found)
+        assert any("no secret in the image" in item for item in found.items), found.items
