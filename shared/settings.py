@@ -262,15 +262,10 @@ class Settings(BaseSettings):
                     "KAVE_OBJECT_STORE=local is for development; set KAVE_OBJECT_STORE=s3 "
                     "and KAVE_S3_BUCKET in production"
                 )
-            if self.jwt_secret_key is None:
-                raise ValueError(
-                    "production settings missing: KAVE_JWT_SECRET_KEY (it signs the API's "
-                    f"tokens; {GENERATE_HINT})"
-                )
             problems = self._weak_secrets()
             if problems:
                 raise ValueError(
-                    "production refuses weak secrets: "
+                    "production refuses missing or weak secrets: "
                     + "; ".join(problems)
                     + f". Set a random value for each ({GENERATE_HINT}; URL-safe, as some go "
                     "into URLs) and restart"
@@ -286,6 +281,7 @@ class Settings(BaseSettings):
             if reason:
                 problems.append(f"{name} {reason}")
 
+        # Signs the API's tokens: whoever can guess it can mint them.
         key = self.jwt_secret_key.get_secret_value() if self.jwt_secret_key else None
         check("KAVE_JWT_SECRET_KEY", key, SIGNING_KEY_MIN_LENGTH)
         # PostgreSQL's pg_hba.conf decides how a client authenticates: a URL without a

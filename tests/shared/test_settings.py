@@ -124,6 +124,8 @@ def test_production_accepts_strong_secrets() -> None:
         ({"jwt_secret_key": "a" * 32}, "KAVE_JWT_SECRET_KEY has too few different characters"),
         ({"jwt_secret_key": "change-me-change-me-change-me-12"}, "KAVE_JWT_SECRET_KEY"),
         ({"jwt_secret_key": STRONG[:31]}, "KAVE_JWT_SECRET_KEY is too short"),
+        ({"jwt_secret_key": None}, "KAVE_JWT_SECRET_KEY is empty"),
+        ({"jwt_secret_key": ""}, "KAVE_JWT_SECRET_KEY is empty"),
     ],
 )
 def test_production_refuses_each_weak_secret_by_name(
