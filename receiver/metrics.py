@@ -28,8 +28,8 @@ from sqlalchemy import Engine, text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from receiver.enqueue import DeliveryQueue
-from receiver.probes import BlockingProbe
 from shared.contract import Envelope
+from shared.web.probes import BlockingProbe
 
 log = structlog.get_logger(__name__)
 

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from shared.models import Email
 from shared.objectstore import S3ObjectStore
-from tests.receiver.conftest import T0, Rows, minutes
+from tests.api.conftest import T0, Rows, minutes
 
 EMAILS = "/api/v1/emails"
 

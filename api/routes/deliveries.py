@@ -7,12 +7,11 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
 
-from receiver import queries
-from receiver.deps import SessionDep
-from receiver.errors import NotFoundError
-from receiver.queries import DeliveryFilters
-from receiver.ratelimit import limit_api_requests
-from receiver.schemas import (
+from api import queries
+from api.deps import SessionDep
+from api.queries import DeliveryFilters
+from api.ratelimit import limit_api_requests
+from api.schemas import (
     API_ERRORS,
     DEFAULT_PAGE_SIZE,
     CursorParam,
@@ -29,6 +28,8 @@ from receiver.schemas import (
     until_filter,
 )
 from shared.models import Delivery
+from shared.queries import deliveries as shared_deliveries
+from shared.web.errors import NotFoundError
 
 router = APIRouter(
     prefix="/deliveries",
@@ -95,10 +96,10 @@ def get_delivery(
     delivery_id: Annotated[uuid.UUID, Path(description="The id the webhook answer carried.")],
     session: SessionDep,
 ) -> DeliveryDetail:
-    delivery = queries.get_delivery(session, str(delivery_id))
+    delivery = shared_deliveries.get_delivery(session, str(delivery_id))
     if delivery is None:
         raise NotFoundError(f"no delivery {delivery_id}")
-    counts = queries.outcome_counts(session, [delivery.id])[delivery.id]
+    counts = shared_deliveries.outcome_counts(session, [delivery.id])[delivery.id]
     values = {name: getattr(delivery, name) for name in _DETAIL_FIELDS}
     return DeliveryDetail.model_validate(
         {
@@ -106,7 +107,7 @@ def get_delivery(
             "outcomes": _outcomes(counts),
             "events": [
                 DeliveryEventOut.model_validate(event)
-                for event in queries.delivery_events(session, delivery.id)
+                for event in shared_deliveries.delivery_events(session, delivery.id)
             ],
         }
     )

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from shared.contract import REPLAY_DEAD_LETTER_TASK
 from shared.models import DeadLetter
 from shared.settings import Settings
-from tests.receiver.conftest import T0, Rows, minutes
+from tests.api.conftest import T0, Rows, minutes
 
 DEAD_LETTERS = "/api/v1/dead-letters"
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from tests.receiver.conftest import T0, Rows, minutes
+from tests.api.conftest import T0, Rows, minutes
 
 EVENTS = "/api/v1/events"
 

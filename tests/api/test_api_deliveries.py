@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from tests.receiver.conftest import T0, Rows, minutes
+from tests.api.conftest import T0, Rows, minutes
 
 DELIVERIES = "/api/v1/deliveries"
 

@@ -1,7 +1,8 @@
-"""Annotated dependency aliases, so routes declare what they need in one word.
+"""Annotated dependency aliases of the management API, so routes declare what they need
+in one word.
 
 Dependencies that only read app state are ``async def``: FastAPI runs plain functions in
-its thread pool, which costs more than the lookup itself on every webhook request."""
+its thread pool, which costs more than the lookup itself."""
 
 from __future__ import annotations
 
@@ -13,13 +14,13 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.orm import Session, sessionmaker
 
-from receiver.auth import TOKEN_PATH, InvalidTokenError, decode_access_token
-from receiver.errors import UnauthorizedError
-from receiver.queries import get_user
-from receiver.request_id import current_request_id
+from api.auth import TOKEN_PATH, InvalidTokenError, decode_access_token
+from api.queries import get_user
 from shared.models import User
 from shared.objectstore import ObjectStore
 from shared.settings import Settings
+from shared.web.errors import UnauthorizedError
+from shared.web.request_id import current_request_id
 
 
 async def get_settings(request: Request) -> Settings:
@@ -35,7 +36,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 RequestIdDep = Annotated[str, Depends(get_request_id)]
 
 
-# --- management API -----------------------------------------------------------------
+# --- sessions, stores, the current user ----------------------------------------------
 
 _bearer = OAuth2PasswordBearer(tokenUrl=TOKEN_PATH, auto_error=False)
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}

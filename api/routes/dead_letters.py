@@ -9,12 +9,10 @@ import structlog
 from fastapi import APIRouter, Depends, Query
 from sqlalchemy.orm import Session
 
-from receiver import queries
-from receiver.deps import CurrentUser, ProducerDep, RequestIdDep, SessionDep
-from receiver.errors import ConflictError, NotFoundError, ServiceUnavailableError
-from receiver.queries import DeadLetterFilters
-from receiver.ratelimit import limit_api_requests
-from receiver.schemas import (
+from api import queries
+from api.deps import CurrentUser, ProducerDep, RequestIdDep, SessionDep
+from api.ratelimit import limit_api_requests
+from api.schemas import (
     API_ERRORS,
     DEFAULT_PAGE_SIZE,
     CursorParam,
@@ -30,6 +28,9 @@ from receiver.schemas import (
 )
 from shared.contract import REPLAY_DEAD_LETTER_TASK
 from shared.models import DeadLetter, DeadLetterStatus
+from shared.queries import dead_letters as shared_dead_letters
+from shared.queries.dead_letters import DeadLetterFilters
+from shared.web.errors import ConflictError, NotFoundError, ServiceUnavailableError
 
 log = structlog.get_logger(__name__)
 
@@ -42,7 +43,7 @@ router = APIRouter(
 
 
 def _open_dead_letter(session: Session, dead_letter_id: int, action: str) -> DeadLetter:
-    dead_letter = queries.get_dead_letter(session, dead_letter_id)
+    dead_letter = shared_dead_letters.get_dead_letter(session, dead_letter_id)
     if dead_letter is None:
         raise NotFoundError(f"no dead letter {dead_letter_id}")
     if dead_letter.status != DeadLetterStatus.OPEN:
@@ -98,7 +99,7 @@ def list_dead_letters(
     responses=error_responses(404),
 )
 def get_dead_letter(dead_letter_id: IdPath, session: SessionDep) -> DeadLetterDetail:
-    dead_letter = queries.get_dead_letter(session, dead_letter_id)
+    dead_letter = shared_dead_letters.get_dead_letter(session, dead_letter_id)
     if dead_letter is None:
         raise NotFoundError(f"no dead letter {dead_letter_id}")
     return DeadLetterDetail.model_validate(dead_letter)

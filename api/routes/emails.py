@@ -6,12 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from receiver import queries
-from receiver.deps import ObjectStoreDep, SessionDep
-from receiver.errors import NotFoundError
-from receiver.queries import EmailFilters
-from receiver.ratelimit import limit_api_requests
-from receiver.schemas import (
+from api import queries
+from api.deps import ObjectStoreDep, SessionDep
+from api.queries import EmailFilters
+from api.ratelimit import limit_api_requests
+from api.schemas import (
     API_ERRORS,
     DEFAULT_PAGE_SIZE,
     AttachmentOut,
@@ -30,6 +29,7 @@ from receiver.schemas import (
     until_filter,
 )
 from shared.models import Attachment, Email
+from shared.web.errors import NotFoundError
 
 router = APIRouter(
     prefix="/emails",

@@ -16,9 +16,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
-from receiver.errors import ErrorBody, NotFoundError, ServiceUnavailableError
-from receiver.queries import Cursor, InvalidCursorError
+from api.queries import Cursor, InvalidCursorError
 from shared.objectstore import ObjectNotFoundError, ObjectStore
+from shared.web.errors import ErrorBody, NotFoundError, ServiceUnavailableError
 
 log = structlog.get_logger(__name__)
 

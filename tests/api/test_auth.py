@@ -18,7 +18,7 @@ from jose import jwt
 from sqlalchemy import Engine, update
 from sqlalchemy.orm import Session
 
-from receiver.auth import (
+from api.auth import (
     MAX_PASSWORD_BYTES,
     PasswordTooLongError,
     create_access_token,
@@ -27,7 +27,7 @@ from receiver.auth import (
 )
 from shared.models import User
 from shared.settings import Settings
-from tests.receiver.conftest import PASSWORD, get_token
+from tests.api.conftest import PASSWORD, get_token
 
 EMAILS = "/api/v1/emails"
 TOKEN = "/api/v1/auth/token"

@@ -10,13 +10,14 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from receiver.app import create_app
-from receiver.auth import hash_password
+from api.app import create_app
+from api.auth import hash_password
 from shared.models import (
     Attachment,
     DeadLetter,
@@ -78,7 +79,8 @@ def make_user(clean_db: Engine) -> Callable[..., User]:
     return make
 
 
-def get_token(client: TestClient, name: str = "ops", password: str = PASSWORD) -> str:
+def get_token(client: httpx.Client, name: str = "ops", password: str = PASSWORD) -> str:
+    """A token from the app in process (TestClient) or the uvicorn process (httpx)."""
     response = client.post("/api/v1/auth/token", data={"username": name, "password": password})
     assert response.status_code == 200, response.text
     token: str = response.json()["access_token"]

@@ -8,17 +8,17 @@ import structlog
 from fastapi import APIRouter, Depends, Form
 from fastapi.exceptions import RequestValidationError
 
-from receiver.auth import (
+from api.auth import (
     PasswordTooLongError,
     check_password_length,
     create_access_token,
     verify_password,
 )
-from receiver.deps import SessionDep, SettingsDep
-from receiver.errors import UnauthorizedError
-from receiver.queries import get_user_by_name
-from receiver.ratelimit import limit_token_requests
-from receiver.schemas import TokenOut, error_responses
+from api.deps import SessionDep, SettingsDep
+from api.queries import get_user_by_name
+from api.ratelimit import limit_token_requests
+from api.schemas import TokenOut, error_responses
+from shared.web.errors import UnauthorizedError
 
 log = structlog.get_logger(__name__)
 

@@ -6,11 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from receiver import queries
-from receiver.deps import SessionDep
-from receiver.queries import EventFilters
-from receiver.ratelimit import limit_api_requests
-from receiver.schemas import (
+from api import queries
+from api.deps import SessionDep
+from api.queries import EventFilters
+from api.ratelimit import limit_api_requests
+from api.schemas import (
     API_ERRORS,
     DEFAULT_PAGE_SIZE,
     CursorParam,

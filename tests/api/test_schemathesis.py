@@ -18,10 +18,10 @@ from hypothesis import HealthCheck, given, note, settings
 from schemathesis import GenerationMode
 from schemathesis.python import asgi
 
-from receiver.app import create_app
+from api.app import create_app
 from shared.models import User
 from shared.settings import Settings
-from tests.receiver.conftest import Rows, get_token
+from tests.api.conftest import Rows, get_token
 from tests.services import derive_settings
 
 MANAGEMENT_API = r"^/api/v1/(auth|emails|attachments|events|deliveries|dead-letters)"

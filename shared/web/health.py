@@ -1,8 +1,9 @@
 """Liveness and readiness probes (unauthenticated, outside /api/v1).
 
-``/healthz`` says the process answers; ``/readyz`` says it can take webhooks: Redis (the
-queue) and PostgreSQL answer. A failing readiness names the failing part in the body
-and in a warning log line, never a connection string or a password.
+``/healthz`` says the process answers; ``/readyz`` says it can do its work: Redis (the
+queue, the rate limits) and PostgreSQL answer. Both apps include this router and keep
+``redis`` and ``engine`` in their app state. A failing readiness names the failing part
+in the body and in a warning log line, never a connection string or a password.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine, text
 
-from receiver.probes import probe_for
+from shared.web.probes import probe_for
 
 router = APIRouter(tags=["health"])
 log = structlog.get_logger(__name__)

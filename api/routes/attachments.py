@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Response
 
-from receiver import queries
-from receiver.deps import ObjectStoreDep, SessionDep
-from receiver.errors import NotFoundError
-from receiver.ratelimit import limit_api_requests
-from receiver.schemas import (
+from api import queries
+from api.deps import ObjectStoreDep, SessionDep
+from api.ratelimit import limit_api_requests
+from api.schemas import (
     API_ERRORS,
     IdPath,
     error_responses,
     safe_media_type,
     stored_download,
 )
+from shared.web.errors import NotFoundError
 
 router = APIRouter(
     prefix="/attachments",

@@ -1,4 +1,5 @@
-"""The management API's data access (database and object store), kept out of the routes.
+"""The management API's data access, kept out of the routes. What the ``kave`` CLI runs
+too (dead letters, deliveries) lives in shared/queries/ and is used from there.
 
 Lists use keyset pagination, newest first: rows are ordered by (timestamp, id) descending
 and a cursor is the (timestamp, id) of the last row of the previous page, so a page never
@@ -18,20 +19,13 @@ from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
 import structlog
-from sqlalchemy import ColumnElement, Select, exists, func, select, tuple_, update
+from sqlalchemy import ColumnElement, Select, exists, func, select, tuple_
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import InstrumentedAttribute, Session, defer, selectinload
 
-from shared.models import (
-    Attachment,
-    DeadLetter,
-    DeadLetterStatus,
-    Delivery,
-    DeliveryEvent,
-    Email,
-    Event,
-    User,
-)
+from shared.models import Attachment, DeadLetter, Delivery, Email, Event, User
+from shared.queries.dead_letters import DeadLetterFilters, discard_open, select_dead_letters
+from shared.queries.deliveries import outcome_counts
 
 log = structlog.get_logger(__name__)
 
@@ -257,78 +251,21 @@ def list_deliveries(
     return page, outcome_counts(session, [delivery.id for delivery in page.rows])
 
 
-def outcome_counts(session: Session, delivery_ids: list[str]) -> dict[str, dict[str, int]]:
-    counts: dict[str, dict[str, int]] = {delivery_id: {} for delivery_id in delivery_ids}
-    if not delivery_ids:
-        return counts
-    rows = session.execute(
-        select(DeliveryEvent.delivery_id, DeliveryEvent.outcome, func.count())
-        .where(DeliveryEvent.delivery_id.in_(delivery_ids))
-        .group_by(DeliveryEvent.delivery_id, DeliveryEvent.outcome)
-    ).all()
-    for delivery_id, outcome, count in rows:
-        counts[delivery_id][outcome] = count
-    return counts
-
-
-def get_delivery(session: Session, delivery_id: str) -> Delivery | None:
-    return session.get(Delivery, delivery_id)
-
-
-def delivery_events(session: Session, delivery_id: str) -> list[DeliveryEvent]:
-    return list(
-        session.scalars(
-            select(DeliveryEvent)
-            .where(DeliveryEvent.delivery_id == delivery_id)
-            .order_by(DeliveryEvent.index)
-        )
-    )
-
-
 # --- dead letters -------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetterFilters:
-    status: str | None = None
-    kind: str | None = None
-    error_class: str | None = None
-    delivery_id: str | None = None
 
 
 def list_dead_letters(
     session: Session, filters: DeadLetterFilters, *, cursor: Cursor | None, limit: int
 ) -> Page[DeadLetter]:
-    stmt = select(DeadLetter).options(defer(DeadLetter.traceback))
-    if filters.status is not None:
-        stmt = stmt.where(DeadLetter.status == filters.status)
-    if filters.kind is not None:
-        stmt = stmt.where(DeadLetter.kind == filters.kind)
-    if filters.error_class is not None:
-        stmt = stmt.where(DeadLetter.error_class == filters.error_class)
-    if filters.delivery_id is not None:
-        stmt = stmt.where(DeadLetter.delivery_id == filters.delivery_id)
+    stmt = select_dead_letters(filters).options(defer(DeadLetter.traceback))
     rows = session.scalars(
         _keyset(stmt, DeadLetter.first_seen_at, DeadLetter.id, cursor, limit)
     ).all()
     return _page(rows, limit, lambda dead_letter: (dead_letter.first_seen_at, dead_letter.id))
 
 
-def get_dead_letter(session: Session, dead_letter_id: int) -> DeadLetter | None:
-    return session.get(DeadLetter, dead_letter_id)
-
-
 def discard_dead_letter(session: Session, dead_letter_id: int) -> DeadLetter | None:
-    """Mark an *open* dead letter discarded; ``None`` when it is missing or not open.
-
-    One conditional UPDATE, so a discard racing a replay cannot overwrite its result.
-    """
-    discarded = session.scalars(
-        update(DeadLetter)
-        .where(DeadLetter.id == dead_letter_id, DeadLetter.status == DeadLetterStatus.OPEN)
-        .values(status=DeadLetterStatus.DISCARDED, resolved_at=func.now())
-        .returning(DeadLetter)
-        .execution_options(synchronize_session=False)
-    ).one_or_none()
+    """Mark an *open* dead letter discarded; ``None`` when it is missing or not open."""
+    discarded = discard_open(session, [dead_letter_id])
     session.commit()
-    return discarded
+    return discarded[0] if discarded else None
