@@ -2,8 +2,8 @@
 
 Run with ``uvicorn api.app:create_app --factory`` (compose service ``api``). Serves
 ``/api/v1/...`` (JWT bearer tokens from ``POST /api/v1/auth/token``, per-user rate
-limits), its docs at ``/api/v1/docs`` and ``/api/v1/openapi.json``, and ``/healthz`` and
-``/readyz`` for its own probes.
+limits), its docs at ``/api/v1/docs`` and ``/api/v1/openapi.json``, ``/healthz`` and
+``/readyz`` for its own probes, and ``/metrics`` of its own requests.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from redis.asyncio import Redis
 
+from api import metrics
+from api.metrics import ApiMetrics, RequestMetricsMiddleware
 from api.ratelimit import ApiRateLimits
 from api.routes import attachments, auth, dead_letters, deliveries, emails, events
 from shared.db import make_engine, make_session_factory
@@ -76,7 +78,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
+    app.state.metrics = ApiMetrics()
     install_error_handlers(app)
+    # Inside RequestIdMiddleware (added after it), so its log line has the request id.
+    app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
     app.add_middleware(RequestIdMiddleware)
     if settings.cors_origins:
         # Bearer tokens, not cookies: no credentials, so a "*" origin cannot leak a session.
@@ -89,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_age=600,
         )
     app.include_router(health.router)
+    app.include_router(metrics.router)
     for router in (auth, emails, attachments, events, deliveries, dead_letters):
         app.include_router(router.router, prefix=API_PREFIX)
     return app
