@@ -3,8 +3,7 @@
 Every request gets one ``request.finished`` log line (method, route template, status,
 duration) and is counted and timed by route template, never by raw path (unbounded
 label values would grow Prometheus without limit). Each app owns its registry; each API
-process serves its own ``/metrics``. The pipeline's backlog gauges (queue depth, oldest
-unfinished delivery, open dead letters) are the receiver's ``/metrics``.
+process serves its own ``/metrics``, with the pipeline's backlog (api/backlog.py).
 """
 
 from __future__ import annotations
@@ -23,6 +22,8 @@ from prometheus_client import (
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.backlog import BacklogMetrics
+from shared.settings import Settings
 from shared.web.route_template import route_template
 
 log = structlog.get_logger(__name__)
@@ -49,6 +50,7 @@ class ApiMetrics:
             buckets=REQUEST_BUCKETS,
             registry=self.registry,
         )
+        self.backlog = BacklogMetrics(self.registry)
 
 
 class RequestMetricsMiddleware:
@@ -95,5 +97,13 @@ router = APIRouter(tags=["metrics"])
 
 @router.get("/metrics", summary="Prometheus metrics of this API process", include_in_schema=False)
 async def metrics(request: Request) -> Response:
-    api_metrics: ApiMetrics = request.app.state.metrics
+    state = request.app.state
+    settings: Settings = state.settings
+    api_metrics: ApiMetrics = state.metrics
+    await api_metrics.backlog.refresh(
+        redis=state.redis,
+        engine=state.engine,
+        queue_name=settings.queue_name,
+        timeout=settings.metrics_query_timeout_seconds,
+    )
     return Response(generate_latest(api_metrics.registry), media_type=CONTENT_TYPE_LATEST)
