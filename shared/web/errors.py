@@ -73,7 +73,8 @@ class TooManyRequestsError(ApiError):
 
 
 class ServiceUnavailableError(ApiError):
-    """We could not make the batch durable; Mandrill will retry, which is what we want."""
+    """A dependency is unreachable. On the webhook: the batch is not durable, and
+    Mandrill will retry, which is what we want; on the API: try again shortly."""
 
     status_code = 503
 
