@@ -17,9 +17,14 @@ from fastapi.middleware.cors import CORSMiddleware
 from redis.asyncio import Redis
 
 from api import metrics
+from api.attachments import routes as attachments
+from api.dead_letters import routes as dead_letters
+from api.deliveries import routes as deliveries
+from api.emails import routes as emails
+from api.events import routes as events
 from api.metrics import ApiMetrics, RequestMetricsMiddleware
 from api.ratelimit import ApiRateLimits
-from api.routes import attachments, auth, dead_letters, deliveries, emails, events
+from api.tokens import routes as tokens
 from shared.db import make_engine, make_session_factory
 from shared.logging import configure_logging
 from shared.objectstore import make_object_store
@@ -95,6 +100,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.include_router(health.router)
     app.include_router(metrics.router)
-    for router in (auth, emails, attachments, events, deliveries, dead_letters):
+    for router in (tokens, emails, attachments, events, deliveries, dead_letters):
         app.include_router(router.router, prefix=API_PREFIX)
     return app

@@ -7,26 +7,20 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
 
-from api import queries
-from api.deps import SessionDep
-from api.queries import DeliveryFilters
-from api.ratelimit import limit_api_requests
-from api.schemas import (
-    API_ERRORS,
-    DEFAULT_PAGE_SIZE,
-    CursorParam,
+from api.deliveries import queries
+from api.deliveries.queries import DeliveryFilters
+from api.deliveries.schemas import (
     DeliveryDetail,
     DeliveryEventOut,
     DeliveryPage,
     DeliverySummary,
-    Instant,
     OutcomeCounts,
-    PageSize,
-    error_responses,
-    parse_cursor,
-    since_filter,
-    until_filter,
 )
+from api.deps import SessionDep
+from api.openapi import API_ERRORS, error_responses
+from api.pagination import DEFAULT_PAGE_SIZE, CursorParam, PageSize, parse_cursor
+from api.params import Instant, since_filter, until_filter
+from api.ratelimit import limit_api_requests
 from shared.models import Delivery
 from shared.queries import deliveries as shared_deliveries
 from shared.web.errors import NotFoundError

@@ -15,9 +15,10 @@ from api.auth import (
     verify_password,
 )
 from api.deps import SessionDep, SettingsDep
-from api.queries import get_user_by_name
+from api.openapi import error_responses
 from api.ratelimit import limit_token_requests
-from api.schemas import TokenOut, error_responses
+from api.tokens.queries import get_user_by_name
+from api.tokens.schemas import TokenOut
 from shared.web.errors import UnauthorizedError
 
 log = structlog.get_logger(__name__)

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Response
 
-from api import queries
+from api.attachments import queries
 from api.deps import ObjectStoreDep, SessionDep
+from api.downloads import safe_media_type, stored_download
+from api.openapi import API_ERRORS, error_responses
+from api.params import IdPath
 from api.ratelimit import limit_api_requests
-from api.schemas import (
-    API_ERRORS,
-    IdPath,
-    error_responses,
-    safe_media_type,
-    stored_download,
-)
 from shared.web.errors import NotFoundError
 
 router = APIRouter(

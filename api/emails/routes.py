@@ -6,28 +6,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from api import queries
+from api.attachments.schemas import AttachmentOut
 from api.deps import ObjectStoreDep, SessionDep
-from api.queries import EmailFilters
+from api.downloads import stored_download
+from api.emails import queries
+from api.emails.queries import EmailFilters
+from api.emails.schemas import EmailDetail, EmailPage, EmailSummary
+from api.openapi import API_ERRORS, error_responses
+from api.pagination import DEFAULT_PAGE_SIZE, CursorParam, PageSize, parse_cursor
+from api.params import IdPath, Instant, since_filter, text_filter, until_filter
 from api.ratelimit import limit_api_requests
-from api.schemas import (
-    API_ERRORS,
-    DEFAULT_PAGE_SIZE,
-    AttachmentOut,
-    CursorParam,
-    EmailDetail,
-    EmailPage,
-    EmailSummary,
-    IdPath,
-    Instant,
-    PageSize,
-    error_responses,
-    parse_cursor,
-    since_filter,
-    stored_download,
-    text_filter,
-    until_filter,
-)
 from shared.models import Attachment, Email
 from shared.web.errors import NotFoundError
 

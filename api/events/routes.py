@@ -6,24 +6,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from api import queries
 from api.deps import SessionDep
-from api.queries import EventFilters
+from api.events import queries
+from api.events.queries import EventFilters
+from api.events.schemas import EventOut, EventPage
+from api.openapi import API_ERRORS, error_responses
+from api.pagination import DEFAULT_PAGE_SIZE, CursorParam, PageSize, parse_cursor
+from api.params import Instant, since_filter, text_filter, until_filter
 from api.ratelimit import limit_api_requests
-from api.schemas import (
-    API_ERRORS,
-    DEFAULT_PAGE_SIZE,
-    CursorParam,
-    EventOut,
-    EventPage,
-    Instant,
-    PageSize,
-    error_responses,
-    parse_cursor,
-    since_filter,
-    text_filter,
-    until_filter,
-)
 
 router = APIRouter(
     prefix="/events",

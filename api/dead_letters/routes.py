@@ -9,23 +9,13 @@ import structlog
 from fastapi import APIRouter, Depends, Query
 from sqlalchemy.orm import Session
 
-from api import queries
+from api.dead_letters import queries
+from api.dead_letters.schemas import DeadLetterDetail, DeadLetterOut, DeadLetterPage, ReplayQueued
 from api.deps import CurrentUser, ProducerDep, RequestIdDep, SessionDep
+from api.openapi import API_ERRORS, error_responses
+from api.pagination import DEFAULT_PAGE_SIZE, CursorParam, PageSize, parse_cursor
+from api.params import IdPath, text_filter
 from api.ratelimit import limit_api_requests
-from api.schemas import (
-    API_ERRORS,
-    DEFAULT_PAGE_SIZE,
-    CursorParam,
-    DeadLetterDetail,
-    DeadLetterOut,
-    DeadLetterPage,
-    IdPath,
-    PageSize,
-    ReplayQueued,
-    error_responses,
-    parse_cursor,
-    text_filter,
-)
 from shared.contract import REPLAY_DEAD_LETTER_TASK
 from shared.models import DeadLetter, DeadLetterStatus
 from shared.queries import dead_letters as shared_dead_letters
