@@ -29,13 +29,14 @@ REQUIRED_SERVICES = (
     "minio-init",
     "migrate",
     "receiver",
+    "api",
     "worker",
     "beat",
     "flower",
 )
-LONG_RUNNING = ("postgres", "redis", "minio", "receiver", "worker", "beat", "flower")
+LONG_RUNNING = ("postgres", "redis", "minio", "receiver", "api", "worker", "beat", "flower")
 ONE_SHOT = ("minio-init", "migrate")
-KAVE_SERVICES = ("migrate", "receiver", "worker", "beat", "flower")
+KAVE_SERVICES = ("migrate", "receiver", "api", "worker", "beat", "flower")
 BACKING_SERVICES = ("postgres", "redis", "minio")  # no host ports in the production file
 # Variables that hold a secret: compose must require them (${VAR:?...}), never default
 # them, and never write a literal in their place.
@@ -66,6 +67,10 @@ RECEIVER_CMD = [
     "30",
     "--no-access-log",
 ]
+
+# The management API: the receiver's image, its own process.
+API_CMD = ["api.app:create_app" if arg == RECEIVER_CMD[1] else arg for arg in RECEIVER_CMD]
+API_PORT_RAW = "${KAVE_API_BIND:-127.0.0.1}:${KAVE_API_PORT:-8001}:8000"
 
 
 class Findings:
@@ -214,6 +219,7 @@ def check_compose(doc: Any, where: str, findings: Findings, *, raw: bool) -> Non
     _check_images_and_restarts(services, check)
     _check_worker(services["worker"], check, raw=raw)
     _check_receiver(services["receiver"], check)
+    _check_api(services["api"], services["receiver"], check, raw=raw)
     _check_flower(services["flower"], check, raw=raw)
     _check_redis(services["redis"], check, raw=raw)
     _check_backing_services(services, check, raw=raw)
@@ -313,6 +319,32 @@ def _check_receiver(receiver: dict[str, Any], check: Check) -> None:
     )
 
 
+def _check_api(api: dict[str, Any], receiver: dict[str, Any], check: Check, *, raw: bool) -> None:
+    """Its own process from the receiver's image; internal unless the operator says so."""
+    check(as_argv(api.get("command")) == API_CMD, "api", f"command must be {' '.join(API_CMD)}")
+    check(api.get("image") == receiver.get("image"), "api", "must run the receiver's image")
+    ports = api.get("ports") or []
+    if raw:
+        check(
+            all(str(port) == API_PORT_RAW for port in ports),
+            "api",
+            f"publish only on loopback by default: {API_PORT_RAW!r} (or expose: only)",
+        )
+    else:
+        check(
+            all(isinstance(port, dict) and port.get("host_ip") for port in ports),
+            "api",
+            "a published port must name its host address (loopback by default)",
+        )
+    grace = seconds(api.get("stop_grace_period"))
+    check(
+        grace is not None and grace > RECEIVER_DRAIN_SECONDS,
+        "api",
+        f"stop_grace_period must exceed uvicorn's {RECEIVER_DRAIN_SECONDS} s drain",
+    )
+    check("/readyz" in healthcheck_text(api), "api", "healthcheck must call /readyz")
+
+
 def _check_flower(flower: dict[str, Any], check: Check, *, raw: bool) -> None:
     """Basic auth on, from the environment, required."""
     argv = as_argv(flower.get("command"))
@@ -384,7 +416,7 @@ def _check_backing_services(services: Services, check: Check, *, raw: bool) -> N
 
 
 def _check_start_order(services: Services, check: Check) -> None:
-    for name in ("receiver", "worker", "flower"):
+    for name in ("receiver", "api", "worker", "flower"):
         deps = as_depends(services[name].get("depends_on"))
         check(
             deps.get("migrate") == "service_completed_successfully",
@@ -397,7 +429,7 @@ def _check_start_order(services: Services, check: Check) -> None:
                 name,
                 f"must depend on {backing} with condition: service_healthy",
             )
-    for name in ("receiver", "worker"):
+    for name in ("receiver", "api", "worker"):
         check(
             as_depends(services[name].get("depends_on")).get("minio-init")
             == "service_completed_successfully",

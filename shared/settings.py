@@ -174,7 +174,7 @@ class Settings(BaseSettings):
     # multiprocess mode). Empty: a fresh temporary directory per node. Never share one
     # directory between nodes; it is emptied when the node starts.
     worker_metrics_dir: Path | None = None
-    # Time the receiver's /metrics gives each of its Redis and PostgreSQL queries.
+    # Time the API's /metrics gives each of its Redis and PostgreSQL queries (the backlog).
     metrics_query_timeout_seconds: float = Field(default=2.0, gt=0)
 
     @field_validator("worker_metrics_dir", mode="before")

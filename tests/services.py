@@ -210,6 +210,39 @@ def receiver_process(settings: Settings, log_path: Path) -> Iterator[str]:
         stop_process(process)
 
 
+@contextmanager
+def api_process(settings: Settings, log_path: Path) -> Iterator[str]:
+    """A real uvicorn serving the management API (``api.app:create_app``); its base URL."""
+    port = free_port()
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "api.app:create_app",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--no-access-log",
+            ],
+            cwd=REPO,
+            env=child_env(settings),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(
+            lambda: httpx.get(base + "/healthz", timeout=1).status_code == 200, 30, "uvicorn api"
+        )
+        yield base
+    finally:
+        stop_process(process)
+
+
 def derive_settings(base: Settings, **changes: object) -> Settings:
     """A validated copy of ``base`` with some values changed."""
     values = {**base.model_dump(), **changes}
