@@ -319,6 +319,13 @@ def _check_receiver(receiver: dict[str, Any], check: Check) -> None:
     )
 
 
+def _names_host_address(port: Any) -> bool:
+    """``docker compose config`` writes ports as mappings; a short string is the same rule."""
+    if isinstance(port, dict):
+        return bool(port.get("host_ip"))
+    return str(port).count(":") == 2 and bool(str(port).split(":", 1)[0])
+
+
 def _check_api(api: dict[str, Any], receiver: dict[str, Any], check: Check, *, raw: bool) -> None:
     """Its own process from the receiver's image; internal unless the operator says so."""
     check(as_argv(api.get("command")) == API_CMD, "api", f"command must be {' '.join(API_CMD)}")
@@ -332,7 +339,7 @@ def _check_api(api: dict[str, Any], receiver: dict[str, Any], check: Check, *, r
         )
     else:
         check(
-            all(isinstance(port, dict) and port.get("host_ip") for port in ports),
+            all(_names_host_address(port) for port in ports),
             "api",
             "a published port must name its host address (loopback by default)",
         )
