@@ -27,6 +27,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	scripts/check-containers
+	scripts/check-deploy
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

@@ -1,0 +1,238 @@
+"""Kave's deploy/ rules that no schema, scanner or promtool knows about.
+
+Run by scripts/check-deploy with the deploy tools' Python (it needs PyYAML and
+jsonschema, which kubernetes-validate brings). Checks the rendered manifests (KEDA kinds
+against deploy/kubernetes/schemas/keda.json, which kubernetes-validate cannot), the
+properties the README promises (no Secret shipped, only the receiver public, the
+receiver ready on /readyz, KEDA on the configured queue, one beat), and that every
+metric the alert rules and the Grafana dashboard use is one Kave exports. Prints one
+line per finding; exits 1 if any.
+
+    python scripts/check_deploy_policy.py RENDERED.yaml [--root DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+# Kinds kubernetes-validate checks against the Kubernetes schemas.
+CORE_KINDS = {
+    "ConfigMap",
+    "Deployment",
+    "HorizontalPodAutoscaler",
+    "Job",
+    "Namespace",
+    "NetworkPolicy",
+    "PodDisruptionBudget",
+    "Service",
+    "ServiceAccount",
+}
+KEDA_KINDS = {"ScaledObject", "TriggerAuthentication"}
+COMPONENTS = {"receiver", "api", "worker", "beat", "flower"}
+# Metric sources: every "kave_..." name given to a Counter, Gauge, Histogram or family.
+METRIC_SOURCES = ("receiver", "worker", "shared", "api")
+SUFFIXES = ("_total", "_bucket", "_count", "_sum", "_created")
+BUILTIN_METRICS = {"up"}
+PROMQL_WORDS = {
+    "sum", "min", "max", "avg", "count", "by", "without", "on", "ignoring", "group_left",
+    "group_right", "and", "or", "unless", "rate", "irate", "increase", "delta", "offset",
+    "absent", "histogram_quantile", "vector", "scalar", "bool", "le", "topk", "bottomk",
+}  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("rendered", type=Path)
+    parser.add_argument("--root", type=Path, default=ROOT)
+    args = parser.parse_args()
+    root: Path = args.root
+    docs = [d for d in yaml.safe_load_all(args.rendered.read_text()) if d]
+    findings = [
+        *check_manifests(docs, root),
+        *check_metrics(root),
+    ]
+    for finding in findings:
+        print(f"FAIL: {finding}")
+    return 1 if findings else 0
+
+
+# --- manifests ------------------------------------------------------------------------
+
+
+def check_manifests(docs: list[dict[str, Any]], root: Path) -> Iterator[str]:
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for doc in docs:
+        by_kind.setdefault(doc.get("kind", "?"), []).append(doc)
+    yield from check_kinds(docs, root)
+    deployments = {name(d): d for d in by_kind.get("Deployment", [])}
+    yield from check_workloads(deployments)
+    if not by_kind.get("Job"):
+        yield "the migration Job is missing"
+    yield from check_network_policies(by_kind.get("NetworkPolicy", []))
+    yield from check_scaling(by_kind)
+
+
+def check_kinds(docs: list[dict[str, Any]], root: Path) -> Iterator[str]:
+    """Every object is of a kind some schema validates; KEDA's against ours."""
+    schema = json.loads((root / "deploy/kubernetes/schemas/keda.json").read_text())
+    for doc in docs:
+        kind = doc.get("kind", "?")
+        if kind in KEDA_KINDS:
+            validator = jsonschema.Draft202012Validator({**schema, "$ref": f"#/$defs/{kind}"})
+            for error in validator.iter_errors(doc):
+                path = "/".join(str(p) for p in error.absolute_path)
+                yield f"{kind}/{name(doc)}: {path}: {error.message}"
+        elif kind not in CORE_KINDS:
+            yield f"{kind}/{name(doc)}: a kind no schema here validates (add it to the check)"
+        if kind == "Secret":
+            yield f"Secret/{name(doc)}: secrets come from existing Secrets, never the manifests"
+
+
+def check_workloads(deployments: dict[str, dict[str, Any]]) -> Iterator[str]:
+    for component in sorted(COMPONENTS):
+        if f"kave-{component}" not in deployments:
+            yield f"Deployment kave-{component} is missing"
+    receiver = deployments.get("kave-receiver")
+    if receiver is not None:
+        probe = containers(receiver)[0].get("readinessProbe", {}).get("httpGet", {})
+        if probe.get("path") != "/readyz":
+            yield "kave-receiver: readiness must be /readyz (ready only when it can enqueue)"
+    beat = deployments.get("kave-beat")
+    if beat is not None:
+        spec = beat["spec"]
+        if spec.get("replicas") != 1 or spec.get("strategy", {}).get("type") != "Recreate":
+            yield "kave-beat: exactly one replica, strategy Recreate (never two beats)"
+    for deployment in deployments.values():
+        for container in containers(deployment):
+            sources = container.get("envFrom", [])
+            if any("secretRef" in s and s["secretRef"].get("optional") for s in sources):
+                yield f"{name(deployment)}: a Secret marked optional (secrets are required)"
+
+
+def check_scaling(by_kind: dict[str, list[dict[str, Any]]]) -> Iterator[str]:
+    """KEDA watches the queue the workers consume (KAVE_QUEUE_NAME)."""
+    config = {
+        key: value
+        for doc in by_kind.get("ConfigMap", [])
+        if name(doc).startswith("kave-config")
+        for key, value in doc.get("data", {}).items()
+    }
+    queue = config.get("KAVE_QUEUE_NAME")
+    if not by_kind.get("ScaledObject"):
+        yield "the workers' KEDA ScaledObject is missing"
+    for scaled in by_kind.get("ScaledObject", []):
+        for trigger in scaled["spec"].get("triggers", []):
+            listed = trigger.get("metadata", {}).get("listName")
+            if trigger.get("type") == "redis" and listed != queue:
+                yield (
+                    f"ScaledObject/{name(scaled)}: listName {listed!r} "
+                    f"is not KAVE_QUEUE_NAME {queue!r}"
+                )
+
+
+def check_network_policies(policies: list[dict[str, Any]]) -> Iterator[str]:
+    """Only the receiver may be reached from anywhere; everything else names its peers."""
+    deny_all = [
+        p
+        for p in policies
+        if "Ingress" in p["spec"].get("policyTypes", []) and not p["spec"].get("ingress")
+    ]
+    if not deny_all:
+        yield "no default-deny ingress NetworkPolicy"
+    for policy in policies:
+        selector = policy["spec"].get("podSelector", {}).get("matchLabels", {})
+        for rule in policy["spec"].get("ingress", []):
+            if not rule.get("from") and selector.get("app.kubernetes.io/component") != "receiver":
+                yield f"NetworkPolicy/{name(policy)}: open to all, but only the receiver is public"
+
+
+def name(doc: dict[str, Any]) -> str:
+    return str(doc.get("metadata", {}).get("name", "?"))
+
+
+def containers(deployment: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(deployment["spec"]["template"]["spec"]["containers"])
+
+
+# --- metric names in the rules and the dashboard -----------------------------------
+
+
+def known_metrics(root: Path) -> set[str]:
+    names = set(BUILTIN_METRICS)
+    for package in METRIC_SOURCES:
+        for source in (root / package).rglob("*.py") if (root / package).is_dir() else []:
+            names.update(re.findall(r"[\"'](kave_[a-z0-9_]+)[\"']", source.read_text()))
+    return names
+
+
+def referenced_metrics(expr: str) -> set[str]:
+    """Metric names in a PromQL expression: identifiers outside braces, strings and
+    ``by (...)`` lists, that are not PromQL's own words."""
+    expr = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
+    expr = re.sub(r"\{[^}]*\}", "", expr)
+    expr = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", expr)
+    expr = re.sub(r"\[[^\]]*\]", "", expr)
+    words = set(re.findall(r"\b[a-zA-Z_:][a-zA-Z0-9_:]*\b", expr))
+    return {w for w in words if w not in PROMQL_WORDS and not re.fullmatch(r"\d+[smhd]?", w)}
+
+
+def base_name(metric: str) -> str:
+    for suffix in SUFFIXES:
+        if metric.endswith(suffix):
+            return metric[: -len(suffix)]
+    return metric
+
+
+def check_metrics(root: Path) -> Iterator[str]:
+    known = known_metrics(root)
+
+    def unknown(expr: str) -> set[str]:
+        return {m for m in referenced_metrics(expr) if base_name(m) not in known and m not in known}
+
+    rules = yaml.safe_load((root / "deploy/prometheus/kave-rules.yml").read_text())
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            for metric in sorted(unknown(rule["expr"])):
+                yield f"alert {rule.get('alert')}: unknown metric {metric}"
+
+    try:
+        dashboard = json.loads((root / "deploy/grafana/kave.json").read_text())
+    except ValueError as exc:
+        yield f"deploy/grafana/kave.json is not JSON: {exc}"
+        return
+    for key in ("uid", "title", "panels"):
+        if not dashboard.get(key):
+            yield f"deploy/grafana/kave.json: no {key}"
+    exprs = 0
+    ids = set()
+    for panel in dashboard.get("panels", []):
+        if panel.get("id") in ids:
+            yield f"dashboard panel id {panel.get('id')} is used twice"
+        ids.add(panel.get("id"))
+        for target in panel.get("targets", []):
+            exprs += 1
+            for metric in sorted(unknown(target["expr"])):
+                yield f"dashboard panel {panel.get('title')!r}: unknown metric {metric}"
+    if not exprs:
+        yield "deploy/grafana/kave.json: no panel queries anything"
+
+    scrape = yaml.safe_load((root / "deploy/prometheus/scrape-kubernetes.yml").read_text())
+    relabels = scrape["scrape_configs"][0]["relabel_configs"]
+    if not any(
+        r.get("target_label") == "job" and r.get("replacement") == "kave-$1" for r in relabels
+    ):
+        yield "scrape-kubernetes.yml: the rules expect job=kave-<component>"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
