@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from celery import Celery
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from api import metrics
@@ -28,6 +29,7 @@ from api.tokens import routes as tokens
 from shared.db import make_engine, make_session_factory
 from shared.logging import configure_logging
 from shared.objectstore import make_object_store
+from shared.pipeline_metrics import PipelineCollector
 from shared.queue import celery_config
 from shared.settings import Settings, get_settings
 from shared.web import health
@@ -62,9 +64,25 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.object_store = make_object_store(settings)
     app.state.producer = producer
     app.state.rate_limits = ApiRateLimits.build(settings, redis)
+    # The alerting gauges (queue age, inbound silence) are read at scrape time with a
+    # blocking Redis client of their own; /metrics renders them in a thread.
+    pipeline_redis = SyncRedis.from_url(
+        settings.require_redis_url(),
+        socket_timeout=settings.metrics_query_timeout_seconds,
+        socket_connect_timeout=settings.metrics_query_timeout_seconds,
+    )
+    pipeline_collector = PipelineCollector(
+        engine,
+        pipeline_redis,
+        settings.queue_name,
+        silence_threshold_seconds=settings.inbound_silence_alert_seconds,
+        timeout=settings.metrics_query_timeout_seconds,
+    ).register(app.state.metrics.registry)
     try:
         yield
     finally:
+        app.state.metrics.registry.unregister(pipeline_collector)
+        pipeline_redis.close()
         await redis.aclose()
         producer.close()
         engine.dispose()

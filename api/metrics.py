@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 
+import anyio
 import structlog
 from fastapi import APIRouter, Request, Response
 from prometheus_client import (
@@ -106,4 +107,7 @@ async def metrics(request: Request) -> Response:
         queue_name=settings.queue_name,
         timeout=settings.metrics_query_timeout_seconds,
     )
-    return Response(generate_latest(api_metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    # The pipeline collector (shared/pipeline_metrics.py) reads PostgreSQL and Redis with
+    # blocking clients while the registry is rendered: keep that off the event loop.
+    body = await anyio.to_thread.run_sync(generate_latest, api_metrics.registry)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -176,6 +176,9 @@ class Settings(BaseSettings):
     worker_metrics_dir: Path | None = None
     # Time the API's /metrics gives each of its Redis and PostgreSQL queries (the backlog).
     metrics_query_timeout_seconds: float = Field(default=2.0, gt=0)
+    # How long inbound mail may be silent before the KaveNoInboundMail alert fires
+    # (published as kave_inbound_silence_threshold_seconds; deploy/prometheus reads it).
+    inbound_silence_alert_seconds: float = Field(default=6 * 3600.0, gt=0)
 
     @field_validator("worker_metrics_dir", mode="before")
     @classmethod

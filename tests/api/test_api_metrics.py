@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 
+from shared.settings import Settings
 from tests.ops.support import json_lines, scrape, value
 from tests.services import wait_until
 
@@ -40,3 +41,17 @@ def test_requests_are_logged_and_counted_by_route_template(api: str, service_dir
     wait_until(lambda: bool(finished()), 10, "the API's request.finished line")
     (line,) = finished()
     assert (line["route"], line["status"], line["process"]) == (route, 401, "api")
+
+
+def test_the_api_serves_the_alerting_gauges(api: str, base_settings: Settings) -> None:
+    # The collector of shared/pipeline_metrics.py is wired into the API's registry: the
+    # threshold comes from settings and the queue-age series names the session's queue.
+    text = scrape(api + "/metrics")
+    assert (
+        value(text, "kave_inbound_silence_threshold_seconds")
+        == base_settings.inbound_silence_alert_seconds
+    )
+    assert value(text, "kave_pipeline_metrics_source_up", source="postgresql") == 1
+    assert value(text, "kave_pipeline_metrics_source_up", source="redis") == 1
+    assert value(text, "kave_queue_oldest_task_age_seconds", queue=base_settings.queue_name) >= 0
+    assert 'kave_inbound_last_email_age_seconds{domain="all"}' in text
