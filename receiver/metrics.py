@@ -29,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from receiver.enqueue import DeliveryQueue
 from receiver.probes import BlockingProbe
+from receiver.signature import Verdict, verdict_of
 from shared.contract import Envelope
 
 log = structlog.get_logger(__name__)
@@ -69,6 +70,13 @@ class ReceiverMetrics:
         self.signature_failures = Counter(
             "kave_receiver_signature_failures",
             "Webhook POSTs refused for their signature (missing header, or no key matches)",
+            ["reason"],
+            registry=r,
+        )
+        self.webhook_refusals = Counter(
+            "kave_receiver_webhook_refusals",
+            "Webhook POSTs the gate refused, by its verdict (missing, mismatch, too_large, "
+            "bad_media_type, bad_form, too_many_fields, not_configured, limited)",
             ["reason"],
             registry=r,
         )
@@ -123,10 +131,13 @@ class ReceiverMetrics:
 
     # --- request path ---------------------------------------------------------------
 
-    def observe_webhook(self, status: int, signature_header: bool, body_size: int) -> None:
+    def observe_webhook(self, status: int, verdict: Verdict | None, body_size: int) -> None:
+        """One webhook POST, as answered and as the gate judged it (None: it never ran)."""
         self.webhooks.labels(webhook_outcome(status), str(status)).inc()
-        if status == 401:
-            self.signature_failures.labels("mismatch" if signature_header else "missing").inc()
+        if verdict is not None and verdict is not Verdict.OK:
+            self.webhook_refusals.labels(verdict.value).inc()
+            if verdict in (Verdict.MISSING, Verdict.MISMATCH):
+                self.signature_failures.labels(verdict.value).inc()
         if status == 200:
             self.body_size.observe(body_size)
 
@@ -300,6 +311,9 @@ class MetricsMiddleware:
             return
         started = time.perf_counter()
         status = 500  # unless a response starts
+        # The webhook gate leaves its verdict in here (request.state); make sure every
+        # layer below shares this one dict.
+        scope.setdefault("state", {})
         body_size = 0
 
         async def counting_receive() -> Message:
@@ -326,8 +340,7 @@ class MetricsMiddleware:
         self.metrics.requests.labels(template, method, f"{status // 100}xx").inc()
         self.metrics.request_duration.labels(template).observe(elapsed)
         if template == self.webhook_path and method == "POST":
-            signed = any(name == b"x-mandrill-signature" for name, _ in scope["headers"])
-            self.metrics.observe_webhook(status, signed, body_size)
+            self.metrics.observe_webhook(status, verdict_of(scope), body_size)
         log.log(
             logging.DEBUG if scope["path"] in QUIET_PATHS else logging.INFO,
             "request.finished",

@@ -20,9 +20,8 @@ do here, so four things differ:
   and that scan fails on the included routers of current FastAPI (they have no ``path``).
   Our buckets are per identity across all routes of a limit, so the scan is left out.
 
-Three limits: the token endpoint per client, the management API per user, and webhook
-POSTs whose signature check failed, per client (:class:`SignatureFailureLimitMiddleware`).
-A correctly signed webhook is never counted and never refused.
+Two limits: the token endpoint per client and the management API per user. Refused
+webhook POSTs are limited per client by :mod:`receiver.webhook_limit`.
 """
 
 from __future__ import annotations
@@ -36,16 +35,14 @@ from typing import cast
 
 import structlog
 from fastapi import Request, Response
-from fastapi.responses import JSONResponse
 from fastapi_limiter.depends import RateLimiter
 from pyrate_limiter import AbstractBucket, BucketFactory, Limiter, Rate, RateItem, RedisBucket
 from pyrate_limiter.buckets.redis_bucket import LuaScript
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, RedisError
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from receiver.deps import CurrentUser
-from receiver.errors import ServiceUnavailableError, TooManyRequestsError, error_body
+from receiver.errors import ServiceUnavailableError, TooManyRequestsError
 from shared.settings import RateLimit, Settings, parse_rate
 
 log = structlog.get_logger(__name__)
@@ -266,7 +263,6 @@ class Limit:
 class RateLimits:
     token: Limit
     api: Limit
-    webhook_signature_failures: Limit
 
     @classmethod
     def build(cls, settings: Settings, redis: Redis) -> RateLimits:
@@ -299,20 +295,10 @@ class RateLimits:
                 identify=by_user,
                 refusal="too many API requests for this user",
             ),
-            webhook_signature_failures=Limit(
-                "webhook-signature",
-                parse_rate(settings.rate_limit_webhook_signature_failures),
-                prefix=prefix,
-                redis=redis,
-                script=script,
-                identify=by_client,
-                refusal="too many webhook requests with a bad signature from this address: check "
-                "KAVE_MANDRILL_WEBHOOK_URLS and KAVE_MANDRILL_WEBHOOK_KEYS",
-            ),
         )
 
     def close(self) -> None:
-        for limit in (self.token, self.api, self.webhook_signature_failures):
+        for limit in (self.token, self.api):
             limit.limiter.close()
 
 
@@ -330,59 +316,3 @@ async def limit_api_requests(request: Request, response: Response, user: Current
     """Dependency of every management route: authenticates, then counts per user."""
     request.state.user_id = user.id
     await _limits(request).api.check(request, response)
-
-
-class SignatureFailureLimitMiddleware:
-    """Counts webhook POSTs the signature gate refused (401) per client; past the limit,
-    the answer becomes 429 with ``Retry-After`` instead of 401.
-
-    It acts only on the webhook path and only on 401 answers: a correctly signed batch is
-    never counted and never refused, so a client over the limit (Mandrill behind a
-    misconfigured key, say) gets through as soon as its signature is right. If Redis is
-    unreachable the 401 goes out unchanged.
-    """
-
-    def __init__(self, app: ASGIApp, path: str) -> None:
-        self.app = app
-        self.path = path
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != self.path:
-            await self.app(scope, receive, send)
-            return
-        replaced = False
-
-        async def send_or_replace(message: Message) -> None:
-            nonlocal replaced
-            if replaced:
-                return  # the body of the 401 we replaced
-            if message["type"] == "http.response.start" and message["status"] == 401:
-                refusal = await self._count_failure(scope)
-                if refusal is not None:
-                    replaced = True
-                    answer = JSONResponse(
-                        error_body(refusal.message), status_code=429, headers=refusal.headers
-                    )
-                    await answer(scope, receive, send)
-                    return
-            await send(message)
-
-        await self.app(scope, receive, send_or_replace)
-
-    async def _count_failure(self, scope: Scope) -> TooManyRequestsError | None:
-        request = Request(scope)
-        limits: RateLimits | None = getattr(request.app.state, "rate_limits", None)
-        if limits is None:
-            return None
-        settings: Settings = request.app.state.settings
-        identity = client_address(request, list(settings.trusted_proxies))
-        try:
-            refusal = await limits.webhook_signature_failures.hit(identity)
-        except RedisError as exc:
-            log.warning(
-                "ratelimit.unavailable", limit="webhook-signature", error=type(exc).__name__
-            )
-            return None
-        if refusal is not None:
-            log.warning("webhook.signature_failures_limited", client=identity)
-        return refusal

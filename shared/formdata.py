@@ -41,6 +41,10 @@ class FormDecodeError(ValueError):
     """The body is not valid form encoding of UTF-8 text."""
 
 
+class FormLimitError(FormDecodeError):
+    """The form has more fields, or a longer field name, than the caller allows."""
+
+
 def _invalid() -> FormDecodeError:
     return FormDecodeError("the form body is not valid UTF-8")
 
@@ -101,14 +105,15 @@ def _check_utf8(body: bytes) -> None:
         raise _invalid() from exc
 
 
-def form_fields(body: bytes) -> list[FormField]:
-    """The fields of the form, in order, names decoded and values only located.
+def _pieces(body: bytes, max_fields: int | None) -> list[tuple[int, int]]:
+    """Where each '&'-separated piece lies, empty ones skipped (as ``parse_qsl`` does).
 
-    Raises :class:`FormDecodeError` where :func:`decode_form` would, except for escapes in
-    values that are not UTF-8: :func:`iter_value_utf8` raises for those when it meets them.
+    With ``max_fields``, the scan stops at the first piece past it, empty ones counted
+    too: a body of a million '&' costs as much as one of ``max_fields``, and nothing is
+    built per piece before the count is known to be small.
     """
-    _check_utf8(body)
-    fields: list[FormField] = []
+    pieces: list[tuple[int, int]] = []
+    seen = 0
     size = len(body)
     end = -1
     while end < size:
@@ -116,14 +121,41 @@ def form_fields(body: bytes) -> list[FormField]:
         end = body.find(b"&", start)
         if end < 0:
             end = size
-        if start == end:
-            continue
+        seen += 1
+        if max_fields is not None and seen > max_fields:
+            raise FormLimitError(f"the form has more than {max_fields} fields")
+        if start != end:
+            pieces.append((start, end))
+    return pieces
+
+
+def form_fields(
+    body: bytes, *, max_fields: int | None = None, max_name_bytes: int | None = None
+) -> list[FormField]:
+    """The fields of the form, in order, names decoded and values only located.
+
+    Raises :class:`FormDecodeError` where :func:`decode_form` would, except for escapes in
+    values that are not UTF-8: :func:`iter_value_utf8` raises for those when it meets them.
+    Raises :class:`FormLimitError` for a form with more than ``max_fields`` pieces between
+    '&' (empty ones included) or a field name longer than ``max_name_bytes`` encoded bytes,
+    before any name is decoded: the work and memory of a refusal stay a small constant
+    beyond the body itself.
+    """
+    pieces = _pieces(body, max_fields)
+    located: list[tuple[int, int, int]] = []
+    for start, end in pieces:
         equals = body.find(b"=", start, end)
-        if equals < 0:
-            fields.append(FormField(_decode_piece(body[start:end]), end, end))
-        else:
-            fields.append(FormField(_decode_piece(body[start:equals]), equals + 1, end))
-    return fields
+        name_end = end if equals < 0 else equals
+        if max_name_bytes is not None and name_end - start > max_name_bytes:
+            raise FormLimitError(f"a form field name is longer than {max_name_bytes} bytes")
+        located.append((start, name_end, end))
+    _check_utf8(body)
+    return [
+        FormField(
+            _decode_piece(body[start:name_end]), end if name_end == end else name_end + 1, end
+        )
+        for start, name_end, end in located
+    ]
 
 
 def iter_value_utf8(

@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     mandrill_webhook_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     # A 25 MB email arrives as a ~55 MB POST; common 1-2.5 MB defaults reject normal mail.
     max_body_bytes: int = Field(default=100 * MIB, gt=0)
+    # Mandrill sends one form field (mandrill_events); a body with more pieces between
+    # '&' than this is refused (400) before anything is built per field.
+    max_form_fields: int = Field(default=8, ge=1)
     # Bodies above this go to the object store and only a pointer goes through Redis.
     claim_check_threshold_bytes: int = Field(default=1 * MIB, ge=0)
     # Mandrill gives up on a slow answer; we would rather say 503 and let it retry.
@@ -154,6 +157,10 @@ class Settings(BaseSettings):
     worker_metrics_dir: Path | None = None
     # Time the receiver's /metrics gives each of its Redis and PostgreSQL queries.
     metrics_query_timeout_seconds: float = Field(default=2.0, gt=0)
+    # Bearer token the receiver's /metrics requires (Prometheus: `authorization:
+    # credentials`). Required in production: at least 32 characters, not a placeholder.
+    # Unset in development and test: /metrics is open.
+    metrics_token: SecretStr | None = None
 
     @field_validator("worker_metrics_dir", mode="before")
     @classmethod
@@ -194,7 +201,7 @@ class Settings(BaseSettings):
             return [o.rstrip("/") if isinstance(o, str) and o != "*" else o for o in value]
         return value
 
-    @field_validator("jwt_secret_key", mode="before")
+    @field_validator("jwt_secret_key", "metrics_token", mode="before")
     @classmethod
     def _empty_key_is_unset(cls, value: object) -> object:
         return None if value == "" else value
@@ -235,7 +242,24 @@ class Settings(BaseSettings):
                     "and KAVE_S3_BUCKET in production"
                 )
             self._check_jwt_secret()
+            self._check_metrics_token()
         return self
+
+    def _check_metrics_token(self) -> None:
+        hint = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+        if self.metrics_token is None:
+            raise ValueError(
+                "production settings missing: KAVE_METRICS_TOKEN (the bearer token "
+                f"Prometheus sends to the receiver's /metrics; {hint})"
+            )
+        token = self.metrics_token.get_secret_value()
+        if len(token) < JWT_SECRET_MIN_LENGTH or any(
+            m in token.lower() for m in _PLACEHOLDER_MARKERS
+        ):
+            raise ValueError(
+                f"KAVE_METRICS_TOKEN is a placeholder or shorter than {JWT_SECRET_MIN_LENGTH} "
+                f"characters ({hint})"
+            )
 
     def _check_jwt_secret(self) -> None:
         hint = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))'"

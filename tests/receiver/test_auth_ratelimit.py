@@ -14,7 +14,6 @@ from shared.models import User
 from shared.settings import Settings
 from tests.receiver.conftest import PASSWORD, get_token
 from tests.services import derive_settings
-from tests.webhooks import WEBHOOK_PATH, fixture_events, signed_form
 
 TOKEN = "/api/v1/auth/token"
 WRONG = {"username": "ops", "password": "not the password"}
@@ -37,7 +36,6 @@ def limited(api_settings: Settings) -> Settings:
         api_settings,
         rate_limit_token="3/minute",
         rate_limit_api="4/minute",
-        rate_limit_webhook_signature_failures="2/minute",
         trusted_proxies="10.0.0.0/8",
     )
 
@@ -136,39 +134,6 @@ def test_management_api_is_limited_per_user(
         assert client.get(path, headers=ana).status_code in (200, 404)
     _assert_429(client.get("/api/v1/dead-letters", headers=ana))
     assert client.get("/api/v1/emails", headers=bob).status_code == 200
-
-
-# --- webhooks that fail the signature check, per client -----------------------------
-
-
-def test_bad_signatures_turn_into_429_but_signed_batches_still_pass(
-    make_client: Callable[..., TestClient], limited: Settings
-) -> None:
-    client = make_client(limited)
-    body, headers = signed_form(fixture_events("send.json"))
-    forged = {**headers, "X-Mandrill-Signature": "AAAAAAAAAAAAAAAAAAAAAAAAAAA="}
-    for _ in range(2):
-        assert client.post(WEBHOOK_PATH, content=body, headers=forged).status_code == 401
-    _assert_429(client.post(WEBHOOK_PATH, content=body, headers=forged))
-    # A correctly signed batch from the same client is never limited.
-    accepted = client.post(WEBHOOK_PATH, content=body, headers=headers)
-    assert accepted.status_code == 200
-    assert accepted.json()["status"] == "accepted"
-    # Other clients are not affected, and other errors (415) are not counted or replaced.
-    other = make_client(limited, client=UNTRUSTED_PEER)
-    assert other.post(WEBHOOK_PATH, content=body, headers=forged).status_code == 401
-    assert client.post(WEBHOOK_PATH, content=b"x", headers={}).status_code == 415
-
-
-def test_signed_batches_are_not_counted(
-    make_client: Callable[..., TestClient], limited: Settings
-) -> None:
-    client = make_client(limited)
-    body, headers = signed_form(fixture_events("send.json"))
-    for _ in range(4):
-        assert client.post(WEBHOOK_PATH, content=body, headers=headers).status_code == 200
-    forged = {**headers, "X-Mandrill-Signature": "AAAAAAAAAAAAAAAAAAAAAAAAAAA="}
-    assert client.post(WEBHOOK_PATH, content=body, headers=forged).status_code == 401
 
 
 # --- who the client is --------------------------------------------------------------
