@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import random
+import tracemalloc
 from urllib.parse import parse_qsl, urlencode
 
 import pytest
 
 from shared.formdata import (
     FormDecodeError,
+    FormLimitError,
     decode_form,
     form_fields,
     is_empty_batch,
@@ -90,3 +92,52 @@ def test_streamed_signature_matches_the_reference_in_small_pieces() -> None:
         )
         assert matched == url
     assert body_signature_matches(signature, ["nope"], [url], body, located) is None
+
+
+def test_limits_refuse_or_change_nothing() -> None:
+    rng = random.Random(9)
+    for _ in range(3000):
+        body = "".join(rng.choice(_PIECES) for _ in range(rng.randint(0, 24))).encode("utf-8")
+        max_fields, max_name = rng.randint(1, 6), rng.randint(0, 8)
+        try:
+            unlimited = form_fields(body)
+        except FormDecodeError as exc:
+            unlimited = type(exc)  # type: ignore[assignment]
+        try:
+            limited = form_fields(body, max_fields=max_fields, max_name_bytes=max_name)
+        except FormLimitError:
+            pieces = body.split(b"&")
+            names = [piece.split(b"=", 1)[0] for piece in pieces]
+            assert len(pieces) > max_fields or max(len(name) for name in names) > max_name
+            continue
+        except FormDecodeError as exc:
+            limited = type(exc)  # type: ignore[assignment]
+        assert limited == unlimited, body
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"&a" * 4_000_000,  # 8 MB of one-byte fields
+        b"&" * 8_000_000,  # 8 MB of empty pieces
+        b"a=1&" * 100_000,
+        b"%" * 8_000_000,  # one 8 MB name
+        b"mandrill_events=%5B%5D&" + b"x" * 8_000_000 + b"=1",
+    ],
+)
+def test_a_hostile_form_is_refused_before_anything_is_built_per_field(body: bytes) -> None:
+    tracemalloc.start()
+    try:
+        with pytest.raises(FormLimitError):
+            form_fields(body, max_fields=8, max_name_bytes=256)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 1024  # a few objects, not one per field nor a copy of the body
+
+
+def test_within_the_limits_mandrill_bodies_are_located_as_before() -> None:
+    body = urlencode([("mandrill_events", '[{"event":"open"}]')]).encode("ascii")
+    assert form_fields(body, max_fields=1, max_name_bytes=15) == form_fields(body)
+    with pytest.raises(FormLimitError):
+        form_fields(body + b"&", max_fields=1)  # empty pieces count: the scan stops early
