@@ -52,7 +52,7 @@ from shared.formdata import (
     EVENTS_FIELD,
     FormDecodeError,
     FormField,
-    FormLimitError,
+    TooManyFieldsError,
     form_fields,
     is_empty_batch,
     iter_value_utf8,
@@ -82,8 +82,8 @@ class Verdict(StrEnum):
     NOT_CONFIGURED = "not_configured"  # no key or URL configured: 503
     TOO_LARGE = "too_large"  # over KAVE_MAX_BODY_BYTES: 413
     BAD_MEDIA_TYPE = "bad_media_type"  # not form-encoded: 415
-    BAD_FORM = "bad_form"  # not UTF-8, no mandrill_events, bad Content-Length: 400
-    TOO_MANY_FIELDS = "too_many_fields"  # more fields or a longer name than allowed: 400
+    BAD_FORM = "bad_form"  # not UTF-8, no mandrill_events, a long name, bad length: 400
+    TOO_MANY_FIELDS = "too_many_fields"  # more than KAVE_MAX_FORM_FIELDS: 400
     LIMITED = "limited"  # a refusal past the client's failure limit: 429
 
 
@@ -169,7 +169,7 @@ def _too_large(limit: int) -> PayloadTooLargeError:
 
 
 def _bad_form(exc: FormDecodeError) -> Refused:
-    if isinstance(exc, FormLimitError):
+    if isinstance(exc, TooManyFieldsError):
         return Refused(
             Verdict.TOO_MANY_FIELDS,
             BadRequestError(f"{exc}; Mandrill sends one field, {EVENTS_FIELD}"),

@@ -45,6 +45,14 @@ class FormLimitError(FormDecodeError):
     """The form has more fields, or a longer field name, than the caller allows."""
 
 
+class TooManyFieldsError(FormLimitError):
+    """The form has more pieces between '&' than the caller allows."""
+
+
+class NameTooLongError(FormLimitError):
+    """A field name is longer than the caller allows."""
+
+
 def _invalid() -> FormDecodeError:
     return FormDecodeError("the form body is not valid UTF-8")
 
@@ -123,7 +131,7 @@ def _pieces(body: bytes, max_fields: int | None) -> list[tuple[int, int]]:
             end = size
         seen += 1
         if max_fields is not None and seen > max_fields:
-            raise FormLimitError(f"the form has more than {max_fields} fields")
+            raise TooManyFieldsError(f"the form has more than {max_fields} fields")
         if start != end:
             pieces.append((start, end))
     return pieces
@@ -147,7 +155,7 @@ def form_fields(
         equals = body.find(b"=", start, end)
         name_end = end if equals < 0 else equals
         if max_name_bytes is not None and name_end - start > max_name_bytes:
-            raise FormLimitError(f"a form field name is longer than {max_name_bytes} bytes")
+            raise NameTooLongError(f"a form field name is longer than {max_name_bytes} bytes")
         located.append((start, name_end, end))
     _check_utf8(body)
     return [
@@ -177,10 +185,6 @@ def iter_value_utf8(
         start = stop
 
 
-def field_value(body: bytes, field: FormField) -> str:
-    return "".join(piece.decode("utf-8") for piece in iter_value_utf8(body, field))
-
-
 def last_field(fields: list[FormField], name: str) -> FormField | None:
     """The last field called ``name`` (the last one wins, as in :func:`events_field`)."""
     found: FormField | None = None
@@ -190,12 +194,26 @@ def last_field(fields: list[FormField], name: str) -> FormField | None:
     return found
 
 
-def is_empty_batch(body: bytes, field: FormField) -> bool:
+def is_empty_batch(body: bytes, field: FormField, chunk_bytes: int = CHUNK_BYTES) -> bool:
     """Whether the value is ``[]`` give or take whitespace, as Mandrill's URL check sends.
 
     Decides from the encoded bytes when it can: a value holding any other character is
-    not empty, and most values show one within their first few bytes.
+    not empty, and most values show one within their first few bytes. Otherwise the value
+    is decoded piece by piece and given up on at its third character that is not outer
+    whitespace, so even 8 MB of ``[[[[`` is never decoded into one string.
     """
     if _NOT_EMPTY_BATCH.search(body, field.start, field.end) is not None:
         return False
-    return field_value(body, field).strip() == "[]"
+    core = ""  # the value so far without its leading whitespace, trailing whitespace cut
+    gap = False  # whether whitespace followed core
+    for piece in iter_value_utf8(body, field, chunk_bytes):
+        text = piece.decode("utf-8")  # cut at ASCII bytes: whole characters
+        if not core:
+            text = text.lstrip()
+        stripped = text.rstrip()
+        if stripped:
+            if gap or len(core) + len(stripped) > 2:
+                return False  # whitespace inside, or more than "[]"
+            core += stripped
+        gap = gap or len(stripped) < len(text)
+    return core == "[]"

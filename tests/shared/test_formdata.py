@@ -70,12 +70,26 @@ def test_a_body_that_is_not_utf8_is_refused() -> None:
 
 @pytest.mark.parametrize(
     ("value", "empty"),
-    [("[]", True), (" [] ", True), ("\n[]\t", True), ("[ ]", False), ("[]x", False), ("", False)],
+    [
+        ("[]", True),
+        (" [] ", True),
+        ("\n[]\t", True),
+        ("  \u3000[]\u3000  ", True),
+        ("[ ]", False),
+        ("[] ]", False),
+        ("[]x", False),
+        ("[[]]", False),
+        ("[", False),
+        ("", False),
+        (" ", False),
+    ],
 )
 def test_empty_batch(value: str, empty: bool) -> None:
     body = urlencode([("mandrill_events", value)]).encode("ascii")
     (field,) = form_fields(body)
     assert is_empty_batch(body, field) is empty
+    for chunk in (1, 2, 3):
+        assert is_empty_batch(body, field, chunk) is empty
     assert (value.strip() == "[]") is empty
 
 
@@ -141,3 +155,15 @@ def test_within_the_limits_mandrill_bodies_are_located_as_before() -> None:
     assert form_fields(body, max_fields=1, max_name_bytes=15) == form_fields(body)
     with pytest.raises(FormLimitError):
         form_fields(body + b"&", max_fields=1)  # empty pieces count: the scan stops early
+
+
+def test_a_deep_batch_is_not_decoded_whole_to_see_that_it_is_not_empty() -> None:
+    body = b"mandrill_events=" + b"[" * 4_000_000 + b"]" * 4_000_000
+    (field,) = form_fields(body, max_fields=8, max_name_bytes=256)
+    tracemalloc.start()
+    try:
+        assert is_empty_batch(body, field) is False
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * 1024 * 1024  # a piece or two, not the 8 MB value
