@@ -107,8 +107,9 @@ class Refused(Exception):
         super().__init__(verdict.value)
         self.verdict = verdict
         self.error = error
-        # For the log line of a signature mismatch: which URLs were tried.
+        # For the log line of a signature mismatch: which URLs were tried, on how much.
         self.urls_tried = urls_tried
+        self.body_length: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +117,9 @@ class VerifiedBatch:
     body: bytes
     # Mandrill's URL-validation POST (or any empty batch): answer 200, store nothing.
     is_empty: bool
+
+
+Judged = VerifiedBatch | Refused
 
 
 def verdict_of(scope: Scope) -> Verdict | None:
@@ -253,29 +257,50 @@ async def _read_body(request: Request, settings: Settings) -> bytes:
         raise Refused(Verdict.BAD_FORM, exc) from None
 
 
-async def verified_batch(request: Request) -> VerifiedBatch:
-    """The batch of this request, verified; raises the refusal's :class:`ApiError`."""
-    settings: Settings = request.app.state.settings
-    body_length: int | None = None
+def _check_body(body: bytes, signature: str, seen_url: str, settings: Settings) -> Judged:
+    try:
+        return verify_batch(body, signature, seen_url, settings)
+    except Refused as refused:
+        return _detached(refused, len(body))
+
+
+def _detached(refused: Refused, body_length: int | None = None) -> Judged:
+    """The refusal without its tracebacks. They hold the frames that held the body, and
+    an exception can outlive its request in a reference cycle until a full collection:
+    hostile 8 MB bodies then piled up, one per refusal, until the collector ran."""
+    refused.body_length = body_length
+    for exc in (refused, refused.error):
+        exc.__traceback__ = None
+        exc.__context__ = None
+    return refused
+
+
+async def _judge(request: Request, settings: Settings) -> Judged:
+    """The verified batch, or the refusal (returned, never raised: see :func:`_detached`)."""
     try:
         signature = _check_before_reading(request, settings)
         body = await _read_body(request, settings)
-        body_length = len(body)
-        seen_url = str(request.url)
-        if body_length <= INLINE_VERIFY_BYTES:
-            batch = verify_batch(body, signature, seen_url, settings)
-        else:
-            batch = await run_in_threadpool(verify_batch, body, signature, seen_url, settings)
     except Refused as refused:
-        raise await _refuse(request, refused, body_length) from None
-    _record(request, Verdict.OK)
-    return batch
+        return _detached(refused)
+    seen_url = str(request.url)
+    if len(body) <= INLINE_VERIFY_BYTES:
+        return _check_body(body, signature, seen_url, settings)
+    return await run_in_threadpool(_check_body, body, signature, seen_url, settings)
 
 
-async def _refuse(request: Request, refused: Refused, body_length: int | None) -> ApiError:
+async def verified_batch(request: Request) -> VerifiedBatch:
+    """The batch of this request, verified; raises the refusal's :class:`ApiError`."""
+    judged = await _judge(request, request.app.state.settings)
+    if isinstance(judged, VerifiedBatch):
+        _record(request, Verdict.OK)
+        return judged
+    raise await _refuse(request, judged)
+
+
+async def _refuse(request: Request, refused: Refused) -> ApiError:
     verdict, error = refused.verdict, refused.error
     if verdict in (Verdict.MISSING, Verdict.MISMATCH):
-        _reject_log(request, refused, body_length)
+        _reject_log(request, refused)
     if verdict in COUNTED:
         limit: WebhookFailureLimit | None = getattr(request.app.state, "webhook_limit", None)
         over = await limit.count_failure(request) if limit is not None else None
@@ -294,7 +319,7 @@ def redact_userinfo(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"***@{host}"))
 
 
-def _reject_log(request: Request, refused: Refused, body_length: int | None) -> None:
+def _reject_log(request: Request, refused: Refused) -> None:
     # Which URLs were tried and how long the body was help an operator fix a mismatch;
     # the key, the signature and the body itself are never logged (nor read, when the
     # header is missing).
@@ -302,6 +327,6 @@ def _reject_log(request: Request, refused: Refused, body_length: int | None) -> 
         "webhook.signature_rejected",
         reason=refused.verdict.value,
         urls_tried=[redact_userinfo(url) for url in refused.urls_tried or []],
-        body_length=body_length,
+        body_length=refused.body_length,
         client=request.client.host if request.client else None,
     )

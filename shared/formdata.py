@@ -30,11 +30,22 @@ EVENTS_FIELD = "mandrill_events"
 CHUNK_BYTES = 512 * 1024
 
 # Where a value can be cut without cutting a percent-escape in two or a character in two:
-# not within two bytes after a '%', and at a plain ASCII byte or at an escape of an ASCII
-# byte (a byte that can never continue a multi-byte UTF-8 sequence).
-_CUT_POINT = re.compile(rb"(?s)(?<!%)(?<!%.)(?:[^%\x80-\xff]|%[0-7][0-9A-Fa-f])")
+# not at the first or second hex digit of an escape ('%' and two hex digits: a '%' is never
+# inside another escape), and where a decoded byte starts that cannot continue a UTF-8
+# sequence (anything but 0x80-0xBF: raw, escaped, or a '%' that escapes nothing).
+_HEX = rb"[0-9A-Fa-f]"
+_CUT_POINT = re.compile(
+    rb"(?s)(?:(?<!%)|(?!" + _HEX + rb"{2}))"
+    rb"(?:(?<!%" + _HEX + rb")|(?!" + _HEX + rb"))"
+    rb"(?:[^%\x80-\xbf]|%[0-7C-Fc-f]" + _HEX + rb"|%(?!" + _HEX + rb"{2}))"
+)
+# A cut is looked for within this many bytes after the chunk size. Where none is, only
+# continuation bytes follow one another (over 20 of them): not UTF-8.
+_CUT_WINDOW = 64
 # Bytes that an encoded value made only of whitespace, '[' and ']' can contain.
 _NOT_EMPTY_BATCH = re.compile(rb"[^\[\]%+0-9A-Fa-f\t-\r\x1c-\x20\x80-\xff]")
+# An empty batch is decided from at most this many encoded bytes at a time.
+_EMPTY_BATCH_CHUNK = 64 * 1024
 
 
 class FormDecodeError(ValueError):
@@ -102,7 +113,14 @@ def _decode_piece(raw: bytes) -> str:
 
 
 def _check_utf8(body: bytes) -> None:
-    if body.isascii():  # what Mandrill sends: everything but ASCII is percent-encoded
+    # What Mandrill sends is ASCII: everything else is percent-encoded. A large body is
+    # looked at in pieces, so that a thread doing this lets others run in between.
+    if len(body) <= CHUNK_BYTES:
+        if body.isascii():
+            return
+    elif all(
+        body[start : start + CHUNK_BYTES].isascii() for start in range(0, len(body), CHUNK_BYTES)
+    ):
         return
     decoder = codecs.getincrementaldecoder("utf-8")()
     try:
@@ -178,9 +196,16 @@ def iter_value_utf8(
     while start < end:
         stop = end
         if end - start > chunk_bytes:
-            cut = _CUT_POINT.search(body, start + chunk_bytes, end)
-            if cut is not None:
+            # Searched in a bounded window, so that a value with no cut point (8 MB of
+            # "%80") costs no scan to its end and is never decoded in one piece. A match
+            # within 3 bytes of the window's end may be one only because the window ends
+            # there (the look-aheads see 3 bytes): it does not count.
+            window = min(end, start + chunk_bytes + _CUT_WINDOW)
+            cut = _CUT_POINT.search(body, start + chunk_bytes, window)
+            if cut is not None and (cut.start() + 3 <= window or window == end):
                 stop = cut.start()
+            elif window < end:
+                raise _invalid()
         yield _decode_piece(body[start:stop]).encode("utf-8")
         start = stop
 
@@ -194,7 +219,7 @@ def last_field(fields: list[FormField], name: str) -> FormField | None:
     return found
 
 
-def is_empty_batch(body: bytes, field: FormField, chunk_bytes: int = CHUNK_BYTES) -> bool:
+def is_empty_batch(body: bytes, field: FormField, chunk_bytes: int = _EMPTY_BATCH_CHUNK) -> bool:
     """Whether the value is ``[]`` give or take whitespace, as Mandrill's URL check sends.
 
     Decides from the encoded bytes when it can: a value holding any other character is
@@ -202,7 +227,7 @@ def is_empty_batch(body: bytes, field: FormField, chunk_bytes: int = CHUNK_BYTES
     is decoded piece by piece and given up on at its third character that is not outer
     whitespace, so even 8 MB of ``[[[[`` is never decoded into one string.
     """
-    if _NOT_EMPTY_BATCH.search(body, field.start, field.end) is not None:
+    if _NOT_EMPTY_BATCH.search(body, field.start, min(field.end, field.start + 1024)):
         return False
     core = ""  # the value so far without its leading whitespace, trailing whitespace cut
     gap = False  # whether whitespace followed core

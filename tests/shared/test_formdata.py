@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import tracemalloc
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, unquote_to_bytes, urlencode
 
 import pytest
 
@@ -167,3 +167,46 @@ def test_a_deep_batch_is_not_decoded_whole_to_see_that_it_is_not_empty() -> None
     finally:
         tracemalloc.stop()
     assert peak < 4 * 1024 * 1024  # a piece or two, not the 8 MB value
+
+
+# Pieces that make long runs with few places to cut: continuation bytes, escapes of lead
+# bytes, lone '%', raw multi-byte characters.
+_HARD = ["%80", "%BF", "%bf", "%C3", "%A9", "%E2%82%AC", "%", "%%", "%8", "%b", "é", "€", "a"]
+
+
+def test_pieces_cut_only_between_characters_even_in_long_runs() -> None:
+    rng = random.Random(14)
+    for _ in range(1500):
+        weights = [rng.random() for _ in _HARD]
+        text = "x=" + "".join(rng.choices(_HARD, weights, k=rng.randint(0, 200)))
+        body = text.encode("utf-8")
+        expected = _reference(text)
+        for chunk in (1, 2, 3, 5, 16):
+            assert _pieces(body, chunk) == expected, (text, chunk)
+
+
+@pytest.mark.parametrize(
+    ("value", "valid"),
+    [
+        (b"%80" * 1_000_000, False),  # no character starts anywhere
+        (b"%" * 3_000_000, True),  # '%' escaping nothing is itself
+        (b"%C3%A9" * 500_000, True),  # escaped two-byte characters
+        (b"%E4%B8%AD" * 333_334, True),
+    ],
+)
+def test_a_value_without_ascii_is_decoded_in_bounded_pieces(value: bytes, valid: bool) -> None:
+    body = b"mandrill_events=" + value
+    (field,) = form_fields(body)
+    expected = len(unquote_to_bytes(value))
+    tracemalloc.start()
+    try:
+        if valid:
+            assert sum(len(piece) for piece in iter_value_utf8(body, field)) == expected
+        else:
+            with pytest.raises(FormDecodeError):
+                for _ in iter_value_utf8(body, field):
+                    pass
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * 1024 * 1024  # pieces of ~512 KB, never the 3 MB value at once
