@@ -297,7 +297,9 @@ class MetricsMiddleware:
 
     Pure ASGI (no BaseHTTPMiddleware: it costs a task per request). The route label is
     the matched route's template (never the raw path: unbounded label values would
-    grow Prometheus without limit).
+    grow Prometheus without limit). A webhook POST is counted by the verdict the gate
+    left on ``request.state`` (:func:`receiver.signature.verdict_of`), never worked out
+    again from its headers or status.
     """
 
     def __init__(self, app: ASGIApp, metrics: ReceiverMetrics, webhook_path: str) -> None:

@@ -180,8 +180,8 @@ class Settings(BaseSettings):
     # when they are the direct peer. Empty: the peer address is the client, always.
     trusted_proxies: Annotated[list[IPvAnyNetwork], NoDecode] = Field(default_factory=list)
     # "N/second|minute|hour|day", kept in Redis so every replica shares them: per client on
-    # POST /api/v1/auth/token, per user on the rest of the API, and per client on webhook
-    # POSTs that fail the signature check (correctly signed webhooks are never limited).
+    # POST /api/v1/auth/token, per user on the rest of the API, and per client on refused
+    # webhook POSTs (401, 400, 413, 415; correctly signed webhooks are never limited).
     rate_limit_token: str = "10/minute"  # noqa: S105 - a rate, not a secret
     rate_limit_api: str = "600/minute"
     rate_limit_webhook_signature_failures: str = "30/minute"
