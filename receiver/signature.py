@@ -18,10 +18,10 @@ Order matters, cheapest first, and nothing hostile costs more than the body itse
 
 Step 3 is CPU work proportional to the body. Bodies up to :data:`INLINE_VERIFY_BYTES`
 (Mandrill's usual 8-100 KB batches, a fraction of a millisecond) are verified on the event
-loop, where a thread hop would cost more than the work; larger ones in a worker thread
-(hashlib and the form decoder release the GIL on large inputs), so other requests, the
-HEAD checks among them, keep their latency while a 55 MB batch or a hostile body is
-verified.
+loop, where a thread hop would cost more than the work; larger ones in a worker thread,
+in pieces of at most 512 KB (hashlib releases the GIL on them; the rest gives it back at
+least every switch interval), so other requests, the HEAD checks among them, keep their
+latency while a 55 MB batch or a hostile body is verified.
 
 Every refusal except 503 (our configuration, not the client's fault) is counted against
 the client by :mod:`receiver.webhook_limit`, which may turn it into 429.
