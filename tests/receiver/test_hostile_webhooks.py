@@ -54,12 +54,16 @@ def hostile_receiver(hostile_settings: Settings, tmp_path: Path) -> Iterator[str
 
 def _receiver_pid(base: str) -> int:
     port = base.rsplit(":", 1)[1]
-    (child,) = [
-        child
-        for child in psutil.Process().children(recursive=True)
-        if "uvicorn" in child.cmdline() and port in child.cmdline()
-    ]
-    return child.pid
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            command = child.cmdline()
+        except psutil.Error:  # a child that just exited
+            continue
+        if "uvicorn" in command and port in command:
+            found.append(child.pid)
+    (pid,) = found
+    return pid
 
 
 def test_hostile_bodies_are_refused_while_head_keeps_answering(hostile_receiver: str) -> None:
