@@ -224,6 +224,7 @@ class Round:
     name: str
     statuses: Counter[int] = field(default_factory=Counter)
     by_kind: dict[str, Counter[int]] = field(default_factory=dict)
+    kind_seconds: dict[str, list[float]] = field(default_factory=dict)
     seconds: list[float] = field(default_factory=list)
     unread: list[int] = field(default_factory=list)
     peak_rss: int = 0
@@ -246,6 +247,7 @@ def send_round(
         status, seconds, sent = post_raw(base, bodies[kind], headers)
         result.statuses[status] += 1
         result.by_kind.setdefault(kind, Counter())[status] += 1
+        result.kind_seconds.setdefault(kind, []).append(seconds)
         result.seconds.append(seconds)
         result.unread.append(len(bodies[kind]) - sent)
     return result
@@ -319,7 +321,9 @@ def run(count: int, size: int, repeat: int, tmp: Path) -> int:
         rss = f"{r.peak_rss / MIB:.0f} MiB"
         print(f"{r.name:<16} {statuses:<22} {timing:<22} {rss:<10} {unread}")
         for kind, counter in r.by_kind.items():
-            print(f"  {kind:<14} {dict(sorted(counter.items()))}")
+            took = r.kind_seconds[kind]
+            answers = str(dict(sorted(counter.items())))
+            print(f"  {kind:<14} {answers:<22} {statistics.median(took):.3f} / {max(took):.3f}")
     print(
         f"HEAD every 100 ms: {len(lat)} answered, {probe.failures} failed; "
         f"p50 {percentile(lat, 0.5) * 1000:.1f} ms, p99 {percentile(lat, 0.99) * 1000:.1f} ms, "
