@@ -29,9 +29,9 @@ async def read_body_limited(request: Request, limit: int) -> bytes:
     # One chunk is the whole body of most requests: keep it as it is. Larger bodies are
     # written into a BytesIO, whose getvalue() hands its buffer over as the bytes object:
     # a 55 MB body costs 55 MB, not the 110 MB that joining a list of chunks costs at its
-    # peak. With a declared length the buffer is made that size at once, so it never
-    # grows: each growth is a realloc that may copy, and what the allocator keeps of the
-    # old block after such copies had 8 MB bodies cost up to 3x their size.
+    # peak. With a declared length (1 MiB or more) the buffer is made that size at once,
+    # so it never grows: each growth is a realloc that may copy, and what the allocator
+    # kept of the old blocks after such copies had 8 MB bodies cost up to 3x their size.
     first = b""
     buffer: io.BytesIO | None = None
     received = 0
@@ -58,9 +58,13 @@ async def read_body_limited(request: Request, limit: int) -> bytes:
     return body
 
 
+# Below this a body grows its buffer as before: the few reallocs cost less than sizing.
+PRESIZE_MIN_BYTES = 1024 * 1024
+
+
 def _buffer(size: int | None) -> io.BytesIO:
     buffer = io.BytesIO()
-    if size:
+    if size and size >= PRESIZE_MIN_BYTES:
         # Writing the last byte first allocates the whole buffer once.
         buffer.seek(size - 1)
         buffer.write(b"\0")
