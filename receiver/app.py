@@ -18,8 +18,8 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 
 from receiver.metrics import MeteredDeliveryQueue, MetricsMiddleware, ReceiverMetrics
-from receiver.ratelimit import RateLimits, SignatureFailureLimitMiddleware
 from receiver.routes import metrics, webhooks
+from receiver.webhook_limit import WebhookFailureLimit
 from shared.db import make_engine
 from shared.logging import configure_logging
 from shared.objectstore import make_object_store
@@ -50,7 +50,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     object_store = make_object_store(settings)
     app.state.redis = redis
     app.state.engine = engine
-    app.state.rate_limits = RateLimits.build(settings, redis)
+    app.state.webhook_limit = WebhookFailureLimit(settings, redis)
     app.state.delivery_queue = MeteredDeliveryQueue(
         metrics=app.state.metrics,
         redis=redis,
@@ -88,8 +88,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.state.metrics = ReceiverMetrics()
     webhook_path = API_PREFIX + webhooks.router.prefix + webhooks.WEBHOOK_PATH
-    # Innermost: turns a 401 of the webhook into a 429 once a client failed too often.
-    app.add_middleware(SignatureFailureLimitMiddleware, path=webhook_path)
     # Inside RequestIdMiddleware (added after it), so its log line has the request id.
     app.add_middleware(
         MetricsMiddleware,

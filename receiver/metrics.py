@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from receiver.enqueue import DeliveryQueue
+from receiver.signature import Verdict, verdict_of
 from shared.contract import Envelope
 
 log = structlog.get_logger(__name__)
@@ -60,6 +61,13 @@ class ReceiverMetrics:
             ["reason"],
             registry=r,
         )
+        self.webhook_refusals = Counter(
+            "kave_receiver_webhook_refusals",
+            "Webhook POSTs the gate refused, by its verdict (missing, mismatch, too_large, "
+            "bad_media_type, bad_form, too_many_fields, not_configured, limited)",
+            ["reason"],
+            registry=r,
+        )
         self.enqueue_duration = Histogram(
             "kave_receiver_enqueue_duration_seconds",
             "Time to make an accepted batch durable (store the body, publish the task)",
@@ -76,10 +84,13 @@ class ReceiverMetrics:
 
     # --- request path ---------------------------------------------------------------
 
-    def observe_webhook(self, status: int, signature_header: bool, body_size: int) -> None:
+    def observe_webhook(self, status: int, verdict: Verdict | None, body_size: int) -> None:
+        """One webhook POST, as answered and as the gate judged it (None: it never ran)."""
         self.webhooks.labels(webhook_outcome(status), str(status)).inc()
-        if status == 401:
-            self.signature_failures.labels("mismatch" if signature_header else "missing").inc()
+        if verdict is not None and verdict is not Verdict.OK:
+            self.webhook_refusals.labels(verdict.value).inc()
+            if verdict in (Verdict.MISSING, Verdict.MISMATCH):
+                self.signature_failures.labels(verdict.value).inc()
         if status == 200:
             self.body_size.observe(body_size)
 
@@ -137,7 +148,9 @@ class MetricsMiddleware:
 
     Pure ASGI (no BaseHTTPMiddleware: it costs a task per request). The route label is
     the matched route's template (never the raw path: unbounded label values would
-    grow Prometheus without limit).
+    grow Prometheus without limit). A webhook POST is counted by the verdict the gate
+    left on ``request.state`` (:func:`receiver.signature.verdict_of`), never worked out
+    again from its headers or status.
     """
 
     def __init__(self, app: ASGIApp, metrics: ReceiverMetrics, webhook_path: str) -> None:
@@ -151,6 +164,9 @@ class MetricsMiddleware:
             return
         started = time.perf_counter()
         status = 500  # unless a response starts
+        # The webhook gate leaves its verdict in here (request.state); make sure every
+        # layer below shares this one dict.
+        scope.setdefault("state", {})
         body_size = 0
 
         async def counting_receive() -> Message:
@@ -177,8 +193,7 @@ class MetricsMiddleware:
         self.metrics.requests.labels(template, method, f"{status // 100}xx").inc()
         self.metrics.request_duration.labels(template).observe(elapsed)
         if template == self.webhook_path and method == "POST":
-            signed = any(name == b"x-mandrill-signature" for name, _ in scope["headers"])
-            self.metrics.observe_webhook(status, signed, body_size)
+            self.metrics.observe_webhook(status, verdict_of(scope), body_size)
         log.log(
             logging.DEBUG if scope["path"] in QUIET_PATHS else logging.INFO,
             "request.finished",

@@ -1,29 +1,58 @@
-"""The webhook gate: a FastAPI dependency that yields a verified batch or refuses it.
+"""The webhook gate: it admits a verified batch or refuses the request, and says why once.
 
-Order matters: the cheap checks (media type, size) run before the body is read, and
-the signature is checked before anything is stored. The batch itself is never parsed as
-JSON here; only the form encoding is decoded, because the signature covers decoded values.
+Every webhook POST ends with one :class:`Verdict`, stored on ``request.state`` (see
+:func:`verdict_of`): the metrics and the failure limit (:mod:`receiver.webhook_limit`)
+read it instead of working it out again from headers or status codes.
+
+Order matters, cheapest first, and nothing hostile costs more than the body itself:
+
+1. before a byte of the body is read: the media type (415), a declared length over
+   ``KAVE_MAX_BODY_BYTES`` (413) and a missing ``X-Mandrill-Signature`` (401). Mandrill
+   signs every POST, so an unsigned one is refused without reading what it carries;
+2. the body, read with its cap (413 when a body without a length exceeds it);
+3. the form is scanned, not decoded: more than ``KAVE_MAX_FORM_FIELDS`` pieces between
+   '&', or a field name over :data:`MAX_NAME_BYTES`, is refused (400) before anything is
+   built per field, so a body of a million ``&a`` is as cheap to refuse as one of eight;
+   then the values are decoded piece by piece into the HMAC (401 on mismatch). The batch
+   itself is never parsed as JSON here.
+
+Step 3 is CPU work proportional to the body. Bodies up to :data:`INLINE_VERIFY_BYTES`
+(Mandrill's usual 8-100 KB batches, a fraction of a millisecond) are verified on the event
+loop, where a thread hop would cost more than the work; larger ones in a worker thread,
+in pieces of at most 512 KB (hashlib releases the GIL on them; the rest gives it back at
+least every switch interval), so other requests, the HEAD checks among them, keep their
+latency while a 55 MB batch or a hostile body is verified.
+
+Every refusal except 503 (our configuration, not the client's fault) is counted against
+the client by :mod:`receiver.webhook_limit`, which may turn it into 429.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from urllib.parse import urlsplit, urlunsplit
 
 import structlog
 from fastapi import Request
+from starlette.concurrency import run_in_threadpool
+from starlette.types import Scope
 
 from receiver.body import read_body_limited
 from receiver.errors import (
+    ApiError,
     BadRequestError,
+    PayloadTooLargeError,
     ServiceUnavailableError,
     UnauthorizedError,
     UnsupportedMediaTypeError,
 )
+from receiver.webhook_limit import WebhookFailureLimit
 from shared.formdata import (
     EVENTS_FIELD,
     FormDecodeError,
     FormField,
+    TooManyFieldsError,
     form_fields,
     is_empty_batch,
     iter_value_utf8,
@@ -36,6 +65,51 @@ log = structlog.get_logger(__name__)
 
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 SIGNATURE_HEADER = "X-Mandrill-Signature"
+# Bodies up to this size are verified on the event loop (see the module docstring).
+INLINE_VERIFY_BYTES = 256 * 1024
+# Mandrill's one field name is "mandrill_events"; a longer name than this is not a batch.
+MAX_NAME_BYTES = 256
+# Where the verdict is kept on request.state.
+_STATE_KEY = "webhook_verdict"
+
+
+class Verdict(StrEnum):
+    """What the gate decided about one webhook POST."""
+
+    OK = "ok"  # verified (an empty batch included): 200 once durable
+    MISSING = "missing"  # no X-Mandrill-Signature: 401, body never read
+    MISMATCH = "mismatch"  # no configured key and URL verify it: 401
+    NOT_CONFIGURED = "not_configured"  # no key or URL configured: 503
+    TOO_LARGE = "too_large"  # over KAVE_MAX_BODY_BYTES: 413
+    BAD_MEDIA_TYPE = "bad_media_type"  # not form-encoded: 415
+    BAD_FORM = "bad_form"  # not UTF-8, no mandrill_events, a long name, bad length: 400
+    TOO_MANY_FIELDS = "too_many_fields"  # more than KAVE_MAX_FORM_FIELDS: 400
+    LIMITED = "limited"  # a refusal past the client's failure limit: 429
+
+
+# Refusals that count against the client: everything it could have done right.
+COUNTED = frozenset(
+    {
+        Verdict.MISSING,
+        Verdict.MISMATCH,
+        Verdict.TOO_LARGE,
+        Verdict.BAD_MEDIA_TYPE,
+        Verdict.BAD_FORM,
+        Verdict.TOO_MANY_FIELDS,
+    }
+)
+
+
+class Refused(Exception):
+    """The gate's refusal: the verdict and the error the client is answered with."""
+
+    def __init__(self, verdict: Verdict, error: ApiError, urls_tried: list[str] | None = None):
+        super().__init__(verdict.value)
+        self.verdict = verdict
+        self.error = error
+        # For the log line of a signature mismatch: which URLs were tried, on how much.
+        self.urls_tried = urls_tried
+        self.body_length: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,74 +119,195 @@ class VerifiedBatch:
     is_empty: bool
 
 
-def _check_media_type(request: Request) -> None:
+Judged = VerifiedBatch | Refused
+
+
+def verdict_of(scope: Scope) -> Verdict | None:
+    """The verdict the gate stored for this request, if the gate ran."""
+    state = scope.get("state")
+    verdict = state.get(_STATE_KEY) if isinstance(state, dict) else None
+    return verdict if isinstance(verdict, Verdict) else None
+
+
+def _record(request: Request, verdict: Verdict) -> None:
+    setattr(request.state, _STATE_KEY, verdict)
+
+
+# --- before the body is read ----------------------------------------------------------
+
+
+def _check_before_reading(request: Request, settings: Settings) -> str:
+    """The signature header, once media type, declared size and header are acceptable."""
     content_type = request.headers.get("content-type", "")
     if content_type.split(";", 1)[0].strip().lower() != FORM_MEDIA_TYPE:
-        raise UnsupportedMediaTypeError(
-            f"Content-Type must be {FORM_MEDIA_TYPE} with a mandrill_events field, "
-            "as Mandrill sends it"
+        raise Refused(
+            Verdict.BAD_MEDIA_TYPE,
+            UnsupportedMediaTypeError(
+                f"Content-Type must be {FORM_MEDIA_TYPE} with a mandrill_events field, "
+                "as Mandrill sends it"
+            ),
         )
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            too_large = int(declared) > settings.max_body_bytes
+        except ValueError:
+            raise Refused(
+                Verdict.BAD_FORM, BadRequestError("Content-Length is not a number")
+            ) from None
+        if too_large:
+            raise Refused(Verdict.TOO_LARGE, _too_large(settings.max_body_bytes))
+    signature = request.headers.get(SIGNATURE_HEADER)
+    if not signature:
+        raise Refused(Verdict.MISSING, UnauthorizedError(f"missing {SIGNATURE_HEADER} header"))
+    return signature
 
 
-def _bad_form(exc: FormDecodeError) -> BadRequestError:
-    return BadRequestError(f"{exc}; send the batch form-encoded")
+def _too_large(limit: int) -> PayloadTooLargeError:
+    return PayloadTooLargeError(
+        f"request body exceeds {limit} bytes; raise KAVE_MAX_BODY_BYTES if such mail is expected"
+    )
+
+
+# --- the body (pure: runs on the loop or in a thread) -----------------------------------
+
+
+def _bad_form(exc: FormDecodeError) -> Refused:
+    if isinstance(exc, TooManyFieldsError):
+        return Refused(
+            Verdict.TOO_MANY_FIELDS,
+            BadRequestError(f"{exc}; Mandrill sends one field, {EVENTS_FIELD}"),
+        )
+    return Refused(Verdict.BAD_FORM, BadRequestError(f"{exc}; send the batch form-encoded"))
 
 
 def _check_values(body: bytes, fields: list[FormField]) -> None:
     """Decode every value once, for its errors only (the signature check decodes them as
-    it goes; this is for the answers given before it)."""
+    it goes; this is for the answer given without it)."""
     for field in fields:
         for _ in iter_value_utf8(body, field):
             pass
 
 
-def verify_batch(request: Request, body: bytes, settings: Settings) -> VerifiedBatch:
+def verify_batch(body: bytes, signature: str, seen_url: str, settings: Settings) -> VerifiedBatch:
+    """The verified batch, or :class:`Refused`. Touches nothing but its arguments, so it
+    can run in a worker thread."""
     # The values are located here and decoded piece by piece by the signature check,
     # which feeds them to the HMAC as it goes: no decoded copy of the body is kept.
     try:
-        fields = form_fields(body)
-    except FormDecodeError as exc:
-        raise _bad_form(exc) from None
-    events = last_field(fields, EVENTS_FIELD)
-    if events is None:
-        raise BadRequestError(f"the form has no {EVENTS_FIELD} field")
-
-    signature = request.headers.get(SIGNATURE_HEADER)
-    urls = settings.mandrill_webhook_urls
-    try:
-        if not signature:
-            _check_values(body, fields)
-            _reject_log(request, body, urls, reason="missing")
-            raise UnauthorizedError(f"missing {SIGNATURE_HEADER} header")
+        fields = form_fields(
+            body, max_fields=settings.max_form_fields, max_name_bytes=MAX_NAME_BYTES
+        )
+        events = last_field(fields, EVENTS_FIELD)
+        if events is None:
+            raise Refused(
+                Verdict.BAD_FORM, BadRequestError(f"the form has no {EVENTS_FIELD} field")
+            )
+        urls = settings.mandrill_webhook_urls
 
         if is_empty_batch(body, events):
             # Mandrill validates a URL before the user has its key, signing with a fixed
             # test key; an empty batch stores nothing, so accepting it is harmless. The URL
             # may not be configured yet either, so the URL as seen here is tried too.
-            candidate_urls = [*urls, str(request.url)]
+            candidate_urls = [*urls, seen_url]
             keys = [MANDRILL_TEST_KEY, *settings.webhook_keys()]
             if body_signature_matches(signature, keys, candidate_urls, body, fields):
                 return VerifiedBatch(body=body, is_empty=True)
-            _reject_log(request, body, candidate_urls, reason="mismatch")
-            raise UnauthorizedError(f"{SIGNATURE_HEADER} does not match this batch")
+            raise Refused(
+                Verdict.MISMATCH,
+                UnauthorizedError(f"{SIGNATURE_HEADER} does not match this batch"),
+                candidate_urls,
+            )
 
         if not urls or not settings.mandrill_webhook_keys:
             # Refuse to run without a secret: an empty key verifies anything anyone signs.
             _check_values(body, fields)
-            raise ServiceUnavailableError(
-                "webhook verification is not configured: set KAVE_MANDRILL_WEBHOOK_URLS and "
-                "KAVE_MANDRILL_WEBHOOK_KEYS"
+            raise Refused(
+                Verdict.NOT_CONFIGURED,
+                ServiceUnavailableError(
+                    "webhook verification is not configured: set KAVE_MANDRILL_WEBHOOK_URLS "
+                    "and KAVE_MANDRILL_WEBHOOK_KEYS"
+                ),
             )
         matched = body_signature_matches(signature, settings.webhook_keys(), urls, body, fields)
     except FormDecodeError as exc:
         raise _bad_form(exc) from None
     if matched is None:
-        _reject_log(request, body, urls, reason="mismatch")
-        raise UnauthorizedError(
-            f"{SIGNATURE_HEADER} does not match: check that the URL registered in Mandrill "
-            "is exactly one of KAVE_MANDRILL_WEBHOOK_URLS and that its key is configured"
+        raise Refused(
+            Verdict.MISMATCH,
+            UnauthorizedError(
+                f"{SIGNATURE_HEADER} does not match: check that the URL registered in "
+                "Mandrill is exactly one of KAVE_MANDRILL_WEBHOOK_URLS and that its key is "
+                "configured"
+            ),
+            urls,
         )
     return VerifiedBatch(body=body, is_empty=False)
+
+
+# --- the gate ---------------------------------------------------------------------------
+
+
+async def _read_body(request: Request, settings: Settings) -> bytes:
+    try:
+        return await read_body_limited(request, settings.max_body_bytes)
+    except PayloadTooLargeError as exc:
+        raise Refused(Verdict.TOO_LARGE, exc) from None
+    except BadRequestError as exc:
+        raise Refused(Verdict.BAD_FORM, exc) from None
+
+
+def _check_body(body: bytes, signature: str, seen_url: str, settings: Settings) -> Judged:
+    try:
+        return verify_batch(body, signature, seen_url, settings)
+    except Refused as refused:
+        return _detached(refused, len(body))
+
+
+def _detached(refused: Refused, body_length: int | None = None) -> Judged:
+    """The refusal without its tracebacks. They hold the frames that held the body, and
+    an exception can outlive its request in a reference cycle until a full collection:
+    hostile 8 MB bodies then piled up, one per refusal, until the collector ran."""
+    refused.body_length = body_length
+    for exc in (refused, refused.error):
+        exc.__traceback__ = None
+        exc.__context__ = None
+    return refused
+
+
+async def _judge(request: Request, settings: Settings) -> Judged:
+    """The verified batch, or the refusal (returned, never raised: see :func:`_detached`)."""
+    try:
+        signature = _check_before_reading(request, settings)
+        body = await _read_body(request, settings)
+    except Refused as refused:
+        return _detached(refused)
+    seen_url = str(request.url)
+    if len(body) <= INLINE_VERIFY_BYTES:
+        return _check_body(body, signature, seen_url, settings)
+    return await run_in_threadpool(_check_body, body, signature, seen_url, settings)
+
+
+async def verified_batch(request: Request) -> VerifiedBatch:
+    """The batch of this request, verified; raises the refusal's :class:`ApiError`."""
+    judged = await _judge(request, request.app.state.settings)
+    if isinstance(judged, VerifiedBatch):
+        _record(request, Verdict.OK)
+        return judged
+    raise await _refuse(request, judged)
+
+
+async def _refuse(request: Request, refused: Refused) -> ApiError:
+    verdict, error = refused.verdict, refused.error
+    if verdict in (Verdict.MISSING, Verdict.MISMATCH):
+        _reject_log(request, refused)
+    if verdict in COUNTED:
+        limit: WebhookFailureLimit | None = getattr(request.app.state, "webhook_limit", None)
+        over = await limit.count_failure(request) if limit is not None else None
+        if over is not None:
+            verdict, error = Verdict.LIMITED, over
+    _record(request, verdict)
+    return error
 
 
 def redact_userinfo(url: str) -> str:
@@ -124,20 +319,14 @@ def redact_userinfo(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"***@{host}"))
 
 
-def _reject_log(request: Request, body: bytes, urls: list[str], reason: str) -> None:
+def _reject_log(request: Request, refused: Refused) -> None:
     # Which URLs were tried and how long the body was help an operator fix a mismatch;
-    # the key, the signature and the body itself are never logged.
+    # the key, the signature and the body itself are never logged (nor read, when the
+    # header is missing).
     log.warning(
         "webhook.signature_rejected",
-        reason=reason,
-        urls_tried=[redact_userinfo(url) for url in urls],
-        body_length=len(body),
+        reason=refused.verdict.value,
+        urls_tried=[redact_userinfo(url) for url in refused.urls_tried or []],
+        body_length=refused.body_length,
         client=request.client.host if request.client else None,
     )
-
-
-async def verified_batch(request: Request) -> VerifiedBatch:
-    settings: Settings = request.app.state.settings
-    _check_media_type(request)
-    body = await read_body_limited(request, settings.max_body_bytes)
-    return verify_batch(request, body, settings)

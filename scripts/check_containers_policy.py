@@ -47,6 +47,7 @@ SECRET_VARIABLES = (
     "KAVE_S3_SECRET_ACCESS_KEY",
     "FLOWER_BASIC_AUTH",
     "KAVE_JWT_SECRET_KEY",
+    "KAVE_METRICS_TOKEN",
     "KAVE_MANDRILL_WEBHOOK_KEYS",
 )
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)([^}]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")

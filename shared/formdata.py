@@ -30,15 +30,38 @@ EVENTS_FIELD = "mandrill_events"
 CHUNK_BYTES = 512 * 1024
 
 # Where a value can be cut without cutting a percent-escape in two or a character in two:
-# not within two bytes after a '%', and at a plain ASCII byte or at an escape of an ASCII
-# byte (a byte that can never continue a multi-byte UTF-8 sequence).
-_CUT_POINT = re.compile(rb"(?s)(?<!%)(?<!%.)(?:[^%\x80-\xff]|%[0-7][0-9A-Fa-f])")
+# not at the first or second hex digit of an escape ('%' and two hex digits: a '%' is never
+# inside another escape), and where a decoded byte starts that cannot continue a UTF-8
+# sequence (anything but 0x80-0xBF: raw, escaped, or a '%' that escapes nothing).
+_HEX = rb"[0-9A-Fa-f]"
+_CUT_POINT = re.compile(
+    rb"(?s)(?:(?<!%)|(?!" + _HEX + rb"{2}))"
+    rb"(?:(?<!%" + _HEX + rb")|(?!" + _HEX + rb"))"
+    rb"(?:[^%\x80-\xbf]|%[0-7C-Fc-f]" + _HEX + rb"|%(?!" + _HEX + rb"{2}))"
+)
+# A cut is looked for within this many bytes after the chunk size. Where none is, only
+# continuation bytes follow one another (over 20 of them): not UTF-8.
+_CUT_WINDOW = 64
 # Bytes that an encoded value made only of whitespace, '[' and ']' can contain.
 _NOT_EMPTY_BATCH = re.compile(rb"[^\[\]%+0-9A-Fa-f\t-\r\x1c-\x20\x80-\xff]")
+# An empty batch is decided from at most this many encoded bytes at a time.
+_EMPTY_BATCH_CHUNK = 64 * 1024
 
 
 class FormDecodeError(ValueError):
     """The body is not valid form encoding of UTF-8 text."""
+
+
+class FormLimitError(FormDecodeError):
+    """The form has more fields, or a longer field name, than the caller allows."""
+
+
+class TooManyFieldsError(FormLimitError):
+    """The form has more pieces between '&' than the caller allows."""
+
+
+class NameTooLongError(FormLimitError):
+    """A field name is longer than the caller allows."""
 
 
 def _invalid() -> FormDecodeError:
@@ -90,7 +113,14 @@ def _decode_piece(raw: bytes) -> str:
 
 
 def _check_utf8(body: bytes) -> None:
-    if body.isascii():  # what Mandrill sends: everything but ASCII is percent-encoded
+    # What Mandrill sends is ASCII: everything else is percent-encoded. A large body is
+    # looked at in pieces, so that a thread doing this lets others run in between.
+    if len(body) <= CHUNK_BYTES:
+        if body.isascii():
+            return
+    elif all(
+        body[start : start + CHUNK_BYTES].isascii() for start in range(0, len(body), CHUNK_BYTES)
+    ):
         return
     decoder = codecs.getincrementaldecoder("utf-8")()
     try:
@@ -101,14 +131,15 @@ def _check_utf8(body: bytes) -> None:
         raise _invalid() from exc
 
 
-def form_fields(body: bytes) -> list[FormField]:
-    """The fields of the form, in order, names decoded and values only located.
+def _pieces(body: bytes, max_fields: int | None) -> list[tuple[int, int]]:
+    """Where each '&'-separated piece lies, empty ones skipped (as ``parse_qsl`` does).
 
-    Raises :class:`FormDecodeError` where :func:`decode_form` would, except for escapes in
-    values that are not UTF-8: :func:`iter_value_utf8` raises for those when it meets them.
+    With ``max_fields``, the scan stops at the first piece past it, empty ones counted
+    too: a body of a million '&' costs as much as one of ``max_fields``, and nothing is
+    built per piece before the count is known to be small.
     """
-    _check_utf8(body)
-    fields: list[FormField] = []
+    pieces: list[tuple[int, int]] = []
+    seen = 0
     size = len(body)
     end = -1
     while end < size:
@@ -116,14 +147,41 @@ def form_fields(body: bytes) -> list[FormField]:
         end = body.find(b"&", start)
         if end < 0:
             end = size
-        if start == end:
-            continue
+        seen += 1
+        if max_fields is not None and seen > max_fields:
+            raise TooManyFieldsError(f"the form has more than {max_fields} fields")
+        if start != end:
+            pieces.append((start, end))
+    return pieces
+
+
+def form_fields(
+    body: bytes, *, max_fields: int | None = None, max_name_bytes: int | None = None
+) -> list[FormField]:
+    """The fields of the form, in order, names decoded and values only located.
+
+    Raises :class:`FormDecodeError` where :func:`decode_form` would, except for escapes in
+    values that are not UTF-8: :func:`iter_value_utf8` raises for those when it meets them.
+    Raises :class:`FormLimitError` for a form with more than ``max_fields`` pieces between
+    '&' (empty ones included) or a field name longer than ``max_name_bytes`` encoded bytes,
+    before any name is decoded: the work and memory of a refusal stay a small constant
+    beyond the body itself.
+    """
+    pieces = _pieces(body, max_fields)
+    located: list[tuple[int, int, int]] = []
+    for start, end in pieces:
         equals = body.find(b"=", start, end)
-        if equals < 0:
-            fields.append(FormField(_decode_piece(body[start:end]), end, end))
-        else:
-            fields.append(FormField(_decode_piece(body[start:equals]), equals + 1, end))
-    return fields
+        name_end = end if equals < 0 else equals
+        if max_name_bytes is not None and name_end - start > max_name_bytes:
+            raise NameTooLongError(f"a form field name is longer than {max_name_bytes} bytes")
+        located.append((start, name_end, end))
+    _check_utf8(body)
+    return [
+        FormField(
+            _decode_piece(body[start:name_end]), end if name_end == end else name_end + 1, end
+        )
+        for start, name_end, end in located
+    ]
 
 
 def iter_value_utf8(
@@ -138,15 +196,18 @@ def iter_value_utf8(
     while start < end:
         stop = end
         if end - start > chunk_bytes:
-            cut = _CUT_POINT.search(body, start + chunk_bytes, end)
-            if cut is not None:
+            # Searched in a bounded window, so that a value with no cut point (8 MB of
+            # "%80") costs no scan to its end and is never decoded in one piece. A match
+            # within 3 bytes of the window's end may be one only because the window ends
+            # there (the look-aheads see 3 bytes): it does not count.
+            window = min(end, start + chunk_bytes + _CUT_WINDOW)
+            cut = _CUT_POINT.search(body, start + chunk_bytes, window)
+            if cut is not None and (cut.start() + 3 <= window or window == end):
                 stop = cut.start()
+            elif window < end:
+                raise _invalid()
         yield _decode_piece(body[start:stop]).encode("utf-8")
         start = stop
-
-
-def field_value(body: bytes, field: FormField) -> str:
-    return "".join(piece.decode("utf-8") for piece in iter_value_utf8(body, field))
 
 
 def last_field(fields: list[FormField], name: str) -> FormField | None:
@@ -158,12 +219,27 @@ def last_field(fields: list[FormField], name: str) -> FormField | None:
     return found
 
 
-def is_empty_batch(body: bytes, field: FormField) -> bool:
+def is_empty_batch(body: bytes, field: FormField, chunk_bytes: int = _EMPTY_BATCH_CHUNK) -> bool:
     """Whether the value is ``[]`` give or take whitespace, as Mandrill's URL check sends.
 
     Decides from the encoded bytes when it can: a value holding any other character is
-    not empty, and most values show one within their first few bytes.
+    not empty, and most values show one within their first few bytes (only the first KB
+    is looked at: a regex scan of 8 MB holds the GIL for tens of ms). Otherwise the value
+    is decoded piece by piece and given up on at its third character that is not outer
+    whitespace, so even 8 MB of ``[[[[`` is never decoded into one string.
     """
-    if _NOT_EMPTY_BATCH.search(body, field.start, field.end) is not None:
+    if _NOT_EMPTY_BATCH.search(body, field.start, min(field.end, field.start + 1024)):
         return False
-    return field_value(body, field).strip() == "[]"
+    core = ""  # the value so far without its leading whitespace, trailing whitespace cut
+    gap = False  # whether whitespace followed core
+    for piece in iter_value_utf8(body, field, chunk_bytes):
+        text = piece.decode("utf-8")  # cut at ASCII bytes: whole characters
+        if not core:
+            text = text.lstrip()
+        stripped = text.rstrip()
+        if stripped:
+            if gap or len(core) + len(stripped) > 2:
+                return False  # whitespace inside, or more than "[]"
+            core += stripped
+        gap = gap or len(stripped) < len(text)
+    return core == "[]"

@@ -109,6 +109,9 @@ class Settings(BaseSettings):
     mandrill_webhook_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     # A 25 MB email arrives as a ~55 MB POST; common 1-2.5 MB defaults reject normal mail.
     max_body_bytes: int = Field(default=100 * MIB, gt=0)
+    # Mandrill sends one form field (mandrill_events); a body with more pieces between
+    # '&' than this is refused (400) before anything is built per field.
+    max_form_fields: int = Field(default=8, ge=1)
     # Bodies above this go to the object store and only a pointer goes through Redis.
     claim_check_threshold_bytes: int = Field(default=1 * MIB, ge=0)
     # Mandrill gives up on a slow answer; we would rather say 503 and let it retry.
@@ -179,6 +182,10 @@ class Settings(BaseSettings):
     # How long inbound mail may be silent before the KaveNoInboundMail alert fires
     # (published as kave_inbound_silence_threshold_seconds; deploy/prometheus reads it).
     inbound_silence_alert_seconds: float = Field(default=6 * 3600.0, gt=0)
+    # Bearer token the receiver's /metrics requires (Prometheus: `authorization:
+    # credentials`). Required in production: at least 32 characters, not a placeholder.
+    # Unset in development and test: /metrics is open.
+    metrics_token: SecretStr | None = None
 
     @field_validator("worker_metrics_dir", mode="before")
     @classmethod
@@ -198,8 +205,8 @@ class Settings(BaseSettings):
     # when they are the direct peer. Empty: the peer address is the client, always.
     trusted_proxies: Annotated[list[IPvAnyNetwork], NoDecode] = Field(default_factory=list)
     # "N/second|minute|hour|day", kept in Redis so every replica shares them: per client on
-    # POST /api/v1/auth/token, per user on the rest of the API, and per client on webhook
-    # POSTs that fail the signature check (correctly signed webhooks are never limited).
+    # POST /api/v1/auth/token, per user on the rest of the API, and per client on refused
+    # webhook POSTs (401, 400, 413, 415; correctly signed webhooks are never limited).
     rate_limit_token: str = "10/minute"  # noqa: S105 - a rate, not a secret
     rate_limit_api: str = "600/minute"
     rate_limit_webhook_signature_failures: str = "30/minute"
@@ -221,6 +228,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "jwt_secret_key",
+        "metrics_token",
         "flower_basic_auth",
         "s3_access_key_id",
         "s3_secret_access_key",
@@ -287,6 +295,9 @@ class Settings(BaseSettings):
         # Signs the API's tokens: whoever can guess it can mint them.
         key = self.jwt_secret_key.get_secret_value() if self.jwt_secret_key else None
         check("KAVE_JWT_SECRET_KEY", key, SIGNING_KEY_MIN_LENGTH)
+        # The bearer token Prometheus sends to the receiver's /metrics (on the public port).
+        token = self.metrics_token.get_secret_value() if self.metrics_token else None
+        check("KAVE_METRICS_TOKEN", token, SIGNING_KEY_MIN_LENGTH)
         # PostgreSQL's pg_hba.conf decides how a client authenticates: a URL without a
         # password may get it from PGPASSWORD or .pgpass, or use a client certificate or
         # peer authentication on a socket, none of which Kave can see. So only a password

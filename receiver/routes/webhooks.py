@@ -23,11 +23,17 @@ class Accepted(BaseModel):
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "The form has no mandrill_events field, or is not valid UTF-8."},
-    401: {"description": "X-Mandrill-Signature is missing or does not match."},
+    400: {
+        "description": "The form has no mandrill_events field, is not valid UTF-8, or has "
+        "more than KAVE_MAX_FORM_FIELDS fields."
+    },
+    401: {"description": "X-Mandrill-Signature is missing (the body is not read) or wrong."},
     413: {"description": "The body is larger than KAVE_MAX_BODY_BYTES."},
     415: {"description": "The body is not application/x-www-form-urlencoded."},
-    429: {"description": "Too many failed signature checks from this client; see Retry-After."},
+    429: {
+        "description": "Too many refused webhook requests from this client; see Retry-After. "
+        "A correctly signed batch is never refused."
+    },
     503: {"description": "The batch could not be made durable; Mandrill will retry it."},
 }
 

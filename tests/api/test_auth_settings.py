@@ -15,6 +15,7 @@ PRODUCTION = {
     "mandrill_webhook_keys": "key",
     "object_store": "s3",
     "s3_bucket": "kave",
+    "metrics_token": "m3Tr1cs-t0ken-f0r-Pr0metheus-0nly-42",
 }
 GOOD_KEY = "v8Jq3kR0bC7nXz1LwT5yHs9MdA2pFe6G"
 

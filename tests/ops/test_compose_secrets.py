@@ -81,6 +81,7 @@ VALUES = {
         "KAVE_S3_SECRET_ACCESS_KEY",
         "KAVE_MANDRILL_WEBHOOK_KEYS",
         "KAVE_JWT_SECRET_KEY",
+        "KAVE_METRICS_TOKEN",
     )
 } | {
     "FLOWER_BASIC_AUTH": "ops:flower-Xq7v2Lm9",
