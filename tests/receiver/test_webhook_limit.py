@@ -31,9 +31,9 @@ def _assert_429(response: object, *, window: int = 60) -> None:
 
 
 @pytest.fixture
-def limited(api_settings: Settings) -> Settings:
+def limited(receiver_settings: Settings) -> Settings:
     return derive_settings(
-        api_settings,
+        receiver_settings,
         rate_limit_webhook_signature_failures="5/minute",
         trusted_proxies="10.0.0.0/8",
         max_body_bytes=64 * 1024,

@@ -37,25 +37,14 @@ def test_production_refuses_the_local_object_store() -> None:
         )
 
 
-_PRODUCTION = {
-    "env": "production",
-    "database_url": "postgresql://db/kave",
-    "redis_url": "redis://r:6379/0",
-    "mandrill_webhook_urls": "https://x/hook",
-    "mandrill_webhook_keys": "k",
-    "object_store": "s3",
-    "s3_bucket": "b",
-    "jwt_secret_key": "v8Jq3kR0bC7nXz1LwT5yHs9MdA2pFe6G",
-}
-
-
 @pytest.mark.parametrize("token", [None, "", "short", "change-me-change-me-change-me-change-me"])
 def test_production_requires_a_real_metrics_token(token: str | None) -> None:
-    values = {**_PRODUCTION, "metrics_token": token} if token is not None else _PRODUCTION
+    values = production(metrics_token=token)
+    if token is None:
+        del values["metrics_token"]
     with pytest.raises(ValidationError, match="KAVE_METRICS_TOKEN"):
         build(**values)
-    good = build(**_PRODUCTION, metrics_token="Zq8Lr2Vn6Tx0Bc4Hm9Kp3Wd7Fs1Gj5Ya")
-    assert good.metrics_token is not None
+    assert build(**production()).metrics_token is not None
 
 
 def test_visibility_timeout_must_exceed_the_task_time_limit() -> None:
@@ -110,6 +99,7 @@ STRONG_PRODUCTION: dict[str, object] = {
     "s3_secret_access_key": STRONG[::-1],
     "flower_basic_auth": f"ops:{STRONG[8:]}{STRONG[:8]}",
     "jwt_secret_key": STRONG,
+    "metrics_token": STRONG[16:] + STRONG[:16],
 }
 
 
