@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from shared.models import Email
 from shared.settings import Settings
+from shared.webhook import WEBHOOK_PATH
 from tests.services import FIXTURES, REPO, child_env, derive_settings, free_port, wait_until
 from tests.webhooks import wait_for_deliveries
 
@@ -35,7 +36,7 @@ def test_send_json_and_eml_files(
     receiver: str, base_settings: Settings, engine: Engine, tmp_path: Path
 ) -> None:
     # The registered URL is signed; --to says where the receiver really listens.
-    target = receiver + "/api/v1/webhooks/mailchimp"
+    target = receiver + WEBHOOK_PATH
     env = child_env(base_settings)
     result = kave(["send", str(FIXTURES / "inbound_reply.json"), "--to", target], env)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -69,7 +70,7 @@ def test_send_exits_non_zero_when_refused(
     receiver: str, base_settings: Settings, tmp_path: Path
 ) -> None:
     wrong_key = derive_settings(base_settings, mandrill_webhook_keys=["not-the-key"])
-    target = receiver + "/api/v1/webhooks/mailchimp"
+    target = receiver + WEBHOOK_PATH
     result = kave(["send", str(FIXTURES / "send.json"), "--to", target], child_env(wrong_key))
     assert result.returncode == 1
     assert "status 401" in result.stdout
@@ -98,7 +99,7 @@ def test_run_with_embedded_services_then_send_then_stop(tmp_path: Path) -> None:
         wait_until(lambda: b"Kave is running" in log_path.read_bytes(), 120, "kave run")
         wait_until(lambda: b"ready." in log_path.read_bytes(), 60, "its worker")
         output = log_path.read_text(errors="replace")
-        assert f"http://127.0.0.1:{port}/api/v1/webhooks/mailchimp" in output
+        assert f"http://127.0.0.1:{port}{WEBHOOK_PATH}" in output
         assert re.search(r"webhook key\s+\S{16,}", output)
 
         sent = kave(
