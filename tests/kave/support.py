@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from kave.devstack import wait_for_http
 from kave.run import api_installed
 from tests.services import REPO, free_port, wait_until
 
@@ -57,7 +58,8 @@ class KaveRun:
 
 @contextmanager
 def kave_run(cwd: Path, env: dict[str, str], log_name: str = "run.log") -> Iterator[KaveRun]:
-    """`kave run` in ``cwd``, once its worker is ready; stopped with Ctrl-C (SIGINT) after."""
+    """`kave run` in ``cwd``, once its receiver, API and worker are ready; stopped with
+    Ctrl-C (SIGINT) after."""
     port, api_port, flower_port = free_port(), free_port(), free_port()
     log_path = cwd / log_name
     command = [*KAVE, "run", "--port", str(port), "--api-port", str(api_port)]
@@ -73,6 +75,8 @@ def kave_run(cwd: Path, env: dict[str, str], log_name: str = "run.log") -> Itera
     try:
         wait_until(lambda: b"Kave is running" in log_path.read_bytes(), 120, "kave run")
         wait_until(lambda: b"ready." in log_path.read_bytes(), 60, "its worker")
+        wait_for_http(f"http://127.0.0.1:{port}/healthz", 30, "its receiver")
+        wait_for_http(run.api_base + "/api/v1/openapi.json", 30, "its API")
         yield run
     finally:
         process.send_signal(signal.SIGINT)
