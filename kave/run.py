@@ -47,29 +47,27 @@ def api_installed() -> bool:
 def _effective_settings(
     settings: Settings, var_dir: Path, port: int, database_url: str, redis_url: str
 ) -> tuple[Settings, dict[str, str]]:
-    """The settings every child runs with, and what of them ``var/run.env`` records for
-    other ``kave`` commands (what ``kave run`` chose, not what was configured)."""
-    chosen: dict[str, str] = {"KAVE_DATABASE_URL": database_url, "KAVE_REDIS_URL": redis_url}
+    """The settings every child runs with, and the part of them that ``var/run.env``
+    records for other ``kave`` commands: what ``kave run`` chose, not what was configured."""
+    chosen: dict[str, object] = {"database_url": database_url, "redis_url": redis_url}
     if settings.object_store == "local":
-        chosen["KAVE_LOCAL_STORE_DIR"] = str(
+        chosen["local_store_dir"] = (
             settings.local_store_dir.resolve()
             if "KAVE_LOCAL_STORE_DIR" in os.environ
             else (var_dir / "objects").resolve()
         )
     if not settings.mandrill_webhook_urls:
-        chosen["KAVE_MANDRILL_WEBHOOK_URLS"] = f"http://127.0.0.1:{port}{WEBHOOK_PATH}"
+        chosen["mandrill_webhook_urls"] = [f"http://127.0.0.1:{port}{WEBHOOK_PATH}"]
     if not settings.mandrill_webhook_keys:
-        chosen["KAVE_MANDRILL_WEBHOOK_KEYS"] = dev_secret(var_dir / "dev-webhook-key")
-    changes: dict[str, object] = {
-        name.removeprefix("KAVE_").lower(): value for name, value in chosen.items()
-    }
-    for name in ("mandrill_webhook_urls", "mandrill_webhook_keys"):
-        if name in changes:
-            changes[name] = [changes[name]]
+        chosen["mandrill_webhook_keys"] = [dev_secret(var_dir / "dev-webhook-key")]
+    changes = dict(chosen)
     if settings.jwt_secret_key is None:
         # Kept under ./var like the webhook key, so API tokens outlive a restart.
         changes["jwt_secret_key"] = dev_secret(var_dir / "dev-jwt-secret", nbytes=48)
-    return derive_settings(settings, **changes), chosen
+    effective = derive_settings(settings, **changes)
+    environment = effective.as_environment()
+    recorded = {f"KAVE_{name.upper()}" for name in chosen}
+    return effective, {name: environment[name] for name in sorted(recorded)}
 
 
 def _example_path() -> str:
