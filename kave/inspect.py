@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from shared.db import make_engine, make_session_factory
-from shared.models import Delivery, DeliveryEvent, Email
+from shared.models import Delivery, Email
 from shared.objectstore import make_object_store
+from shared.queries.deliveries import outcome_counts
 from shared.settings import Settings
 
 
@@ -59,14 +60,9 @@ def print_deliveries(settings: Settings, *, limit: int) -> int:
             ).all()
             if not deliveries:
                 print("no deliveries received yet")
+            counts = outcome_counts(session, [delivery.id for delivery in deliveries])
             for delivery in deliveries:
-                outcomes = dict(
-                    session.execute(
-                        select(DeliveryEvent.outcome, func.count())
-                        .where(DeliveryEvent.delivery_id == delivery.id)
-                        .group_by(DeliveryEvent.outcome)
-                    ).all()
-                )
+                outcomes = counts[delivery.id]
                 print(
                     f"{delivery.id}  {delivery.received_at:%Y-%m-%d %H:%M:%S}  "
                     f"{delivery.status:<9} events={delivery.event_count} {outcomes} "

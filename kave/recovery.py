@@ -13,9 +13,11 @@ from datetime import datetime
 from typing import Any
 
 import click
-from sqlalchemy import Select, select, update
+from sqlalchemy import Select
 
 from shared.models import DeadLetter, DeadLetterStatus
+from shared.queries.dead_letters import DeadLetterFilters, discard_open, select_dead_letters
+from shared.queries.deliveries import get_delivery
 from shared.settings import Settings
 
 Loader = Callable[[], Settings]
@@ -76,16 +78,13 @@ def _add_filters(parser: argparse.ArgumentParser) -> None:
 
 
 def _filtered(args: argparse.Namespace, status: str | None) -> Select[DeadLetter]:
-    query = select(DeadLetter).order_by(DeadLetter.id)
-    if status and status != "all":
-        query = query.where(DeadLetter.status == status)
-    if args.error_class:
-        query = query.where(DeadLetter.error_class == args.error_class)
-    if args.kind:
-        query = query.where(DeadLetter.kind == args.kind)
-    if args.delivery:
-        query = query.where(DeadLetter.delivery_id == args.delivery)
-    return query
+    filters = DeadLetterFilters(
+        status=None if status == "all" else status or None,
+        kind=args.kind or None,
+        error_class=args.error_class or None,
+        delivery_id=args.delivery or None,
+    )
+    return select_dead_letters(filters).order_by(DeadLetter.id)
 
 
 def _context(settings: Settings) -> Any:
@@ -151,11 +150,7 @@ def _discard(args: argparse.Namespace, settings: Settings) -> int:
     if ids is None:
         return 2
     with _context(settings).session_factory() as session, session.begin():
-        discarded = session.execute(
-            update(DeadLetter)
-            .where(DeadLetter.id.in_(ids), DeadLetter.status == DeadLetterStatus.OPEN)
-            .values(status=DeadLetterStatus.DISCARDED, resolved_at=datetime.now().astimezone())
-        ).rowcount
+        discarded = len(discard_open(session, ids))
     print(f"discarded {discarded} of {len(ids)} (only open dead letters can be discarded)")
     return 0
 
@@ -181,10 +176,8 @@ def _reprocess(args: argparse.Namespace, settings: Settings) -> int:
 
     context = _context(settings)
     if args.delivery:
-        from shared.models import Delivery
-
         with context.session_factory() as session:
-            found = session.get(Delivery, args.delivery)
+            found = get_delivery(session, args.delivery)
         if found is None:
             print(f"kave: no delivery {args.delivery}")
             return 2

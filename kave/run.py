@@ -1,15 +1,14 @@
 """``kave run``: the whole pipeline on one machine, in the foreground.
 
 Starts embedded PostgreSQL and Redis when no URL is configured, applies migrations,
-then runs the receiver (uvicorn), the management API when the ``api`` package is
-installed, one worker (celery, with beat) and Flower as child processes with the same
-settings. It supervises them like a process manager: a child that crashes is restarted
-with backoff while the others keep serving. Ctrl-C (or SIGTERM) stops them all.
+then runs the receiver and the management API (two uvicorns), one worker (celery, with
+beat) and Flower as child processes with the same settings. It supervises them like a
+process manager: a child that crashes is restarted with backoff while the others keep
+serving. Ctrl-C (or SIGTERM) stops them all.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from contextlib import ExitStack
 from pathlib import Path
@@ -34,14 +33,6 @@ from shared.webhook import WEBHOOK_PATH
 RECEIVER_APP = "receiver.app:create_app"
 API_APP = "api.app:create_app"
 EXAMPLE = Path("tests/fixtures/mandrill/inbound_with_multiple_attachments.json")
-
-
-def api_installed() -> bool:
-    """Whether the management API is a package of its own here (then it gets a process)."""
-    try:
-        return importlib.util.find_spec(API_APP.partition(":")[0]) is not None
-    except ModuleNotFoundError:
-        return False
 
 
 def _effective_settings(
@@ -114,9 +105,7 @@ def run_pipeline(
         supervisor = Supervisor(child_env(effective, FLOWER_BASIC_AUTH=flower_auth))
         stack.callback(supervisor.stop)
         supervisor.add("receiver", uvicorn_command(RECEIVER_APP, port))
-        with_api = api_installed()
-        if with_api:
-            supervisor.add("api", uvicorn_command(API_APP, api_port))
+        supervisor.add("api", uvicorn_command(API_APP, api_port))
         supervisor.add(
             "worker",
             celery_worker_command(
@@ -131,15 +120,10 @@ def run_pipeline(
         supervisor.start()
 
         webhook_key = chosen.get("KAVE_MANDRILL_WEBHOOK_KEYS", "(as configured)")
-        services = (
-            f"  receiver      http://127.0.0.1:{port}\n"
-            f"  API           http://127.0.0.1:{api_port}  (docs: /api/v1/docs)\n"
-            if with_api
-            else f"  receiver      http://127.0.0.1:{port}  (API docs: /api/v1/docs)\n"
-        )
         print(
             "\nKave is running. Ctrl-C stops everything; a process that crashes is restarted.\n"
-            f"{services}"
+            f"  receiver      http://127.0.0.1:{port}\n"
+            f"  API           http://127.0.0.1:{api_port}  (docs: /api/v1/docs)\n"
             f"  webhook URL   {','.join(effective.mandrill_webhook_urls)}\n"
             f"  webhook key   {webhook_key}\n"
             f"  Flower        http://127.0.0.1:{flower_port}  (user:password {flower_auth})\n"

@@ -49,7 +49,7 @@ def read_password(stdin: TextIO) -> str:
 
 
 def check_password(password: str) -> str:
-    from receiver.auth import PasswordTooLongError, check_password_length
+    from api.auth import PasswordTooLongError, check_password_length
 
     if len(password) < MIN_PASSWORD_LENGTH:
         raise UserError(f"the password is too short: use at least {MIN_PASSWORD_LENGTH} characters")
@@ -62,7 +62,7 @@ def check_password(password: str) -> str:
 
 def create_user(settings: Settings, name: str, password: str) -> int:
     """Store a new user; its id."""
-    from receiver.auth import hash_password
+    from api.auth import hash_password
 
     check_name(name)
     password_hash = hash_password(check_password(password))

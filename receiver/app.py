@@ -1,6 +1,10 @@
 """The receiver application: built by :func:`create_app`, nothing happens at import.
 
-Run with ``uvicorn receiver.app:create_app --factory``.
+Run with ``uvicorn receiver.app:create_app --factory``. It serves only what Mandrill and
+the operator's probes need: the webhook (HEAD, GET, POST), ``/healthz``, ``/readyz`` and
+``/metrics``. No docs, no OpenAPI document, no CORS, no users: the management API is an
+app of its own (``api.app:create_app``), in a process of its own, so neither its bugs nor
+its heavy queries share this event loop or this published port.
 """
 
 from __future__ import annotations
@@ -11,29 +15,19 @@ from contextlib import asynccontextmanager
 
 from celery import Celery
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 from redis.asyncio import Redis
 
-from receiver.errors import install_error_handlers
 from receiver.metrics import MeteredDeliveryQueue, MetricsMiddleware, ReceiverMetrics
 from receiver.ratelimit import RateLimits, SignatureFailureLimitMiddleware
-from receiver.request_id import RequestIdMiddleware
-from receiver.routes import (
-    attachments,
-    auth,
-    dead_letters,
-    deliveries,
-    emails,
-    events,
-    health,
-    metrics,
-    webhooks,
-)
-from shared.db import make_engine, make_session_factory
+from receiver.routes import metrics, webhooks
+from shared.db import make_engine
 from shared.logging import configure_logging
 from shared.objectstore import make_object_store
 from shared.queue import celery_config
 from shared.settings import Settings, get_settings
+from shared.web import health
+from shared.web.errors import install_error_handlers
+from shared.web.request_id import RequestIdMiddleware
 
 API_PREFIX = "/api/v1"
 
@@ -56,9 +50,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     object_store = make_object_store(settings)
     app.state.redis = redis
     app.state.engine = engine
-    app.state.session_factory = make_session_factory(engine)
-    app.state.object_store = object_store
-    app.state.producer = producer
     app.state.rate_limits = RateLimits.build(settings, redis)
     app.state.delivery_queue = MeteredDeliveryQueue(
         metrics=app.state.metrics,
@@ -75,7 +66,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        app.state.rate_limits.close()
         await redis.aclose()
         producer.close()
         engine.dispose()
@@ -84,13 +74,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings, process="receiver")
+    # No OpenAPI document and no docs: Mandrill needs neither, and every route served
+    # here is one more thing on the public internet.
     app = FastAPI(
-        title="Kave",
-        summary="Inbound email from Mandrill webhooks into PostgreSQL and S3",
+        title="Kave receiver",
         version="0.1.0",
         lifespan=lifespan,
-        openapi_url=f"{API_PREFIX}/openapi.json",
-        docs_url=f"{API_PREFIX}/docs",
+        openapi_url=None,
+        docs_url=None,
         redoc_url=None,
     )
     app.state.settings = settings
@@ -106,19 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         webhook_path=webhook_path,
     )
     app.add_middleware(RequestIdMiddleware)
-    if settings.cors_origins:
-        # Bearer tokens, not cookies: no credentials, so a "*" origin cannot leak a session.
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST"],
-            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
-            expose_headers=["X-Request-ID", "Retry-After", "Content-Disposition"],
-            max_age=600,
-        )
     app.include_router(webhooks.router, prefix=API_PREFIX)
     app.include_router(health.router)
     app.include_router(metrics.router)
-    for router in (auth, emails, attachments, events, deliveries, dead_letters):
-        app.include_router(router.router, prefix=API_PREFIX)
     return app

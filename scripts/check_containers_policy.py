@@ -29,14 +29,29 @@ REQUIRED_SERVICES = (
     "minio-init",
     "migrate",
     "receiver",
+    "api",
     "worker",
     "beat",
     "flower",
 )
-LONG_RUNNING = ("postgres", "redis", "minio", "receiver", "worker", "beat", "flower")
+LONG_RUNNING = ("postgres", "redis", "minio", "receiver", "api", "worker", "beat", "flower")
 ONE_SHOT = ("minio-init", "migrate")
-KAVE_SERVICES = ("migrate", "receiver", "worker", "beat", "flower")
+KAVE_SERVICES = ("migrate", "receiver", "api", "worker", "beat", "flower")
 BACKING_SERVICES = ("postgres", "redis", "minio")  # no host ports in the production file
+# Variables that hold a secret: compose must require them (${VAR:?...}), never default
+# them, and never write a literal in their place.
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|_KEYS?$|AUTH", re.IGNORECASE)
+SECRET_VARIABLES = (
+    "POSTGRES_PASSWORD",
+    "REDIS_PASSWORD",
+    "KAVE_S3_SECRET_ACCESS_KEY",
+    "FLOWER_BASIC_AUTH",
+    "KAVE_JWT_SECRET_KEY",
+    "KAVE_MANDRILL_WEBHOOK_KEYS",
+)
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)([^}]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+# The password part of a service URL (scheme://user:PASSWORD@host...).
+_URL_PASSWORD = re.compile(r"^[a-z][a-z0-9+.-]*://[^:/@]*:(?P<password>.*)@[^@]*$")
 TASK_TIME_LIMIT_SECONDS = 240  # shared.settings default; the worker must outlive a task
 RECEIVER_DRAIN_SECONDS = 30  # uvicorn --timeout-graceful-shutdown
 
@@ -52,6 +67,10 @@ RECEIVER_CMD = [
     "30",
     "--no-access-log",
 ]
+
+# The management API: the receiver's image, its own process.
+API_CMD = ["api.app:create_app" if arg == RECEIVER_CMD[1] else arg for arg in RECEIVER_CMD]
+API_PORT_RAW = "${KAVE_API_BIND:-127.0.0.1}:${KAVE_API_PORT:-8001}:8000"
 
 
 class Findings:
@@ -200,11 +219,13 @@ def check_compose(doc: Any, where: str, findings: Findings, *, raw: bool) -> Non
     _check_images_and_restarts(services, check)
     _check_worker(services["worker"], check, raw=raw)
     _check_receiver(services["receiver"], check)
+    _check_api(services["api"], services["receiver"], check, raw=raw)
     _check_flower(services["flower"], check, raw=raw)
-    _check_redis(services["redis"], check)
+    _check_redis(services["redis"], check, raw=raw)
     _check_backing_services(services, check, raw=raw)
     _check_start_order(services, check)
     _check_settings(services, check)
+    _check_secrets(services, check, raw=raw)
 
 
 def _check_images_and_restarts(services: Services, check: Check) -> None:
@@ -298,6 +319,39 @@ def _check_receiver(receiver: dict[str, Any], check: Check) -> None:
     )
 
 
+def _names_host_address(port: Any) -> bool:
+    """``docker compose config`` writes ports as mappings; a short string is the same rule."""
+    if isinstance(port, dict):
+        return bool(port.get("host_ip"))
+    return str(port).count(":") == 2 and bool(str(port).split(":", 1)[0])
+
+
+def _check_api(api: dict[str, Any], receiver: dict[str, Any], check: Check, *, raw: bool) -> None:
+    """Its own process from the receiver's image; internal unless the operator says so."""
+    check(as_argv(api.get("command")) == API_CMD, "api", f"command must be {' '.join(API_CMD)}")
+    check(api.get("image") == receiver.get("image"), "api", "must run the receiver's image")
+    ports = api.get("ports") or []
+    if raw:
+        check(
+            all(str(port) == API_PORT_RAW for port in ports),
+            "api",
+            f"publish only on loopback by default: {API_PORT_RAW!r} (or expose: only)",
+        )
+    else:
+        check(
+            all(_names_host_address(port) for port in ports),
+            "api",
+            "a published port must name its host address (loopback by default)",
+        )
+    grace = seconds(api.get("stop_grace_period"))
+    check(
+        grace is not None and grace > RECEIVER_DRAIN_SECONDS,
+        "api",
+        f"stop_grace_period must exceed uvicorn's {RECEIVER_DRAIN_SECONDS} s drain",
+    )
+    check("/readyz" in healthcheck_text(api), "api", "healthcheck must call /readyz")
+
+
 def _check_flower(flower: dict[str, Any], check: Check, *, raw: bool) -> None:
     """Basic auth on, from the environment, required."""
     argv = as_argv(flower.get("command"))
@@ -319,8 +373,9 @@ def _check_flower(flower: dict[str, Any], check: Check, *, raw: bool) -> None:
     )
 
 
-def _check_redis(redis: dict[str, Any], check: Check) -> None:
-    """AOF every second and noeviction: a 200 to Mandrill means the batch is durable."""
+def _check_redis(redis: dict[str, Any], check: Check, *, raw: bool) -> None:
+    """AOF every second and noeviction: a 200 to Mandrill means the batch is durable.
+    A password: without one anyone on the network can read and inject tasks."""
     argv = as_argv(redis.get("command"))
     check(argv[:1] == ["redis-server"], "redis", "command must start redis-server")
     for option, value in (
@@ -333,6 +388,21 @@ def _check_redis(redis: dict[str, Any], check: Check) -> None:
     check(mounts(redis, "/data"), "redis", "needs a volume on /data")
     hc = healthcheck_text(redis)
     check("redis-cli" in hc and "ping" in hc, "redis", "healthcheck must redis-cli ping")
+    requirepass = option_value(argv, "--requirepass") or ""
+    cli_auth = as_env(redis.get("environment")).get("REDISCLI_AUTH", "")
+    if raw:
+        check(
+            requirepass.startswith("${REDIS_PASSWORD:?"),
+            "redis",
+            "needs --requirepass ${REDIS_PASSWORD:?...} (a required password, no default)",
+        )
+    else:
+        check(requirepass, "redis", "needs --requirepass with a non-empty password")
+    check(
+        cli_auth == requirepass,
+        "redis",
+        "REDISCLI_AUTH must be the --requirepass password (the healthcheck needs it)",
+    )
 
 
 def _check_backing_services(services: Services, check: Check, *, raw: bool) -> None:
@@ -353,7 +423,7 @@ def _check_backing_services(services: Services, check: Check, *, raw: bool) -> N
 
 
 def _check_start_order(services: Services, check: Check) -> None:
-    for name in ("receiver", "worker", "flower"):
+    for name in ("receiver", "api", "worker", "flower"):
         deps = as_depends(services[name].get("depends_on"))
         check(
             deps.get("migrate") == "service_completed_successfully",
@@ -366,7 +436,7 @@ def _check_start_order(services: Services, check: Check) -> None:
                 name,
                 f"must depend on {backing} with condition: service_healthy",
             )
-    for name in ("receiver", "worker"):
+    for name in ("receiver", "api", "worker"):
         check(
             as_depends(services[name].get("depends_on")).get("minio-init")
             == "service_completed_successfully",
@@ -396,9 +466,9 @@ def _check_settings(services: Services, check: Check) -> None:
         database_url = env.get("KAVE_DATABASE_URL", "")
         check(env.get("KAVE_ENV") == "production", name, "KAVE_ENV must be production")
         check(
-            env.get("KAVE_REDIS_URL", "").startswith("redis://redis:6379"),
+            re.fullmatch(r"redis://:.+@redis:6379/\d+", env.get("KAVE_REDIS_URL", "")),
             name,
-            "KAVE_REDIS_URL must point at the redis service",
+            "KAVE_REDIS_URL must be redis://:PASSWORD@redis:6379/N (the redis service)",
         )
         check(
             database_url.startswith("postgresql+psycopg://") and "@postgres:5432/" in database_url,
@@ -413,6 +483,72 @@ def _check_settings(services: Services, check: Check) -> None:
         )
     images = {services[name].get("image") for name in ("migrate", "worker", "flower")}
     check(len(images) == 1, "migrate", "migrate, worker and flower must run the same image")
+
+
+def variables(text: str) -> list[tuple[str, str]]:
+    """(name, modifier) of every ${NAME...} / $NAME in text: modifier ":?..." = required."""
+    return [
+        (braced or bare, modifier)
+        for braced, modifier, bare in _VARIABLE.findall(text.replace("$$", ""))
+    ]
+
+
+def strings(node: Any, path: str = "") -> Iterable[tuple[str, str]]:
+    """(path, text) of every string in a YAML document (keys and values)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from strings(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from strings(value, f"{path}[{index}]")
+    elif isinstance(node, str):
+        yield path, node
+
+
+def _check_secrets(services: Services, check: Check, *, raw: bool) -> None:
+    """Every secret required from .env, none defaulted or written in; one value each."""
+    if raw:
+        for name, svc in services.items():
+            for path, text in strings(svc):
+                for variable, modifier in variables(text):
+                    check(
+                        not SECRET_NAME.search(variable) or modifier.startswith(":?"),
+                        name,
+                        f"{path}: a secret must be required with ${{{variable}:?...}}, "
+                        "never defaulted or optional",
+                    )
+            environment = as_env(svc.get("environment"))
+            for key, value in environment.items():
+                match = _URL_PASSWORD.match(value)
+                secret = match.group("password") if match else value
+                if SECRET_NAME.search(key) or match:
+                    check(
+                        secret.startswith("${") and secret.endswith("}"),
+                        name,
+                        f"environment.{key}: write the secret as ${{VAR:?...}}, not literally",
+                    )
+        return
+    # Resolved: every copy of a password must be the same value, or a service cannot log in.
+    redis_password = option_value(as_argv(services["redis"].get("command")), "--requirepass")
+    postgres_password = as_env(services["postgres"].get("environment")).get("POSTGRES_PASSWORD")
+    minio_password = as_env(services["minio"].get("environment")).get("MINIO_ROOT_PASSWORD")
+    for name in KAVE_SERVICES:
+        env = as_env(services[name].get("environment"))
+        for variable, expected, server in (
+            ("KAVE_REDIS_URL", redis_password, "redis --requirepass"),
+            ("KAVE_DATABASE_URL", postgres_password, "postgres POSTGRES_PASSWORD"),
+        ):
+            match = _URL_PASSWORD.match(env.get(variable, ""))
+            check(
+                match and match.group("password") == expected,
+                name,
+                f"the password in {variable} must be {server}",
+            )
+        check(
+            env.get("KAVE_S3_SECRET_ACCESS_KEY") == minio_password,
+            name,
+            "KAVE_S3_SECRET_ACCESS_KEY must be minio's MINIO_ROOT_PASSWORD",
+        )
 
 
 # --- Dockerfiles -----------------------------------------------------------------------
@@ -449,6 +585,17 @@ def check_dockerfile(path: Path, own: str, findings: Findings) -> None:
         for kw, rest in instructions
         if kw == "ARG" and "=" in rest
     }
+
+    for kw, rest in instructions:
+        if kw not in ("ENV", "ARG") or not rest:
+            continue
+        names = re.findall(r"(?:^|\s)([A-Za-z_]\w*)=", rest) or [rest.split()[0]]
+        for name in names:
+            f.check(
+                not SECRET_NAME.search(name),
+                where,
+                f"{kw} {name}: no secret in the image (it comes from the environment)",
+            )
 
     froms = [rest for kw, rest in instructions if kw == "FROM"]
     f.check(len(froms) >= 2, where, "must be multi-stage (a builder stage and a runtime stage)")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Literal, NamedTuple
 
 from pydantic import (
+    AliasChoices,
     Field,
     IPvAnyNetwork,
     PrivateAttr,
@@ -23,6 +24,16 @@ from pydantic import (
     model_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from shared.secret_strength import (
+    GENERATE_HINT,
+    PASSWORD_MIN_LENGTH,
+    SIGNING_KEY_MIN_LENGTH,
+    is_placeholder,
+    is_unix_socket_url,
+    url_password,
+    weakness,
+)
 
 MIB = 1024 * 1024
 
@@ -57,9 +68,8 @@ def parse_rate(value: str) -> RateLimit:
     return RateLimit(int(match.group(1)), _PERIODS[match.group(2)])
 
 
-# A signing key shorter than this, or one of these, is a placeholder, not a secret.
-JWT_SECRET_MIN_LENGTH = 32
-_PLACEHOLDER_MARKERS = ("change-me", "changeme", "change_me", "replace-me", "placeholder")
+# A signing key shorter than this is refused in production (shared/secret_strength.py).
+JWT_SECRET_MIN_LENGTH = SIGNING_KEY_MIN_LENGTH
 
 
 class SettingsError(RuntimeError):
@@ -68,7 +78,12 @@ class SettingsError(RuntimeError):
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="KAVE_", env_file=".env", extra="ignore", frozen=True
+        env_prefix="KAVE_",
+        env_file=".env",
+        extra="ignore",
+        frozen=True,
+        # A validation error must not print the values it was given: they hold secrets.
+        hide_input_in_errors=True,
     )
 
     env: Literal["development", "test", "production"] = "development"
@@ -140,7 +155,14 @@ class Settings(BaseSettings):
     # --- logs and dashboard ---------------------------------------------------------
     log_level: str = "INFO"
     log_format: Literal["json", "console"] | None = None
-    flower_basic_auth: SecretStr | None = None
+    # user:password[,user:password] for Flower. Flower itself reads FLOWER_BASIC_AUTH, so
+    # that name is read first: production then checks the password Flower really uses.
+    flower_basic_auth: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "FLOWER_BASIC_AUTH", "KAVE_FLOWER_BASIC_AUTH", "flower_basic_auth"
+        ),
+    )
 
     # --- observability --------------------------------------------------------------
     # Each worker node (the main process of `celery worker`) serves the Prometheus
@@ -152,7 +174,7 @@ class Settings(BaseSettings):
     # multiprocess mode). Empty: a fresh temporary directory per node. Never share one
     # directory between nodes; it is emptied when the node starts.
     worker_metrics_dir: Path | None = None
-    # Time the receiver's /metrics gives each of its Redis and PostgreSQL queries.
+    # Time the API's /metrics gives each of its Redis and PostgreSQL queries (the backlog).
     metrics_query_timeout_seconds: float = Field(default=2.0, gt=0)
 
     @field_validator("worker_metrics_dir", mode="before")
@@ -194,7 +216,13 @@ class Settings(BaseSettings):
             return [o.rstrip("/") if isinstance(o, str) and o != "*" else o for o in value]
         return value
 
-    @field_validator("jwt_secret_key", mode="before")
+    @field_validator(
+        "jwt_secret_key",
+        "flower_basic_auth",
+        "s3_access_key_id",
+        "s3_secret_access_key",
+        mode="before",
+    )
     @classmethod
     def _empty_key_is_unset(cls, value: object) -> object:
         return None if value == "" else value
@@ -234,19 +262,68 @@ class Settings(BaseSettings):
                     "KAVE_OBJECT_STORE=local is for development; set KAVE_OBJECT_STORE=s3 "
                     "and KAVE_S3_BUCKET in production"
                 )
-            self._check_jwt_secret()
+            problems = self._weak_secrets()
+            if problems:
+                raise ValueError(
+                    "production refuses missing or weak secrets: "
+                    + "; ".join(problems)
+                    + f". Set a random value for each ({GENERATE_HINT}; URL-safe, as some go "
+                    "into URLs) and restart"
+                )
         return self
 
-    def _check_jwt_secret(self) -> None:
-        hint = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))'"
-        if self.jwt_secret_key is None:
-            raise ValueError(f"production settings missing: KAVE_JWT_SECRET_KEY ({hint})")
-        key = self.jwt_secret_key.get_secret_value()
-        if len(key) < JWT_SECRET_MIN_LENGTH or any(m in key.lower() for m in _PLACEHOLDER_MARKERS):
-            raise ValueError(
-                f"KAVE_JWT_SECRET_KEY is a placeholder or shorter than {JWT_SECRET_MIN_LENGTH} "
-                f"characters; anyone who guesses it can mint API tokens ({hint})"
-            )
+    def _weak_secrets(self) -> list[str]:
+        """One line per secret that production must not run with; never the value."""
+        problems: list[str] = []
+
+        def check(name: str, value: str | None, min_length: int = PASSWORD_MIN_LENGTH) -> None:
+            reason = weakness(value, min_length=min_length)
+            if reason:
+                problems.append(f"{name} {reason}")
+
+        # Signs the API's tokens: whoever can guess it can mint them.
+        key = self.jwt_secret_key.get_secret_value() if self.jwt_secret_key else None
+        check("KAVE_JWT_SECRET_KEY", key, SIGNING_KEY_MIN_LENGTH)
+        # PostgreSQL's pg_hba.conf decides how a client authenticates: a URL without a
+        # password may get it from PGPASSWORD or .pgpass, or use a client certificate or
+        # peer authentication on a socket, none of which Kave can see. So only a password
+        # written in the URL is checked.
+        if self.database_url and url_password(self.database_url) is not None:
+            check("KAVE_DATABASE_URL's password", url_password(self.database_url))
+        # Redis without requirepass lets anyone who reaches the port read and inject
+        # tasks, so a TCP URL must carry a password. A Unix socket is guarded by its file
+        # permissions instead: there the password is optional (but checked when given).
+        if self.redis_url:
+            password = url_password(self.redis_url)
+            if password is None and not is_unix_socket_url(self.redis_url):
+                problems.append(
+                    "KAVE_REDIS_URL has no password (redis://:PASSWORD@host:6379/0, the "
+                    "server started with --requirepass PASSWORD; or a unix:// socket URL)"
+                )
+            elif password is not None:
+                check("KAVE_REDIS_URL's password", password)
+        if self.object_store == "s3":
+            # Neither key set: boto3's default chain (instance role, AWS_* variables).
+            secret = self.s3_secret_access_key
+            if (self.s3_access_key_id is None) != (secret is None):
+                problems.append(
+                    "KAVE_S3_ACCESS_KEY_ID and KAVE_S3_SECRET_ACCESS_KEY go together: set "
+                    "both, or neither to use the AWS default credentials (instance role)"
+                )
+            if self.s3_access_key_id is not None and is_placeholder(self.s3_access_key_id):
+                problems.append("KAVE_S3_ACCESS_KEY_ID is a placeholder (a well-known value)")
+            if secret is not None:
+                check("KAVE_S3_SECRET_ACCESS_KEY", secret.get_secret_value())
+        if self.flower_basic_auth is not None:
+            entries = self.flower_basic_auth.get_secret_value().split(",")
+            for number, entry in enumerate(entries, start=1):
+                user, colon, password = entry.strip().partition(":")
+                if not (user and colon):
+                    problems.append("FLOWER_BASIC_AUTH is not user:password[,user:password]")
+                    break
+                # By position, not user name: a swapped "password:user" would echo it.
+                check(f"FLOWER_BASIC_AUTH's password (entry {number})", password)
+        return problems
 
     def jwt_key(self) -> str:
         """The key that signs and verifies API tokens (see ``jwt_secret_key``)."""

@@ -110,3 +110,10 @@ def receiver(base_settings: Settings, service_dir: Path) -> Iterator[str]:
     """The base URL of a real uvicorn receiver."""
     with services.receiver_process(base_settings, service_dir / "receiver.log") as base:
         yield base
+
+
+@pytest.fixture(scope="session")
+def api(base_settings: Settings, service_dir: Path) -> Iterator[str]:
+    """The base URL of a real uvicorn serving the management API."""
+    with services.api_process(base_settings, service_dir / "api.log") as base:
+        yield base

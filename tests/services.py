@@ -38,6 +38,7 @@ __all__ = [
     "S3_BUCKET",
     "TEST_WEBHOOK_KEY",
     "TEST_WEBHOOK_URL",
+    "api_process",
     "child_env",
     "derive_settings",
     "free_port",
@@ -163,4 +164,14 @@ def receiver_process(settings: Settings, log_path: Path) -> Iterator[str]:
     with devstack.uvicorn_server(
         "receiver.app:create_app", child_env(settings), log_path, cwd=REPO
     ) as (base, _process):
+        yield base
+
+
+@contextmanager
+def api_process(settings: Settings, log_path: Path) -> Iterator[str]:
+    """A real uvicorn serving the management API (``api.app:create_app``); its base URL."""
+    with devstack.uvicorn_server("api.app:create_app", child_env(settings), log_path, cwd=REPO) as (
+        base,
+        _process,
+    ):
         yield base

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kave.devstack import wait_for_http
-from kave.run import api_installed
 from tests.services import REPO, free_port, wait_until
 
 KAVE = [sys.executable, "-m", "kave.cli"]
@@ -52,8 +51,7 @@ class KaveRun:
 
     @property
     def api_base(self) -> str:
-        """Where the management API answers: its own process once the api package exists."""
-        return f"http://127.0.0.1:{self.api_port if api_installed() else self.port}"
+        return f"http://127.0.0.1:{self.api_port}"
 
 
 @contextmanager
@@ -76,7 +74,7 @@ def kave_run(cwd: Path, env: dict[str, str], log_name: str = "run.log") -> Itera
         wait_until(lambda: b"Kave is running" in log_path.read_bytes(), 120, "kave run")
         wait_until(lambda: b"ready." in log_path.read_bytes(), 60, "its worker")
         wait_for_http(f"http://127.0.0.1:{port}/healthz", 30, "its receiver")
-        wait_for_http(run.api_base + "/api/v1/openapi.json", 30, "its API")
+        wait_for_http(run.api_base + "/healthz", 30, "its API")
         yield run
     finally:
         process.send_signal(signal.SIGINT)

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from receiver.app import create_app
+from api.app import create_app
 from shared.models import User
 from shared.settings import Settings
 from tests.kave.support import kave

@@ -1,4 +1,5 @@
-"""Prometheus metrics of a real receiver and a real worker node, before and after."""
+"""Prometheus metrics of a real receiver, a real management API (the backlog) and a real
+worker node, before and after."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from tests.ops.support import (
     value,
 )
 from tests.services import (
+    api_process,
     derive_settings,
     free_port,
     receiver_process,
@@ -39,12 +41,16 @@ RECEIVER_FAMILIES = {
     "kave_receiver_signature_failures",
     "kave_receiver_enqueue_duration_seconds",
     "kave_receiver_body_size_bytes",
+}
+API_FAMILIES = {
+    "kave_api_requests",
+    "kave_api_request_duration_seconds",
     "kave_queue_depth",
     "kave_queue_unacked",
     "kave_deliveries_unfinished",
     "kave_oldest_unfinished_delivery_age_seconds",
     "kave_dead_letters_open",
-    "kave_receiver_metrics_source_up",
+    "kave_api_metrics_source_up",
 }
 WORKER_FAMILIES = {
     "kave_worker_tasks",
@@ -60,30 +66,37 @@ TASK = "kave.delivery.process"
 class Stack:
     settings: Settings
     receiver: str
+    api: str
     worker_metrics: str
     dir: Path
 
 
 @pytest.fixture
 def stack(isolated_settings: Settings, tmp_path: Path) -> Iterator[Stack]:
-    """A receiver on a queue and a database of its own; the test starts the worker node
-    when it wants."""
+    """A receiver and an API on a queue and a database of their own; the test starts the
+    worker node when it wants."""
     port = free_port()
     settings = derive_settings(isolated_settings, worker_metrics_port=port)
-    with receiver_process(settings, tmp_path / "receiver.log") as base:
-        yield Stack(settings, base, f"http://127.0.0.1:{port}/metrics", tmp_path)
+    with (
+        receiver_process(settings, tmp_path / "receiver.log") as receiver,
+        api_process(settings, tmp_path / "api.log") as api,
+    ):
+        yield Stack(settings, receiver, api, f"http://127.0.0.1:{port}/metrics", tmp_path)
 
 
 def test_receiver_and_worker_metrics_change_when_webhooks_are_processed(
     stack: Stack, isolated_engine: Engine
 ) -> None:
     metrics_url = stack.receiver + "/metrics"
+    backlog_url = stack.api + "/metrics"
     before = scrape(metrics_url)
     assert family_names(before) >= RECEIVER_FAMILIES
+    backlog_before = scrape(backlog_url)
+    assert family_names(backlog_before) >= API_FAMILIES
     queue = stack.settings.queue_name
-    assert sample(before, "kave_queue_depth", queue=queue) == 0
-    assert sample(before, "kave_oldest_unfinished_delivery_age_seconds") == 0
-    assert sample(before, "kave_dead_letters_open") == 0
+    assert sample(backlog_before, "kave_queue_depth", queue=queue) == 0
+    assert sample(backlog_before, "kave_oldest_unfinished_delivery_age_seconds") == 0
+    assert sample(backlog_before, "kave_dead_letters_open") == 0
 
     # Two accepted batches (one with an event that can only dead-letter), a wrong and a
     # missing signature. No worker runs yet: the batches wait in the queue.
@@ -102,8 +115,9 @@ def test_receiver_and_worker_metrics_change_when_webhooks_are_processed(
     time.sleep(0.2)
 
     queued = scrape(metrics_url)
-    assert sample(queued, "kave_queue_depth", queue=queue) == 2
-    assert value(queued, "kave_oldest_unfinished_delivery_age_seconds") >= 0.2
+    backlog = scrape(backlog_url)
+    assert sample(backlog, "kave_queue_depth", queue=queue) == 2
+    assert value(backlog, "kave_oldest_unfinished_delivery_age_seconds") >= 0.2
     accepted = value(queued, "kave_receiver_webhook_requests_total", outcome="accepted")
     assert accepted - value(before, "kave_receiver_webhook_requests_total", outcome="accepted") == 2
     assert (
@@ -155,7 +169,7 @@ def test_receiver_and_worker_metrics_change_when_webhooks_are_processed(
     assert value(worker, "kave_worker_delivery_lag_seconds_count") == 2
     assert value(worker, "kave_worker_delivery_lag_seconds_sum") >= 0.4
 
-    after = scrape(metrics_url)
+    after = scrape(backlog_url)
     assert sample(after, "kave_queue_depth", queue=queue) == 0
     assert sample(after, "kave_deliveries_unfinished") == 0
     assert sample(after, "kave_oldest_unfinished_delivery_age_seconds") == 0

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from prometheus_client import generate_latest
 
 from receiver.metrics import MetricsMiddleware, ReceiverMetrics, webhook_outcome
-from receiver.probes import BlockingProbe
+from shared.web.probes import BlockingProbe
 from tests.ops.support import value
 from worker import metrics as worker_metrics
 

@@ -1,4 +1,5 @@
-"""/healthz and /readyz against real dependencies that go away and come back."""
+"""/healthz and /readyz against real dependencies that go away and come back, and the
+API's backlog metrics while one is away."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import httpx
 from kave.devstack import EmbeddedRedis
 from shared.settings import Settings
 from tests.ops.support import json_lines, sample, scrape
-from tests.services import derive_settings, free_port, receiver_process, wait_until
+from tests.services import api_process, derive_settings, free_port, receiver_process, wait_until
 
 
 def test_readyz_names_redis_when_it_is_down_and_recovers(
@@ -20,7 +21,10 @@ def test_readyz_names_redis_when_it_is_down_and_recovers(
     settings = derive_settings(base_settings, redis_url=url)
     log_path = tmp_path / "receiver.log"
     try:
-        with receiver_process(settings, log_path) as base:
+        with (
+            receiver_process(settings, log_path) as base,
+            api_process(settings, tmp_path / "api.log") as api,
+        ):
             ready = httpx.get(base + "/readyz", timeout=10)
             assert ready.status_code == 200, ready.text
             assert ready.json() == {"status": "ok", "failing": []}
@@ -33,9 +37,10 @@ def test_readyz_names_redis_when_it_is_down_and_recovers(
             # Liveness is not readiness: the process itself is fine.
             assert httpx.get(base + "/healthz", timeout=10).status_code == 200
             # Metrics still answer, quickly, and say which source they could not read.
-            metrics = scrape(base + "/metrics")
-            assert sample(metrics, "kave_receiver_metrics_source_up", source="redis") == 0
-            assert sample(metrics, "kave_receiver_metrics_source_up", source="postgresql") == 1
+            scrape(base + "/metrics")
+            metrics = scrape(api + "/metrics")
+            assert sample(metrics, "kave_api_metrics_source_up", source="redis") == 0
+            assert sample(metrics, "kave_api_metrics_source_up", source="postgresql") == 1
 
             redis.start()  # same port, same data directory
             wait_until(

@@ -1,0 +1,105 @@
+"""The management API application: built by :func:`create_app`, nothing happens at import.
+
+Run with ``uvicorn api.app:create_app --factory`` (compose service ``api``). Serves
+``/api/v1/...`` (JWT bearer tokens from ``POST /api/v1/auth/token``, per-user rate
+limits), its docs at ``/api/v1/docs`` and ``/api/v1/openapi.json``, ``/healthz`` and
+``/readyz`` for its own probes, and ``/metrics`` of its own requests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from celery import Celery
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from redis.asyncio import Redis
+
+from api import metrics
+from api.attachments import routes as attachments
+from api.dead_letters import routes as dead_letters
+from api.deliveries import routes as deliveries
+from api.emails import routes as emails
+from api.events import routes as events
+from api.metrics import ApiMetrics, RequestMetricsMiddleware
+from api.ratelimit import ApiRateLimits
+from api.tokens import routes as tokens
+from shared.db import make_engine, make_session_factory
+from shared.logging import configure_logging
+from shared.objectstore import make_object_store
+from shared.queue import celery_config
+from shared.settings import Settings, get_settings
+from shared.web import health
+from shared.web.errors import install_error_handlers
+from shared.web.request_id import RequestIdMiddleware
+
+API_PREFIX = "/api/v1"
+# Redis answers the rate limits and takes replays; a request should fail fast, not hang.
+REDIS_TIMEOUT_SECONDS = 2.0
+
+
+def _make_producer(settings: Settings) -> Celery:
+    """Publishes replays by task name (the worker is never imported here)."""
+    producer = Celery("kave-api", set_as_current=False)
+    producer.conf.update(celery_config(settings))
+    return producer
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    redis = Redis.from_url(
+        settings.require_redis_url(),
+        socket_timeout=REDIS_TIMEOUT_SECONDS,
+        socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+    )
+    producer = _make_producer(settings)
+    engine = make_engine(settings)
+    app.state.redis = redis
+    app.state.engine = engine
+    app.state.session_factory = make_session_factory(engine)
+    app.state.object_store = make_object_store(settings)
+    app.state.producer = producer
+    app.state.rate_limits = ApiRateLimits.build(settings, redis)
+    try:
+        yield
+    finally:
+        await redis.aclose()
+        producer.close()
+        engine.dispose()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings, process="api")
+    app = FastAPI(
+        title="Kave",
+        summary="Inbound email from Mandrill webhooks into PostgreSQL and S3",
+        version="0.1.0",
+        lifespan=lifespan,
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=f"{API_PREFIX}/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.metrics = ApiMetrics()
+    install_error_handlers(app)
+    # Inside RequestIdMiddleware (added after it), so its log line has the request id.
+    app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
+    app.add_middleware(RequestIdMiddleware)
+    if settings.cors_origins:
+        # Bearer tokens, not cookies: no credentials, so a "*" origin cannot leak a session.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After", "Content-Disposition"],
+            max_age=600,
+        )
+    app.include_router(health.router)
+    app.include_router(metrics.router)
+    for router in (tokens, emails, attachments, events, deliveries, dead_letters):
+        app.include_router(router.router, prefix=API_PREFIX)
+    return app

@@ -1,0 +1,1 @@
+"""``/api/v1/attachments``: the bytes of an email's attachments."""

@@ -1,0 +1,33 @@
+"""An attachment, as email details list it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from api.openapi import example
+
+ATTACHMENT_EXAMPLE: dict[str, Any] = {
+    "id": 11,
+    "filename": "invoice.pdf",
+    "content_type": "application/pdf",
+    "size": 48213,
+    "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+    "inline": False,
+    "content_id": None,
+    "content_url": "/api/v1/attachments/11/content",
+}
+
+
+class AttachmentOut(BaseModel):
+    model_config = example(ATTACHMENT_EXAMPLE)
+
+    id: int
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+    inline: bool
+    content_id: str | None
+    content_url: str = Field(description="Where to download the bytes.")

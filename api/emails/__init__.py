@@ -1,0 +1,1 @@
+"""``/api/v1/emails``: stored emails, searched, read and downloaded."""

@@ -1,0 +1,85 @@
+"""Searching and reading stored emails."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy import ColumnElement, exists, func, select
+from sqlalchemy.orm import Session, defer, selectinload
+
+from api.filters import has_address, lower_equals
+from api.pagination import Cursor, Page, keyset, page_of
+from shared.models import Attachment, Email
+
+
+@dataclass(frozen=True, slots=True)
+class EmailFilters:
+    sender: str | None = None
+    recipient: str | None = None
+    subject: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    has_attachments: bool | None = None
+    spf_result: str | None = None
+    max_spam_score: float | None = None
+
+
+def _email_conditions(f: EmailFilters) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    if f.sender is not None:
+        conditions.append(lower_equals(Email.from_address, f.sender))
+    if f.recipient is not None:
+        conditions.append(
+            sa.or_(
+                lower_equals(Email.envelope_recipient, f.recipient),
+                has_address(Email.to, f.recipient),
+                has_address(Email.cc, f.recipient),
+            )
+        )
+    if f.subject is not None:
+        conditions.append(Email.subject.icontains(f.subject, autoescape=True))
+    if f.since is not None:
+        conditions.append(Email.received_at >= f.since)
+    if f.until is not None:
+        conditions.append(Email.received_at < f.until)
+    if f.has_attachments is not None:
+        any_attachment = exists(select(Attachment.id).where(Attachment.email_id == Email.id))
+        conditions.append(any_attachment if f.has_attachments else ~any_attachment)
+    if f.spf_result is not None:
+        conditions.append(lower_equals(Email.spf_result, f.spf_result))
+    if f.max_spam_score is not None:
+        conditions.append(Email.spam_score <= f.max_spam_score)
+    return conditions
+
+
+def list_emails(
+    session: Session, filters: EmailFilters, *, cursor: Cursor | None, limit: int
+) -> tuple[Page[Email], dict[int, int]]:
+    """A page of emails (without bodies and headers) and their attachment counts."""
+    stmt = (
+        select(Email)
+        .options(defer(Email.text_body), defer(Email.html_body), defer(Email.headers))
+        .where(*_email_conditions(filters))
+    )
+    rows = session.scalars(keyset(stmt, Email.received_at, Email.id, cursor, limit)).all()
+    page = page_of(rows, limit, lambda email: (email.received_at, email.id))
+    return page, attachment_counts(session, [email.id for email in page.rows])
+
+
+def attachment_counts(session: Session, email_ids: list[int]) -> dict[int, int]:
+    if not email_ids:
+        return {}
+    rows = session.execute(
+        select(Attachment.email_id, func.count())
+        .where(Attachment.email_id.in_(email_ids))
+        .group_by(Attachment.email_id)
+    ).all()
+    return dict(rows)
+
+
+def get_email(session: Session, email_id: int) -> Email | None:
+    return session.scalars(
+        select(Email).options(selectinload(Email.attachments)).where(Email.id == email_id)
+    ).one_or_none()

@@ -1,0 +1,109 @@
+"""What the email routes answer."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from api.attachments.schemas import ATTACHMENT_EXAMPLE, AttachmentOut
+from api.openapi import EXAMPLE_TIME, example
+
+
+class Address(BaseModel):
+    name: str | None = None
+    address: str | None = None
+
+
+class SpamRule(BaseModel):
+    name: str | None = None
+    score: float | None = None
+    description: str | None = None
+
+
+_EMAIL_SUMMARY: dict[str, Any] = {
+    "id": 42,
+    "message_id": "<CAF=abc123@mail.example.org>",
+    "subject": "Invoice November",
+    "from_address": "ana@example.org",
+    "from_name": "Ana Lima",
+    "to": [{"name": "Support", "address": "support@example.com"}],
+    "envelope_recipient": "support@example.com",
+    "received_at": EXAMPLE_TIME,
+    "sent_at": "2026-11-26T09:13:58Z",
+    "spam_score": 0.4,
+    "spf_result": "pass",
+    "dkim_valid": True,
+    "attachment_count": 1,
+    "delivery_id": "6c1e0d8a-2f4b-4c47-9a53-0b1f3c2e9d11",
+}
+
+
+class EmailSummary(BaseModel):
+    model_config = example(_EMAIL_SUMMARY)
+
+    id: int
+    message_id: str | None
+    subject: str | None
+    from_address: str | None
+    from_name: str | None
+    to: list[Address]
+    envelope_recipient: str | None = Field(description="The address Mandrill delivered to.")
+    received_at: datetime
+    sent_at: datetime | None = Field(description="The Date header.")
+    spam_score: float | None
+    spf_result: str | None
+    dkim_valid: bool | None
+    attachment_count: int
+    delivery_id: str
+
+
+class EmailDetail(EmailSummary):
+    model_config = example(
+        {
+            **_EMAIL_SUMMARY,
+            "cc": [],
+            "bcc": [],
+            "reply_to": [],
+            "in_reply_to": None,
+            "references": [],
+            "text_body": "Hello,\n\nthe invoice is attached.\n",
+            "html_body": None,
+            "headers": [["From", "Ana Lima <ana@example.org>"], ["Subject", "Invoice November"]],
+            "tags": [],
+            "spam_rules": [{"name": "HTML_MESSAGE", "score": 0.0, "description": "HTML included"}],
+            "spf_detail": "sender SPF authorized",
+            "dkim_signed": True,
+            "mandrill_ts": "2026-11-26T09:14:01Z",
+            "raw_sha256": "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae",
+            "raw_size": 66120,
+            "raw_url": "/api/v1/emails/42/raw",
+            "attachments": [ATTACHMENT_EXAMPLE],
+        }
+    )
+
+    cc: list[Address]
+    bcc: list[Address]
+    reply_to: list[Address]
+    in_reply_to: str | None
+    references: list[str]
+    text_body: str | None
+    html_body: str | None
+    headers: list[tuple[str, str]] = Field(description="Every header, in order, decoded.")
+    tags: list[str]
+    spam_rules: list[SpamRule]
+    spf_detail: str | None
+    dkim_signed: bool | None
+    mandrill_ts: datetime | None = Field(description="Mandrill's event timestamp.")
+    raw_sha256: str
+    raw_size: int
+    raw_url: str = Field(description="Where to download the original message.")
+    attachments: list[AttachmentOut]
+
+
+class EmailPage(BaseModel):
+    model_config = example({"items": [_EMAIL_SUMMARY], "next_cursor": "WyIyMDI2LTExLTI2…"})
+
+    items: list[EmailSummary]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null: last.")

@@ -1,0 +1,109 @@
+"""The management API's request log and Prometheus metrics.
+
+Every request gets one ``request.finished`` log line (method, route template, status,
+duration) and is counted and timed by route template, never by raw path (unbounded
+label values would grow Prometheus without limit). Each app owns its registry; each API
+process serves its own ``/metrics``, with the pipeline's backlog (api/backlog.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import structlog
+from fastapi import APIRouter, Request, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.backlog import BacklogMetrics
+from shared.settings import Settings
+from shared.web.route_template import route_template
+
+log = structlog.get_logger(__name__)
+
+REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# Probes and scrapes are logged at debug level: at INFO they would drown everything else.
+QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+class ApiMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "kave_api_requests",
+            "HTTP requests answered by the management API, by route template, method and "
+            "status class",
+            ["route", "method", "status_class"],
+            registry=self.registry,
+        )
+        self.request_duration = Histogram(
+            "kave_api_request_duration_seconds",
+            "Time to answer a management API request, by route template",
+            ["route"],
+            buckets=REQUEST_BUCKETS,
+            registry=self.registry,
+        )
+        self.backlog = BacklogMetrics(self.registry)
+
+
+class RequestMetricsMiddleware:
+    """Counts, times and logs every request. Pure ASGI (no BaseHTTPMiddleware: it costs
+    a task per request)."""
+
+    def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # unless a response starts
+
+        async def status_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, status_send)
+        finally:
+            elapsed = time.perf_counter() - started
+            template = route_template(scope)
+            method = scope["method"]
+            self.metrics.requests.labels(template, method, f"{status // 100}xx").inc()
+            self.metrics.request_duration.labels(template).observe(elapsed)
+            log.log(
+                logging.DEBUG if scope["path"] in QUIET_PATHS else logging.INFO,
+                "request.finished",
+                method=method,
+                route=template,
+                status=status,
+                duration_ms=round(elapsed * 1000, 1),
+            )
+
+
+router = APIRouter(tags=["metrics"])
+
+
+@router.get("/metrics", summary="Prometheus metrics of this API process", include_in_schema=False)
+async def metrics(request: Request) -> Response:
+    state = request.app.state
+    settings: Settings = state.settings
+    api_metrics: ApiMetrics = state.metrics
+    await api_metrics.backlog.refresh(
+        redis=state.redis,
+        engine=state.engine,
+        queue_name=settings.queue_name,
+        timeout=settings.metrics_query_timeout_seconds,
+    )
+    return Response(generate_latest(api_metrics.registry), media_type=CONTENT_TYPE_LATEST)

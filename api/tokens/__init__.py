@@ -1,0 +1,1 @@
+"""``POST /api/v1/auth/token``: user name and password in, bearer token out."""
