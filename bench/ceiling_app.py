@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from fastapi import FastAPI, Request
 
+from shared.webhook import WEBHOOK_PATH
+
 
 def create_app() -> FastAPI:
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
 
-    @app.post("/api/v1/webhooks/mailchimp")
+    @app.post(WEBHOOK_PATH)
     async def receive(request: Request) -> dict[str, str | None]:
         await request.body()
         return {"status": "accepted", "delivery_id": None}

@@ -19,8 +19,7 @@ from bench import payloads
 from bench.stack import celery_worker, settings_env, uvicorn
 from bench.worker_bench import engine_for, enqueue_all, wait_processed
 from shared.settings import Settings
-
-WEBHOOK_PATH = "/api/v1/webhooks/mailchimp"
+from shared.webhook import WEBHOOK_PATH
 
 
 def _status(pid: int) -> dict[str, int]:

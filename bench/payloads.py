@@ -3,8 +3,8 @@
 An inbound event carries the raw MIME message in ``raw_msg`` and every attachment again,
 base64, in ``attachments``: a POST is about 2.2x the message, as in real traffic. The JSON
 is written the way Mandrill (PHP) writes it, with ``/`` escaped as ``\\/``, and the body is
-form-encoded with ``urlencode`` and signed with :func:`shared.mandrill_signature.compute_signature`,
-exactly as ``kave send`` does.
+form-encoded and signed by :func:`shared.mandrill_signature.signed_form`, exactly as
+``kave send`` does.
 
 Every email gets its own Message-ID and its own random attachment bytes (unless
 ``unique=False``), so the worker stores each one instead of finding a duplicate.
@@ -21,13 +21,12 @@ import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
 
-from shared.formdata import EVENTS_FIELD
-from shared.mandrill_signature import compute_signature
+from shared.mandrill_signature import signed_form
+from shared.webhook import WEBHOOK_PATH
 
 BENCH_WEBHOOK_KEY = "kave-bench-webhook-key"
-BENCH_WEBHOOK_URL = "https://mail.kave.bench/api/v1/webhooks/mailchimp"
+BENCH_WEBHOOK_URL = f"https://mail.kave.bench{WEBHOOK_PATH}"
 
 _WORDS = (
     "invoice",
@@ -176,13 +175,7 @@ def events_json(events: list[dict[str, Any]]) -> str:
 
 
 def sign(events: str, *, key: str = BENCH_WEBHOOK_KEY, url: str = BENCH_WEBHOOK_URL) -> SignedBody:
-    fields = [(EVENTS_FIELD, events)]
-    headers = {
-        "Content-Type": "application/x-www-form-urlencoded",
-        "User-Agent": "Mandrill-Webhook/1.0",
-        "X-Mandrill-Signature": compute_signature(key, url, fields),
-    }
-    return SignedBody(urlencode(fields).encode("ascii"), headers)
+    return SignedBody(*signed_form(key, url, events))
 
 
 # Attachment sizes that give the POST sizes the issue names (checked by size_label()).

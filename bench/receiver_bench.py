@@ -37,8 +37,8 @@ import redis
 
 from bench import payloads
 from bench.stack import REPO, uvicorn
+from shared.webhook import WEBHOOK_PATH
 
-WEBHOOK_PATH = "/api/v1/webhooks/mailchimp"
 LUA = REPO / "bench" / "post.lua"
 CONNECTIONS = 32
 

@@ -25,7 +25,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from kave.run import run_pipeline
 
     return run_pipeline(
-        Settings(), var_dir=Path(args.var_dir), port=args.port, flower_port=args.flower_port
+        Settings(),
+        var_dir=Path(args.var_dir),
+        port=args.port,
+        flower_port=args.flower_port,
+        api_port=args.api_port,
     )
 
 
@@ -61,9 +65,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser(
         "run",
-        help="start receiver, worker and Flower (embedded PostgreSQL/Redis when not configured)",
+        help="start receiver, API, worker and Flower, restarting any that crashes "
+        "(embedded PostgreSQL/Redis when not configured)",
     )
     run.add_argument("--port", type=int, default=8000, help="receiver port (default 8000)")
+    run.add_argument(
+        "--api-port",
+        type=int,
+        default=8001,
+        help="management API port, when the api package is installed (default 8001)",
+    )
     run.add_argument("--flower-port", type=int, default=5555, help="Flower port (default 5555)")
     run.add_argument("--var-dir", default="var", help="where embedded data lives (default ./var)")
     run.set_defaults(handler=_cmd_run)

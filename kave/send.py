@@ -9,12 +9,11 @@ from email.parser import BytesParser
 from email.utils import getaddresses
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import httpx
 
 from shared.formdata import EVENTS_FIELD
-from shared.mandrill_signature import compute_signature
+from shared.mandrill_signature import signed_form
 from shared.settings import Settings, SettingsError
 
 
@@ -57,14 +56,8 @@ def signed_request(settings: Settings, events: str) -> tuple[str, bytes, dict[st
             "or set KAVE_MANDRILL_WEBHOOK_URLS and KAVE_MANDRILL_WEBHOOK_KEYS"
         )
     url = settings.mandrill_webhook_urls[0]
-    key = settings.webhook_keys()[0]
-    fields = [(EVENTS_FIELD, events)]
-    headers = {
-        "Content-Type": "application/x-www-form-urlencoded",
-        "User-Agent": "Mandrill-Webhook/1.0",
-        "X-Mandrill-Signature": compute_signature(key, url, fields),
-    }
-    return url, urlencode(fields).encode("ascii"), headers
+    body, headers = signed_form(settings.webhook_keys()[0], url, events)
+    return url, body, headers
 
 
 def send_file(settings: Settings, path: Path, *, target_url: str | None = None) -> int:

@@ -3,7 +3,8 @@
 PostgreSQL and Redis are the machine's when they answer on their usual ports, embedded
 ones (the same wheels ``kave run`` uses) otherwise. S3 is moto in server mode: a real
 HTTP server that boto3 talks to exactly as it talks to MinIO. Workers and receivers are
-real ``celery`` and ``uvicorn`` processes.
+real ``celery`` and ``uvicorn`` processes, started by :mod:`kave.devstack` with the
+command lines ``kave run`` and the benchmarks use.
 """
 
 from __future__ import annotations
@@ -11,19 +12,47 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-import httpx
-import psycopg
 import redis
 
-from kave.devstack import EmbeddedPostgres, EmbeddedRedis, free_port, stop_process, wait_until
+from kave import devstack
+from kave.devstack import (
+    EmbeddedRedis,
+    child_env,
+    derive_settings,
+    free_port,
+    stop_process,
+    wait_until,
+)
 from shared.settings import Settings
+from shared.webhook import WEBHOOK_PATH
+
+__all__ = [
+    "FIXTURES",
+    "REPO",
+    "S3_BUCKET",
+    "TEST_WEBHOOK_KEY",
+    "TEST_WEBHOOK_URL",
+    "api_process",
+    "child_env",
+    "derive_settings",
+    "free_port",
+    "fresh_database",
+    "postgres_server",
+    "receiver_process",
+    "redis_server",
+    "s3_server",
+    "shared_temp_dir",
+    "spawn_worker",
+    "stop_process",
+    "wait_until",
+    "worker_process",
+]
 
 REPO = Path(__file__).resolve().parents[1]
 # A verbatim copy of the shared captured payloads (see its README for sources and
@@ -33,7 +62,7 @@ FIXTURES = REPO / "tests" / "fixtures" / "mandrill"
 TEST_WEBHOOK_KEY = "kave-test-webhook-key"
 # The public URL as registered in Mandrill; deliberately not the address the tests post
 # to, as behind a proxy: the signature covers the registered URL.
-TEST_WEBHOOK_URL = "https://mail.kave.test/api/v1/webhooks/mailchimp"
+TEST_WEBHOOK_URL = f"https://mail.kave.test{WEBHOOK_PATH}"
 S3_BUCKET = "kave-test"
 
 
@@ -52,42 +81,23 @@ def shared_temp_dir(exits: ExitStack, prefix: str) -> Path:
 # --- PostgreSQL ---------------------------------------------------------------------
 
 
-def _machine_postgres() -> str | None:
-    url = os.environ.get("KAVE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-    try:
-        psycopg.connect(url, connect_timeout=2).close()
-    except psycopg.Error:
-        return None
-    return url
-
-
 @contextmanager
 def postgres_server() -> Iterator[str]:
-    """An admin URL of a PostgreSQL server."""
-    url = _machine_postgres()
-    if url:
-        yield url
-        return
+    """An admin URL of a PostgreSQL server: the machine's, else an embedded one."""
+    url = os.environ.get("KAVE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
     with ExitStack() as exits:
-        embedded = EmbeddedPostgres(shared_temp_dir(exits, "kave-test-pg-") / "postgres")
-        embedded.start(database="postgres")
-        exits.callback(embedded.stop)
-        yield embedded.server.get_uri(database="postgres")
+        if devstack.postgres_answers(url):
+            yield url
+            return
+        data_dir = shared_temp_dir(exits, "kave-test-pg-") / "postgres"
+        yield exits.enter_context(devstack.postgres_server(url, data_dir))
 
 
 @contextmanager
 def fresh_database(admin_url: str) -> Iterator[str]:
     """A new, empty database on the server, dropped afterwards."""
-    name = f"kave_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base, _, query = admin_url.partition("?")
-    url = base.rsplit("/", 1)[0] + "/" + name + (f"?{query}" if query else "")
-    try:
+    with devstack.scratch_database(admin_url, prefix="kave_test") as url:
         yield url
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 # --- Redis --------------------------------------------------------------------------
@@ -114,31 +124,11 @@ def redis_server(tmp: Path) -> Iterator[str]:
 
 @contextmanager
 def s3_server() -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(
-            lambda: httpx.get(endpoint + "/moto-api/", timeout=1).status_code < 500, 30, "moto"
-        )
+    with devstack.s3_server() as endpoint:
         yield endpoint
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
-# --- settings and processes ---------------------------------------------------------
-
-
-def child_env(settings: Settings, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KAVE_")}
-    env.update(settings.as_environment())
-    env.update(extra)
-    return env
+# --- processes ----------------------------------------------------------------------
 
 
 def spawn_worker(
@@ -148,23 +138,15 @@ def spawn_worker(
 
     It runs in a session of its own, so that a test can kill it with its children.
     """
-    node = name or f"test-{uuid.uuid4().hex[:8]}"
-    command = [
-        sys.executable, "-m", "celery", "-A", "worker.main", "worker",
-        "--loglevel", "INFO", "--pool", "prefork", "--concurrency", str(concurrency),
-        "-Q", settings.queue_name, "-n", f"{node}@%h", "--without-gossip", "--without-mingle",
-    ]  # fmt: skip
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            command,
-            cwd=REPO,
-            env=child_env(settings),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    wait_until(lambda: b"ready." in log_path.read_bytes(), 60, f"celery worker {node}")
-    return process
+    return devstack.start_celery_worker(
+        "worker.main",
+        settings.queue_name,
+        child_env(settings),
+        log_path,
+        concurrency=concurrency,
+        node=name or f"test-{uuid.uuid4().hex[:8]}",
+        cwd=REPO,
+    )
 
 
 @contextmanager
@@ -172,78 +154,24 @@ def worker_process(
     settings: Settings, log_path: Path, concurrency: int = 2, name: str | None = None
 ) -> Iterator[subprocess.Popen[bytes]]:
     process = spawn_worker(settings, log_path, concurrency=concurrency, name=name)
-    try:
+    with devstack.running(process):
         yield process
-    finally:
-        stop_process(process)
 
 
 @contextmanager
 def receiver_process(settings: Settings, log_path: Path) -> Iterator[str]:
-    port = free_port()
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "receiver.app:create_app",
-                "--factory",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--no-access-log",
-            ],
-            cwd=REPO,
-            env=child_env(settings),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(
-            lambda: httpx.get(base + "/healthz", timeout=1).status_code == 200, 30, "uvicorn"
-        )
+    """The base URL of a real uvicorn receiver, once it answers /healthz."""
+    with devstack.uvicorn_server(
+        "receiver.app:create_app", child_env(settings), log_path, cwd=REPO
+    ) as (base, _process):
         yield base
-    finally:
-        stop_process(process)
 
 
 @contextmanager
 def api_process(settings: Settings, log_path: Path) -> Iterator[str]:
     """A real uvicorn serving the management API (``api.app:create_app``); its base URL."""
-    port = free_port()
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "api.app:create_app",
-                "--factory",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--no-access-log",
-            ],
-            cwd=REPO,
-            env=child_env(settings),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(
-            lambda: httpx.get(base + "/healthz", timeout=1).status_code == 200, 30, "uvicorn api"
-        )
+    with devstack.uvicorn_server("api.app:create_app", child_env(settings), log_path, cwd=REPO) as (
+        base,
+        _process,
+    ):
         yield base
-    finally:
-        stop_process(process)
-
-
-def derive_settings(base: Settings, **changes: object) -> Settings:
-    """A validated copy of ``base`` with some values changed."""
-    values = {**base.model_dump(), **changes}
-    return Settings(_env_file=None, **values)

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import time
-from urllib.parse import urlencode
 
 import httpx
 from sqlalchemy import Engine, select
 
-from shared.mandrill_signature import compute_signature
+from shared.mandrill_signature import signed_form as mandrill_signed_form
 from shared.models import Delivery, DeliveryStatus
+from shared.webhook import WEBHOOK_PATH
 from tests.services import FIXTURES, TEST_WEBHOOK_KEY, TEST_WEBHOOK_URL, wait_until
-
-WEBHOOK_PATH = "/api/v1/webhooks/mailchimp"
 
 
 def fixture_events(name: str) -> str:
@@ -23,13 +21,7 @@ def fixture_events(name: str) -> str:
 def signed_form(
     events: str, *, key: str = TEST_WEBHOOK_KEY, url: str = TEST_WEBHOOK_URL
 ) -> tuple[bytes, dict[str, str]]:
-    fields = [("mandrill_events", events)]
-    headers = {
-        "Content-Type": "application/x-www-form-urlencoded",
-        "User-Agent": "Mandrill-Webhook/1.0",
-        "X-Mandrill-Signature": compute_signature(key, url, fields),
-    }
-    return urlencode(fields).encode("ascii"), headers
+    return mandrill_signed_form(key, url, events)
 
 
 def post_events(base_url: str, events: str, **kwargs: str) -> httpx.Response:

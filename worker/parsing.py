@@ -7,7 +7,7 @@ queue or network; an import-linter contract keeps it so), which makes every func
 deterministic: the same event always gives the same result or the same
 :class:`PermanentEventError`, so callers can dead-letter that error without retrying.
 
-Principles (see DESIGN.md, "What Mandrill actually sends"):
+Principles, from what Mandrill actually sends:
 
 - ``raw_msg`` is the source of truth for what is inside the message (addresses, subject, date,
   ids, headers). Mandrill's convenience fields are fallbacks only: it mis-splits ``to``, and in
@@ -140,7 +140,7 @@ class ParsedEmail:
 
     @property
     def dedup_key(self) -> str:
-        """Identity of this email copy: inbound events carry no id (see DESIGN.md).
+        """Identity of this email copy: inbound events carry no id of their own.
 
         Mandrill posts once per recipient route, so the envelope recipient is part of it.
         """

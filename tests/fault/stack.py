@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import uuid
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import psutil
 import redis
 from sqlalchemy import Engine, text
 
-from kave.devstack import EmbeddedPostgres, EmbeddedRedis
+from kave.devstack import EmbeddedPostgres, EmbeddedRedis, MotoServer
 from shared.db import make_engine
 from shared.migrate import upgrade_to_head
 from shared.models import Base
@@ -42,24 +40,10 @@ class RestartablePostgres(EmbeddedPostgres):
         self.server.ensure_postgres_running()
 
 
-class PausableS3:
+class PausableS3(MotoServer):
     """moto in server mode keeps objects in memory, so an outage is a paused process
     (SIGSTOP): connections hang and time out, like an unreachable S3, and nothing stored
     before the outage is lost."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        services.wait_until(
-            lambda: httpx.get(self.endpoint + "/moto-api/", timeout=1).status_code < 500,
-            30,
-            "moto",
-        )
 
     def pause(self) -> None:
         self.process.send_signal(signal.SIGSTOP)
@@ -69,8 +53,7 @@ class PausableS3:
 
     def close(self) -> None:
         self.resume()
-        self.process.terminate()
-        self.process.wait(timeout=10)
+        super().close()
 
 
 @dataclass

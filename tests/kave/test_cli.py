@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
-import sys
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -16,18 +12,10 @@ from sqlalchemy.orm import Session
 
 from shared.models import Email
 from shared.settings import Settings
-from tests.services import FIXTURES, REPO, child_env, derive_settings, free_port, wait_until
+from shared.webhook import WEBHOOK_PATH
+from tests.kave.support import env_without_kave_settings, kave, kave_run
+from tests.services import FIXTURES, child_env, derive_settings, wait_until
 from tests.webhooks import wait_for_deliveries
-
-KAVE = [sys.executable, "-m", "kave.cli"]
-
-
-def kave(
-    args: list[str], env: dict[str, str], cwd: Path = REPO
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*KAVE, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120, check=False
-    )
 
 
 @pytest.mark.usefixtures("worker", "clean_db")
@@ -35,7 +23,7 @@ def test_send_json_and_eml_files(
     receiver: str, base_settings: Settings, engine: Engine, tmp_path: Path
 ) -> None:
     # The registered URL is signed; --to says where the receiver really listens.
-    target = receiver + "/api/v1/webhooks/mailchimp"
+    target = receiver + WEBHOOK_PATH
     env = child_env(base_settings)
     result = kave(["send", str(FIXTURES / "inbound_reply.json"), "--to", target], env)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -69,7 +57,7 @@ def test_send_exits_non_zero_when_refused(
     receiver: str, base_settings: Settings, tmp_path: Path
 ) -> None:
     wrong_key = derive_settings(base_settings, mandrill_webhook_keys=["not-the-key"])
-    target = receiver + "/api/v1/webhooks/mailchimp"
+    target = receiver + WEBHOOK_PATH
     result = kave(["send", str(FIXTURES / "send.json"), "--to", target], child_env(wrong_key))
     assert result.returncode == 1
     assert "status 401" in result.stdout
@@ -83,23 +71,17 @@ def test_send_exits_non_zero_when_refused(
 
 def test_run_with_embedded_services_then_send_then_stop(tmp_path: Path) -> None:
     """`kave run` on a machine with nothing configured: embedded PostgreSQL and Redis."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KAVE_")}
-    port, flower_port = free_port(), free_port()
-    log_path = tmp_path / "run.log"
-    with log_path.open("wb") as log:
-        run = subprocess.Popen(
-            [*KAVE, "run", "--port", str(port), "--flower-port", str(flower_port)],
-            cwd=tmp_path,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_until(lambda: b"Kave is running" in log_path.read_bytes(), 120, "kave run")
-        wait_until(lambda: b"ready." in log_path.read_bytes(), 60, "its worker")
-        output = log_path.read_text(errors="replace")
-        assert f"http://127.0.0.1:{port}/api/v1/webhooks/mailchimp" in output
+    env = env_without_kave_settings()
+    with kave_run(tmp_path, env) as run:
+        output = run.output
+        assert f"http://127.0.0.1:{run.port}{WEBHOOK_PATH}" in output
         assert re.search(r"webhook key\s+\S{16,}", output)
+        # The sample it suggests is the repository's own copy, and it is there.
+        suggested = re.search(r"try\s+kave send (\S+)", output)
+        assert suggested
+        assert (tmp_path / suggested.group(1)).resolve() == (
+            FIXTURES / "inbound_with_multiple_attachments.json"
+        )
 
         sent = kave(
             ["send", str(FIXTURES / "inbound_with_multiple_attachments.json")], env, cwd=tmp_path
@@ -115,9 +97,6 @@ def test_run_with_embedded_services_then_send_then_stop(tmp_path: Path) -> None:
         assert "7c595dcfc56b7559" in shown  # sha256 of sample.pdf's decoded bytes
         objects = tmp_path / "var" / "objects" / "attachments"
         assert len([p for p in objects.rglob("*") if p.is_file()]) == 2
-    finally:
-        run.send_signal(signal.SIGINT)
-        code = run.wait(timeout=60)
-    assert code == 0
-    assert "Kave stopped." in log_path.read_text(errors="replace")
+    assert run.exit_code == 0
+    assert "Kave stopped." in run.output
     assert not (tmp_path / "var" / "run.env").exists()

