@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from celery import Celery
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from redis import Redis as SyncRedis
@@ -30,7 +29,7 @@ from shared.db import make_engine, make_session_factory
 from shared.logging import configure_logging
 from shared.objectstore import make_object_store
 from shared.pipeline_metrics import PipelineCollector
-from shared.queue import celery_config
+from shared.queue import make_producer
 from shared.settings import Settings, get_settings
 from shared.web import health
 from shared.web.errors import install_error_handlers
@@ -41,13 +40,6 @@ API_PREFIX = "/api/v1"
 REDIS_TIMEOUT_SECONDS = 2.0
 
 
-def _make_producer(settings: Settings) -> Celery:
-    """Publishes replays by task name (the worker is never imported here)."""
-    producer = Celery("kave-api", set_as_current=False)
-    producer.conf.update(celery_config(settings))
-    return producer
-
-
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
@@ -56,7 +48,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         socket_timeout=REDIS_TIMEOUT_SECONDS,
         socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
     )
-    producer = _make_producer(settings)
+    producer = make_producer(settings, "kave-api")
     engine = make_engine(settings)
     app.state.redis = redis
     app.state.engine = engine

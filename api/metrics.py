@@ -8,7 +8,6 @@ process serves its own ``/metrics``, with the pipeline's backlog (api/backlog.py
 
 from __future__ import annotations
 
-import logging
 import time
 
 import anyio
@@ -25,13 +24,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.backlog import BacklogMetrics
 from shared.settings import Settings
-from shared.web.route_template import route_template
+from shared.web.request_log import record_request
 
 log = structlog.get_logger(__name__)
 
 REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-# Probes and scrapes are logged at debug level: at INFO they would drown everything else.
-QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 class ApiMetrics:
@@ -78,18 +75,12 @@ class RequestMetricsMiddleware:
         try:
             await self.app(scope, receive, status_send)
         finally:
-            elapsed = time.perf_counter() - started
-            template = route_template(scope)
-            method = scope["method"]
-            self.metrics.requests.labels(template, method, f"{status // 100}xx").inc()
-            self.metrics.request_duration.labels(template).observe(elapsed)
-            log.log(
-                logging.DEBUG if scope["path"] in QUIET_PATHS else logging.INFO,
-                "request.finished",
-                method=method,
-                route=template,
-                status=status,
-                duration_ms=round(elapsed * 1000, 1),
+            record_request(
+                self.metrics.requests,
+                self.metrics.request_duration,
+                scope,
+                status,
+                time.perf_counter() - started,
             )
 
 

@@ -13,7 +13,6 @@ import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from celery import Celery
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
@@ -23,19 +22,13 @@ from receiver.webhook_limit import WebhookFailureLimit
 from shared.db import make_engine
 from shared.logging import configure_logging
 from shared.objectstore import make_object_store
-from shared.queue import celery_config
+from shared.queue import make_producer
 from shared.settings import Settings, get_settings
 from shared.web import health
 from shared.web.errors import install_error_handlers
 from shared.web.request_id import RequestIdMiddleware
 
 API_PREFIX = "/api/v1"
-
-
-def _make_producer(settings: Settings) -> Celery:
-    producer = Celery("kave-receiver", set_as_current=False)
-    producer.conf.update(celery_config(settings))
-    return producer
 
 
 @asynccontextmanager
@@ -45,7 +38,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     redis = Redis.from_url(
         settings.require_redis_url(), socket_timeout=timeout, socket_connect_timeout=timeout
     )
-    producer = _make_producer(settings)
+    producer = make_producer(settings, "kave-receiver")
     engine = make_engine(settings)
     object_store = make_object_store(settings)
     app.state.redis = redis

@@ -10,7 +10,6 @@ API's (api/backlog.py): the receiver runs no monitoring queries.
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Any
 
@@ -21,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from receiver.enqueue import DeliveryQueue
 from receiver.signature import Verdict, verdict_of
 from shared.contract import Envelope
+from shared.web.request_log import record_request
 
 log = structlog.get_logger(__name__)
 
@@ -28,8 +28,6 @@ MIB = 1024 * 1024
 ENQUEUE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.5, 5.0)
 BODY_BUCKETS = (1024, 10 * 1024, 100 * 1024, MIB, 5 * MIB, 10 * MIB, 25 * MIB, 55 * MIB, 100 * MIB)
 REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-# Probes and scrapes are logged at debug level: at INFO they would drown everything else.
-QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 class ReceiverMetrics:
@@ -123,26 +121,6 @@ class MeteredDeliveryQueue(DeliveryQueue):
         return envelope
 
 
-def route_template(scope: Scope) -> str:
-    """The full template of the matched route (``/api/v1/emails/{email_id}``), or
-    "unmatched". FastAPI puts the matched route in the scope with its path relative to
-    the router that holds it; the prefix it was included under is the part of the
-    request path before the part the route's pattern matches."""
-    route = scope.get("route")
-    relative = getattr(route, "path", None)
-    pattern = getattr(route, "path_regex", None)
-    if not isinstance(relative, str) or pattern is None:
-        return "unmatched"
-    path: str = scope.get("path", "")
-    root_path: str = scope.get("root_path", "")
-    if root_path and path.startswith(root_path):
-        path = path[len(root_path) :]
-    for cut, char in enumerate(path):
-        if char == "/" and pattern.match(path[cut:]):
-            return path[:cut] + relative
-    return relative
-
-
 class MetricsMiddleware:
     """Counts and times every request, and logs one ``request.finished`` line for it.
 
@@ -188,18 +166,14 @@ class MetricsMiddleware:
             self._record(scope, status, body_size, time.perf_counter() - started)
 
     def _record(self, scope: Scope, status: int, body_size: int, elapsed: float) -> None:
-        template = route_template(scope)
-        method = scope["method"]
-        self.metrics.requests.labels(template, method, f"{status // 100}xx").inc()
-        self.metrics.request_duration.labels(template).observe(elapsed)
-        if template == self.webhook_path and method == "POST":
-            self.metrics.observe_webhook(status, verdict_of(scope), body_size)
-        log.log(
-            logging.DEBUG if scope["path"] in QUIET_PATHS else logging.INFO,
-            "request.finished",
-            method=method,
-            route=template,
-            status=status,
-            duration_ms=round(elapsed * 1000, 1),
+        metrics = self.metrics
+        template = record_request(
+            metrics.requests,
+            metrics.request_duration,
+            scope,
+            status,
+            elapsed,
             body_size=body_size,
         )
+        if template == self.webhook_path and scope["method"] == "POST":
+            metrics.observe_webhook(status, verdict_of(scope), body_size)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from celery import Celery
+
 from shared.contract import PROCESS_DELIVERY_TASK, RECONCILE_TASK, REPLAY_DEAD_LETTER_TASK
 from shared.settings import Settings
 
@@ -67,3 +69,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_send_sent_event": False,
         "enable_utc": True,
     }
+
+
+def make_producer(settings: Settings, name: str) -> Celery:
+    """A Celery app that only publishes, by task name: the receiver and the API never
+    import the worker's tasks."""
+    producer = Celery(name, set_as_current=False)
+    producer.conf.update(celery_config(settings))
+    return producer

@@ -29,6 +29,7 @@ from shared.models import (
 )
 from shared.objectstore import S3ObjectStore
 from shared.settings import Settings
+from tests.http_checks import app_clients
 from tests.services import derive_settings
 
 PASSWORD = "correct horse battery staple"
@@ -45,17 +46,8 @@ def api_settings(base_settings: Settings) -> Settings:
 
 @pytest.fixture
 def make_client(clean_db: Engine) -> Iterator[Callable[..., TestClient]]:
-    clients: list[TestClient] = []
-
-    def make(settings: Settings, **kwargs: Any) -> TestClient:
-        client = TestClient(create_app(settings), **kwargs)
-        client.__enter__()
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        client.__exit__(None, None, None)
+    with app_clients(create_app) as make:
+        yield make
 
 
 @pytest.fixture

@@ -11,21 +11,11 @@ from fastapi.testclient import TestClient
 from shared.models import User
 from shared.settings import Settings
 from tests.api.conftest import PASSWORD, get_token
+from tests.http_checks import PROXY_PEER, UNTRUSTED_PEER, assert_rate_limited
 from tests.services import derive_settings
 
 TOKEN = "/api/v1/auth/token"
 WRONG = {"username": "ops", "password": "not the password"}
-UNTRUSTED_PEER = ("198.51.100.7", 50000)
-PROXY_PEER = ("10.0.0.2", 50000)
-
-
-def _assert_429(response: object, *, window: int = 60) -> None:
-    assert response.status_code == 429, response.text  # type: ignore[attr-defined]
-    retry_after = int(response.headers["Retry-After"])  # type: ignore[attr-defined]
-    assert 1 <= retry_after <= window
-    body = response.json()  # type: ignore[attr-defined]
-    assert body["status"] == "error"
-    assert f"retry in {retry_after} s" in body["message"]
 
 
 @pytest.fixture
@@ -48,9 +38,9 @@ def test_token_endpoint_answers_429_after_its_limit_even_for_the_right_password(
     client = make_client(limited)
     for _ in range(3):
         assert client.post(TOKEN, data=WRONG).status_code == 401
-    _assert_429(client.post(TOKEN, data=WRONG))
+    assert_rate_limited(client.post(TOKEN, data=WRONG))
     # Guessing stops being possible, including the right guess.
-    _assert_429(client.post(TOKEN, data={"username": "ops", "password": PASSWORD}))
+    assert_rate_limited(client.post(TOKEN, data={"username": "ops", "password": PASSWORD}))
 
 
 def test_spoofed_forwarded_for_from_an_untrusted_peer_does_not_reset_the_limit(
@@ -63,7 +53,7 @@ def test_spoofed_forwarded_for_from_an_untrusted_peer_does_not_reset_the_limit(
         assert client.post(TOKEN, data=WRONG, headers=headers).status_code == 401
     for spoofed in ("203.0.113.99", "192.0.2.1, 203.0.113.98", "10.0.0.9"):
         response = client.post(TOKEN, data=WRONG, headers={"X-Forwarded-For": spoofed})
-        _assert_429(response)
+        assert_rate_limited(response)
 
 
 def test_forwarded_for_from_a_trusted_proxy_keys_each_client_apart(
@@ -76,7 +66,7 @@ def test_forwarded_for_from_a_trusted_proxy_keys_each_client_apart(
     for n in range(3):
         headers = {"X-Forwarded-For": f"1.2.3.{n}, 203.0.113.5"}
         assert client.post(TOKEN, data=WRONG, headers=headers).status_code == 401
-    _assert_429(client.post(TOKEN, data=WRONG, headers={"X-Forwarded-For": "203.0.113.5"}))
+    assert_rate_limited(client.post(TOKEN, data=WRONG, headers={"X-Forwarded-For": "203.0.113.5"}))
     # Another client behind the same proxy has a bucket of its own.
     other = client.post(TOKEN, data=WRONG, headers={"X-Forwarded-For": "203.0.113.6"})
     assert other.status_code == 401
@@ -89,7 +79,7 @@ def test_replicas_share_the_limit_through_redis(
     first, second = make_client(limited), make_client(limited)
     for replica in (first, second, first):
         assert replica.post(TOKEN, data=WRONG).status_code == 401
-    _assert_429(second.post(TOKEN, data=WRONG))
+    assert_rate_limited(second.post(TOKEN, data=WRONG))
 
 
 def test_limits_survive_redis_forgetting_its_scripts(
@@ -104,7 +94,7 @@ def test_limits_survive_redis_forgetting_its_scripts(
     redis_client.script_flush()  # what a Redis restart does
     for _ in range(2):
         assert client.post(TOKEN, data=WRONG).status_code == 401
-    _assert_429(client.post(TOKEN, data=WRONG))
+    assert_rate_limited(client.post(TOKEN, data=WRONG))
 
 
 def test_unreachable_redis_is_503_not_an_open_door(
@@ -130,5 +120,5 @@ def test_management_api_is_limited_per_user(
     # One bucket per user across every route of the API.
     for path in ("/api/v1/emails", "/api/v1/events", "/api/v1/deliveries", "/api/v1/emails/1"):
         assert client.get(path, headers=ana).status_code in (200, 404)
-    _assert_429(client.get("/api/v1/dead-letters", headers=ana))
+    assert_rate_limited(client.get("/api/v1/dead-letters", headers=ana))
     assert client.get("/api/v1/emails", headers=bob).status_code == 200

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from receiver.app import create_app
 from shared.settings import Settings
+from tests.http_checks import app_clients
 from tests.services import derive_settings
 
 
@@ -24,14 +24,5 @@ def receiver_settings(base_settings: Settings) -> Settings:
 @pytest.fixture
 def make_client() -> Iterator[Callable[..., TestClient]]:
     """Receiver apps over given settings, each started (lifespan) and closed after."""
-    clients: list[TestClient] = []
-
-    def make(settings: Settings, **kwargs: Any) -> TestClient:
-        client = TestClient(create_app(settings), **kwargs)
-        client.__enter__()
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        client.__exit__(None, None, None)
+    with app_clients(create_app) as make:
+        yield make

@@ -11,23 +11,13 @@ from prometheus_client import generate_latest
 
 from receiver.metrics import ReceiverMetrics
 from shared.settings import Settings
+from tests.http_checks import PROXY_PEER, UNTRUSTED_PEER, assert_rate_limited
 from tests.ops.support import value
 from tests.services import derive_settings
 from tests.webhooks import WEBHOOK_PATH, fixture_events, signed_form
 
 FORGED = "AAAAAAAAAAAAAAAAAAAAAAAAAAA="
 FORM = "application/x-www-form-urlencoded"
-UNTRUSTED_PEER = ("198.51.100.7", 50000)
-PROXY_PEER = ("10.0.0.2", 50000)
-
-
-def _assert_429(response: object, *, window: int = 60) -> None:
-    assert response.status_code == 429, response.text  # type: ignore[attr-defined]
-    retry_after = int(response.headers["Retry-After"])  # type: ignore[attr-defined]
-    assert 1 <= retry_after <= window
-    body = response.json()  # type: ignore[attr-defined]
-    assert body["status"] == "error"
-    assert f"retry in {retry_after} s" in body["message"]
 
 
 @pytest.fixture
@@ -62,9 +52,9 @@ def test_every_kind_of_refusal_counts_and_past_the_limit_each_becomes_429(
     for status, content, sent in refusals:
         assert client.post(WEBHOOK_PATH, content=content, headers=sent).status_code == status
     # Five refusals: the sixth of any kind is 429, the ones that need no body included.
-    _assert_429(client.post(WEBHOOK_PATH, content=b"x", headers={}))  # would be 415
-    _assert_429(client.post(WEBHOOK_PATH, content=body, headers=unsigned))
-    _assert_429(client.post(WEBHOOK_PATH, content=body, headers=forged))
+    assert_rate_limited(client.post(WEBHOOK_PATH, content=b"x", headers={}))  # would be 415
+    assert_rate_limited(client.post(WEBHOOK_PATH, content=body, headers=unsigned))
+    assert_rate_limited(client.post(WEBHOOK_PATH, content=body, headers=forged))
     # A correctly signed batch from the same client is never refused, nor counted.
     for _ in range(3):
         accepted = client.post(WEBHOOK_PATH, content=body, headers=headers)
@@ -111,7 +101,7 @@ def test_the_limit_follows_the_client_behind_a_trusted_proxy_and_is_shared_by_re
     attacker = {"Content-Type": FORM, "X-Forwarded-For": "203.0.113.5"}
     for replica in (first, second, first, second, first):
         assert replica.post(WEBHOOK_PATH, content=b"", headers=attacker).status_code == 401
-    _assert_429(second.post(WEBHOOK_PATH, content=b"", headers=attacker))
+    assert_rate_limited(second.post(WEBHOOK_PATH, content=b"", headers=attacker))
     # Mandrill, behind the same proxy but at its own address, is not affected at all.
     body, headers = signed_form(fixture_events("send.json"))
     mandrill = {**headers, "X-Forwarded-For": "198.2.128.1"}
