@@ -41,8 +41,8 @@ import psutil
 import structlog
 
 from bench import payloads, stack
+from shared.webhook import WEBHOOK_PATH
 
-WEBHOOK_PATH = "/api/v1/webhooks/mailchimp"
 FORM = "application/x-www-form-urlencoded"
 FORGED_SIGNATURE = "AAAAAAAAAAAAAAAAAAAAAAAAAAA="
 MIB = 1024 * 1024
