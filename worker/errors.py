@@ -3,7 +3,13 @@
 *Transient* failures (a database, Redis or S3 that is down, slow or throttling) go away
 by themselves: the task is retried later with backoff and nothing is recorded as failed.
 *Permanent* failures (bad input) fail the same way every time: they are recorded at once
-with their reason, and the rest of the batch goes on.
+with their reason, and the rest of the batch goes on. Celery's soft time limit
+(``worker.interrupts``) is transient: an attempt that ran out of time is retried like one
+that lost its database (and ``worker.losses`` bounds an input that always runs out).
+
+What leaves the worker about a failure (dead letters, logs, Celery's events and so
+Flower) is :func:`describe`'s summary, never the exception's message, which can quote
+the payload.
 """
 
 from __future__ import annotations
@@ -15,9 +21,54 @@ import redis.exceptions
 import sqlalchemy.exc
 from botocore.exceptions import BotoCoreError, ClientError
 
+from worker.interrupts import INTERRUPTS
+
 
 class PermanentDeliveryError(Exception):
     """The whole delivery can never be processed (its body is missing or corrupt)."""
+
+
+class TaskFailure(Exception):
+    """What Celery is told about a failure: :func:`describe`'s summary of it.
+
+    Celery puts the exception it is given into its logs and into its task-retried and
+    task-failed events (which Flower shows); the original's message could quote the
+    payload, so it gets this instead.
+    """
+
+
+def describe(exc: BaseException) -> str:
+    """A failure's type and, for a database or S3 error, the codes and schema names it
+    involves; never its message (a driver error can quote the value it refused, and a
+    SQLAlchemy error lists the statement's parameters).
+
+    e.g. ``IntegrityError: CheckViolation (SQLSTATE 23514, table emails, constraint
+    ck_subject)`` or ``ClientError: NoSuchBucket``.
+    """
+    name = type(exc).__name__
+    if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.orig is not None:
+        orig = exc.orig
+        sqlstate = getattr(orig, "sqlstate", None)
+        if sqlstate is None:
+            # Raised by the client (no connection, a closed one): the server never saw a
+            # value, and the first line says what went wrong with the connection.
+            lines = str(orig).splitlines()
+            first = lines[0][:200] if lines else ""
+            return f"{name}: {type(orig).__name__}" + (f": {first}" if first else "")
+        details = [f"SQLSTATE {sqlstate}"]
+        diag = getattr(orig, "diag", None)
+        for label, attribute in (
+            ("table", "table_name"),
+            ("column", "column_name"),
+            ("constraint", "constraint_name"),
+        ):
+            value = getattr(diag, attribute, None)
+            if value:
+                details.append(f"{label} {value}")
+        return f"{name}: {type(orig).__name__} ({', '.join(details)})"
+    if isinstance(exc, ClientError):
+        return f"{name}: {exc.response.get('Error', {}).get('Code', 'unknown')}"
+    return name
 
 
 def safe_traceback(exc: BaseException) -> str:
@@ -69,6 +120,7 @@ _TRANSIENT_TYPES: tuple[type[BaseException], ...] = (
     BotoCoreError,
     ConnectionError,
     TimeoutError,
+    *INTERRUPTS,
 )
 
 

@@ -34,7 +34,8 @@ from shared.models import Delivery, EventOutcome
 from shared.objectstore import ObjectNotFoundError, ObjectStore
 from worker import metrics as worker_metrics
 from worker import parsing, storage
-from worker.errors import PermanentDeliveryError, is_rejected_row, safe_traceback
+from worker.errors import PermanentDeliveryError, describe, is_rejected_row, safe_traceback
+from worker.interrupts import INTERRUPTS
 from worker.losses import BODY_STAGE, LossTracker
 
 log = structlog.get_logger(__name__)
@@ -48,6 +49,8 @@ class IngestContext:
     object_store: ObjectStore
     redis: Redis
     max_worker_losses: int = 3
+    email_limits: parsing.EmailLimits = parsing.DEFAULT_LIMITS
+    upload_concurrency: int = 8
 
 
 @dataclass
@@ -158,8 +161,15 @@ def process_delivery(
             tracker.enter(index)
             also = finish if index == pending[-1] else (None if recorded else record)
             result.count(process_event(ctx, envelope.delivery_id, index, event, also=also))
-    finally:
+    except INTERRUPTS:
+        # Out of time: the marker stays, so the next attempt counts a loss at this event
+        # like a killed worker's, and an event that always runs out of time becomes a
+        # worker_lost dead letter instead of being retried until the deadline.
+        raise
+    except BaseException:
         tracker.leave()
+        raise
+    tracker.leave()
 
     if not finished:
         with ctx.session_factory() as session, session.begin():
@@ -195,6 +205,8 @@ def _load_events(
         _drop_redis_copy(ctx, envelope)
         tracker.leave()
         return None
+    except INTERRUPTS:
+        raise  # counted as a loss at the body (see process_delivery)
     except Exception:
         tracker.leave()
         raise
@@ -305,9 +317,7 @@ def process_event(
         if not (isinstance(exc, parsing.PermanentEventError) or is_rejected_row(exc)):
             raise  # transient or unknown: the task decides whether to retry
         reason = _reason(exc)
-        error_class = (
-            "invalid_event" if isinstance(exc, parsing.PermanentEventError) else ("rejected_row")
-        )
+        error_class = _permanent_error_class(exc)
         with ctx.session_factory() as session, session.begin():
             if also:
                 also(session)
@@ -340,8 +350,10 @@ def _store_inbound(
     replaying: bool,
     also: AlsoCommit | None,
 ) -> str:
-    email = _parse(parsing.parse_inbound, event)
-    storage.store_email_objects(ctx.object_store, email)
+    # The limits are checked while parsing, so an email over one is refused before
+    # anything of it is uploaded.
+    email = _parse(lambda value: parsing.parse_inbound(value, ctx.email_limits), event)
+    storage.store_email_objects(ctx.object_store, email, concurrency=ctx.upload_concurrency)
     with ctx.session_factory() as session, session.begin():
         if also:
             also(session)  # first: the delivery row must exist before rows refer to it
@@ -381,6 +393,8 @@ def _parse(parser: Callable[[Any], T], event: Any) -> T:
         return parser(event)
     except parsing.PermanentEventError:
         raise
+    except INTERRUPTS:
+        raise  # a time limit is no verdict on the input: the task retries it
     except Exception as exc:
         # The exception text may quote the payload, so only its type is kept (the dead
         # letter's traceback shows where it was raised).
@@ -389,9 +403,14 @@ def _parse(parser: Callable[[Any], T], event: Any) -> T:
         ) from exc
 
 
+def _permanent_error_class(exc: Exception) -> str:
+    if isinstance(exc, parsing.LimitExceededError):
+        return f"over_limit:{exc.limit}"
+    return "invalid_event" if isinstance(exc, parsing.PermanentEventError) else "rejected_row"
+
+
 def _reason(exc: Exception) -> str:
     if isinstance(exc, DBAPIError):
-        # The driver's first line names the column and the problem, not the row's content.
-        detail = str(exc.orig).splitlines()[0] if str(exc.orig) else ""
-        return f"database rejected the row: {type(exc.orig).__name__}: {detail}"[:500]
+        # Not the driver's message: it can quote the value it refused.
+        return f"database rejected the row: {describe(exc)}"[:500]
     return str(exc)[:500]

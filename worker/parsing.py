@@ -39,14 +39,21 @@ from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
 from typing import Any, Final, TypeVar
 
+from worker import mime_shape
+from worker.interrupts import INTERRUPTS
+
 __all__ = [
+    "DEFAULT_LIMITS",
     "Address",
     "BatchError",
+    "EmailLimits",
+    "LimitExceededError",
     "ParsedAttachment",
     "ParsedEmail",
     "ParsedEvent",
     "PermanentEventError",
     "SpamRule",
+    "check_mime_shape",
     "event_kind",
     "parse_batch",
     "parse_event",
@@ -76,6 +83,41 @@ class PermanentEventError(ValueError):
     ``str(exc)`` is the reason and is safe to store: it names fields and JSON types, never
     payload content.
     """
+
+
+class LimitExceededError(PermanentEventError):
+    """An email over one of the :class:`EmailLimits`; ``limit`` names which one.
+
+    Raised before the email is parsed in full (and so before anything of it is stored);
+    the message gives the numbers, never content.
+    """
+
+    def __init__(self, limit: str, found: int, allowed: int, what: str) -> None:
+        self.limit = limit
+        self.found = found
+        self.allowed = allowed
+        super().__init__(f"the email has {found} {what}, over the limit of {allowed}")
+
+
+@dataclass(frozen=True, slots=True)
+class EmailLimits:
+    """Caps on one inbound email, far above real mail (the worker reads them from the
+    settings ``KAVE_EMAIL_MAX_*``).
+
+    A 1 MB message of 33,000 tiny parts costs the stdlib parser seconds and would become
+    33,000 attachments; these caps refuse such input before it is parsed in full.
+    """
+
+    # Entities: the message, every part (containers too) and every attached message.
+    max_mime_parts: int = 1000
+    # Multiparts and attached messages around the deepest part.
+    max_nesting_depth: int = 20
+    # The header sections of the message and of all its parts, together.
+    max_header_bytes: int = 1024 * 1024
+    max_attachments: int = 500
+
+
+DEFAULT_LIMITS: Final = EmailLimits()
 
 
 class BatchError(ValueError):
@@ -217,15 +259,16 @@ def parse_event(event: Any) -> ParsedEvent:
     )
 
 
-def parse_inbound(event: Any) -> ParsedEmail:
+def parse_inbound(event: Any, limits: EmailLimits = DEFAULT_LIMITS) -> ParsedEmail:
     """Parse an inbound event into a :class:`ParsedEmail`.
 
-    Raises :class:`PermanentEventError` when the event cannot be turned into an email. Any
-    other exception is a bug here; the caller (worker.ingest) turns it into a permanent
-    failure that names the failing line, since the same input would fail the same way.
+    Raises :class:`PermanentEventError` when the event cannot be turned into an email
+    (:class:`LimitExceededError` when it is over one of ``limits``). Any other exception
+    is a bug here; the caller (worker.ingest) turns it into a permanent failure that
+    names the failing line, since the same input would fail the same way.
     """
     msg, raw_msg = _inbound_shape(event)
-    return _parse_inbound(event, msg, raw_msg)
+    return _parse_inbound(event, msg, raw_msg, limits)
 
 
 def sanitize_filename(name: object, fallback: str) -> str:
@@ -250,12 +293,17 @@ def _inbound_shape(event: Any) -> tuple[dict[str, Any], str]:
     return msg, raw_msg
 
 
-def _parse_inbound(event: dict[str, Any], msg: dict[str, Any], raw_msg: str) -> ParsedEmail:
+def _parse_inbound(
+    event: dict[str, Any], msg: dict[str, Any], raw_msg: str, limits: EmailLimits
+) -> ParsedEmail:
     # surrogatepass: a JSON "\ud800" escape is legal JSON but not encodable as UTF-8; keeping
     # it losslessly beats failing the email. For any valid string this is plain UTF-8.
     raw = raw_msg.encode("utf-8", "surrogatepass")
+    # Cheap checks first: the full parse of a parts bomb alone costs seconds.
+    check_mime_shape(raw, limits)
+    _check_entry_count(msg, limits)
     message = _parse_mime(raw)
-    parts = _mime_parts(message)
+    parts = _mime_parts(message, limits)
     from_address, from_name = _sender(message, msg)
     spam_score, spam_rules = _spam_report(msg.get("spam_report"))
     spf_result, spf_detail = _spf(msg.get("spf"))
@@ -287,7 +335,7 @@ def _parse_inbound(event: dict[str, Any], msg: dict[str, Any], raw_msg: str) -> 
         dkim_signed=dkim_signed,
         dkim_valid=dkim_valid,
         mandrill_ts=_timestamp(event.get("ts")),
-        attachments=_attachments(msg, parts),
+        attachments=_attachments(msg, parts, limits),
     )
 
 
@@ -296,6 +344,8 @@ def _parse_mime(raw: bytes) -> Message:
         # Bytes, not the str: raw_msg was transcoded to UTF-8 while its MIME headers may still
         # declare another charset, and only the bytes parser keeps 8-bit content recoverable.
         return BytesParser(policy=policy.default).parsebytes(raw)
+    except INTERRUPTS:
+        raise
     except Exception as exc:
         # The parser registers defects instead of raising; what remains (deep nesting hitting
         # the recursion limit) will fail the same way every time.
@@ -330,6 +380,8 @@ def _raw_headers(message: Message) -> list[tuple[str, str]]:
     # a malformed header the way message[name] can.
     try:
         return [(str(name), str(value)) for name, value in message.raw_items()]
+    except INTERRUPTS:
+        raise
     except Exception:
         return []
 
@@ -378,6 +430,8 @@ def _header(message: Message, name: str) -> str | None:
 def _decoded_header(name: str, raw: str) -> str:
     try:
         return _clean(str(policy.default.header_fetch_parse(name, raw)))
+    except INTERRUPTS:
+        raise
     except Exception:
         # The stdlib raises on some malformed headers; the undecoded text is better than none.
         return _clean(_unfold(raw))
@@ -398,6 +452,8 @@ def _addresses(message: Message, name: str) -> tuple[Address, ...]:
         return ()
     try:
         return _policy_addresses(name, raws)
+    except INTERRUPTS:
+        raise
     except Exception:
         # The policy's parser raises on some malformed lists (IndexError, AttributeError);
         # the older, forgiving parser still gets the well-formed addresses out.
@@ -427,6 +483,8 @@ def _legacy_addresses(raws: list[str]) -> tuple[Address, ...]:
 def _decode_words(text: str) -> str:
     try:
         return str(make_header(decode_header(text)))
+    except INTERRUPTS:
+        raise
     except Exception:
         return text
 
@@ -443,6 +501,8 @@ def _date(raw: str | None) -> datetime | None:
         return None
     try:
         parsed = parsedate_to_datetime(raw)
+    except INTERRUPTS:
+        raise
     except Exception:
         return None
     # A "-0000" zone (or none) means "unknown"; we read it as UTC so comparisons work.
@@ -520,26 +580,56 @@ class _MimePart:
     text: str | None = field(repr=False)  # decoded text for text/plain and text/html parts
 
 
-def _mime_parts(root: Message) -> list[_MimePart]:
+def _mime_parts(root: Message, limits: EmailLimits = DEFAULT_LIMITS) -> list[_MimePart]:
     """Every leaf part in document order, walking into multiparts and attached messages.
 
     An explicit stack instead of Message.walk(): same order, no recursion limit. And not
-    iter_attachments(), which misses the parts of forwarded mail.
+    iter_attachments(), which misses the parts of forwarded mail. The parts and nesting
+    caps are checked again here on the parsed tree (the pre-scan of
+    :func:`check_mime_shape` reads raw lines and may miss exotic structures), still
+    before any part is decoded.
     """
     parts: list[_MimePart] = []
-    stack: list[tuple[Message, bool]] = [(root, False)]
+    leaves: list[tuple[Message, bool]] = []
+    entities = 0
+    stack: list[tuple[Message, bool, int]] = [(root, False, 0)]
     while stack:
-        part, nested = stack.pop()
+        part, nested, depth = stack.pop()
+        entities += 1
+        if depth > limits.max_nesting_depth:
+            raise LimitExceededError(
+                "nesting_depth", depth, limits.max_nesting_depth, "levels of MIME nesting"
+            )
+        if entities > limits.max_mime_parts:
+            raise LimitExceededError(
+                "mime_parts", _count_entities(root), limits.max_mime_parts, "MIME parts"
+            )
         if part.is_multipart():
             children = part.get_payload()
             inside = nested or _guard(part.get_content_maintype, "") == "message"
             if isinstance(children, list):
                 stack.extend(
-                    (child, inside) for child in reversed(children) if isinstance(child, Message)
+                    (child, inside, depth + 1)
+                    for child in reversed(children)
+                    if isinstance(child, Message)
                 )
             continue
+        leaves.append((part, nested))
+    for part, nested in leaves:
         parts.append(_mime_part(part, nested))
     return parts
+
+
+def _count_entities(root: Message) -> int:
+    count = 0
+    stack = [root]
+    while stack:
+        part = stack.pop()
+        count += 1
+        children = part.get_payload() if part.is_multipart() else None
+        if isinstance(children, list):
+            stack.extend(child for child in children if isinstance(child, Message))
+    return count
 
 
 def _mime_part(part: Message, nested: bool) -> _MimePart:
@@ -610,7 +700,34 @@ def _is_inline(part: _MimePart) -> bool:
 # --------------------------------------------------------------------------- attachments
 
 
-def _attachments(msg: Mapping[str, Any], parts: list[_MimePart]) -> tuple[ParsedAttachment, ...]:
+def check_mime_shape(raw: bytes, limits: EmailLimits = DEFAULT_LIMITS) -> None:
+    """Refuse an email over the parts, nesting or header limits, from a scan of its raw
+    lines (milliseconds for a parts bomb whose full parse takes seconds)."""
+    shape = mime_shape.scan(raw)
+    if shape.depth > limits.max_nesting_depth:
+        raise LimitExceededError(
+            "nesting_depth", shape.depth, limits.max_nesting_depth, "levels of MIME nesting"
+        )
+    if shape.entities > limits.max_mime_parts:
+        raise LimitExceededError("mime_parts", shape.entities, limits.max_mime_parts, "MIME parts")
+    if shape.header_bytes > limits.max_header_bytes:
+        raise LimitExceededError(
+            "header_bytes", shape.header_bytes, limits.max_header_bytes, "bytes of headers"
+        )
+
+
+def _check_entry_count(msg: Mapping[str, Any], limits: EmailLimits) -> None:
+    """Mandrill's own attachment and image entries, counted before any is decoded."""
+    entries = sum(
+        len(value) for name in ("attachments", "images") if isinstance(value := msg.get(name), dict)
+    )
+    if entries > limits.max_attachments:
+        raise LimitExceededError("attachments", entries, limits.max_attachments, "attachments")
+
+
+def _attachments(
+    msg: Mapping[str, Any], parts: list[_MimePart], limits: EmailLimits
+) -> tuple[ParsedAttachment, ...]:
     pool = _PartPool([part for part in parts if _is_attached(part)])
     found: list[ParsedAttachment] = []
     for field_name, is_image in (("attachments", False), ("images", True)):
@@ -620,7 +737,12 @@ def _attachments(msg: Mapping[str, Any], parts: list[_MimePart]) -> tuple[Parsed
                 _from_entry(where, key, entry, is_image=is_image, pool=pool, number=len(found) + 1)
             )
     # Whatever Mandrill did not deliver (nested parts of forwarded mail, parts it skipped).
-    for part in pool.remaining():
+    remaining = pool.remaining()
+    if len(found) + len(remaining) > limits.max_attachments:
+        raise LimitExceededError(
+            "attachments", len(found) + len(remaining), limits.max_attachments, "attachments"
+        )
+    for part in remaining:
         found.append(_from_part(part, len(found) + 1))
     return tuple(found)
 
@@ -846,6 +968,8 @@ def _guard(call: Callable[[], _T], default: _T) -> _T:
     """Call a stdlib accessor that may raise on malformed input; ``default`` if it does."""
     try:
         return call()
+    except INTERRUPTS:
+        raise
     except Exception:
         return default
 

@@ -17,6 +17,7 @@ from shared.db import make_engine, make_session_factory
 from shared.objectstore import make_object_store
 from shared.settings import Settings, get_settings
 from worker.ingest import IngestContext
+from worker.parsing import EmailLimits
 
 
 @dataclass(frozen=True)
@@ -42,9 +43,20 @@ def ingest_context(settings: Settings | None = None) -> IngestContext:
             object_store=make_object_store(settings),
             redis=redis,
             max_worker_losses=settings.max_worker_losses,
+            email_limits=email_limits(settings),
+            upload_concurrency=settings.upload_concurrency,
         )
         _current = _ProcessResources(pid=os.getpid(), engine=engine, context=context)
     return _current.context
+
+
+def email_limits(settings: Settings) -> EmailLimits:
+    return EmailLimits(
+        max_mime_parts=settings.email_max_mime_parts,
+        max_nesting_depth=settings.email_max_nesting_depth,
+        max_header_bytes=settings.email_max_header_bytes,
+        max_attachments=settings.email_max_attachments,
+    )
 
 
 def release() -> None:

@@ -9,6 +9,7 @@ delivery or a second copy of an email finds its row instead of adding one.
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -64,10 +65,40 @@ def _addresses(addresses: tuple[Address, ...]) -> list[dict[str, str | None]]:
     return [{"name": a.name, "address": a.address} for a in addresses]
 
 
-def store_email_objects(store: ObjectStore, email: ParsedEmail) -> None:
-    store.put(raw_message_key(email.raw_sha256), email.raw, "message/rfc822")
+def store_email_objects(store: ObjectStore, email: ParsedEmail, *, concurrency: int = 1) -> None:
+    """Upload the raw message and each attachment; returns once every one is stored.
+
+    Keys are content-addressed: each distinct content is uploaded once (two attachments
+    with the same bytes are one object), and uploading it again on a redelivery stores
+    the same bytes. Up to ``concurrency`` uploads run at once on threads (boto3 clients
+    are thread-safe); the caller writes the rows that name them only after all succeeded,
+    so a committed row never names a missing object.
+    """
+    uploads: dict[str, tuple[bytes, str]] = {
+        raw_message_key(email.raw_sha256): (email.raw, "message/rfc822")
+    }
     for attachment in email.attachments:
-        store.put(attachment_key(attachment.sha256), attachment.content, attachment.content_type)
+        uploads.setdefault(
+            attachment_key(attachment.sha256), (attachment.content, attachment.content_type)
+        )
+    if concurrency <= 1 or len(uploads) == 1:
+        for key, (data, content_type) in uploads.items():
+            store.put(key, data, content_type)
+        return
+    pool = ThreadPoolExecutor(
+        max_workers=min(concurrency, len(uploads)), thread_name_prefix="kave-upload"
+    )
+    try:
+        futures = [
+            pool.submit(store.put, key, data, content_type)
+            for key, (data, content_type) in uploads.items()
+        ]
+        for future in futures:
+            future.result()  # the first failure propagates (and the task retries)
+    finally:
+        # After a failure or a time limit, uploads not yet started are dropped; those
+        # under way finish harmlessly (the next attempt writes the same bytes).
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 # --- deliveries ---------------------------------------------------------------------
