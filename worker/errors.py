@@ -110,6 +110,15 @@ def is_rejected_row(exc: BaseException) -> bool:
     )
 
 
+def is_too_deeply_nested(exc: BaseException) -> bool:
+    """The input is nested deeper than the code that walks it can recurse (cleaning a
+    JSON document, the JSONB encoder): the same input fails the same way every time."""
+    if isinstance(exc, RecursionError):
+        return True
+    # SQLAlchemy wraps what a bind processor raises (the JSONB encoder) in StatementError.
+    return isinstance(exc, sqlalchemy.exc.StatementError) and isinstance(exc.orig, RecursionError)
+
+
 # Failures of a service rather than of the input. (BotoCoreError covers
 # EndpointConnectionError, ReadTimeoutError, ConnectionClosedError, ...)
 _TRANSIENT_TYPES: tuple[type[BaseException], ...] = (

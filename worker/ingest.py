@@ -34,7 +34,13 @@ from shared.models import Delivery, EventOutcome
 from shared.objectstore import ObjectNotFoundError, ObjectStore
 from worker import metrics as worker_metrics
 from worker import parsing, storage
-from worker.errors import PermanentDeliveryError, describe, is_rejected_row, safe_traceback
+from worker.errors import (
+    PermanentDeliveryError,
+    describe,
+    is_rejected_row,
+    is_too_deeply_nested,
+    safe_traceback,
+)
 from worker.interrupts import INTERRUPTS
 from worker.losses import BODY_STAGE, LossTracker
 
@@ -314,7 +320,11 @@ def process_event(
                 ctx, delivery_id, index, kind, event, replaying=replaying, also=also
             )
     except Exception as exc:
-        if not (isinstance(exc, parsing.PermanentEventError) or is_rejected_row(exc)):
+        if not (
+            isinstance(exc, parsing.PermanentEventError)
+            or is_rejected_row(exc)
+            or is_too_deeply_nested(exc)
+        ):
             raise  # transient or unknown: the task decides whether to retry
         reason = _reason(exc)
         error_class = _permanent_error_class(exc)
@@ -406,10 +416,14 @@ def _parse(parser: Callable[[Any], T], event: Any) -> T:
 def _permanent_error_class(exc: Exception) -> str:
     if isinstance(exc, parsing.LimitExceededError):
         return f"over_limit:{exc.limit}"
-    return "invalid_event" if isinstance(exc, parsing.PermanentEventError) else "rejected_row"
+    if isinstance(exc, parsing.PermanentEventError) or is_too_deeply_nested(exc):
+        return "invalid_event"
+    return "rejected_row"
 
 
 def _reason(exc: Exception) -> str:
+    if is_too_deeply_nested(exc):
+        return "the event is nested too deeply to store (RecursionError)"
     if isinstance(exc, DBAPIError):
         # Not the driver's message: it can quote the value it refused.
         return f"database rejected the row: {describe(exc)}"[:500]

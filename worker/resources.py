@@ -11,12 +11,14 @@ import os
 from dataclasses import dataclass
 
 from redis import Redis
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
+from sqlalchemy.engine import ExceptionContext
 
 from shared.db import make_engine, make_session_factory
 from shared.objectstore import make_object_store
 from shared.settings import Settings, get_settings
 from worker.ingest import IngestContext
+from worker.interrupts import INTERRUPTS
 from worker.parsing import EmailLimits
 
 
@@ -35,6 +37,7 @@ def ingest_context(settings: Settings | None = None) -> IngestContext:
     if _current is None or _current.pid != os.getpid():
         settings = settings or get_settings()
         engine = make_engine(settings)
+        event.listen(engine, "handle_error", _close_interrupted_connection)
         redis = Redis.from_url(
             settings.require_redis_url(), socket_timeout=10, socket_connect_timeout=5
         )
@@ -48,6 +51,16 @@ def ingest_context(settings: Settings | None = None) -> IngestContext:
         )
         _current = _ProcessResources(pid=os.getpid(), engine=engine, context=context)
     return _current.context
+
+
+def _close_interrupted_connection(context: ExceptionContext) -> None:
+    """A statement interrupted by the soft time limit leaves its connection mid-query:
+    close it (as after a disconnect) instead of handing it back to the pool, where its
+    rollback would fail with "another command is already in progress" and that error
+    would replace the time limit as the attempt's failure."""
+    if isinstance(context.original_exception, INTERRUPTS):
+        context.is_disconnect = True
+        context.invalidate_pool_on_disconnect = False  # only this connection
 
 
 def email_limits(settings: Settings) -> EmailLimits:
