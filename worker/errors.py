@@ -43,7 +43,7 @@ def describe(exc: BaseException) -> str:
     SQLAlchemy error lists the statement's parameters).
 
     e.g. ``IntegrityError: CheckViolation (SQLSTATE 23514, table emails, constraint
-    ck_subject)`` or ``ClientError: NoSuchBucket``.
+    ck_subject)`` or ``ClientError: SlowDown``.
     """
     name = type(exc).__name__
     if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.orig is not None:
@@ -67,7 +67,8 @@ def describe(exc: BaseException) -> str:
                 details.append(f"{label} {value}")
         return f"{name}: {type(orig).__name__} ({', '.join(details)})"
     if isinstance(exc, ClientError):
-        return f"{name}: {exc.response.get('Error', {}).get('Code', 'unknown')}"
+        code = exc.response.get("Error", {}).get("Code", "unknown")
+        return name if name == code else f"{name}: {code}"  # boto names some by their code
     return name
 
 

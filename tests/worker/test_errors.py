@@ -15,7 +15,7 @@ from sqlalchemy import Engine, create_engine, text
 
 from shared.db import normalise_database_url
 from tests.services import free_port
-from worker.errors import is_rejected_row, is_transient
+from worker.errors import describe, is_rejected_row, is_too_deeply_nested, is_transient
 
 
 def _raised(action: Callable[[], object]) -> BaseException:
@@ -80,3 +80,61 @@ def test_nul_in_text_is_a_rejected_row(engine: Engine) -> None:
 def test_programming_mistakes_are_not_transient() -> None:
     assert not is_transient(KeyError("x"))
     assert not is_transient(ValueError("x"))
+
+
+def test_describe_names_codes_and_schema_never_values(engine: Engine) -> None:
+    secret = f"subject-{secrets.token_hex(8)}"
+    with engine.connect() as conn:
+        conn.execute(
+            text(
+                "CREATE TEMP TABLE mail (subject text CONSTRAINT short CHECK (length(subject) < 5))"
+            )
+        )
+        exc = _raised(lambda: conn.execute(text("INSERT INTO mail VALUES (:v)"), {"v": secret}))
+        conn.rollback()
+        cast = _raised(lambda: conn.execute(text("SELECT CAST(:v AS integer)"), {"v": secret}))
+        conn.rollback()
+    assert secret in str(exc)  # the driver's DETAIL quotes the failing row
+    assert describe(exc) == (
+        "IntegrityError: CheckViolation (SQLSTATE 23514, table mail, constraint short)"
+    )
+    assert secret in str(cast)  # 'invalid input syntax for type integer: "..."'
+    assert describe(cast) == "DataError: InvalidTextRepresentation (SQLSTATE 22P02)"
+
+
+def test_describe_keeps_what_a_connection_failure_says() -> None:
+    dead = create_engine(
+        normalise_database_url(f"postgresql://postgres@127.0.0.1:{free_port()}/x"),
+        connect_args={"connect_timeout": 1},
+    )
+    described = describe(_raised(lambda: dead.connect().close()))
+    assert described.startswith("OperationalError: OperationalError: connection")
+
+
+def test_describe_of_an_s3_error_is_its_code(s3_endpoint: str) -> None:
+    up = boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="t",
+        aws_secret_access_key="t",
+    )
+    missing = _raised(lambda: up.get_object(Bucket="no-such-bucket", Key="k"))
+    assert describe(missing) == "NoSuchBucket"
+    assert describe(KeyError("payload-value")) == "KeyError"
+
+
+def test_recursion_is_too_deep_nesting_even_inside_a_statement(engine: Engine) -> None:
+    from sqlalchemy import JSON, Column, MetaData, Table
+
+    deep: object = "leaf"
+    for _ in range(5000):
+        deep = [deep]
+    table = Table("deep_doc", MetaData(), Column("doc", JSON), prefixes=["TEMPORARY"])
+    with engine.connect() as conn:
+        table.create(conn)
+        exc = _raised(lambda: conn.execute(table.insert().values(doc=deep)))
+        conn.rollback()
+    assert is_too_deeply_nested(exc)
+    assert not is_too_deeply_nested(ValueError("x"))
+    assert is_too_deeply_nested(RecursionError())
