@@ -34,6 +34,8 @@ class MimeShape:
     entities: int  # the message, every part (containers too), every attached message
     depth: int  # multiparts and attached messages around the deepest entity
     header_bytes: int  # of every header section together
+    # False when the scan stopped at a limit: the counts are then lower bounds.
+    complete: bool = True
 
 
 @dataclass(slots=True)
@@ -44,49 +46,75 @@ class _Open:
     child_depth: int
 
 
-def scan(raw: bytes) -> MimeShape:
+def scan(raw: bytes, max_entities: int | None = None, max_depth: int | None = None) -> MimeShape:
+    """The shape of ``raw``, or, once it is past ``max_entities`` or ``max_depth``, what
+    is known by then (``complete`` False). Past ``max_entities`` the parts still to come
+    in the innermost multipart are counted at C speed (so a flat bomb of millions of
+    parts gets its real count in milliseconds)."""
     lines = io.BytesIO(raw)
     open_multiparts: list[_Open] = []
     entities = depth = header_bytes = 0
-    # The entity whose header section comes next (the message itself first).
+    # The depth of the entity whose header section comes next (the message itself first).
     pending: int | None = 0
     line = b""
     while True:
         if pending is not None:
             entities += 1
             depth = max(depth, pending)
-            size, content_type, boundary, line = _header_section(lines, open_multiparts)
+            too_deep = max_depth is not None and depth > max_depth
+            if too_deep or (max_entities is not None and entities > max_entities):
+                if not too_deep and open_multiparts:
+                    entities += _remaining_parts(raw, lines.tell(), open_multiparts[-1])
+                return MimeShape(entities, depth, header_bytes, complete=False)
+            size, pending, line = _entity(lines, open_multiparts, pending)
             header_bytes += size
-            entity_depth, pending = pending, None
-            if content_type is not None and content_type[0] == b"multipart" and boundary:
-                open_multiparts.append(_Open(b"--" + boundary, entity_depth + 1))
-            elif (
-                content_type is not None
-                and content_type[0] == b"message"
-                and content_type[1] != b"delivery-status"
-                and not line
-            ):
-                # The body is a whole message (headers first), one level down.
-                pending = entity_depth + 1
-                continue
-            if not line:
-                continue  # the header section ended with a blank line (or the input)
+            if pending is not None or not line:
+                continue  # an attached message's headers, or the body, come next
         else:
             line = lines.readline()
         if not line:
             break
-        if not line.startswith(b"--") or not open_multiparts:
-            continue
-        match = _delimiter(line, open_multiparts)
-        if match is None:
-            continue
-        index, closing = match
-        # A boundary of an outer multipart ends every multipart inside it as well.
-        child_depth = open_multiparts[index].child_depth
-        del open_multiparts[index + (0 if closing else 1) :]
-        if not closing:
-            pending = child_depth
+        if line.startswith(b"--") and open_multiparts:
+            pending = _delimited(line, open_multiparts)
     return MimeShape(entities=entities, depth=depth, header_bytes=header_bytes)
+
+
+def _entity(
+    lines: io.BytesIO, open_multiparts: list[_Open], depth: int
+) -> tuple[int, int | None, bytes]:
+    """Read an entity's header section and open what it declares: its header bytes, the
+    depth of the attached message whose headers follow (for ``message/*``), and the line
+    that ended the section if it was not the blank separator."""
+    size, content_type, boundary, line = _header_section(lines, open_multiparts)
+    if content_type is not None and content_type[0] == b"multipart" and boundary:
+        open_multiparts.append(_Open(b"--" + boundary, depth + 1))
+    elif (
+        content_type is not None
+        and content_type[0] == b"message"
+        and content_type[1] != b"delivery-status"
+        and not line
+    ):
+        return size, depth + 1, line  # the body is a whole message, one level down
+    return size, None, line
+
+
+def _delimited(line: bytes, open_multiparts: list[_Open]) -> int | None:
+    """Apply a ``--`` line: the depth of the part it starts, or None (a closing line, or
+    not a delimiter at all)."""
+    match = _delimiter(line, open_multiparts)
+    if match is None:
+        return None
+    index, closing = match
+    # A boundary of an outer multipart ends every multipart inside it as well.
+    child_depth = open_multiparts[index].child_depth
+    del open_multiparts[index + (0 if closing else 1) :]
+    return None if closing else child_depth
+
+
+def _remaining_parts(raw: bytes, position: int, innermost: _Open) -> int:
+    """Delimiter lines (not the closing one) of a multipart after ``position``."""
+    line_start = b"\n" + innermost.delimiter
+    return raw.count(line_start, position) - raw.count(line_start + b"--", position)
 
 
 def _header_section(

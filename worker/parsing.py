@@ -92,11 +92,14 @@ class LimitExceededError(PermanentEventError):
     the message gives the numbers, never content.
     """
 
-    def __init__(self, limit: str, found: int, allowed: int, what: str) -> None:
+    def __init__(
+        self, limit: str, found: int, allowed: int, what: str, *, at_least: bool = False
+    ) -> None:
         self.limit = limit
         self.found = found
         self.allowed = allowed
-        super().__init__(f"the email has {found} {what}, over the limit of {allowed}")
+        count = f"at least {found}" if at_least else str(found)
+        super().__init__(f"the email has {count} {what}, over the limit of {allowed}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -703,13 +706,23 @@ def _is_inline(part: _MimePart) -> bool:
 def check_mime_shape(raw: bytes, limits: EmailLimits = DEFAULT_LIMITS) -> None:
     """Refuse an email over the parts, nesting or header limits, from a scan of its raw
     lines (milliseconds for a parts bomb whose full parse takes seconds)."""
-    shape = mime_shape.scan(raw)
+    shape = mime_shape.scan(
+        raw, max_entities=limits.max_mime_parts, max_depth=limits.max_nesting_depth
+    )
+    partial = not shape.complete
     if shape.depth > limits.max_nesting_depth:
         raise LimitExceededError(
-            "nesting_depth", shape.depth, limits.max_nesting_depth, "levels of MIME nesting"
+            "nesting_depth",
+            shape.depth,
+            limits.max_nesting_depth,
+            "levels of MIME nesting",
+            at_least=partial,
         )
     if shape.entities > limits.max_mime_parts:
-        raise LimitExceededError("mime_parts", shape.entities, limits.max_mime_parts, "MIME parts")
+        # Counted to the end for a flat bomb, a lower bound when parts nest further.
+        raise LimitExceededError(
+            "mime_parts", shape.entities, limits.max_mime_parts, "MIME parts", at_least=partial
+        )
     if shape.header_bytes > limits.max_header_bytes:
         raise LimitExceededError(
             "header_bytes", shape.header_bytes, limits.max_header_bytes, "bytes of headers"

@@ -98,7 +98,7 @@ def test_a_parts_bomb_is_refused_fast_with_the_numbers() -> None:
     print(f"33,000-part email refused in {elapsed * 1000:.1f} ms")
     assert caught.value.limit == "mime_parts"
     assert (caught.value.found, caught.value.allowed) == (33_001, 1000)
-    assert str(caught.value) == "the email has 33001 MIME parts, over the limit of 1000"
+    assert str(caught.value) == "the email has at least 33001 MIME parts, over the limit of 1000"
     assert isinstance(caught.value, PermanentEventError)
     assert elapsed < 5  # a sanity bound; the stdlib parser alone takes seconds
 
@@ -189,3 +189,14 @@ def test_mandrill_entries_and_mime_parts_count_together() -> None:
     assert len(parse_inbound(event, EmailLimits(max_attachments=6)).attachments) == 6
     with pytest.raises(LimitExceededError, match="6 attachments, over the limit of 5"):
         parse_inbound(event, EmailLimits(max_attachments=5))
+
+
+def test_the_scan_stops_at_a_limit_and_says_so() -> None:
+    bomb = hostile_mail.parts_bomb(33_000).encode()
+    full = mime_shape.scan(bomb)
+    stopped = mime_shape.scan(bomb, max_entities=1000)
+    assert (full.entities, full.complete) == (33_001, True)
+    # The rest of a flat bomb is counted without reading it.
+    assert (stopped.entities, stopped.complete) == (33_001, False)
+    deep = mime_shape.scan(hostile_mail.deep_nesting(5000).encode(), max_depth=20)
+    assert (deep.depth, deep.complete) == (21, False)

@@ -803,7 +803,9 @@ def test_deeply_nested_mime_is_permanent_not_a_crash() -> None:
     raw += "".join(f"--b{i}--\n" for i in reversed(range(depth)))
     # The nesting cap refuses it first; without the cap, the parser's RecursionError
     # is still a permanent failure.
-    with pytest.raises(LimitExceededError, match="1200 levels of MIME nesting"):
+    with pytest.raises(
+        LimitExceededError, match="at least 21 levels of MIME nesting, over the limit of 20"
+    ):
         parse_inbound(inbound_event(raw))
     unlimited = EmailLimits(max_nesting_depth=10 * depth, max_mime_parts=10 * depth)
     with pytest.raises(PermanentEventError, match="could not be parsed as MIME"):
