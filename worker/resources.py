@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+import psycopg
+import structlog
 from redis import Redis
 from sqlalchemy import Engine, event
 from sqlalchemy.engine import ExceptionContext
@@ -20,6 +22,11 @@ from shared.settings import Settings, get_settings
 from worker.ingest import IngestContext
 from worker.interrupts import INTERRUPTS
 from worker.parsing import EmailLimits
+
+log = structlog.get_logger(__name__)
+
+# The soft time limit leaves a task a few seconds before the hard one.
+CANCEL_TIMEOUT_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -54,13 +61,27 @@ def ingest_context(settings: Settings | None = None) -> IngestContext:
 
 
 def _close_interrupted_connection(context: ExceptionContext) -> None:
-    """A statement interrupted by the soft time limit leaves its connection mid-query:
-    close it (as after a disconnect) instead of handing it back to the pool, where its
-    rollback would fail with "another command is already in progress" and that error
-    would replace the time limit as the attempt's failure."""
-    if isinstance(context.original_exception, INTERRUPTS):
-        context.is_disconnect = True
-        context.invalidate_pool_on_disconnect = False  # only this connection
+    """A statement interrupted by the soft time limit leaves its connection mid-query.
+
+    Cancel the statement on the server: closing the socket alone leaves the server
+    process running it, and holding its transaction's locks (a new row's key, say),
+    until it next talks to the client; the retry would wait on them. Then close the
+    connection (as after a disconnect) instead of handing it back to the pool, where
+    its rollback would fail with "another command is already in progress" and that
+    error would replace the time limit as the attempt's failure.
+    """
+    if not isinstance(context.original_exception, INTERRUPTS):
+        return
+    dbapi_connection = (
+        context.connection.connection.dbapi_connection if context.connection else None
+    )
+    if isinstance(dbapi_connection, psycopg.Connection):
+        try:
+            dbapi_connection.cancel_safe(timeout=CANCEL_TIMEOUT_SECONDS)
+        except psycopg.Error:
+            log.warning("database.cancel_failed")  # the server ends it when it notices
+    context.is_disconnect = True
+    context.invalidate_pool_on_disconnect = False  # only this connection
 
 
 def email_limits(settings: Settings) -> EmailLimits:

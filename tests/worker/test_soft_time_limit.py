@@ -71,3 +71,40 @@ def test_an_attempt_over_the_soft_limit_is_retried_and_stored_once(
     # Ran out of time once, retried, done: no wait for the hard limit to kill it.
     assert not any("WorkerLostError" in json.dumps(line) for line in lines)
     print(f"\nstored {elapsed:.1f} s after the POST, one soft-limit retry")
+
+
+def test_an_event_that_always_runs_out_of_time_becomes_a_worker_lost_dead_letter(
+    short_limit_stack: ScratchStack,
+) -> None:
+    """Each attempt waits inside the event (on the attachments table, locked; the dead
+    letter's own writes do not touch it) until the soft limit: after
+    KAVE_MAX_WORKER_LOSSES (3) such attempts the event is dead-lettered, not retried
+    for the six hours of the retry deadline."""
+    stack = short_limit_stack
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_lock() -> None:
+        with stack.engine.begin() as conn:
+            conn.execute(text("LOCK TABLE attachments IN ACCESS EXCLUSIVE MODE"))
+            locked.set()
+            release.wait(90)
+
+    holder = threading.Thread(target=hold_lock)
+    holder.start()
+    try:
+        assert locked.wait(10)
+        delivery_id = stack.post(fixture_events("inbound_with_image.json"))
+        wait_for_deliveries(stack.engine, [delivery_id], timeout=80)
+    finally:
+        release.set()
+        holder.join()
+
+    with Session(stack.engine) as session:
+        (letter,) = session.scalars(select(DeadLetter)).all()
+        assert session.scalar(select(func.count()).select_from(Email)) == 0
+    assert (letter.event_index, letter.error_class) == (0, "worker_lost")
+    lines = [
+        json.loads(line) for line in stack.worker_log.read_text().splitlines() if line[:1] == "{"
+    ]
+    retries = [line["error_type"] for line in lines if line.get("event") == "delivery.retrying"]
+    assert retries == ["SoftTimeLimitExceeded"] * 3
