@@ -25,7 +25,6 @@ from typing import Any, TypeVar
 
 import structlog
 from redis import Redis
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from shared.contract import Envelope, archive_object_key, payload_redis_key
@@ -36,9 +35,8 @@ from worker import metrics as worker_metrics
 from worker import parsing, storage
 from worker.errors import (
     PermanentDeliveryError,
-    describe,
-    is_rejected_row,
-    is_too_deeply_nested,
+    event_failure_class,
+    event_failure_reason,
     safe_traceback,
 )
 from worker.interrupts import INTERRUPTS
@@ -320,14 +318,10 @@ def process_event(
                 ctx, delivery_id, index, kind, event, replaying=replaying, also=also
             )
     except Exception as exc:
-        if not (
-            isinstance(exc, parsing.PermanentEventError)
-            or is_rejected_row(exc)
-            or is_too_deeply_nested(exc)
-        ):
+        error_class = event_failure_class(exc)
+        if error_class is None:
             raise  # transient or unknown: the task decides whether to retry
-        reason = _reason(exc)
-        error_class = _permanent_error_class(exc)
+        reason = event_failure_reason(exc)
         with ctx.session_factory() as session, session.begin():
             if also:
                 also(session)
@@ -411,20 +405,3 @@ def _parse(parser: Callable[[Any], T], event: Any) -> T:
         raise parsing.PermanentEventError(
             f"the parser failed with {type(exc).__name__}; reprocess after a fix"
         ) from exc
-
-
-def _permanent_error_class(exc: Exception) -> str:
-    if isinstance(exc, parsing.LimitExceededError):
-        return f"over_limit:{exc.limit}"
-    if isinstance(exc, parsing.PermanentEventError) or is_too_deeply_nested(exc):
-        return "invalid_event"
-    return "rejected_row"
-
-
-def _reason(exc: Exception) -> str:
-    if is_too_deeply_nested(exc):
-        return "the event is nested too deeply to store (RecursionError)"
-    if isinstance(exc, DBAPIError):
-        # Not the driver's message: it can quote the value it refused.
-        return f"database rejected the row: {describe(exc)}"[:500]
-    return str(exc)[:500]

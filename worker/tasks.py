@@ -1,5 +1,5 @@
 """Celery tasks: thin shells that decode arguments, call a service and apply the retry
-policy of ``worker.retry_policy``."""
+policy of ``worker.errors``."""
 
 from __future__ import annotations
 
@@ -22,10 +22,9 @@ from shared.contract import (
 from shared.settings import get_settings
 from worker import ingest, reconcile, replay
 from worker import metrics as worker_metrics
-from worker.errors import TaskFailure, describe
+from worker.errors import GiveUp, TaskFailure, decide, describe
 from worker.interrupts import INTERRUPTS
 from worker.resources import ingest_context
-from worker.retry_policy import GiveUp, decide
 
 log = structlog.get_logger(__name__)
 

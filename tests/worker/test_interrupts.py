@@ -23,8 +23,7 @@ from bench import hostile_mail
 from shared.settings import Settings
 from tests.services import REPO
 from worker import ingest, parsing
-from worker.errors import describe, is_rejected_row, is_transient
-from worker.retry_policy import GiveUp, RetryLater, decide
+from worker.errors import GiveUp, RetryLater, decide, describe, is_rejected_row, is_transient
 
 UNLIMITED = parsing.EmailLimits(
     max_mime_parts=10**9, max_nesting_depth=10**6, max_header_bytes=10**12, max_attachments=10**9
