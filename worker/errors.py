@@ -31,6 +31,7 @@ import sqlalchemy.exc
 from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.settings import Settings
+from worker.columns import REASON_CHARS
 from worker.interrupts import INTERRUPTS
 from worker.parsing import LimitExceededError, PermanentEventError
 
@@ -184,8 +185,8 @@ def event_failure_reason(exc: BaseException) -> str:
         return "the event is nested too deeply to store (RecursionError)"
     if isinstance(exc, sqlalchemy.exc.DBAPIError):
         # Not the driver's message: it can quote the value it refused.
-        return f"database rejected the row: {describe(exc)}"[:500]
-    return str(exc)[:500]
+        return f"database rejected the row: {describe(exc)}"[:REASON_CHARS]
+    return str(exc)[:REASON_CHARS]
 
 
 # --- the retry policy -------------------------------------------------------------------

@@ -39,7 +39,8 @@ from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
 from typing import Any, Final, TypeVar
 
-from worker import mime_shape
+from worker import columns, mime_shape
+from worker.columns import storable_text
 from worker.interrupts import INTERRUPTS
 
 __all__ = [
@@ -61,12 +62,10 @@ __all__ = [
     "sanitize_filename",
 ]
 
-MAX_FILENAME_CHARS: Final = 200
-MAX_CONTENT_TYPE_CHARS: Final = 255
-# RFC 5322 caps a header line at 998 characters; an id longer than that is garbage and would
-# only hurt the indexes that look it up.
-MAX_MESSAGE_ID_CHARS: Final = 998
-MAX_KIND_CHARS: Final = 100
+MAX_FILENAME_CHARS: Final = columns.FILENAME_CHARS
+MAX_CONTENT_TYPE_CHARS: Final = columns.CONTENT_TYPE_CHARS
+MAX_MESSAGE_ID_CHARS: Final = columns.MESSAGE_ID_CHARS
+MAX_KIND_CHARS: Final = columns.EVENT_KIND_CHARS
 # Long enough for any real extension ("tar.gz" is handled as "gz"), short enough that a name
 # made of one huge "extension" is truncated as a whole instead.
 _MAX_EXTENSION_CHARS: Final = 16
@@ -366,7 +365,7 @@ def _sender(message: Message, msg: Mapping[str, Any]) -> tuple[str | None, str |
 
 def _body(mandrill_value: object, parts: list[_MimePart], content_type: str) -> str | None:
     if isinstance(mandrill_value, str):
-        return _clean(mandrill_value)
+        return storable_text(mandrill_value)
     # Missing or null in the payload: the first matching body part of raw_msg. Parts inside a
     # forwarded message are that message's body, not this one's.
     for part in parts:
@@ -397,7 +396,7 @@ def _raw_values(message: Message, name: str) -> list[str]:
 def _raw_header(message: Message, name: str) -> str | None:
     """The first ``name`` header, unfolded and undecoded; None when absent."""
     values = _raw_values(message, name)
-    return _clean(_unfold(values[0])).strip() if values else None
+    return storable_text(_unfold(values[0])).strip() if values else None
 
 
 def _id_header(message: Message, msg: Mapping[str, Any], name: str) -> str | None:
@@ -432,16 +431,18 @@ def _header(message: Message, name: str) -> str | None:
 
 def _decoded_header(name: str, raw: str) -> str:
     try:
-        return _clean(str(policy.default.header_fetch_parse(name, raw)))
+        return storable_text(str(policy.default.header_fetch_parse(name, raw)))
     except INTERRUPTS:
         raise
     except Exception:
         # The stdlib raises on some malformed headers; the undecoded text is better than none.
-        return _clean(_unfold(raw))
+        return storable_text(_unfold(raw))
 
 
 def _all_headers(message: Message) -> tuple[tuple[str, str], ...]:
-    return tuple((_clean(name), _decoded_header(name, raw)) for name, raw in _raw_headers(message))
+    return tuple(
+        (storable_text(name), _decoded_header(name, raw)) for name, raw in _raw_headers(message)
+    )
 
 
 def _unfold(value: str) -> str:
@@ -563,7 +564,7 @@ def _dkim(value: object) -> tuple[bool | None, bool | None]:
 def _tags(value: object) -> tuple[str, ...]:
     if not isinstance(value, list):
         return ()
-    return tuple(_clean(tag) for tag in value if isinstance(tag, str))
+    return tuple(storable_text(tag) for tag in value if isinstance(tag, str))
 
 
 # --------------------------------------------------------------------------- MIME parts
@@ -640,7 +641,7 @@ def _mime_part(part: Message, nested: bool) -> _MimePart:
     data = _part_bytes(part)
     filename = _guard(part.get_filename, None)
     return _MimePart(
-        filename=_clean(filename) if isinstance(filename, str) else None,
+        filename=storable_text(filename) if isinstance(filename, str) else None,
         content_type=content_type,
         disposition=_guard(part.get_content_disposition, None),
         content_id=_content_id(_raw_header(part, "Content-ID")),
@@ -668,14 +669,14 @@ def _part_text(part: Message, data: bytes) -> str:
         # Unencoded 8-bit text was transcoded to UTF-8 by Mandrill whatever charset the part
         # still declares, so UTF-8 is the truth when it decodes.
         try:
-            return _clean(data.decode("utf-8"))
+            return storable_text(data.decode("utf-8"))
         except UnicodeDecodeError:
             pass
     charset = _guard(part.get_content_charset, None) or "utf-8"
     try:
-        return _clean(data.decode(charset, "replace"))
+        return storable_text(data.decode(charset, "replace"))
     except LookupError:  # an unknown charset name
-        return _clean(data.decode("utf-8", "replace"))
+        return storable_text(data.decode("utf-8", "replace"))
 
 
 def _content_id(raw: str | None) -> str | None:
@@ -950,7 +951,7 @@ def _truncate_filename(name: str) -> str:
 def _kind_text(value: object) -> str | None:
     if not isinstance(value, str):
         return None
-    return _clean(value).strip()[:MAX_KIND_CHARS] or None
+    return storable_text(value).strip()[:MAX_KIND_CHARS] or None
 
 
 def _sync_recipient(event: Mapping[str, Any]) -> str | None:
@@ -987,25 +988,8 @@ def _guard(call: Callable[[], _T], default: _T) -> _T:
         return default
 
 
-def _clean(text: str) -> str:
-    """Make a string storable: no NUL (PostgreSQL rejects it), no lone surrogates."""
-    text = text.replace("\x00", "")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        pass
-    else:
-        return text
-    try:
-        # Surrogate escapes from the bytes parser stand for raw bytes: usually UTF-8.
-        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    except UnicodeEncodeError:
-        # Lone surrogates from JSON "\udXXX" escapes: replace what cannot be represented.
-        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
-
-
 def _opt_str(value: object) -> str | None:
-    return _clean(value) if isinstance(value, str) else None
+    return storable_text(value) if isinstance(value, str) else None
 
 
 def _opt_nonblank(value: object) -> str | None:

@@ -30,6 +30,15 @@ from shared.models import (
     EventOutcome,
 )
 from shared.objectstore import ObjectStore
+from worker.columns import (
+    CONTENT_TYPE_CHARS,
+    ERROR_CLASS_CHARS,
+    KIND_CHARS,
+    MANDRILL_ID_CHARS,
+    SPF_RESULT_CHARS,
+    bounded,
+    without_nul,
+)
 from worker.parsing import Address, ParsedEmail, ParsedEvent
 
 
@@ -39,26 +48,6 @@ def raw_message_key(sha256: str) -> str:
 
 def attachment_key(sha256: str) -> str:
     return f"attachments/{sha256[:2]}/{sha256}"
-
-
-def _clean(value: Any) -> Any:
-    """PostgreSQL text and jsonb cannot hold NUL characters; real mail sometimes does."""
-    if isinstance(value, str):
-        return value.replace("\x00", "")
-    if isinstance(value, dict):
-        return {_clean(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(item) for item in value]
-    return value
-
-
-# Indexed text columns: PostgreSQL refuses index entries over ~2.7 kB, and no real
-# address or Message-ID comes near this many characters.
-INDEXED_TEXT_LIMIT = 512
-
-
-def _bounded(value: str | None) -> str | None:
-    return value[:INDEXED_TEXT_LIMIT] if value else value
 
 
 def _addresses(addresses: tuple[Address, ...]) -> list[dict[str, str | None]]:
@@ -163,7 +152,7 @@ def finish_delivery(
         .values(
             status=DeliveryStatus.FAILED if error else DeliveryStatus.PROCESSED,
             event_count=event_count,
-            error=_clean(error),
+            error=without_nul(error),
             handled_at=datetime.now(UTC),
         )
     )
@@ -185,11 +174,11 @@ def record_outcome(
         .values(
             delivery_id=delivery_id,
             index=index,
-            kind=_clean(kind)[:64],
+            kind=without_nul(kind)[:KIND_CHARS],
             outcome=outcome,
             email_id=email_id,
             event_id=event_id,
-            error=_clean(error),
+            error=without_nul(error),
         )
         # A replay may turn a failure into a result; nothing ever overwrites a result.
         .on_conflict_do_update(
@@ -198,7 +187,7 @@ def record_outcome(
                 "outcome": outcome,
                 "email_id": email_id,
                 "event_id": event_id,
-                "error": _clean(error),
+                "error": without_nul(error),
             },
             where=DeliveryEvent.outcome == EventOutcome.FAILED,
         )
@@ -220,10 +209,10 @@ def record_dead_letter(
 ) -> None:
     """Open (or re-open, counting the attempt) the dead letter of an event or delivery."""
     values = {
-        "error_class": error_class[:128],
-        "message": _clean(message),
-        "traceback": _clean(traceback),
-        "kind": _clean(kind)[:64] if kind else None,
+        "error_class": error_class[:ERROR_CLASS_CHARS],
+        "message": without_nul(message),
+        "traceback": without_nul(traceback),
+        "kind": without_nul(kind)[:KIND_CHARS] if kind else None,
     }
     session.execute(
         insert(DeadLetter)
@@ -264,15 +253,15 @@ def resolve_dead_letter(session: Session, delivery_id: str, event_index: int | N
 
 def email_values(email: ParsedEmail) -> dict[str, Any]:
     """The column values of an email row (without the delivery that first brought it)."""
-    values: dict[str, Any] = _clean(
+    values: dict[str, Any] = without_nul(
         {
             "dedup_key": email.dedup_key,
-            "message_id": _bounded(email.message_id),
+            "message_id": bounded(email.message_id),
             "raw_sha256": email.raw_sha256,
             "raw_size": len(email.raw),
             "raw_key": raw_message_key(email.raw_sha256),
-            "envelope_recipient": _bounded(email.envelope_recipient),
-            "from_address": _bounded(email.from_address),
+            "envelope_recipient": bounded(email.envelope_recipient),
+            "from_address": bounded(email.from_address),
             "from_name": email.from_name,
             "to": _addresses(email.to),
             "cc": _addresses(email.cc),
@@ -290,13 +279,13 @@ def email_values(email: ParsedEmail) -> dict[str, Any]:
                 {"name": r.name, "score": r.score, "description": r.description}
                 for r in email.spam_rules
             ],
-            "spf_result": email.spf_result[:32] if email.spf_result else None,
+            "spf_result": email.spf_result[:SPF_RESULT_CHARS] if email.spf_result else None,
             "spf_detail": email.spf_detail,
             "dkim_signed": email.dkim_signed,
             "dkim_valid": email.dkim_valid,
         }
     )
-    # datetimes are not touched by _clean; add them after.
+    # datetimes are not touched by without_nul; add them after.
     values["sent_at"] = email.sent_at
     values["mandrill_ts"] = email.mandrill_ts
     return values
@@ -305,11 +294,11 @@ def email_values(email: ParsedEmail) -> dict[str, Any]:
 def attachment_values(email: ParsedEmail) -> list[dict[str, Any]]:
     """The attachment rows of an email, in order (without the email id)."""
     return [
-        _clean(
+        without_nul(
             {
                 "position": position,
                 "filename": a.filename,
-                "content_type": a.content_type[:255],
+                "content_type": a.content_type[:CONTENT_TYPE_CHARS],
                 "size": a.size,
                 "sha256": a.sha256,
                 "object_key": attachment_key(a.sha256),
@@ -347,12 +336,14 @@ def event_values(event: ParsedEvent) -> dict[str, Any]:
     """The column values of an event row (without the delivery that first brought it)."""
     return {
         "dedup_key": event.dedup_key,
-        "kind": _clean(event.kind)[:64],
+        "kind": without_nul(event.kind)[:KIND_CHARS],
         "occurred_at": event.occurred_at,
-        "mandrill_id": _clean(event.mandrill_id)[:255] if event.mandrill_id else None,
-        "recipient": _bounded(_clean(event.recipient)),
+        "mandrill_id": without_nul(event.mandrill_id)[:MANDRILL_ID_CHARS]
+        if event.mandrill_id
+        else None,
+        "recipient": bounded(without_nul(event.recipient)),
         # Round-trip through JSON so that the stored document is exactly JSON (no tuples).
-        "payload": _clean(json.loads(json.dumps(event.payload))),
+        "payload": without_nul(json.loads(json.dumps(event.payload))),
     }
 
 
