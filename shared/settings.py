@@ -155,6 +155,24 @@ class Settings(BaseSettings):
     # boto3's own attempts per S3 call; the task-level retries come on top.
     s3_max_attempts: int = Field(default=3, ge=1)
 
+    # --- hostile input and timeouts (worker hardening, issue 9) -----------------------
+    # PostgreSQL: give up on a connection that does not answer (libpq would wait ~130 s
+    # on a silent server) and cancel any statement running longer than this (0: never).
+    database_connect_timeout_seconds: int = Field(default=5, ge=2)  # libpq's minimum is 2
+    database_statement_timeout_ms: int = Field(default=30_000, ge=0)
+    # Caps per inbound email, far above real mail (see RELIABILITY.md, "Hostile input"):
+    # an email over one is dead-lettered before anything of it is uploaded or parsed in
+    # full. MIME parts counts every entity (containers, leaves, attached messages);
+    # nesting is how many multiparts and attached messages enclose the deepest part;
+    # header bytes are the header sections of the message and all its parts together.
+    email_max_mime_parts: int = Field(default=1000, ge=1)
+    email_max_nesting_depth: int = Field(default=20, ge=1, le=100)
+    email_max_header_bytes: int = Field(default=1 * MIB, ge=1024)
+    email_max_attachments: int = Field(default=500, ge=1)
+    # Objects of one email (raw message, attachments) uploaded at once; botocore's
+    # connection pool holds 10 connections, so more would only wait for one.
+    upload_concurrency: int = Field(default=8, ge=1, le=10)
+
     # --- logs and dashboard ---------------------------------------------------------
     log_level: str = "INFO"
     log_format: Literal["json", "console"] | None = None

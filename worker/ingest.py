@@ -5,11 +5,13 @@ Steps, each safe to repeat after a crash at any point:
 2. load the body (Redis, or the object store for claim-checked and already archived
    bodies), check its sha256 against the envelope, archive it content-addressed;
 3. process each event of the batch on its own, skipping those a previous attempt
-   finished; an event that can never succeed becomes a dead letter with its reason and
-   the rest of the batch goes on;
+   finished: prepare it (parse, upload its objects; ``prepare_event``), then write its
+   result in one transaction (``commit_event``); an event that can never succeed becomes
+   a dead letter with its reason and the rest of the batch goes on;
 4. mark the delivery processed and drop the Redis copy of the body.
-The attempt (the delivery row) is recorded in the first event's transaction and the end
-in the last one's, so a one-email delivery costs a single commit.
+``process_delivery`` decides what each event's transaction writes of the delivery's own
+rows (``DeliveryWrites``): the attempt with the first event, the end with the last, so
+a one-email delivery costs a single commit.
 
 Transient failures (a service down) propagate to the task, which retries the delivery;
 the work already committed is skipped on the next attempt.
@@ -25,7 +27,6 @@ from typing import Any, TypeVar
 
 import structlog
 from redis import Redis
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from shared.contract import Envelope, archive_object_key, payload_redis_key
@@ -34,7 +35,13 @@ from shared.models import Delivery, EventOutcome
 from shared.objectstore import ObjectNotFoundError, ObjectStore
 from worker import metrics as worker_metrics
 from worker import parsing, storage
-from worker.errors import PermanentDeliveryError, is_rejected_row, safe_traceback
+from worker.errors import (
+    PermanentDeliveryError,
+    event_failure_class,
+    event_failure_reason,
+    safe_traceback,
+)
+from worker.interrupts import INTERRUPTS
 from worker.losses import BODY_STAGE, LossTracker
 
 log = structlog.get_logger(__name__)
@@ -48,6 +55,8 @@ class IngestContext:
     object_store: ObjectStore
     redis: Redis
     max_worker_losses: int = 3
+    email_limits: parsing.EmailLimits = parsing.DEFAULT_LIMITS
+    upload_concurrency: int = 8
 
 
 @dataclass
@@ -129,25 +138,11 @@ def process_delivery(
 
     result.event_count = len(events)
     pending = [index for index in range(len(events)) if index not in done]
-    recorded = finished = False
-
-    # Bookkeeping rides in the transactions of the events themselves: the attempt is
+    # The delivery's own rows ride in the transactions of its events: the attempt is
     # recorded with the first result, the delivery's end with the last (a single-email
-    # delivery commits once; PostgreSQL's WAL flush per commit is the worker's main cost).
-    def record(session: Session) -> None:
-        nonlocal recorded
-        storage.record_delivery(session, envelope, archive_object_key(envelope.body_sha256))
-        recorded = True
-
-    def finish(session: Session) -> None:
-        nonlocal finished
-        if not recorded:
-            record(session)
-        storage.finish_delivery(session, envelope.delivery_id, event_count=len(events))
-        if replaying:
-            storage.resolve_dead_letter(session, envelope.delivery_id, None)
-        finished = True
-
+    # delivery commits once; PostgreSQL's WAL flush per commit is the worker's main
+    # cost). Each flag turns true once the transaction that wrote it has committed.
+    recorded = finished = False
     try:
         for index in pending:
             event = events[index]
@@ -156,14 +151,35 @@ def process_delivery(
                 worker_metrics.event_dead_lettered(parsing.event_kind(event), "worker_lost")
                 continue
             tracker.enter(index)
-            also = finish if index == pending[-1] else (None if recorded else record)
-            result.count(process_event(ctx, envelope.delivery_id, index, event, also=also))
-    finally:
+            last = index == pending[-1]
+            writes = DeliveryWrites(
+                envelope,
+                record_attempt=not recorded,
+                finish_with_events=len(events) if last else None,
+                resolve=replaying,
+            )
+            prepared = prepare_event(ctx, index, event)
+            result.count(commit_event(ctx, envelope.delivery_id, prepared, delivery=writes))
+            recorded, finished = True, last
+    except INTERRUPTS:
+        # Out of time: the marker stays, so the next attempt counts a loss at this event
+        # like a killed worker's, and an event that always runs out of time becomes a
+        # worker_lost dead letter instead of being retried until the deadline.
+        raise
+    except BaseException:
         tracker.leave()
+        raise
+    tracker.leave()
 
     if not finished:
+        writes = DeliveryWrites(
+            envelope,
+            record_attempt=not recorded,
+            finish_with_events=len(events),
+            resolve=replaying,
+        )
         with ctx.session_factory() as session, session.begin():
-            finish(session)
+            writes.write(session)
     worker_metrics.delivery_finished(envelope.received_at, replaying=replaying)
     _drop_redis_copy(ctx, envelope)
     return result
@@ -195,6 +211,8 @@ def _load_events(
         _drop_redis_copy(ctx, envelope)
         tracker.leave()
         return None
+    except INTERRUPTS:
+        raise  # counted as a loss at the body (see process_delivery)
     except Exception:
         tracker.leave()
         raise
@@ -278,100 +296,141 @@ def _drop_redis_copy(ctx: IngestContext, envelope: Envelope) -> None:
     ctx.redis.delete(payload_redis_key(envelope.delivery_id))
 
 
-# More work to commit in the same transaction as an event's result.
-AlsoCommit = Callable[[Session], None]
+@dataclass(frozen=True)
+class DeliveryWrites:
+    """The delivery's own rows that an event's transaction writes too (see
+    ``process_delivery``): decided by the delivery's owner, written first in the
+    transaction, since the delivery row must exist before rows refer to it."""
+
+    envelope: Envelope
+    record_attempt: bool = False  # count the attempt (creating the row on the first)
+    finish_with_events: int | None = None  # mark the delivery processed, with its count
+    resolve: bool = False  # with the end: resolve its delivery-level dead letter (replay)
+
+    def write(self, session: Session) -> None:
+        delivery_id = self.envelope.delivery_id
+        if self.record_attempt:
+            archive_key = archive_object_key(self.envelope.body_sha256)
+            storage.record_delivery(session, self.envelope, archive_key)
+        if self.finish_with_events is not None:
+            storage.finish_delivery(session, delivery_id, event_count=self.finish_with_events)
+            if self.resolve:
+                storage.resolve_dead_letter(session, delivery_id, None)
+
+
+@dataclass(frozen=True)
+class PreparedEvent:
+    """An event made ready to write: parsed, its objects uploaded; or its permanent
+    failure. Nothing of it is in the database yet."""
+
+    index: int
+    kind: str
+    parsed: parsing.ParsedEmail | parsing.ParsedEvent | None
+    failure: Exception | None = None
+
+    def failed(self, exc: Exception) -> PreparedEvent:
+        return PreparedEvent(self.index, self.kind, None, exc)
+
+
+def prepare_event(ctx: IngestContext, index: int, event: Any) -> PreparedEvent:
+    """Parse an event and, for an email, upload its objects (before any row names them).
+
+    A permanent failure is returned, to be recorded; anything else (a service down, an
+    unknown error) is raised, for the task to retry.
+    """
+    kind = parsing.event_kind(event)
+    try:
+        if kind == "inbound":
+            # The limits are checked while parsing, so an email over one is refused
+            # before anything of it is uploaded.
+            email = _parse(lambda value: parsing.parse_inbound(value, ctx.email_limits), event)
+            storage.store_email_objects(ctx.object_store, email, concurrency=ctx.upload_concurrency)
+            return PreparedEvent(index, kind, email)
+        return PreparedEvent(index, kind, _parse(parsing.parse_event, event))
+    except Exception as exc:
+        if event_failure_class(exc) is None:
+            raise  # transient or unknown: the task decides whether to retry
+        return PreparedEvent(index, kind, None, exc)
+
+
+def commit_event(
+    ctx: IngestContext,
+    delivery_id: str,
+    prepared: PreparedEvent,
+    *,
+    replaying: bool = False,
+    delivery: DeliveryWrites | None = None,
+) -> str:
+    """Write a prepared event's result (or its dead letter) in one transaction, with
+    the ``delivery`` rows if any; returns the outcome.
+
+    When the database refuses the result's rows, that transaction is rolled back and a
+    second one records the refusal instead (with the same delivery rows).
+    """
+    bound = log.bind(event_index=prepared.index, kind=prepared.kind)
+    if prepared.failure is None:
+        try:
+            with ctx.session_factory() as session, session.begin():
+                if delivery is not None:
+                    delivery.write(session)
+                outcome = _write_result(session, delivery_id, prepared, replaying=replaying)
+        except Exception as exc:
+            if event_failure_class(exc) is None:
+                raise  # transient or unknown: the task decides whether to retry
+            prepared = prepared.failed(exc)
+        else:
+            bound.debug("event.processed", outcome=outcome)
+            worker_metrics.count_event(prepared.kind, outcome)
+            return outcome
+
+    failure = prepared.failure
+    assert failure is not None
+    error_class = event_failure_class(failure) or "invalid_event"
+    reason = event_failure_reason(failure)
+    with ctx.session_factory() as session, session.begin():
+        if delivery is not None:
+            delivery.write(session)
+        storage.record_dead_letter(
+            session,
+            delivery_id,
+            prepared.index,
+            kind=prepared.kind,
+            error_class=error_class,
+            message=reason,
+            traceback=safe_traceback(failure),
+        )
+        storage.record_outcome(
+            session, delivery_id, prepared.index, prepared.kind, EventOutcome.FAILED, error=reason
+        )
+    bound.warning("event.dead_lettered", error_class=error_class, reason=reason)
+    worker_metrics.event_dead_lettered(prepared.kind, error_class)
+    return EventOutcome.FAILED
 
 
 def process_event(
-    ctx: IngestContext,
-    delivery_id: str,
-    index: int,
-    event: Any,
-    *,
-    replaying: bool = False,
-    also: AlsoCommit | None = None,
+    ctx: IngestContext, delivery_id: str, index: int, event: Any, *, replaying: bool = False
 ) -> str:
-    """Process one event and record its result (or its dead letter); returns the outcome."""
-    kind = parsing.event_kind(event)
-    bound = log.bind(event_index=index, kind=kind)
-    try:
-        if kind == "inbound":
-            outcome = _store_inbound(ctx, delivery_id, index, event, replaying=replaying, also=also)
-        else:
-            outcome = _store_event(
-                ctx, delivery_id, index, kind, event, replaying=replaying, also=also
-            )
-    except Exception as exc:
-        if not (isinstance(exc, parsing.PermanentEventError) or is_rejected_row(exc)):
-            raise  # transient or unknown: the task decides whether to retry
-        reason = _reason(exc)
-        error_class = (
-            "invalid_event" if isinstance(exc, parsing.PermanentEventError) else ("rejected_row")
-        )
-        with ctx.session_factory() as session, session.begin():
-            if also:
-                also(session)
-            storage.record_dead_letter(
-                session,
-                delivery_id,
-                index,
-                kind=kind,
-                error_class=error_class,
-                message=reason,
-                traceback=safe_traceback(exc),
-            )
-            storage.record_outcome(
-                session, delivery_id, index, kind, EventOutcome.FAILED, error=reason
-            )
-        bound.warning("event.dead_lettered", error_class=error_class, reason=reason)
-        worker_metrics.event_dead_lettered(kind, error_class)
-        return EventOutcome.FAILED
-    bound.debug("event.processed", outcome=outcome)
-    worker_metrics.count_event(kind, outcome)
-    return outcome
+    """Process one event on its own (replays, reprocessing) and record its result (or
+    its dead letter); returns the outcome."""
+    prepared = prepare_event(ctx, index, event)
+    return commit_event(ctx, delivery_id, prepared, replaying=replaying)
 
 
-def _store_inbound(
-    ctx: IngestContext,
-    delivery_id: str,
-    index: int,
-    event: Any,
-    *,
-    replaying: bool,
-    also: AlsoCommit | None,
+def _write_result(
+    session: Session, delivery_id: str, prepared: PreparedEvent, *, replaying: bool
 ) -> str:
-    email = _parse(parsing.parse_inbound, event)
-    storage.store_email_objects(ctx.object_store, email)
-    with ctx.session_factory() as session, session.begin():
-        if also:
-            also(session)  # first: the delivery row must exist before rows refer to it
-        email_id, created = storage.insert_email(session, email, delivery_id)
+    index, kind, parsed = prepared.index, prepared.kind, prepared.parsed
+    if isinstance(parsed, parsing.ParsedEmail):
+        email_id, created = storage.insert_email(session, parsed, delivery_id)
         outcome = storage.outcome_for(created)
-        storage.record_outcome(session, delivery_id, index, "inbound", outcome, email_id=email_id)
-        if replaying:
-            storage.resolve_dead_letter(session, delivery_id, index)
-    return outcome
-
-
-def _store_event(
-    ctx: IngestContext,
-    delivery_id: str,
-    index: int,
-    kind: str,
-    event: Any,
-    *,
-    replaying: bool,
-    also: AlsoCommit | None,
-) -> str:
-    parsed = _parse(parsing.parse_event, event)
-    with ctx.session_factory() as session, session.begin():
-        if also:
-            also(session)  # first: the delivery row must exist before rows refer to it
+        storage.record_outcome(session, delivery_id, index, kind, outcome, email_id=email_id)
+    else:
+        assert parsed is not None
         event_id, created = storage.insert_event(session, parsed, delivery_id)
         outcome = storage.outcome_for(created)
         storage.record_outcome(session, delivery_id, index, kind, outcome, event_id=event_id)
-        if replaying:
-            storage.resolve_dead_letter(session, delivery_id, index)
+    if replaying:
+        storage.resolve_dead_letter(session, delivery_id, index)
     return outcome
 
 
@@ -381,17 +440,11 @@ def _parse(parser: Callable[[Any], T], event: Any) -> T:
         return parser(event)
     except parsing.PermanentEventError:
         raise
+    except INTERRUPTS:
+        raise  # a time limit is no verdict on the input: the task retries it
     except Exception as exc:
         # The exception text may quote the payload, so only its type is kept (the dead
         # letter's traceback shows where it was raised).
         raise parsing.PermanentEventError(
             f"the parser failed with {type(exc).__name__}; reprocess after a fix"
         ) from exc
-
-
-def _reason(exc: Exception) -> str:
-    if isinstance(exc, DBAPIError):
-        # The driver's first line names the column and the problem, not the row's content.
-        detail = str(exc.orig).splitlines()[0] if str(exc.orig) else ""
-        return f"database rejected the row: {type(exc.orig).__name__}: {detail}"[:500]
-    return str(exc)[:500]

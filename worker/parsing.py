@@ -39,14 +39,22 @@ from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
 from typing import Any, Final, TypeVar
 
+from worker import columns, mime_shape
+from worker.columns import storable_text
+from worker.interrupts import INTERRUPTS
+
 __all__ = [
+    "DEFAULT_LIMITS",
     "Address",
     "BatchError",
+    "EmailLimits",
+    "LimitExceededError",
     "ParsedAttachment",
     "ParsedEmail",
     "ParsedEvent",
     "PermanentEventError",
     "SpamRule",
+    "check_mime_shape",
     "event_kind",
     "parse_batch",
     "parse_event",
@@ -54,12 +62,10 @@ __all__ = [
     "sanitize_filename",
 ]
 
-MAX_FILENAME_CHARS: Final = 200
-MAX_CONTENT_TYPE_CHARS: Final = 255
-# RFC 5322 caps a header line at 998 characters; an id longer than that is garbage and would
-# only hurt the indexes that look it up.
-MAX_MESSAGE_ID_CHARS: Final = 998
-MAX_KIND_CHARS: Final = 100
+MAX_FILENAME_CHARS: Final = columns.FILENAME_CHARS
+MAX_CONTENT_TYPE_CHARS: Final = columns.CONTENT_TYPE_CHARS
+MAX_MESSAGE_ID_CHARS: Final = columns.MESSAGE_ID_CHARS
+MAX_KIND_CHARS: Final = columns.EVENT_KIND_CHARS
 # Long enough for any real extension ("tar.gz" is handled as "gz"), short enough that a name
 # made of one huge "extension" is truncated as a whole instead.
 _MAX_EXTENSION_CHARS: Final = 16
@@ -76,6 +82,44 @@ class PermanentEventError(ValueError):
     ``str(exc)`` is the reason and is safe to store: it names fields and JSON types, never
     payload content.
     """
+
+
+class LimitExceededError(PermanentEventError):
+    """An email over one of the :class:`EmailLimits`; ``limit`` names which one.
+
+    Raised before the email is parsed in full (and so before anything of it is stored);
+    the message gives the numbers, never content.
+    """
+
+    def __init__(
+        self, limit: str, found: int, allowed: int, what: str, *, at_least: bool = False
+    ) -> None:
+        self.limit = limit
+        self.found = found
+        self.allowed = allowed
+        count = f"at least {found}" if at_least else str(found)
+        super().__init__(f"the email has {count} {what}, over the limit of {allowed}")
+
+
+@dataclass(frozen=True, slots=True)
+class EmailLimits:
+    """Caps on one inbound email, far above real mail (the worker reads them from the
+    settings ``KAVE_EMAIL_MAX_*``).
+
+    A 1 MB message of 33,000 tiny parts costs the stdlib parser seconds and would become
+    33,000 attachments; these caps refuse such input before it is parsed in full.
+    """
+
+    # Entities: the message, every part (containers too) and every attached message.
+    max_mime_parts: int = 1000
+    # Multiparts and attached messages around the deepest part.
+    max_nesting_depth: int = 20
+    # The header sections of the message and of all its parts, together.
+    max_header_bytes: int = 1024 * 1024
+    max_attachments: int = 500
+
+
+DEFAULT_LIMITS: Final = EmailLimits()
 
 
 class BatchError(ValueError):
@@ -217,15 +261,16 @@ def parse_event(event: Any) -> ParsedEvent:
     )
 
 
-def parse_inbound(event: Any) -> ParsedEmail:
+def parse_inbound(event: Any, limits: EmailLimits = DEFAULT_LIMITS) -> ParsedEmail:
     """Parse an inbound event into a :class:`ParsedEmail`.
 
-    Raises :class:`PermanentEventError` when the event cannot be turned into an email. Any
-    other exception is a bug here; the caller (worker.ingest) turns it into a permanent
-    failure that names the failing line, since the same input would fail the same way.
+    Raises :class:`PermanentEventError` when the event cannot be turned into an email
+    (:class:`LimitExceededError` when it is over one of ``limits``). Any other exception
+    is a bug here; the caller (worker.ingest) turns it into a permanent failure that
+    names the failing line, since the same input would fail the same way.
     """
     msg, raw_msg = _inbound_shape(event)
-    return _parse_inbound(event, msg, raw_msg)
+    return _parse_inbound(event, msg, raw_msg, limits)
 
 
 def sanitize_filename(name: object, fallback: str) -> str:
@@ -250,12 +295,17 @@ def _inbound_shape(event: Any) -> tuple[dict[str, Any], str]:
     return msg, raw_msg
 
 
-def _parse_inbound(event: dict[str, Any], msg: dict[str, Any], raw_msg: str) -> ParsedEmail:
+def _parse_inbound(
+    event: dict[str, Any], msg: dict[str, Any], raw_msg: str, limits: EmailLimits
+) -> ParsedEmail:
     # surrogatepass: a JSON "\ud800" escape is legal JSON but not encodable as UTF-8; keeping
     # it losslessly beats failing the email. For any valid string this is plain UTF-8.
     raw = raw_msg.encode("utf-8", "surrogatepass")
+    # Cheap checks first: the full parse of a parts bomb alone costs seconds.
+    check_mime_shape(raw, limits)
+    _check_entry_count(msg, limits)
     message = _parse_mime(raw)
-    parts = _mime_parts(message)
+    parts = _mime_parts(message, limits)
     from_address, from_name = _sender(message, msg)
     spam_score, spam_rules = _spam_report(msg.get("spam_report"))
     spf_result, spf_detail = _spf(msg.get("spf"))
@@ -287,7 +337,7 @@ def _parse_inbound(event: dict[str, Any], msg: dict[str, Any], raw_msg: str) -> 
         dkim_signed=dkim_signed,
         dkim_valid=dkim_valid,
         mandrill_ts=_timestamp(event.get("ts")),
-        attachments=_attachments(msg, parts),
+        attachments=_attachments(msg, parts, limits),
     )
 
 
@@ -296,6 +346,8 @@ def _parse_mime(raw: bytes) -> Message:
         # Bytes, not the str: raw_msg was transcoded to UTF-8 while its MIME headers may still
         # declare another charset, and only the bytes parser keeps 8-bit content recoverable.
         return BytesParser(policy=policy.default).parsebytes(raw)
+    except INTERRUPTS:
+        raise
     except Exception as exc:
         # The parser registers defects instead of raising; what remains (deep nesting hitting
         # the recursion limit) will fail the same way every time.
@@ -313,7 +365,7 @@ def _sender(message: Message, msg: Mapping[str, Any]) -> tuple[str | None, str |
 
 def _body(mandrill_value: object, parts: list[_MimePart], content_type: str) -> str | None:
     if isinstance(mandrill_value, str):
-        return _clean(mandrill_value)
+        return storable_text(mandrill_value)
     # Missing or null in the payload: the first matching body part of raw_msg. Parts inside a
     # forwarded message are that message's body, not this one's.
     for part in parts:
@@ -330,6 +382,8 @@ def _raw_headers(message: Message) -> list[tuple[str, str]]:
     # a malformed header the way message[name] can.
     try:
         return [(str(name), str(value)) for name, value in message.raw_items()]
+    except INTERRUPTS:
+        raise
     except Exception:
         return []
 
@@ -342,7 +396,7 @@ def _raw_values(message: Message, name: str) -> list[str]:
 def _raw_header(message: Message, name: str) -> str | None:
     """The first ``name`` header, unfolded and undecoded; None when absent."""
     values = _raw_values(message, name)
-    return _clean(_unfold(values[0])).strip() if values else None
+    return storable_text(_unfold(values[0])).strip() if values else None
 
 
 def _id_header(message: Message, msg: Mapping[str, Any], name: str) -> str | None:
@@ -377,14 +431,18 @@ def _header(message: Message, name: str) -> str | None:
 
 def _decoded_header(name: str, raw: str) -> str:
     try:
-        return _clean(str(policy.default.header_fetch_parse(name, raw)))
+        return storable_text(str(policy.default.header_fetch_parse(name, raw)))
+    except INTERRUPTS:
+        raise
     except Exception:
         # The stdlib raises on some malformed headers; the undecoded text is better than none.
-        return _clean(_unfold(raw))
+        return storable_text(_unfold(raw))
 
 
 def _all_headers(message: Message) -> tuple[tuple[str, str], ...]:
-    return tuple((_clean(name), _decoded_header(name, raw)) for name, raw in _raw_headers(message))
+    return tuple(
+        (storable_text(name), _decoded_header(name, raw)) for name, raw in _raw_headers(message)
+    )
 
 
 def _unfold(value: str) -> str:
@@ -398,6 +456,8 @@ def _addresses(message: Message, name: str) -> tuple[Address, ...]:
         return ()
     try:
         return _policy_addresses(name, raws)
+    except INTERRUPTS:
+        raise
     except Exception:
         # The policy's parser raises on some malformed lists (IndexError, AttributeError);
         # the older, forgiving parser still gets the well-formed addresses out.
@@ -427,6 +487,8 @@ def _legacy_addresses(raws: list[str]) -> tuple[Address, ...]:
 def _decode_words(text: str) -> str:
     try:
         return str(make_header(decode_header(text)))
+    except INTERRUPTS:
+        raise
     except Exception:
         return text
 
@@ -443,6 +505,8 @@ def _date(raw: str | None) -> datetime | None:
         return None
     try:
         parsed = parsedate_to_datetime(raw)
+    except INTERRUPTS:
+        raise
     except Exception:
         return None
     # A "-0000" zone (or none) means "unknown"; we read it as UTC so comparisons work.
@@ -500,7 +564,7 @@ def _dkim(value: object) -> tuple[bool | None, bool | None]:
 def _tags(value: object) -> tuple[str, ...]:
     if not isinstance(value, list):
         return ()
-    return tuple(_clean(tag) for tag in value if isinstance(tag, str))
+    return tuple(storable_text(tag) for tag in value if isinstance(tag, str))
 
 
 # --------------------------------------------------------------------------- MIME parts
@@ -520,26 +584,56 @@ class _MimePart:
     text: str | None = field(repr=False)  # decoded text for text/plain and text/html parts
 
 
-def _mime_parts(root: Message) -> list[_MimePart]:
+def _mime_parts(root: Message, limits: EmailLimits = DEFAULT_LIMITS) -> list[_MimePart]:
     """Every leaf part in document order, walking into multiparts and attached messages.
 
     An explicit stack instead of Message.walk(): same order, no recursion limit. And not
-    iter_attachments(), which misses the parts of forwarded mail.
+    iter_attachments(), which misses the parts of forwarded mail. The parts and nesting
+    caps are checked again here on the parsed tree (the pre-scan of
+    :func:`check_mime_shape` reads raw lines and may miss exotic structures), still
+    before any part is decoded.
     """
     parts: list[_MimePart] = []
-    stack: list[tuple[Message, bool]] = [(root, False)]
+    leaves: list[tuple[Message, bool]] = []
+    entities = 0
+    stack: list[tuple[Message, bool, int]] = [(root, False, 0)]
     while stack:
-        part, nested = stack.pop()
+        part, nested, depth = stack.pop()
+        entities += 1
+        if depth > limits.max_nesting_depth:
+            raise LimitExceededError(
+                "nesting_depth", depth, limits.max_nesting_depth, "levels of MIME nesting"
+            )
+        if entities > limits.max_mime_parts:
+            raise LimitExceededError(
+                "mime_parts", _count_entities(root), limits.max_mime_parts, "MIME parts"
+            )
         if part.is_multipart():
             children = part.get_payload()
             inside = nested or _guard(part.get_content_maintype, "") == "message"
             if isinstance(children, list):
                 stack.extend(
-                    (child, inside) for child in reversed(children) if isinstance(child, Message)
+                    (child, inside, depth + 1)
+                    for child in reversed(children)
+                    if isinstance(child, Message)
                 )
             continue
+        leaves.append((part, nested))
+    for part, nested in leaves:
         parts.append(_mime_part(part, nested))
     return parts
+
+
+def _count_entities(root: Message) -> int:
+    count = 0
+    stack = [root]
+    while stack:
+        part = stack.pop()
+        count += 1
+        children = part.get_payload() if part.is_multipart() else None
+        if isinstance(children, list):
+            stack.extend(child for child in children if isinstance(child, Message))
+    return count
 
 
 def _mime_part(part: Message, nested: bool) -> _MimePart:
@@ -547,7 +641,7 @@ def _mime_part(part: Message, nested: bool) -> _MimePart:
     data = _part_bytes(part)
     filename = _guard(part.get_filename, None)
     return _MimePart(
-        filename=_clean(filename) if isinstance(filename, str) else None,
+        filename=storable_text(filename) if isinstance(filename, str) else None,
         content_type=content_type,
         disposition=_guard(part.get_content_disposition, None),
         content_id=_content_id(_raw_header(part, "Content-ID")),
@@ -575,14 +669,14 @@ def _part_text(part: Message, data: bytes) -> str:
         # Unencoded 8-bit text was transcoded to UTF-8 by Mandrill whatever charset the part
         # still declares, so UTF-8 is the truth when it decodes.
         try:
-            return _clean(data.decode("utf-8"))
+            return storable_text(data.decode("utf-8"))
         except UnicodeDecodeError:
             pass
     charset = _guard(part.get_content_charset, None) or "utf-8"
     try:
-        return _clean(data.decode(charset, "replace"))
+        return storable_text(data.decode(charset, "replace"))
     except LookupError:  # an unknown charset name
-        return _clean(data.decode("utf-8", "replace"))
+        return storable_text(data.decode("utf-8", "replace"))
 
 
 def _content_id(raw: str | None) -> str | None:
@@ -610,7 +704,44 @@ def _is_inline(part: _MimePart) -> bool:
 # --------------------------------------------------------------------------- attachments
 
 
-def _attachments(msg: Mapping[str, Any], parts: list[_MimePart]) -> tuple[ParsedAttachment, ...]:
+def check_mime_shape(raw: bytes, limits: EmailLimits = DEFAULT_LIMITS) -> None:
+    """Refuse an email over the parts, nesting or header limits, from a scan of its raw
+    lines (milliseconds for a parts bomb whose full parse takes seconds)."""
+    shape = mime_shape.scan(
+        raw, max_entities=limits.max_mime_parts, max_depth=limits.max_nesting_depth
+    )
+    partial = not shape.complete
+    if shape.depth > limits.max_nesting_depth:
+        raise LimitExceededError(
+            "nesting_depth",
+            shape.depth,
+            limits.max_nesting_depth,
+            "levels of MIME nesting",
+            at_least=partial,
+        )
+    if shape.entities > limits.max_mime_parts:
+        # Counted to the end for a flat bomb, a lower bound when parts nest further.
+        raise LimitExceededError(
+            "mime_parts", shape.entities, limits.max_mime_parts, "MIME parts", at_least=partial
+        )
+    if shape.header_bytes > limits.max_header_bytes:
+        raise LimitExceededError(
+            "header_bytes", shape.header_bytes, limits.max_header_bytes, "bytes of headers"
+        )
+
+
+def _check_entry_count(msg: Mapping[str, Any], limits: EmailLimits) -> None:
+    """Mandrill's own attachment and image entries, counted before any is decoded."""
+    entries = sum(
+        len(value) for name in ("attachments", "images") if isinstance(value := msg.get(name), dict)
+    )
+    if entries > limits.max_attachments:
+        raise LimitExceededError("attachments", entries, limits.max_attachments, "attachments")
+
+
+def _attachments(
+    msg: Mapping[str, Any], parts: list[_MimePart], limits: EmailLimits
+) -> tuple[ParsedAttachment, ...]:
     pool = _PartPool([part for part in parts if _is_attached(part)])
     found: list[ParsedAttachment] = []
     for field_name, is_image in (("attachments", False), ("images", True)):
@@ -620,7 +751,12 @@ def _attachments(msg: Mapping[str, Any], parts: list[_MimePart]) -> tuple[Parsed
                 _from_entry(where, key, entry, is_image=is_image, pool=pool, number=len(found) + 1)
             )
     # Whatever Mandrill did not deliver (nested parts of forwarded mail, parts it skipped).
-    for part in pool.remaining():
+    remaining = pool.remaining()
+    if len(found) + len(remaining) > limits.max_attachments:
+        raise LimitExceededError(
+            "attachments", len(found) + len(remaining), limits.max_attachments, "attachments"
+        )
+    for part in remaining:
         found.append(_from_part(part, len(found) + 1))
     return tuple(found)
 
@@ -815,7 +951,7 @@ def _truncate_filename(name: str) -> str:
 def _kind_text(value: object) -> str | None:
     if not isinstance(value, str):
         return None
-    return _clean(value).strip()[:MAX_KIND_CHARS] or None
+    return storable_text(value).strip()[:MAX_KIND_CHARS] or None
 
 
 def _sync_recipient(event: Mapping[str, Any]) -> str | None:
@@ -846,29 +982,14 @@ def _guard(call: Callable[[], _T], default: _T) -> _T:
     """Call a stdlib accessor that may raise on malformed input; ``default`` if it does."""
     try:
         return call()
+    except INTERRUPTS:
+        raise
     except Exception:
         return default
 
 
-def _clean(text: str) -> str:
-    """Make a string storable: no NUL (PostgreSQL rejects it), no lone surrogates."""
-    text = text.replace("\x00", "")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        pass
-    else:
-        return text
-    try:
-        # Surrogate escapes from the bytes parser stand for raw bytes: usually UTF-8.
-        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    except UnicodeEncodeError:
-        # Lone surrogates from JSON "\udXXX" escapes: replace what cannot be represented.
-        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
-
-
 def _opt_str(value: object) -> str | None:
-    return _clean(value) if isinstance(value, str) else None
+    return storable_text(value) if isinstance(value, str) else None
 
 
 def _opt_nonblank(value: object) -> str | None:

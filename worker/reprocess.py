@@ -19,6 +19,7 @@ from shared.models import Attachment, Delivery, DeliveryEvent, Email, Event, Eve
 from worker import ingest, parsing, storage
 from worker.errors import PermanentDeliveryError
 from worker.ingest import IngestContext
+from worker.interrupts import INTERRUPTS
 
 log = structlog.get_logger(__name__)
 
@@ -92,8 +93,12 @@ def _reprocess_event(
     kind = parsing.event_kind(event)
     try:
         parsed: parsing.ParsedEmail | parsing.ParsedEvent = (
-            parsing.parse_inbound(event) if kind == "inbound" else parsing.parse_event(event)
+            parsing.parse_inbound(event, ctx.email_limits)
+            if kind == "inbound"
+            else parsing.parse_event(event)
         )
+    except INTERRUPTS:
+        raise
     except Exception as exc:
         if outcome is not None and outcome != EventOutcome.FAILED:
             # Never delete a stored result because today's parser refuses its input.
@@ -160,7 +165,7 @@ def _compare_event(
 def _apply_email(
     ctx: IngestContext, delivery_id: str, index: int, email: parsing.ParsedEmail
 ) -> None:
-    storage.store_email_objects(ctx.object_store, email)
+    storage.store_email_objects(ctx.object_store, email, concurrency=ctx.upload_concurrency)
     with ctx.session_factory() as session, session.begin():
         email_id, created = storage.insert_email(session, email, delivery_id)
         if not created:

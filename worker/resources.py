@@ -10,13 +10,23 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+import psycopg
+import structlog
 from redis import Redis
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
+from sqlalchemy.engine import ExceptionContext
 
 from shared.db import make_engine, make_session_factory
 from shared.objectstore import make_object_store
 from shared.settings import Settings, get_settings
 from worker.ingest import IngestContext
+from worker.interrupts import INTERRUPTS
+from worker.parsing import EmailLimits
+
+log = structlog.get_logger(__name__)
+
+# The soft time limit leaves a task a few seconds before the hard one.
+CANCEL_TIMEOUT_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -34,6 +44,7 @@ def ingest_context(settings: Settings | None = None) -> IngestContext:
     if _current is None or _current.pid != os.getpid():
         settings = settings or get_settings()
         engine = make_engine(settings)
+        event.listen(engine, "handle_error", _close_interrupted_connection)
         redis = Redis.from_url(
             settings.require_redis_url(), socket_timeout=10, socket_connect_timeout=5
         )
@@ -42,9 +53,44 @@ def ingest_context(settings: Settings | None = None) -> IngestContext:
             object_store=make_object_store(settings),
             redis=redis,
             max_worker_losses=settings.max_worker_losses,
+            email_limits=email_limits(settings),
+            upload_concurrency=settings.upload_concurrency,
         )
         _current = _ProcessResources(pid=os.getpid(), engine=engine, context=context)
     return _current.context
+
+
+def _close_interrupted_connection(context: ExceptionContext) -> None:
+    """A statement interrupted by the soft time limit leaves its connection mid-query.
+
+    Cancel the statement on the server: closing the socket alone leaves the server
+    process running it, and holding its transaction's locks (a new row's key, say),
+    until it next talks to the client; the retry would wait on them. Then close the
+    connection (as after a disconnect) instead of handing it back to the pool, where
+    its rollback would fail with "another command is already in progress" and that
+    error would replace the time limit as the attempt's failure.
+    """
+    if not isinstance(context.original_exception, INTERRUPTS):
+        return
+    dbapi_connection = (
+        context.connection.connection.dbapi_connection if context.connection else None
+    )
+    if isinstance(dbapi_connection, psycopg.Connection):
+        try:
+            dbapi_connection.cancel_safe(timeout=CANCEL_TIMEOUT_SECONDS)
+        except psycopg.Error:
+            log.warning("database.cancel_failed")  # the server ends it when it notices
+    context.is_disconnect = True
+    context.invalidate_pool_on_disconnect = False  # only this connection
+
+
+def email_limits(settings: Settings) -> EmailLimits:
+    return EmailLimits(
+        max_mime_parts=settings.email_max_mime_parts,
+        max_nesting_depth=settings.email_max_nesting_depth,
+        max_header_bytes=settings.email_max_header_bytes,
+        max_attachments=settings.email_max_attachments,
+    )
 
 
 def release() -> None:

@@ -9,6 +9,7 @@ delivery or a second copy of an email finds its row instead of adding one.
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,6 +30,15 @@ from shared.models import (
     EventOutcome,
 )
 from shared.objectstore import ObjectStore
+from worker.columns import (
+    CONTENT_TYPE_CHARS,
+    ERROR_CLASS_CHARS,
+    KIND_CHARS,
+    MANDRILL_ID_CHARS,
+    SPF_RESULT_CHARS,
+    bounded,
+    without_nul,
+)
 from worker.parsing import Address, ParsedEmail, ParsedEvent
 
 
@@ -40,34 +50,44 @@ def attachment_key(sha256: str) -> str:
     return f"attachments/{sha256[:2]}/{sha256}"
 
 
-def _clean(value: Any) -> Any:
-    """PostgreSQL text and jsonb cannot hold NUL characters; real mail sometimes does."""
-    if isinstance(value, str):
-        return value.replace("\x00", "")
-    if isinstance(value, dict):
-        return {_clean(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(item) for item in value]
-    return value
-
-
-# Indexed text columns: PostgreSQL refuses index entries over ~2.7 kB, and no real
-# address or Message-ID comes near this many characters.
-INDEXED_TEXT_LIMIT = 512
-
-
-def _bounded(value: str | None) -> str | None:
-    return value[:INDEXED_TEXT_LIMIT] if value else value
-
-
 def _addresses(addresses: tuple[Address, ...]) -> list[dict[str, str | None]]:
     return [{"name": a.name, "address": a.address} for a in addresses]
 
 
-def store_email_objects(store: ObjectStore, email: ParsedEmail) -> None:
-    store.put(raw_message_key(email.raw_sha256), email.raw, "message/rfc822")
+def store_email_objects(store: ObjectStore, email: ParsedEmail, *, concurrency: int = 1) -> None:
+    """Upload the raw message and each attachment; returns once every one is stored.
+
+    Keys are content-addressed: each distinct content is uploaded once (two attachments
+    with the same bytes are one object), and uploading it again on a redelivery stores
+    the same bytes. Up to ``concurrency`` uploads run at once on threads (boto3 clients
+    are thread-safe); the caller writes the rows that name them only after all succeeded,
+    so a committed row never names a missing object.
+    """
+    uploads: dict[str, tuple[bytes, str]] = {
+        raw_message_key(email.raw_sha256): (email.raw, "message/rfc822")
+    }
     for attachment in email.attachments:
-        store.put(attachment_key(attachment.sha256), attachment.content, attachment.content_type)
+        uploads.setdefault(
+            attachment_key(attachment.sha256), (attachment.content, attachment.content_type)
+        )
+    if concurrency <= 1 or len(uploads) == 1:
+        for key, (data, content_type) in uploads.items():
+            store.put(key, data, content_type)
+        return
+    pool = ThreadPoolExecutor(
+        max_workers=min(concurrency, len(uploads)), thread_name_prefix="kave-upload"
+    )
+    try:
+        futures = [
+            pool.submit(store.put, key, data, content_type)
+            for key, (data, content_type) in uploads.items()
+        ]
+        for future in futures:
+            future.result()  # the first failure propagates (and the task retries)
+    finally:
+        # After a failure or a time limit, uploads not yet started are dropped; those
+        # under way finish harmlessly (the next attempt writes the same bytes).
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 # --- deliveries ---------------------------------------------------------------------
@@ -132,7 +152,7 @@ def finish_delivery(
         .values(
             status=DeliveryStatus.FAILED if error else DeliveryStatus.PROCESSED,
             event_count=event_count,
-            error=_clean(error),
+            error=without_nul(error),
             handled_at=datetime.now(UTC),
         )
     )
@@ -154,11 +174,11 @@ def record_outcome(
         .values(
             delivery_id=delivery_id,
             index=index,
-            kind=_clean(kind)[:64],
+            kind=without_nul(kind)[:KIND_CHARS],
             outcome=outcome,
             email_id=email_id,
             event_id=event_id,
-            error=_clean(error),
+            error=without_nul(error),
         )
         # A replay may turn a failure into a result; nothing ever overwrites a result.
         .on_conflict_do_update(
@@ -167,7 +187,7 @@ def record_outcome(
                 "outcome": outcome,
                 "email_id": email_id,
                 "event_id": event_id,
-                "error": _clean(error),
+                "error": without_nul(error),
             },
             where=DeliveryEvent.outcome == EventOutcome.FAILED,
         )
@@ -189,10 +209,10 @@ def record_dead_letter(
 ) -> None:
     """Open (or re-open, counting the attempt) the dead letter of an event or delivery."""
     values = {
-        "error_class": error_class[:128],
-        "message": _clean(message),
-        "traceback": _clean(traceback),
-        "kind": _clean(kind)[:64] if kind else None,
+        "error_class": error_class[:ERROR_CLASS_CHARS],
+        "message": without_nul(message),
+        "traceback": without_nul(traceback),
+        "kind": without_nul(kind)[:KIND_CHARS] if kind else None,
     }
     session.execute(
         insert(DeadLetter)
@@ -233,15 +253,15 @@ def resolve_dead_letter(session: Session, delivery_id: str, event_index: int | N
 
 def email_values(email: ParsedEmail) -> dict[str, Any]:
     """The column values of an email row (without the delivery that first brought it)."""
-    values: dict[str, Any] = _clean(
+    values: dict[str, Any] = without_nul(
         {
             "dedup_key": email.dedup_key,
-            "message_id": _bounded(email.message_id),
+            "message_id": bounded(email.message_id),
             "raw_sha256": email.raw_sha256,
             "raw_size": len(email.raw),
             "raw_key": raw_message_key(email.raw_sha256),
-            "envelope_recipient": _bounded(email.envelope_recipient),
-            "from_address": _bounded(email.from_address),
+            "envelope_recipient": bounded(email.envelope_recipient),
+            "from_address": bounded(email.from_address),
             "from_name": email.from_name,
             "to": _addresses(email.to),
             "cc": _addresses(email.cc),
@@ -259,13 +279,13 @@ def email_values(email: ParsedEmail) -> dict[str, Any]:
                 {"name": r.name, "score": r.score, "description": r.description}
                 for r in email.spam_rules
             ],
-            "spf_result": email.spf_result[:32] if email.spf_result else None,
+            "spf_result": email.spf_result[:SPF_RESULT_CHARS] if email.spf_result else None,
             "spf_detail": email.spf_detail,
             "dkim_signed": email.dkim_signed,
             "dkim_valid": email.dkim_valid,
         }
     )
-    # datetimes are not touched by _clean; add them after.
+    # datetimes are not touched by without_nul; add them after.
     values["sent_at"] = email.sent_at
     values["mandrill_ts"] = email.mandrill_ts
     return values
@@ -274,11 +294,11 @@ def email_values(email: ParsedEmail) -> dict[str, Any]:
 def attachment_values(email: ParsedEmail) -> list[dict[str, Any]]:
     """The attachment rows of an email, in order (without the email id)."""
     return [
-        _clean(
+        without_nul(
             {
                 "position": position,
                 "filename": a.filename,
-                "content_type": a.content_type[:255],
+                "content_type": a.content_type[:CONTENT_TYPE_CHARS],
                 "size": a.size,
                 "sha256": a.sha256,
                 "object_key": attachment_key(a.sha256),
@@ -316,12 +336,14 @@ def event_values(event: ParsedEvent) -> dict[str, Any]:
     """The column values of an event row (without the delivery that first brought it)."""
     return {
         "dedup_key": event.dedup_key,
-        "kind": _clean(event.kind)[:64],
+        "kind": without_nul(event.kind)[:KIND_CHARS],
         "occurred_at": event.occurred_at,
-        "mandrill_id": _clean(event.mandrill_id)[:255] if event.mandrill_id else None,
-        "recipient": _bounded(_clean(event.recipient)),
+        "mandrill_id": without_nul(event.mandrill_id)[:MANDRILL_ID_CHARS]
+        if event.mandrill_id
+        else None,
+        "recipient": bounded(without_nul(event.recipient)),
         # Round-trip through JSON so that the stored document is exactly JSON (no tuples).
-        "payload": _clean(json.loads(json.dumps(event.payload))),
+        "payload": without_nul(json.loads(json.dumps(event.payload))),
     }
 
 

@@ -1,14 +1,16 @@
 """Celery tasks: thin shells that decode arguments, call a service and apply the retry
-policy of ``worker.retry_policy``."""
+policy of ``worker.errors``."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, NoReturn
+from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import structlog
 from celery import Task, shared_task
-from celery.exceptions import Reject
+from celery.exceptions import Reject, TaskPredicate
 
 from shared.contract import (
     PROCESS_DELIVERY_TASK,
@@ -20,13 +22,37 @@ from shared.contract import (
 from shared.settings import get_settings
 from worker import ingest, reconcile, replay
 from worker import metrics as worker_metrics
+from worker.errors import GiveUp, TaskFailure, decide, describe
+from worker.interrupts import INTERRUPTS
 from worker.resources import ingest_context
-from worker.retry_policy import GiveUp, decide
 
 log = structlog.get_logger(__name__)
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def described_failures(task: Callable[P, R]) -> Callable[P, R]:
+    """Whatever escapes the task reaches Celery (its log lines, its task-failed event, so
+    Flower) as a :class:`TaskFailure`: the frames where it was raised and ``describe``'s
+    summary, not the original message, which could quote the payload."""
+
+    @functools.wraps(task)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return task(*args, **kwargs)
+        except INTERRUPTS:
+            raise  # a time limit: Celery knows what it means
+        except (TaskPredicate, TaskFailure):
+            raise  # Celery's own control flow (retry, reject), or already described
+        except Exception as exc:
+            raise TaskFailure(describe(exc)).with_traceback(exc.__traceback__) from None
+
+    return run
+
 
 @shared_task(name=PROCESS_DELIVERY_TASK, bind=True, max_retries=None)
+@described_failures
 def process_delivery(self: Task, envelope: dict[str, Any]) -> dict[str, Any] | None:
     try:
         parsed = Envelope.from_message(envelope)
@@ -37,6 +63,7 @@ def process_delivery(self: Task, envelope: dict[str, Any]) -> dict[str, Any] | N
         delivery_id=parsed.delivery_id, request_id=parsed.request_id
     )
     context = ingest_context()
+    retry: tuple[TaskFailure, float] | None = None
     try:
         result = ingest.process_delivery(context, parsed)
     except Exception as exc:
@@ -56,10 +83,15 @@ def process_delivery(self: Task, envelope: dict[str, Any]) -> dict[str, Any] | N
         log.warning(
             "delivery.retrying",
             error_type=type(exc).__name__,
+            error=describe(exc),
             retries=self.request.retries,
             countdown=round(decision.countdown, 2),
         )
-        retry_later(self, exc, decision.countdown, summary=parsed.summary())
+        retry = (TaskFailure(describe(exc)), decision.countdown)
+    if retry is not None:
+        # Outside the except block, so that the retry does not carry the original
+        # exception (and its message) as its context.
+        retry_later(self, *retry, summary=parsed.summary())
     log.info("delivery.processed", events=result.event_count, outcomes=result.outcomes)
     return {"delivery_id": result.delivery_id, "outcomes": result.outcomes}
 
@@ -81,8 +113,10 @@ def retry_later(task: Task, exc: Exception, countdown: float, *, summary: str) -
 
 
 @shared_task(name=REPLAY_DEAD_LETTER_TASK, bind=True, max_retries=5)
+@described_failures
 def replay_dead_letter(self: Task, dead_letter_id: int) -> str:
     structlog.contextvars.bind_contextvars(dead_letter_id=dead_letter_id)
+    retry: tuple[TaskFailure, float] | None = None
     try:
         outcome = replay.replay_dead_letter(ingest_context(), dead_letter_id)
     except Exception as exc:
@@ -95,12 +129,15 @@ def replay_dead_letter(self: Task, dead_letter_id: int) -> str:
         )
         if isinstance(decision, GiveUp):
             raise
-        retry_later(self, exc, decision.countdown, summary=f"dead_letter_id={dead_letter_id}")
+        retry = (TaskFailure(describe(exc)), decision.countdown)
+    if retry is not None:
+        retry_later(self, *retry, summary=f"dead_letter_id={dead_letter_id}")
     log.info("dead_letter.replayed", outcome=outcome)
     return outcome
 
 
 @shared_task(name=RECONCILE_TASK)
+@described_failures
 def reconcile_deliveries() -> int:
     settings = get_settings()
     requeued = reconcile.reconcile(

@@ -22,6 +22,8 @@ from tests.services import FIXTURES
 from worker.parsing import (
     Address,
     BatchError,
+    EmailLimits,
+    LimitExceededError,
     ParsedEmail,
     PermanentEventError,
     SpamRule,
@@ -799,8 +801,15 @@ def test_deeply_nested_mime_is_permanent_not_a_crash() -> None:
     )
     raw += "Content-Type: text/plain\n\nhi\n"
     raw += "".join(f"--b{i}--\n" for i in reversed(range(depth)))
-    with pytest.raises(PermanentEventError, match="could not be parsed as MIME"):
+    # The nesting cap refuses it first; without the cap, the parser's RecursionError
+    # is still a permanent failure.
+    with pytest.raises(
+        LimitExceededError, match="at least 21 levels of MIME nesting, over the limit of 20"
+    ):
         parse_inbound(inbound_event(raw))
+    unlimited = EmailLimits(max_nesting_depth=10 * depth, max_mime_parts=10 * depth)
+    with pytest.raises(PermanentEventError, match="could not be parsed as MIME"):
+        parse_inbound(inbound_event(raw), unlimited)
 
 
 # --------------------------------------------------------------------------- attachments

@@ -1,0 +1,62 @@
+"""One email's objects are uploaded concurrently to the real S3 server: each distinct
+content once, all of them before the call returns, and a failure reaches the caller."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+import pytest
+from botocore.exceptions import ClientError
+
+from bench import hostile_mail
+from shared.objectstore import S3ObjectStore
+from worker import parsing, storage
+
+
+def email_with_attachments(count: int) -> parsing.ParsedEmail:
+    return parsing.parse_inbound(hostile_mail.inbound_event(hostile_mail.many_attachments(count)))
+
+
+def test_every_object_is_stored_once_before_the_call_returns(
+    object_store: S3ObjectStore,
+) -> None:
+    email = email_with_attachments(60)
+    storage.store_email_objects(object_store, email, concurrency=8)
+    assert object_store.get(storage.raw_message_key(email.raw_sha256)) == email.raw
+    for attachment in email.attachments:
+        content = object_store.get(storage.attachment_key(attachment.sha256))
+        assert hashlib.sha256(content).hexdigest() == attachment.sha256
+
+
+def test_the_same_content_twice_is_one_upload(object_store: S3ObjectStore) -> None:
+    tag = uuid.uuid4().hex.encode()
+    raw = hostile_mail.many_attachments(2)
+    email = parsing.parse_inbound(hostile_mail.inbound_event(raw))
+    same = parsing.ParsedAttachment(
+        filename="copy.bin",
+        content_type="application/octet-stream",
+        content=tag,
+        sha256=hashlib.sha256(tag).hexdigest(),
+        size=len(tag),
+        content_id=None,
+        inline=False,
+    )
+    doubled = parsing.ParsedEmail(
+        **{
+            name: getattr(email, name)
+            for name in parsing.ParsedEmail.__dataclass_fields__
+            if name != "attachments"
+        },
+        attachments=(same, same),
+    )
+    storage.store_email_objects(object_store, doubled, concurrency=4)
+    key = storage.attachment_key(same.sha256)
+    listed = object_store.client.list_objects_v2(Bucket=object_store.bucket, Prefix=key)
+    assert [item["Key"] for item in listed["Contents"]] == [key]
+
+
+def test_a_failed_upload_reaches_the_caller(object_store: S3ObjectStore) -> None:
+    missing = S3ObjectStore(object_store.client, f"kave-missing-{uuid.uuid4().hex[:8]}")
+    with pytest.raises(ClientError):
+        storage.store_email_objects(missing, email_with_attachments(10), concurrency=4)
