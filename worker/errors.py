@@ -45,8 +45,19 @@ class TaskFailure(Exception):
 
     Celery puts the exception it is given into its logs and into its task-retried and
     task-failed events (which Flower shows); the original's message could quote the
-    payload, so it gets this instead.
+    payload, so it gets this instead. ``error_type`` keeps the original's class name for
+    the retry metrics.
     """
+
+    # Celery rebuilds exceptions from their message (the JSON result and event format),
+    # so the constructor keeps Exception's signature and the type rides along as an attribute.
+    error_type: str = "TaskFailure"
+
+    @classmethod
+    def of(cls, failure: BaseException) -> TaskFailure:
+        summary = cls(describe(failure))
+        summary.error_type = type(failure).__name__
+        return summary
 
 
 def describe(exc: BaseException) -> str:

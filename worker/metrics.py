@@ -155,7 +155,10 @@ def delivery_finished(received_at: str, *, replaying: bool = False) -> None:
 
 
 def task_retried(task_name: str, error: BaseException | None) -> None:
-    error_type = type(error).__name__ if error is not None else "unknown"
+    # A TaskFailure (worker/errors.py) stands for the real error: count that one's type.
+    error_type = (
+        getattr(error, "error_type", type(error).__name__) if error is not None else "unknown"
+    )
     _metrics().retries.labels(task_name, error_type).inc()
 
 

@@ -46,7 +46,7 @@ def described_failures(task: Callable[P, R]) -> Callable[P, R]:
         except (TaskPredicate, TaskFailure):
             raise  # Celery's own control flow (retry, reject), or already described
         except Exception as exc:
-            raise TaskFailure(describe(exc)).with_traceback(exc.__traceback__) from None
+            raise TaskFailure.of(exc).with_traceback(exc.__traceback__) from None
 
     return run
 
@@ -87,7 +87,7 @@ def process_delivery(self: Task, envelope: dict[str, Any]) -> dict[str, Any] | N
             retries=self.request.retries,
             countdown=round(decision.countdown, 2),
         )
-        retry = (TaskFailure(describe(exc)), decision.countdown)
+        retry = (TaskFailure.of(exc), decision.countdown)
     if retry is not None:
         # Outside the except block, so that the retry does not carry the original
         # exception (and its message) as its context.
@@ -129,7 +129,7 @@ def replay_dead_letter(self: Task, dead_letter_id: int) -> str:
         )
         if isinstance(decision, GiveUp):
             raise
-        retry = (TaskFailure(describe(exc)), decision.countdown)
+        retry = (TaskFailure.of(exc), decision.countdown)
     if retry is not None:
         retry_later(self, *retry, summary=f"dead_letter_id={dead_letter_id}")
     log.info("dead_letter.replayed", outcome=outcome)
