@@ -44,6 +44,16 @@ def register(commands: Any, load_settings: Loader) -> None:
     )
     audit.set_defaults(handler=handler(_audit))
 
+    erase = commands.add_parser(
+        "erase",
+        help="erase an email, or everything that mentions an address (GDPR); "
+        "see README 'Retention and erasure'",
+    )
+    selector = erase.add_mutually_exclusive_group(required=True)
+    selector.add_argument("--address", help="an email address (matched case-insensitively)")
+    selector.add_argument("--email", type=int, help="an email id")
+    erase.set_defaults(handler=handler(_erase))
+
 
 @contextmanager
 def _resources(settings: Settings) -> Iterator[tuple[SessionFactory, ObjectStore]]:
@@ -75,3 +85,42 @@ def _audit(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     print("audit found inconsistencies", file=sys.stderr)
     return 1
+
+
+def _erase(args: argparse.Namespace, settings: Settings) -> int:
+    import getpass
+
+    from shared.lifecycle.erase import NothingToEraseError, erase, normalise_address
+
+    if args.address is not None:
+        try:
+            normalise_address(args.address)
+        except ValueError as exc:
+            print(f"kave: {exc}", file=sys.stderr)
+            return 2
+    with _resources(settings) as (sessions, store):
+        try:
+            result = erase(
+                sessions,
+                store,
+                actor=f"cli:{getpass.getuser()}",
+                grace_seconds=settings.orphan_grace_seconds,
+                address=args.address,
+                email_id=args.email,
+            )
+        except NothingToEraseError as exc:
+            print(f"kave: {exc}", file=sys.stderr)
+            return 1
+    counts = ", ".join(f"{kind} {count}" for kind, count in result.counts.items())
+    print(f"erasure {result.erasure_id}: {counts}")
+    objects = result.objects
+    print(
+        f"objects deleted {objects.deleted}, still named by other rows {objects.still_referenced}"
+    )
+    if objects.deferred:
+        print(
+            f"{objects.deferred} objects were written in the last "
+            f"{settings.orphan_grace_seconds} s and are kept for now: the next kave purge, "
+            "kave erase or kave audit --repair removes them if no row names them then"
+        )
+    return 0

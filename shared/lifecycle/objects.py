@@ -20,10 +20,10 @@ from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import structlog
-from sqlalchemy import CompoundSelect, delete, select, union
+from sqlalchemy import CompoundSelect, CursorResult, Executable, delete, select, union
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -48,6 +48,12 @@ def referenced_keys_query(keys: Iterable[str] | None = None) -> CompoundSelect[A
         content = content.where(Attachment.object_key.in_(wanted))
         archive = archive.where(Delivery.archive_key.in_(wanted))
     return union(raw, content, archive)
+
+
+def rowcount(session: Session, statement: Executable) -> int:
+    """Rows an UPDATE or DELETE touched."""
+    result = session.execute(statement)
+    return cast(CursorResult[Any], result).rowcount
 
 
 def referenced(session: Session, keys: Iterable[str]) -> set[str]:
