@@ -54,6 +54,12 @@ def register(commands: Any, load_settings: Loader) -> None:
     selector.add_argument("--email", type=int, help="an email id")
     erase.set_defaults(handler=handler(_erase))
 
+    purge = commands.add_parser(
+        "purge",
+        help="delete what is older than the retention policy (KAVE_RETENTION_*_DAYS)",
+    )
+    purge.set_defaults(handler=handler(_purge))
+
 
 @contextmanager
 def _resources(settings: Settings) -> Iterator[tuple[SessionFactory, ObjectStore]]:
@@ -122,5 +128,41 @@ def _erase(args: argparse.Namespace, settings: Settings) -> int:
             f"{objects.deferred} objects were written in the last "
             f"{settings.orphan_grace_seconds} s and are kept for now: the next kave purge, "
             "kave erase or kave audit --repair removes them if no row names them then"
+        )
+    return 0
+
+
+_PURGE_VERBS = {
+    "raw_messages": "raw message objects released",
+    "attachments": "attachment objects released",
+    "archive": "webhook archives released",
+    "objects": "objects deleted",
+}
+
+
+def _purge(_args: argparse.Namespace, settings: Settings) -> int:
+    from shared.lifecycle.purge import purge, retention_days
+
+    policy = retention_days(settings)
+    print(
+        "retention: "
+        + ", ".join(
+            f"{kind} {days or 'forever'}{' d' if days else ''}" for kind, days in policy.items()
+        ),
+        flush=True,
+    )
+
+    def progress(kind: str, count: int) -> None:
+        print(f"  {kind}: {count} {_PURGE_VERBS.get(kind, 'rows deleted')}", flush=True)
+
+    with _resources(settings) as (sessions, store):
+        report = purge(sessions, store, settings, progress=progress)
+    counts = ", ".join(f"{kind} {count}" for kind, count in report.counts.items())
+    objects = report.objects
+    print(f"purged: {counts}; objects deleted {objects.deleted}")
+    if objects.deferred:
+        print(
+            f"{objects.deferred} objects were written in the last "
+            f"{settings.orphan_grace_seconds} s and are kept for now (the next purge retries)"
         )
     return 0
