@@ -153,6 +153,11 @@ def get_raw_email(email_id: IdPath, session: SessionDep, store: ObjectStoreDep) 
     email = queries.get_email(session, email_id)
     if email is None:
         raise NotFoundError(f"no email {email_id}")
+    if email.raw_removed_at is not None:
+        raise NotFoundError(
+            f"the raw message of email {email_id} was removed by the retention policy on "
+            f"{email.raw_removed_at:%Y-%m-%d}; the parsed fields remain"
+        )
     return stored_download(
         store,
         email.raw_key,

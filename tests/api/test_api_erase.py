@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
 
-from shared.models import Attachment, Erasure, User
+from shared.models import Attachment, Email, Erasure, User
 from shared.settings import Settings
 from tests.api.conftest import Rows, get_token
 from tests.services import derive_settings
@@ -60,3 +60,19 @@ def test_only_admins_erase_and_shared_attachments_stay_until_the_last_email(
         records = session.scalars(select(Erasure).order_by(Erasure.id)).all()
     assert [r.actor for r in records] == [f"api:user:{admin.id}"] * 2
     assert [r.selector_kind for r in records] == ["email", "email"]
+
+
+def test_downloads_removed_by_retention_say_so(
+    client: TestClient, auth: dict[str, str], rows: Rows, clean_db: Engine
+) -> None:
+    email = rows.email(attachments=[("a.txt", "text/plain", b"old")])
+    with Session(clean_db) as session, session.begin():
+        session.execute(update(Email).values(raw_removed_at=func.now()))
+        session.execute(update(Attachment).values(content_removed_at=func.now()))
+    raw = client.get(f"/api/v1/emails/{email.id}/raw", headers=auth)
+    assert raw.status_code == 404
+    assert "removed by the retention policy" in raw.json()["message"]
+    detail = client.get(f"/api/v1/emails/{email.id}", headers=auth).json()
+    content = client.get(detail["attachments"][0]["content_url"], headers=auth)
+    assert content.status_code == 404
+    assert "removed by the retention policy" in content.json()["message"]

@@ -194,3 +194,24 @@ def test_beat_task_purges_by_the_workers_policy(
 
     wait_until(purged, 60, "the beat task's purge")
     producer.close()
+
+
+def test_reprocess_after_retention_names_what_it_cannot_reprocess(
+    receiver: str, engine: Engine, settings: Settings
+) -> None:
+    purged = deliver(receiver, engine, message("gone@x.example", "in@k.example"))
+    kept = deliver(receiver, engine, message("kept@x.example", "in@k.example"))
+    age(engine, purged, 4)
+    assert kave(["purge"], policy(settings)).returncode == 0
+
+    since = (datetime.now(UTC) - timedelta(days=30)).isoformat()
+    result = kave(["reprocess", "--since", since], settings)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{purged}: not reprocessable: its archive was removed by retention" in result.stdout
+    assert "1 deliveries can no longer be reprocessed" in result.stdout
+    assert kept not in result.stdout  # reprocessed, unchanged
+    assert "no changes (1 deliveries checked)" in result.stdout
+
+    one = kave(["reprocess", "--delivery", purged], settings)
+    assert one.returncode == 0, one.stdout + one.stderr
+    assert "not reprocessable" in one.stdout
