@@ -40,7 +40,8 @@ def register(commands: Any, load_settings: Loader) -> None:
         type=int,
         default=None,
         help="seconds; younger objects and deliveries are in flight, not inconsistent "
-        "(default KAVE_ORPHAN_GRACE_SECONDS)",
+        "(default: KAVE_ORPHAN_GRACE_SECONDS for objects, KAVE_RECONCILE_AFTER_SECONDS + "
+        "KAVE_RECONCILE_INTERVAL_SECONDS since the last attempt for unfinished deliveries)",
     )
     audit.set_defaults(handler=handler(_audit))
 
@@ -78,8 +79,20 @@ def _audit(args: argparse.Namespace, settings: Settings) -> int:
     from shared.lifecycle.audit import run_audit
 
     grace = settings.orphan_grace_seconds if args.grace is None else args.grace
+    unfinished = (
+        settings.reconcile_after_seconds + settings.reconcile_interval_seconds
+        if args.grace is None
+        else args.grace
+    )
     with _resources(settings) as (sessions, store):
-        report = run_audit(sessions, store, grace_seconds=grace, repair=args.repair, progress=_say)
+        report = run_audit(
+            sessions,
+            store,
+            grace_seconds=grace,
+            unfinished_grace_seconds=unfinished,
+            repair=args.repair,
+            progress=_say,
+        )
     print(f"{report.objects_listed} objects listed; grace {grace} s")
     for kind, count in report.counts.items():
         repaired = report.repaired.get(kind)

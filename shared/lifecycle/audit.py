@@ -9,7 +9,8 @@ Kinds of inconsistency, each counted:
   a delivery whose body was already lost when it arrived is reported by its
   ``unreadable`` dead letter instead);
 - ``unfinished_deliveries``: deliveries still ``received`` with no attempt for longer
-  than the grace period (reconciliation should have finished them);
+  than ``unfinished_grace_seconds`` (by default reconciliation's age plus its interval:
+  by then reconciliation should have queued them again);
 - ``events_without_outcome``: finished deliveries with fewer recorded event outcomes
   than events in their batch.
 
@@ -80,12 +81,17 @@ def run_audit(
     store: ObjectStore,
     *,
     grace_seconds: int,
+    unfinished_grace_seconds: int | None = None,
     repair: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> AuditReport:
     say = progress or (lambda _message: None)
     report = AuditReport()
-    cutoff = datetime.now(UTC) - timedelta(seconds=grace_seconds)
+    now = datetime.now(UTC)
+    cutoff = now - timedelta(seconds=grace_seconds)
+    stuck = now - timedelta(
+        seconds=grace_seconds if unfinished_grace_seconds is None else unfinished_grace_seconds
+    )
     if repair:
         # Earlier runs' to-do lists first: those objects are expected to go.
         drained = drain(session_factory, store, grace_seconds=grace_seconds)
@@ -140,7 +146,7 @@ def run_audit(
         unfinished = session.scalars(
             select(Delivery.id).where(
                 Delivery.status == DeliveryStatus.RECEIVED,
-                func.coalesce(Delivery.last_attempt_at, Delivery.created_at) <= cutoff,
+                func.coalesce(Delivery.last_attempt_at, Delivery.created_at) <= stuck,
             )
         ).all()
         outcomes = (
