@@ -3,7 +3,9 @@
 What goes, in one transaction (``erase_rows``):
 
 - the emails (with their attachment rows) selected by id, or whose stored fields mention
-  the address anywhere: addresses, headers, subject, bodies (case-insensitive);
+  the address anywhere: addresses, headers, subject, bodies (case-insensitive, as a
+  whole address: erasing ``jane@example.org`` leaves ``mary-jane@example.org`` and
+  ``jane@example.org.uk`` alone);
 - the tracking and sync events whose recipient or payload mentions the address;
 - the raw webhook archive of every delivery that brought one of them, or (address
   selector) whose still-unresolved body mentions it: the archive holds the whole batch,
@@ -27,12 +29,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import Text, cast, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, Text, and_, cast, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from shared.formdata import FormDecodeError, decode_form, events_field
@@ -97,6 +100,20 @@ class ErasureResult:
     objects: DrainResult = field(default_factory=DrainResult)
 
 
+def address_pattern(needle: str) -> str:
+    """A regular expression (Python and PostgreSQL alike) for the whole address: not
+    preceded by a character of a local part, not followed by more of a domain (a
+    sentence's full stop may follow)."""
+    # JSON text (jsonb cast to text) writes a newline or tab before it as \n, \t: a start.
+    before = r"(?:(?<=\\[nrt])|(?<![a-z0-9._%+\-]))"
+    return rf"{before}{re.escape(needle)}(?![a-z0-9\-]|\.[a-z0-9])"
+
+
+def _matches(column: ColumnElement[str], needle: str) -> ColumnElement[bool]:
+    # strpos first: cheap, and it rules out nearly every row before the regex runs.
+    return and_(func.strpos(column, needle) > 0, column.regexp_match(address_pattern(needle)))
+
+
 def selector_digest(kind: str, value: str) -> str:
     return hashlib.sha256(f"{kind}:{value}".encode()).hexdigest()
 
@@ -155,12 +172,8 @@ def erase_rows(
 
     with session_factory() as session, session.begin():
         if needle is not None:
-            email_ids = list(
-                session.scalars(select(Email.id).where(func.strpos(_EMAIL_TEXT, needle) > 0))
-            )
-            event_ids = list(
-                session.scalars(select(Event.id).where(func.strpos(_EVENT_TEXT, needle) > 0))
-            )
+            email_ids = list(session.scalars(select(Email.id).where(_matches(_EMAIL_TEXT, needle))))
+            event_ids = list(session.scalars(select(Event.id).where(_matches(_EVENT_TEXT, needle))))
         else:
             email_ids = list(session.scalars(select(Email.id).where(Email.id == email_id)))
             if not email_ids:
@@ -271,11 +284,12 @@ def _mentions(body: bytes, needle: str) -> bool:
         text = events_field(decode_form(body)) or ""
     except FormDecodeError:
         text = body.decode("utf-8", errors="replace")
-    if needle in text.lower():
+    pattern = re.compile(address_pattern(needle))
+    if pattern.search(text.lower()):
         return True
     try:
         parsed: Any = json.loads(text)
     except ValueError:
         return False
-    # JSON may spell characters as \\uXXXX escapes.
-    return needle in json.dumps(parsed, ensure_ascii=False).lower()
+    # JSON may spell characters as \uXXXX escapes.
+    return bool(pattern.search(json.dumps(parsed, ensure_ascii=False).lower()))

@@ -211,3 +211,15 @@ def test_a_rerun_finishes_an_erasure_that_crashed_after_its_rows(
     assert "objects deleted 3" in rerun.stdout
     assert objects_mentioning(clean_store, address) == []
     assert kave(["audit"], settings).returncode == 0
+
+
+def test_an_address_is_matched_whole(
+    receiver: str, engine: Engine, settings: Settings, clean_store: S3ObjectStore
+) -> None:
+    address = f"jane-{uuid.uuid4().hex[:6]}@example.org"
+    deliver(receiver, engine, message(f"mary-{address}", "in@kave.example"))
+    deliver(receiver, engine, message(f"{address[:-4]}.org.uk", "in@kave.example"))
+    deliver(receiver, engine, message("x@y.example", "in@kave.example", body=f"To {address}."))
+    result = kave(["erase", "--address", address], settings)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert set(emails(engine)) == {f"mary-{address}", f"{address[:-4]}.org.uk"}
