@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
+from shared.db import make_session_factory
+from shared.lifecycle.audit import run_audit
 from shared.models import Attachment, Delivery, DeliveryEvent
-from shared.objectstore import S3ObjectStore
+from shared.objectstore import LocalObjectStore, S3ObjectStore
 from shared.settings import Settings
 from tests.lifecycle.conftest import deliver, kave
 from tests.webhooks import fixture_events
@@ -113,3 +116,20 @@ def test_last_audit_is_a_prometheus_gauge(
     assert 'kave_audit_inconsistencies{kind="missing_attachments"} 1.0' in metrics
     assert 'kave_audit_inconsistencies{kind="unreferenced_objects"} 0.0' in metrics
     assert "kave_audit_last_run_timestamp_seconds " in metrics
+
+
+def test_the_local_directory_store_is_audited_too(
+    engine: Engine, tmp_path: Path, settings: Settings
+) -> None:
+    store = LocalObjectStore(tmp_path / "objects")
+    store.put("attachments/ab/orphan", b"x")
+    store.put("deliveries/cd/also-orphan", b"y")
+    (tmp_path / "objects" / "attachments" / "ab" / ".tmp-half-written").write_bytes(b"z")
+    sessions = make_session_factory(engine)
+    report = run_audit(sessions, store, grace_seconds=0)
+    assert report.counts["unreferenced_objects"] == 2
+    assert not report.clean
+    repaired = run_audit(sessions, store, grace_seconds=0, repair=True)
+    assert repaired.repaired == {"unreferenced_objects": 2}
+    assert repaired.clean
+    assert [o.key for o in store.list_objects()] == []
