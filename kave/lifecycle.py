@@ -109,6 +109,8 @@ def _audit(args: argparse.Namespace, settings: Settings) -> int:
 def _erase(args: argparse.Namespace, settings: Settings) -> int:
     import getpass
 
+    from redis import Redis
+
     from shared.lifecycle.erase import NothingToEraseError, erase, normalise_address
 
     if args.address is not None:
@@ -117,6 +119,7 @@ def _erase(args: argparse.Namespace, settings: Settings) -> int:
         except ValueError as exc:
             print(f"kave: {exc}", file=sys.stderr)
             return 2
+    redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
     with _resources(settings) as (sessions, store):
         try:
             result = erase(
@@ -126,10 +129,14 @@ def _erase(args: argparse.Namespace, settings: Settings) -> int:
                 grace_seconds=settings.orphan_grace_seconds,
                 address=args.address,
                 email_id=args.email,
+                redis=redis,
             )
         except NothingToEraseError as exc:
             print(f"kave: {exc}", file=sys.stderr)
             return 1
+        finally:
+            if redis is not None:
+                redis.close()
     counts = ", ".join(f"{kind} {count}" for kind, count in result.counts.items())
     print(f"erasure {result.erasure_id}: {counts}")
     objects = result.objects

@@ -35,9 +35,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
+from redis import Redis
 from sqlalchemy import ColumnElement, Text, and_, cast, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from shared.contract import payload_redis_key
 from shared.formdata import FormDecodeError, decode_form, events_field
 from shared.lifecycle.objects import (
     DrainResult,
@@ -98,6 +100,7 @@ class ErasureResult:
     erasure_id: int
     counts: dict[str, int]
     objects: DrainResult = field(default_factory=DrainResult)
+    deliveries: list[str] = field(default_factory=list)  # whose archive was removed
 
 
 def address_pattern(needle: str) -> str:
@@ -133,9 +136,16 @@ def erase(
     grace_seconds: int,
     address: str | None = None,
     email_id: int | None = None,
+    redis: Redis | None = None,
 ) -> ErasureResult:
-    """Erase rows, then the objects they alone named; see the module docstring."""
+    """Erase rows, then the objects they alone named; see the module docstring.
+
+    With ``redis``, the receiver's copy of each affected delivery's body goes too (it
+    outlives processing only when a delivery was dead-lettered before it finished).
+    """
     result = erase_rows(session_factory, store, actor=actor, address=address, email_id=email_id)
+    if redis is not None and result.deliveries:
+        redis.delete(*(payload_redis_key(d) for d in result.deliveries))
     # Everything queued, not only this erasure's keys: a rerun finishes a crashed one.
     result.objects = drain(session_factory, store, grace_seconds=grace_seconds)
     if not result.objects.deferred:
@@ -179,7 +189,7 @@ def erase_rows(
             if not email_ids:
                 raise NothingToEraseError(f"no email {email_id}")
             event_ids = []
-        counts = _erase_in(session, email_ids, event_ids, mentioned)
+        counts, archived = _erase_in(session, email_ids, event_ids, mentioned)
         kind, value = ("address", needle) if needle is not None else ("email", str(email_id))
         record = Erasure(
             actor=actor[:128],
@@ -191,12 +201,13 @@ def erase_rows(
         session.flush()
         erasure_id = record.id
     log.info("erasure.rows_erased", erasure_id=erasure_id, **counts)
-    return ErasureResult(erasure_id=erasure_id, counts=counts)
+    return ErasureResult(erasure_id=erasure_id, counts=counts, deliveries=archived)
 
 
 def _erase_in(
     session: Session, email_ids: list[int], event_ids: list[int], mentioned: list[str]
-) -> dict[str, int]:
+) -> tuple[dict[str, int], list[str]]:
+    """The counts, and the deliveries whose archive goes."""
     delivery_ids = set(mentioned)
     keys: set[str] = set()
     if email_ids:
@@ -235,7 +246,7 @@ def _erase_in(
     emails = rowcount(session, delete(Email).where(Email.id.in_(email_ids)))
     events = rowcount(session, delete(Event).where(Event.id.in_(event_ids)))
     queued = queue_deletions(session, keys)
-    return {
+    counts = {
         "emails": emails,
         "attachments": attachments,
         "events": events,
@@ -243,6 +254,7 @@ def _erase_in(
         "archives": len(archives),
         "objects_queued": queued,
     }
+    return counts, list(archives)
 
 
 def _unresolved_deliveries_mentioning(

@@ -12,10 +12,12 @@ from typing import Any
 from urllib.parse import quote, quote_plus
 
 import pytest
+import redis
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
 from kave.send import events_from_eml
+from shared.contract import payload_redis_key
 from shared.db import make_session_factory
 from shared.lifecycle.erase import erase_rows
 from shared.models import Attachment, Delivery, DeliveryEvent, Email, Erasure, Event
@@ -138,7 +140,11 @@ def objects_mentioning(store: S3ObjectStore, needle: str) -> list[str]:
 
 
 def test_erasing_an_address_leaves_no_byte_of_it(
-    receiver: str, engine: Engine, settings: Settings, clean_store: S3ObjectStore
+    receiver: str,
+    engine: Engine,
+    settings: Settings,
+    clean_store: S3ObjectStore,
+    redis_client: redis.Redis,
 ) -> None:
     address = f"erase-{uuid.uuid4().hex[:8]}@example.org"
     deliver(receiver, engine, message(address, "in@kave.example", attachment=os.urandom(512)))
@@ -162,6 +168,8 @@ def test_erasing_an_address_leaves_no_byte_of_it(
         assert session.scalars(
             select(DeliveryEvent.outcome).where(DeliveryEvent.delivery_id == dead)
         ).all() == ["failed"]
+    # A body copy the receiver left in Redis (as after a worker_lost dead letter).
+    redis_client.set(payload_redis_key(dead), f"mandrill_events=...{address}...")
     assert rows_mentioning(engine, address)  # the scan finds what is there
     assert objects_mentioning(clean_store, address)
 
@@ -171,6 +179,7 @@ def test_erasing_an_address_leaves_no_byte_of_it(
 
     assert rows_mentioning(engine, address) == {}
     assert objects_mentioning(clean_store, address) == []
+    assert not redis_client.exists(payload_redis_key(dead))
     assert set(emails(engine)) == {"keep@else.example"}
     with Session(engine) as session:
         assert session.scalars(select(Event)).all() == []
