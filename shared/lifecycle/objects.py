@@ -88,24 +88,27 @@ def drain(
     keys: Iterable[str] | None = None,
     batch_size: int = 500,
     progress: Callable[[DrainResult], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> DrainResult:
-    """Remove the queued objects no row names (only ``keys`` among them when given)."""
+    """Remove the queued objects no row names (only ``keys`` among them when given);
+    ``should_stop`` is asked between batches (what is left waits for the next run)."""
     total = DrainResult()
     only = sorted(set(keys)) if keys is not None else None
     after = ""
-    while True:
+    while not (should_stop and should_stop()):
         query = select(ObjectDeletion.key).where(ObjectDeletion.key > after)
         if only is not None:
             query = query.where(ObjectDeletion.key.in_(only))
         with session_factory() as session:
             batch = list(session.scalars(query.order_by(ObjectDeletion.key).limit(batch_size)))
         if not batch:
-            return total
+            break
         after = batch[-1]
         result = _drain_batch(session_factory, store, batch, grace_seconds)
         total.add(result)
         if progress:
             progress(total)
+    return total
 
 
 def _drain_batch(

@@ -124,7 +124,9 @@ def purge(
         grace_seconds=settings.orphan_grace_seconds,
         batch_size=batch,
         progress=lambda result: say("objects", result.deleted),
+        should_stop=out_of_time,
     )
+    report.finished = report.finished and not out_of_time()
     log.info(
         "purge.finished",
         finished=report.finished,

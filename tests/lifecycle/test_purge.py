@@ -17,6 +17,8 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from shared.contract import PURGE_TASK
+from shared.db import make_session_factory
+from shared.lifecycle.purge import purge
 from shared.models import Attachment, Delivery, Email, Event
 from shared.objectstore import S3ObjectStore
 from shared.queue import celery_config
@@ -215,3 +217,17 @@ def test_reprocess_after_retention_names_what_it_cannot_reprocess(
     one = kave(["reprocess", "--delivery", purged], settings)
     assert one.returncode == 0, one.stdout + one.stderr
     assert "not reprocessable" in one.stdout
+
+
+def test_a_spent_time_budget_stops_between_batches(
+    receiver: str, engine: Engine, settings: Settings, clean_store: S3ObjectStore
+) -> None:
+    delivery_id = deliver(receiver, engine, message("late@x.example", "in@k.example"))
+    age(engine, delivery_id, 10)
+    sessions = make_session_factory(engine)
+    stopped = purge(sessions, clean_store, policy(settings), stop_after_seconds=0)
+    assert not stopped.finished
+    assert sum(stopped.counts.values()) == 0
+    done = purge(sessions, clean_store, policy(settings), stop_after_seconds=60)
+    assert done.finished
+    assert done.counts["emails"] == 1
