@@ -59,6 +59,9 @@ def register(commands: Any, load_settings: Loader) -> None:
         "purge",
         help="delete what is older than the retention policy (KAVE_RETENTION_*_DAYS)",
     )
+    purge.add_argument(
+        "--dry-run", action="store_true", help="only count what each kind would remove now"
+    )
     purge.set_defaults(handler=handler(_purge))
 
 
@@ -160,17 +163,18 @@ _PURGE_VERBS = {
 }
 
 
-def _purge(_args: argparse.Namespace, settings: Settings) -> int:
-    from shared.lifecycle.purge import purge, retention_days
+def _purge(args: argparse.Namespace, settings: Settings) -> int:
+    from shared.lifecycle.purge import purge, retention_days, would_purge
 
     policy = retention_days(settings)
-    print(
-        "retention: "
-        + ", ".join(
-            f"{kind} {days or 'forever'}{' d' if days else ''}" for kind, days in policy.items()
-        ),
-        flush=True,
-    )
+    kept = ", ".join(f"{kind} {f'{d} d' if d else 'forever'}" for kind, d in policy.items())
+    print(f"retention: {kept}", flush=True)
+    if args.dry_run:
+        with _resources(settings) as (sessions, _store):
+            found = would_purge(sessions, settings)
+        counts = ", ".join(f"{kind} {count}" for kind, count in found.items())
+        print(f"would remove (each kind as things stand now): {counts}")
+        return 0
 
     def progress(kind: str, count: int) -> None:
         print(f"  {kind}: {count} {_PURGE_VERBS.get(kind, 'rows deleted')}", flush=True)

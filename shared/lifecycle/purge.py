@@ -142,21 +142,68 @@ def _ids(session: Session, query: Select[Any], batch: int) -> list[Any]:
     return list(session.scalars(query.limit(batch).with_for_update(skip_locked=True)))
 
 
+_OPEN_DEAD_LETTER = exists().where(
+    DeadLetter.delivery_id == Delivery.id, DeadLetter.status == DeadLetterStatus.OPEN
+)
+
+
+_CANDIDATES: dict[str, Callable[[datetime], Select[Any]]] = {
+    "dead_letters": lambda cutoff: select(DeadLetter.id).where(
+        DeadLetter.status != DeadLetterStatus.OPEN,
+        func.coalesce(DeadLetter.resolved_at, DeadLetter.last_seen_at) < cutoff,
+    ),
+    "events": lambda cutoff: select(Event.id).where(Event.created_at < cutoff),
+    "emails": lambda cutoff: select(Email.id).where(Email.received_at < cutoff),
+    "raw_messages": lambda cutoff: select(Email.id).where(
+        Email.received_at < cutoff, Email.raw_removed_at.is_(None)
+    ),
+    "attachments": lambda cutoff: (
+        select(Attachment.id)
+        .join(Email, Email.id == Attachment.email_id)
+        .where(Email.received_at < cutoff, Attachment.content_removed_at.is_(None))
+    ),
+    "archive": lambda cutoff: select(Delivery.id).where(
+        Delivery.received_at < cutoff,
+        Delivery.archive_removed_at.is_(None),
+        Delivery.status != DeliveryStatus.RECEIVED,
+        ~_OPEN_DEAD_LETTER,
+    ),
+    "deliveries": lambda cutoff: select(Delivery.id).where(
+        Delivery.received_at < cutoff,
+        Delivery.status != DeliveryStatus.RECEIVED,
+        ~_OPEN_DEAD_LETTER,
+        ~exists().where(Email.delivery_id == Delivery.id),
+        ~exists().where(Event.delivery_id == Delivery.id),
+    ),
+}
+
+
+def candidates(kind: str, cutoff: datetime) -> Select[Any]:
+    """The ids of what ``kind``'s retention would remove now."""
+    return _CANDIDATES[kind](cutoff)
+
+
+def would_purge(session_factory: SessionFactory, settings: Settings) -> dict[str, int]:
+    """What each kind's retention would remove now (each counted as things stand: rows a
+    previous kind would delete first are still counted by the later ones)."""
+    now = datetime.now(UTC)
+    found = dict.fromkeys(KINDS, 0)
+    with session_factory() as session:
+        for kind, days in retention_days(settings).items():
+            if days:
+                query = candidates(kind, now - timedelta(days=days)).subquery()
+                found[kind] = session.scalar(select(func.count()).select_from(query)) or 0
+    return found
+
+
 def _dead_letters(session: Session, cutoff: datetime, batch: int) -> int:
-    ids = _ids(
-        session,
-        select(DeadLetter.id).where(
-            DeadLetter.status != DeadLetterStatus.OPEN,
-            func.coalesce(DeadLetter.resolved_at, DeadLetter.last_seen_at) < cutoff,
-        ),
-        batch,
-    )
+    ids = _ids(session, candidates("dead_letters", cutoff), batch)
     session.execute(delete(DeadLetter).where(DeadLetter.id.in_(ids)))
     return len(ids)
 
 
 def _events(session: Session, cutoff: datetime, batch: int) -> int:
-    ids = _ids(session, select(Event.id).where(Event.created_at < cutoff), batch)
+    ids = _ids(session, candidates("events", cutoff), batch)
     session.execute(
         update(DeliveryEvent).where(DeliveryEvent.event_id.in_(ids)).values(event_id=None)
     )
@@ -165,7 +212,7 @@ def _events(session: Session, cutoff: datetime, batch: int) -> int:
 
 
 def _emails(session: Session, cutoff: datetime, batch: int) -> int:
-    ids = _ids(session, select(Email.id).where(Email.received_at < cutoff), batch)
+    ids = _ids(session, candidates("emails", cutoff), batch)
     if not ids:
         return 0
     keys = set(
@@ -190,11 +237,7 @@ def _emails(session: Session, cutoff: datetime, batch: int) -> int:
 
 
 def _raw_messages(session: Session, cutoff: datetime, batch: int) -> int:
-    ids = _ids(
-        session,
-        select(Email.id).where(Email.received_at < cutoff, Email.raw_removed_at.is_(None)),
-        batch,
-    )
+    ids = _ids(session, candidates("raw_messages", cutoff), batch)
     if not ids:
         return 0
     keys = session.scalars(
@@ -208,13 +251,7 @@ def _raw_messages(session: Session, cutoff: datetime, batch: int) -> int:
 
 
 def _attachments(session: Session, cutoff: datetime, batch: int) -> int:
-    ids = _ids(
-        session,
-        select(Attachment.id)
-        .join(Email, Email.id == Attachment.email_id)
-        .where(Email.received_at < cutoff, Attachment.content_removed_at.is_(None)),
-        batch,
-    )
+    ids = _ids(session, candidates("attachments", cutoff), batch)
     if not ids:
         return 0
     keys = session.scalars(
@@ -227,22 +264,8 @@ def _attachments(session: Session, cutoff: datetime, batch: int) -> int:
     return len(ids)
 
 
-_OPEN_DEAD_LETTER = exists().where(
-    DeadLetter.delivery_id == Delivery.id, DeadLetter.status == DeadLetterStatus.OPEN
-)
-
-
 def _archive(session: Session, cutoff: datetime, batch: int) -> int:
-    ids = _ids(
-        session,
-        select(Delivery.id).where(
-            Delivery.received_at < cutoff,
-            Delivery.archive_removed_at.is_(None),
-            Delivery.status != DeliveryStatus.RECEIVED,
-            ~_OPEN_DEAD_LETTER,
-        ),
-        batch,
-    )
+    ids = _ids(session, candidates("archive", cutoff), batch)
     if not ids:
         return 0
     keys = session.scalars(
@@ -256,24 +279,17 @@ def _archive(session: Session, cutoff: datetime, batch: int) -> int:
 
 
 def _deliveries(session: Session, cutoff: datetime, batch: int) -> int:
-    rows = session.execute(
-        select(Delivery.id, Delivery.archive_key, Delivery.archive_removed_at)
-        .where(
-            Delivery.received_at < cutoff,
-            Delivery.status != DeliveryStatus.RECEIVED,
-            ~_OPEN_DEAD_LETTER,
-            ~exists().where(Email.delivery_id == Delivery.id),
-            ~exists().where(Event.delivery_id == Delivery.id),
-        )
-        .limit(batch)
-        .with_for_update(skip_locked=True)
-    ).all()
-    if not rows:
+    ids = _ids(session, candidates("deliveries", cutoff), batch)
+    if not ids:
         return 0
-    ids = [row.id for row in rows]
+    keys = session.scalars(
+        select(Delivery.archive_key).where(
+            Delivery.id.in_(ids), Delivery.archive_removed_at.is_(None)
+        )
+    ).all()
     # Outcomes and dead letters go with their delivery (ON DELETE CASCADE).
     session.execute(delete(Delivery).where(Delivery.id.in_(ids)))
-    queue_deletions(session, [row.archive_key for row in rows if row.archive_removed_at is None])
+    queue_deletions(session, keys)
     return len(ids)
 
 

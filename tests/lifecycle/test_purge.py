@@ -85,6 +85,15 @@ def test_purge_follows_the_policy_per_kind(
         shared_key = session.scalars(select(Attachment.object_key)).first()
     assert shared_key is not None
 
+    dry = kave(["purge", "--dry-run"], policy(settings))
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert (
+        "would remove (each kind as things stand now): dead_letters 0, events 1, emails 1, "
+        "raw_messages 2, attachments 2, archive 3, deliveries 0"
+    ) in dry.stdout
+    with Session(engine) as session:
+        assert len(session.scalars(select(Email)).all()) == 3  # nothing removed
+
     result = kave(["purge"], policy(settings))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "retention: dead_letters 5 d" in result.stdout
