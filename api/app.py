@@ -26,6 +26,7 @@ from api.metrics import ApiMetrics, RequestMetricsMiddleware
 from api.ratelimit import ApiRateLimits
 from api.tokens import routes as tokens
 from shared.db import make_engine, make_session_factory
+from shared.lifecycle.audit_metrics import AuditCollector
 from shared.logging import configure_logging
 from shared.objectstore import make_object_store
 from shared.pipeline_metrics import PipelineCollector
@@ -70,10 +71,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         silence_threshold_seconds=settings.inbound_silence_alert_seconds,
         timeout=settings.metrics_query_timeout_seconds,
     ).register(app.state.metrics.registry)
+    audit_collector = AuditCollector(engine).register(app.state.metrics.registry)
     try:
         yield
     finally:
         app.state.metrics.registry.unregister(pipeline_collector)
+        app.state.metrics.registry.unregister(audit_collector)
         pipeline_redis.close()
         await redis.aclose()
         producer.close()
@@ -103,7 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST"],
+            allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
             expose_headers=["X-Request-ID", "Retry-After", "Content-Disposition"],
             max_age=600,

@@ -19,7 +19,7 @@ from api.tokens.queries import get_user
 from shared.models import User
 from shared.objectstore import ObjectStore
 from shared.settings import Settings
-from shared.web.errors import UnauthorizedError
+from shared.web.errors import ForbiddenError, UnauthorizedError
 from shared.web.request_id import current_request_id
 
 
@@ -89,3 +89,13 @@ def get_current_user(
 ObjectStoreDep = Annotated[ObjectStore, Depends(get_object_store)]
 ProducerDep = Annotated[Celery, Depends(get_producer)]
 CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def get_admin_user(user: CurrentUser) -> User:
+    """The current user if it is an admin (may erase data); 403 otherwise."""
+    if not user.is_admin:
+        raise ForbiddenError("erasing data needs an admin user (kave users create --admin NAME)")
+    return user
+
+
+AdminUser = Annotated[User, Depends(get_admin_user)]

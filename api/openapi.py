@@ -22,6 +22,10 @@ _ERROR_EXAMPLES: dict[int, tuple[str, str]] = {
         "No bearer token, or one that is invalid, expired or of a disabled user.",
         "invalid token (Signature has expired); get a new one from POST /api/v1/auth/token",
     ),
+    403: (
+        "The user may not do this (only admin users may erase data).",
+        "erasing data needs an admin user (kave users create --admin NAME)",
+    ),
     404: ("No such resource.", "no email 42"),
     409: (
         "The resource is not in a state that allows this.",

@@ -184,6 +184,16 @@ def _reprocess(args: argparse.Namespace, settings: Settings) -> int:
         deliveries = [found]
     else:
         deliveries = deliveries_between(context, since=args.since, until=args.until)
+    # Retention or an erasure removed these archives on purpose: say so, and go on.
+    gone = [d for d in deliveries if d.archive_removed_at is not None]
+    for delivery in gone:
+        print(
+            f"  {delivery.id}: not reprocessable: its archive was removed by "
+            f"{delivery.archive_removed_reason} on {delivery.archive_removed_at:%Y-%m-%d}"
+        )
+    if gone:
+        print(f"{len(gone)} deliveries can no longer be reprocessed (archive removed)")
+        deliveries = [d for d in deliveries if d.archive_removed_at is None]
     changes = reprocess(context, deliveries, dry_run=args.dry_run)
     verb = "would change" if args.dry_run else "changed"
     if not changes:

@@ -60,8 +60,8 @@ def check_password(password: str) -> str:
     return password
 
 
-def create_user(settings: Settings, name: str, password: str) -> int:
-    """Store a new user; its id."""
+def create_user(settings: Settings, name: str, password: str, *, admin: bool = False) -> int:
+    """Store a new user (an admin may also erase data); its id."""
     from api.auth import hash_password
 
     check_name(name)
@@ -69,7 +69,7 @@ def create_user(settings: Settings, name: str, password: str) -> int:
     engine = make_engine(settings)
     try:
         with make_session_factory(engine)() as session:
-            user = User(name=name, password_hash=password_hash, disabled=False)
+            user = User(name=name, password_hash=password_hash, disabled=False, is_admin=admin)
             session.add(user)
             try:
                 session.commit()
@@ -99,8 +99,11 @@ def disable_user(settings: Settings, name: str) -> None:
 
 
 def _cmd_create(args: argparse.Namespace, settings: Settings) -> int:
-    user_id = create_user(settings, check_name(args.name), read_password(sys.stdin))
-    print(f"user {args.name} created (id {user_id}); get a token from POST /api/v1/auth/token")
+    user_id = create_user(
+        settings, check_name(args.name), read_password(sys.stdin), admin=args.admin
+    )
+    role = "admin user" if args.admin else "user"
+    print(f"{role} {args.name} created (id {user_id}); get a token from POST /api/v1/auth/token")
     return 0
 
 
@@ -121,6 +124,9 @@ def register(
         "create", help="create a user; the password comes from stdin or a prompt"
     )
     create.add_argument("name")
+    create.add_argument(
+        "--admin", action="store_true", help="may also erase data (DELETE /api/v1/emails/{id})"
+    )
     create.set_defaults(action=_cmd_create)
     disable = actions.add_parser("disable", help="disable a user and every token it holds")
     disable.add_argument("name")

@@ -17,6 +17,8 @@ PROCESS_DELIVERY_TASK = "kave.delivery.process"
 REPLAY_DEAD_LETTER_TASK = "kave.dead_letter.replay"
 # No arguments. Re-enqueues deliveries that were recorded but never finished.
 RECONCILE_TASK = "kave.deliveries.reconcile"
+# No arguments. Deletes what the retention policy no longer keeps (kave purge).
+PURGE_TASK = "kave.retention.purge"
 ENVELOPE_VERSION = 1
 
 PayloadStore = Literal["redis", "object"]

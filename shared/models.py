@@ -52,6 +52,7 @@ class EventOutcome:
     STORED = "stored"  # a new email or event row
     DUPLICATE = "duplicate"  # the same email or event was already stored
     FAILED = "failed"  # could not be processed: a dead letter says why
+    ERASED = "erased"  # its email or event was erased on request (kave erase)
 
 
 class DeadLetterStatus:
@@ -80,6 +81,10 @@ class Delivery(Base):
     last_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     handled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Set when retention or an erasure removed the raw archive: the delivery can no
+    # longer be reprocessed or replayed, and the audit does not look for its object.
+    archive_removed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    archive_removed_reason: Mapped[str | None] = mapped_column(String(16))
 
     events: Mapped[list[DeliveryEvent]] = relationship(back_populates="delivery")
 
@@ -114,6 +119,8 @@ class Email(Base):
     raw_sha256: Mapped[str] = mapped_column(String(64))
     raw_size: Mapped[int] = mapped_column(BigInteger)
     raw_key: Mapped[str] = mapped_column(String(255))
+    # Set when retention removed the raw message object (the row stays).
+    raw_removed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     envelope_recipient: Mapped[str | None] = mapped_column(Text, index=True)
     from_address: Mapped[str | None] = mapped_column(Text, index=True)
     from_name: Mapped[str | None] = mapped_column(Text)
@@ -162,6 +169,9 @@ class Attachment(Base):
     object_key: Mapped[str] = mapped_column(String(255))
     content_id: Mapped[str | None] = mapped_column(Text)
     inline: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Set when retention removed this row's claim on the object (the row stays; the
+    # object goes once no other attachment row still names it).
+    content_removed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     email: Mapped[Email] = relationship(back_populates="attachments")
 
@@ -225,7 +235,56 @@ class User(Base):
     name: Mapped[str] = mapped_column(String(64), unique=True)
     password_hash: Mapped[str] = mapped_column(String(128))
     disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    # May erase data (DELETE /api/v1/emails/{id}); ``kave users create --admin``.
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )
+
+
+class ObjectDeletion(Base):
+    """An object whose last row reference was deleted, waiting to be removed.
+
+    Written in the same transaction as the row deletion (retention or erasure), so a
+    crash between the rows and the objects leaves a to-do list, not an orphan: the next
+    ``kave purge``, ``kave erase`` or ``kave audit --repair`` finishes it. The object is
+    removed only if no row names the key again by then.
+    """
+
+    __tablename__ = "object_deletions"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    queued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Erasure(Base):
+    """The record of one erasure request, without the erased content.
+
+    ``selector_sha256`` is the sha256 of the normalised selector (a lower-cased address,
+    or ``email:<id>``): it proves what was asked for to whoever already knows it, and
+    tells nobody else anything.
+    """
+
+    __tablename__ = "erasures"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    actor: Mapped[str] = mapped_column(String(128))
+    selector_kind: Mapped[str] = mapped_column(String(16))
+    selector_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    counts: Mapped[dict[str, Any]] = mapped_column()
+    objects_done_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AuditRun(Base):
+    """The counts of one ``kave audit`` run; the newest feeds the Prometheus gauge."""
+
+    __tablename__ = "audit_runs"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    finished_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), index=True
+    )
+    counts: Mapped[dict[str, Any]] = mapped_column()
+    repaired: Mapped[dict[str, Any]] = mapped_column()

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -24,6 +26,15 @@ STREAM_CHUNK_BYTES = 256 * 1024
 
 class ObjectNotFoundError(KeyError):
     """The key does not exist in the store."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    """One object as a listing sees it: its key, size and when it was last written."""
+
+    key: str
+    size: int
+    modified_at: datetime
 
 
 class ObjectStore(Protocol):
@@ -44,6 +55,15 @@ class ObjectStore(Protocol):
 
     def describe(self) -> str:
         """Where objects live, for people (no credentials)."""
+
+    def list_objects(self, prefix: str = "") -> Iterator[StoredObject]:
+        """Every object whose key starts with ``prefix``, in pages (never all at once)."""
+
+    def stat(self, key: str) -> StoredObject | None:
+        """The object under ``key``, or None when absent."""
+
+    def delete(self, key: str) -> None:
+        """Remove the object; deleting an absent key is harmless."""
 
 
 class LocalObjectStore:
@@ -95,6 +115,35 @@ class LocalObjectStore:
     def describe(self) -> str:
         return f"local directory {self.root}"
 
+    def list_objects(self, prefix: str = "") -> Iterator[StoredObject]:
+        if not self.root.is_dir():
+            return
+        for directory, dirs, files in os.walk(self.root):
+            dirs.sort()
+            for name in sorted(files):
+                if name.startswith(".tmp-"):
+                    continue  # a put in progress (or one a crash left; it names nothing)
+                path = Path(directory) / name
+                key = path.relative_to(self.root).as_posix()
+                if key.startswith(prefix):
+                    found = self._stat_path(key, path)
+                    if found is not None:
+                        yield found
+
+    def stat(self, key: str) -> StoredObject | None:
+        return self._stat_path(key, self._path(key))
+
+    @staticmethod
+    def _stat_path(key: str, path: Path) -> StoredObject | None:
+        try:
+            info = path.stat()
+        except FileNotFoundError:
+            return None
+        return StoredObject(key, info.st_size, datetime.fromtimestamp(info.st_mtime, UTC))
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
 
 class S3ObjectStore:
     """Any S3-compatible server (AWS S3, MinIO) through boto3."""
@@ -138,6 +187,26 @@ class S3ObjectStore:
     def describe(self) -> str:
         endpoint = self.client.meta.endpoint_url
         return f"s3://{self.bucket} at {endpoint}"
+
+    def list_objects(self, prefix: str = "") -> Iterator[StoredObject]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                yield StoredObject(item["Key"], item["Size"], item["LastModified"])
+
+    def stat(self, key: str) -> StoredObject | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+        return StoredObject(key, head["ContentLength"], head["LastModified"])
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=key)
 
 
 def make_s3_client(settings: Settings) -> S3Client:

@@ -11,7 +11,12 @@ from typing import Any
 
 from celery import Celery
 
-from shared.contract import PROCESS_DELIVERY_TASK, RECONCILE_TASK, REPLAY_DEAD_LETTER_TASK
+from shared.contract import (
+    PROCESS_DELIVERY_TASK,
+    PURGE_TASK,
+    RECONCILE_TASK,
+    REPLAY_DEAD_LETTER_TASK,
+)
 from shared.settings import Settings
 
 
@@ -38,13 +43,19 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             PROCESS_DELIVERY_TASK: {"queue": settings.queue_name},
             REPLAY_DEAD_LETTER_TASK: {"queue": settings.queue_name},
             RECONCILE_TASK: {"queue": settings.queue_name},
+            PURGE_TASK: {"queue": settings.queue_name},
         },
-        # Celery beat (`celery -A worker.main beat`, one instance) runs reconciliation.
+        # Celery beat (`celery -A worker.main beat`, one instance) runs reconciliation
+        # and retention.
         "beat_schedule": {
             "reconcile-unfinished-deliveries": {
                 "task": RECONCILE_TASK,
                 "schedule": float(settings.reconcile_interval_seconds),
-            }
+            },
+            "purge-by-retention-policy": {
+                "task": PURGE_TASK,
+                "schedule": float(settings.purge_interval_seconds),
+            },
         },
         "task_serializer": "json",
         "accept_content": ["json"],

@@ -172,6 +172,26 @@ class Settings(BaseSettings):
     # Objects of one email (raw message, attachments) uploaded at once; botocore's
     # connection pool holds 10 connections, so more would only wait for one.
     upload_concurrency: int = Field(default=8, ge=1, le=10)
+    # --- retention (kave purge, and the beat task every purge_interval_seconds) ------
+    # Days to keep each kind, counted from when it was received; 0 keeps it forever.
+    # The raw webhook archive is what reprocessing and dead-letter replays read: keep it
+    # at least as long as the retry deadline (checked below).
+    retention_archive_days: int = Field(default=30, ge=0)
+    retention_raw_messages_days: int = Field(default=0, ge=0)
+    retention_attachments_days: int = Field(default=0, ge=0)
+    retention_emails_days: int = Field(default=0, ge=0)
+    retention_events_days: int = Field(default=0, ge=0)
+    retention_deliveries_days: int = Field(default=0, ge=0)
+    # Replayed or discarded dead letters only; open ones wait for an operator.
+    retention_dead_letters_days: int = Field(default=0, ge=0)
+    purge_interval_seconds: int = Field(default=3600, ge=60)
+    # Rows per transaction of kave purge (each batch commits with its object to-do list).
+    purge_batch_size: int = Field(default=500, ge=1)
+    # An object written more recently than this is never deleted as unreferenced: the
+    # receiver writes a large body before its task is queued and workers write objects
+    # before the rows naming them, so a young object may be about to be referenced.
+    # Keep it above the retry deadline (a queued claim-checked body waits that long).
+    orphan_grace_seconds: int = Field(default=86400, ge=0)
 
     # --- logs and dashboard ---------------------------------------------------------
     log_level: str = "INFO"
@@ -268,6 +288,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 "KAVE_VISIBILITY_TIMEOUT_SECONDS must be larger than "
                 "KAVE_TASK_TIME_LIMIT_SECONDS, or a slow task is handed to a second worker"
+            )
+        if 0 < self.retention_archive_days * 86400 < self.retry_deadline_seconds:
+            raise ValueError(
+                "KAVE_RETENTION_ARCHIVE_DAYS must cover KAVE_RETRY_DEADLINE_SECONDS (or be 0): "
+                "a delivery still being retried needs its archive"
             )
         if self.object_store == "s3" and not self.s3_bucket:
             raise ValueError("KAVE_OBJECT_STORE=s3 needs KAVE_S3_BUCKET")

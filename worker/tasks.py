@@ -14,11 +14,13 @@ from celery.exceptions import Reject, TaskPredicate
 
 from shared.contract import (
     PROCESS_DELIVERY_TASK,
+    PURGE_TASK,
     RECONCILE_TASK,
     REPLAY_DEAD_LETTER_TASK,
     Envelope,
     EnvelopeError,
 )
+from shared.lifecycle.purge import purge
 from shared.settings import get_settings
 from worker import ingest, reconcile, replay
 from worker import metrics as worker_metrics
@@ -146,6 +148,20 @@ def reconcile_deliveries() -> int:
         older_than_seconds=settings.reconcile_after_seconds,
     )
     return len(requeued)
+
+
+@shared_task(name=PURGE_TASK)
+def purge_by_retention() -> dict[str, int]:
+    settings = get_settings()
+    context = ingest_context()
+    # Half the time limit: what is left waits for the next run (every batch is final).
+    report = purge(
+        context.session_factory,
+        context.object_store,
+        settings,
+        stop_after_seconds=settings.task_time_limit_seconds / 2,
+    )
+    return {**report.counts, "objects_deleted": report.objects.deleted}
 
 
 def publish_delivery(envelope: Envelope) -> None:

@@ -53,6 +53,11 @@ def get_attachment_content(
     attachment = queries.get_attachment(session, attachment_id)
     if attachment is None:
         raise NotFoundError(f"no attachment {attachment_id}")
+    if attachment.content_removed_at is not None:
+        raise NotFoundError(
+            f"the content of attachment {attachment_id} was removed by the retention policy "
+            f"on {attachment.content_removed_at:%Y-%m-%d}"
+        )
     return stored_download(
         store,
         attachment.object_key,

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from api.attachments.schemas import AttachmentOut
-from api.deps import ObjectStoreDep, SessionDep
+from api.deps import AdminUser, ObjectStoreDep, SessionDep, SettingsDep
 from api.downloads import stored_download
 from api.emails import queries
 from api.emails.queries import EmailFilters
-from api.emails.schemas import EmailDetail, EmailPage, EmailSummary
+from api.emails.schemas import EmailDetail, EmailPage, EmailSummary, ErasureOut
 from api.openapi import API_ERRORS, error_responses
 from api.pagination import DEFAULT_PAGE_SIZE, CursorParam, PageSize, parse_cursor
 from api.params import IdPath, Instant, since_filter, text_filter, until_filter
 from api.ratelimit import limit_api_requests
+from shared.lifecycle.erase import NothingToEraseError, erase
 from shared.models import Attachment, Email
 from shared.web.errors import NotFoundError
 
@@ -152,6 +153,11 @@ def get_raw_email(email_id: IdPath, session: SessionDep, store: ObjectStoreDep) 
     email = queries.get_email(session, email_id)
     if email is None:
         raise NotFoundError(f"no email {email_id}")
+    if email.raw_removed_at is not None:
+        raise NotFoundError(
+            f"the raw message of email {email_id} was removed by the retention policy on "
+            f"{email.raw_removed_at:%Y-%m-%d}; the parsed fields remain"
+        )
     return stored_download(
         store,
         email.raw_key,
@@ -160,4 +166,41 @@ def get_raw_email(email_id: IdPath, session: SessionDep, store: ObjectStoreDep) 
         filename=f"email-{email_id}.eml",
         media_type="message/rfc822",
         what=f"the raw message of email {email_id}",
+    )
+
+
+@router.delete(
+    "/{email_id}",
+    summary="Erase an email (admin only)",
+    description=(
+        "Erases the email and its raw message, its attachments unless another email still "
+        "names the same content, and the raw webhook archive of every delivery that "
+        "brought it (those deliveries can no longer be reprocessed). An `erasures` record "
+        "keeps who, when and counts, never the content. To erase everything that mentions "
+        "an address, use `kave erase --address`."
+    ),
+    response_model=ErasureOut,
+    responses=error_responses(403, 404),
+)
+def erase_email(
+    email_id: IdPath, user: AdminUser, request: Request, settings: SettingsDep
+) -> ErasureOut:
+    try:
+        result = erase(
+            request.app.state.session_factory,
+            request.app.state.object_store,
+            actor=f"api:user:{user.id}",
+            grace_seconds=settings.orphan_grace_seconds,
+            email_id=email_id,
+        )
+    except NothingToEraseError:
+        raise NotFoundError(f"no email {email_id}") from None
+    return ErasureOut(
+        erasure_id=result.erasure_id,
+        emails=result.counts["emails"],
+        attachments=result.counts["attachments"],
+        archives=result.counts["archives"],
+        objects_deleted=result.objects.deleted,
+        objects_still_referenced=result.objects.still_referenced,
+        objects_deferred=result.objects.deferred,
     )

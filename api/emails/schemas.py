@@ -107,3 +107,32 @@ class EmailPage(BaseModel):
 
     items: list[EmailSummary]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null: last.")
+
+
+class ErasureOut(BaseModel):
+    """What an erasure removed (the record is kept in the ``erasures`` table)."""
+
+    model_config = example(
+        {
+            "erasure_id": 3,
+            "emails": 1,
+            "attachments": 2,
+            "archives": 1,
+            "objects_deleted": 3,
+            "objects_still_referenced": 1,
+            "objects_deferred": 0,
+        }
+    )
+
+    erasure_id: int
+    emails: int
+    attachments: int
+    archives: int = Field(description="Raw webhook archives removed (whole batches).")
+    objects_deleted: int
+    objects_still_referenced: int = Field(
+        description="Objects kept because another email still names the same content."
+    )
+    objects_deferred: int = Field(
+        description="Objects written within KAVE_ORPHAN_GRACE_SECONDS, kept for now; "
+        "the next purge or audit --repair removes them if no row names them then."
+    )

@@ -57,12 +57,17 @@ def client(make_client: Callable[..., TestClient], api_settings: Settings) -> Te
 
 @pytest.fixture
 def make_user(clean_db: Engine) -> Callable[..., User]:
-    def make(name: str = "ops", password: str = PASSWORD, *, disabled: bool = False) -> User:
+    def make(
+        name: str = "ops", password: str = PASSWORD, *, disabled: bool = False, admin: bool = False
+    ) -> User:
         # 4 rounds: the cost factor is stored in the hash, so verification is as real as
         # with 12, only faster.
         with Session(clean_db, expire_on_commit=False) as session:
             user = User(
-                name=name, password_hash=hash_password(password, rounds=4), disabled=disabled
+                name=name,
+                password_hash=hash_password(password, rounds=4),
+                disabled=disabled,
+                is_admin=admin,
             )
             session.add(user)
             session.commit()

@@ -68,6 +68,21 @@ def send_all(ledger: Ledger, items: list[Batch]) -> None:
         ledger.send(batch)
 
 
+def assert_audit_clean(stack: FaultStack) -> None:
+    """Every scenario ends with `kave audit` clean: no object without a row, no row
+    without its object, no delivery without a result (no grace: all work is done)."""
+    audit = subprocess.run(
+        [sys.executable, "-m", "kave.cli", "audit", "--grace", "0"],
+        env=child_env(stack.settings),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert audit.returncode == 0, audit.stdout + audit.stderr
+
+
 def test_sigkill_of_worker_children(fresh: FaultStack) -> None:
     worker = fresh.start_worker(concurrency=2)
     ledger = Ledger(fresh)
@@ -84,6 +99,7 @@ def test_sigkill_of_worker_children(fresh: FaultStack) -> None:
         **ledger.assert_exactly_once(),
         "seconds_to_finish_after_kill": round(time.monotonic() - killed_at),
     }
+    assert_audit_clean(fresh)
 
 
 def test_sigkill_of_a_whole_worker_then_a_new_worker(fresh: FaultStack) -> None:
@@ -106,6 +122,7 @@ def test_sigkill_of_a_whole_worker_then_a_new_worker(fresh: FaultStack) -> None:
         "bound_seconds": bound,
     }
     assert elapsed <= bound
+    assert_audit_clean(fresh)
 
 
 def test_redis_killed_and_restarted(fresh: FaultStack) -> None:
@@ -126,6 +143,7 @@ def test_redis_killed_and_restarted(fresh: FaultStack) -> None:
     counts = ledger.assert_exactly_once()
     RESULTS["redis_killed_restarted"] = counts
     assert counts["refused_then_retried"] > 0  # the receiver said 503 while Redis was down
+    assert_audit_clean(fresh)
 
 
 def test_postgres_stopped_for_ten_seconds(fresh: FaultStack) -> None:
@@ -142,6 +160,7 @@ def test_postgres_stopped_for_ten_seconds(fresh: FaultStack) -> None:
     ledger.wait_until_finished(timeout=120)
     # A transient outage is retried until it passes: no dead letters.
     RESULTS["postgres_stopped_10s"] = ledger.assert_exactly_once(dead_letters_expected=0)
+    assert_audit_clean(fresh)
 
 
 def test_s3_server_stopped_for_ten_seconds(fresh: FaultStack) -> None:
@@ -158,6 +177,7 @@ def test_s3_server_stopped_for_ten_seconds(fresh: FaultStack) -> None:
     send_all(ledger, [*stream[16:], stream[4]])
     ledger.wait_until_finished(timeout=120)
     RESULTS["s3_stopped_10s"] = ledger.assert_exactly_once(dead_letters_expected=0)
+    assert_audit_clean(fresh)
 
 
 def test_poison_events_and_a_thousand_event_batch(fresh: FaultStack) -> None:
@@ -175,6 +195,7 @@ def test_poison_events_and_a_thousand_event_batch(fresh: FaultStack) -> None:
     assert attempts == {1}  # a poison event is dead-lettered on its first attempt
     assert classes == {"invalid_event"}
     RESULTS["poison_and_1000_event_batch"] = counts
+    assert_audit_clean(fresh)
 
 
 def test_same_batch_three_times_concurrently_to_two_workers(fresh: FaultStack) -> None:
@@ -195,6 +216,7 @@ def test_same_batch_three_times_concurrently_to_two_workers(fresh: FaultStack) -
     for worker in (first, second):
         assert b"delivery.processed" in worker.log_path.read_bytes(), worker.name
     RESULTS["same_batch_three_times_two_workers"] = counts
+    assert_audit_clean(fresh)
 
 
 def test_a_delivery_that_keeps_killing_its_worker_is_dead_lettered(
@@ -243,3 +265,4 @@ def test_a_delivery_that_keeps_killing_its_worker_is_dead_lettered(
     RESULTS["worker_killing_delivery"] = ledger.assert_exactly_once(dead_letters_expected=1)
     with Session(fresh.engine) as session:
         assert session.scalar(select(DeadLetter.status)) == "replayed"
+    assert_audit_clean(fresh)

@@ -48,6 +48,7 @@ def test_create_then_disable(client: TestClient, base_settings: Settings, clean_
     with Session(clean_db) as session:
         user = session.scalars(select(User).where(User.name == "ops")).one()
     assert user.password_hash.startswith("$2b$12$")
+    assert not user.is_admin
     assert PASSWORD not in user.password_hash
     assert _token_status(client) == 200
     assert _token_status(client, "a long enough passworD") == 401
@@ -59,6 +60,14 @@ def test_create_then_disable(client: TestClient, base_settings: Settings, clean_
     disabled = kave_users(["disable", "ops"], base_settings)
     assert disabled.returncode == 0, disabled.stderr
     assert _token_status(client) == 401
+
+
+def test_create_admin(base_settings: Settings, clean_db: Engine) -> None:
+    created = kave_users(["create", "--admin", "boss"], base_settings, stdin=PASSWORD + "\n")
+    assert created.returncode == 0, created.stderr
+    assert "admin user boss created" in created.stdout
+    with Session(clean_db) as session:
+        assert session.scalars(select(User.is_admin).where(User.name == "boss")).one()
 
 
 @pytest.mark.parametrize(

@@ -45,3 +45,20 @@ def test_local_keys_cannot_escape_the_directory(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="escapes"):
         store.put("../outside", b"x")
     assert not (tmp_path / "outside").exists()
+
+
+def test_list_stat_and_delete(store: ObjectStore) -> None:
+    prefix = f"tests/list-{uuid.uuid4().hex}/"
+    keys = [f"{prefix}a/1", f"{prefix}a/2", f"{prefix}b"]
+    for key in keys:
+        store.put(key, b"12345")
+    listed = {o.key: o for o in store.list_objects(prefix)}
+    assert sorted(listed) == sorted(keys)
+    assert all(o.size == 5 and o.modified_at.tzinfo is not None for o in listed.values())
+    stat = store.stat(keys[0])
+    assert stat is not None
+    assert stat.size == 5
+    store.delete(keys[0])
+    store.delete(keys[0])  # absent: harmless
+    assert store.stat(keys[0]) is None
+    assert sorted(o.key for o in store.list_objects(prefix)) == keys[1:]

@@ -1,0 +1,307 @@
+"""Erasure on request: one email, or everything that mentions an address.
+
+What goes, in one transaction (``erase_rows``):
+
+- the emails (with their attachment rows) selected by id, or whose stored fields mention
+  the address anywhere: addresses, headers, subject, bodies (case-insensitive, as a
+  whole address: erasing ``jane@example.org`` leaves ``mary-jane@example.org`` and
+  ``jane@example.org.uk`` alone);
+- the tracking and sync events whose recipient or payload mentions the address;
+- the raw webhook archive of every delivery that brought one of them, or (address
+  selector) whose still-unresolved body mentions it: the archive holds the whole batch,
+  so it is removed whole and the delivery is marked ``archive_removed_reason =
+  'erasure'`` (it can no longer be reprocessed or replayed; the other rows it produced
+  stay). Every delivery with the same body loses the same archive;
+- the delivery outcomes keep their place (the audit still sees each event accounted
+  for) as ``outcome = 'erased'`` without the email or event id;
+- an ``erasures`` record: who, when, the kind of selector and the sha256 of the
+  selector (never the address), and counts.
+
+Then (``drain``) the objects of those rows go: the raw messages and archives, and each
+attachment object unless another email still names the same content. The object keys
+are queued in the same transaction as the rows, so a crash between the two leaves a
+to-do list that the next ``kave erase``, ``kave purge`` or ``kave audit --repair``
+finishes. Mail still in the queue when the erasure runs is stored after it: erase again
+once the queue is empty. Attachment contents are not searched for the address.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from redis import Redis
+from sqlalchemy import ColumnElement, Text, and_, cast, delete, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from shared.contract import payload_redis_key
+from shared.formdata import FormDecodeError, decode_form, events_field
+from shared.lifecycle.objects import (
+    DrainResult,
+    SessionFactory,
+    drain,
+    queue_deletions,
+    rowcount,
+)
+from shared.models import (
+    Attachment,
+    DeadLetter,
+    DeadLetterStatus,
+    Delivery,
+    DeliveryEvent,
+    DeliveryStatus,
+    Email,
+    Erasure,
+    Event,
+    EventOutcome,
+)
+from shared.objectstore import ObjectNotFoundError, ObjectStore
+
+log = structlog.get_logger(__name__)
+
+REASON = "erasure"
+
+# Every stored field of an email that can carry an address, as one lower-cased text.
+_EMAIL_TEXT = func.lower(
+    func.concat_ws(
+        " ",
+        Email.message_id,
+        Email.envelope_recipient,
+        Email.from_address,
+        Email.from_name,
+        Email.subject,
+        Email.in_reply_to,
+        Email.text_body,
+        Email.html_body,
+        Email.spf_detail,
+        cast(Email.to, Text),
+        cast(Email.cc, Text),
+        cast(Email.bcc, Text),
+        cast(Email.reply_to, Text),
+        cast(Email.references, Text),
+        cast(Email.headers, Text),
+        cast(Email.tags, Text),
+    )
+)
+_EVENT_TEXT = func.lower(func.concat_ws(" ", Event.recipient, cast(Event.payload, Text)))
+
+
+class NothingToEraseError(LookupError):
+    """The email to erase does not exist."""
+
+
+@dataclass
+class ErasureResult:
+    erasure_id: int
+    counts: dict[str, int]
+    objects: DrainResult = field(default_factory=DrainResult)
+    deliveries: list[str] = field(default_factory=list)  # whose archive was removed
+
+
+def address_pattern(needle: str) -> str:
+    """A regular expression (Python and PostgreSQL alike) for the whole address: not
+    preceded by a character of a local part, not followed by more of a domain (a
+    sentence's full stop may follow)."""
+    # JSON text (jsonb cast to text) writes a newline or tab before it as \n, \t: a start.
+    before = r"(?:(?<=\\[nrt])|(?<![a-z0-9._%+\-]))"
+    return rf"{before}{re.escape(needle)}(?![a-z0-9\-]|\.[a-z0-9])"
+
+
+def _matches(column: ColumnElement[str], needle: str) -> ColumnElement[bool]:
+    # strpos first: cheap, and it rules out nearly every row before the regex runs.
+    return and_(func.strpos(column, needle) > 0, column.regexp_match(address_pattern(needle)))
+
+
+def selector_digest(kind: str, value: str) -> str:
+    return hashlib.sha256(f"{kind}:{value}".encode()).hexdigest()
+
+
+def normalise_address(address: str) -> str:
+    value = address.strip().lower()
+    if "@" not in value or len(value) < 3:
+        raise ValueError("give an email address (local@domain)")
+    return value
+
+
+def erase(
+    session_factory: SessionFactory,
+    store: ObjectStore,
+    *,
+    actor: str,
+    grace_seconds: int,
+    address: str | None = None,
+    email_id: int | None = None,
+    redis: Redis | None = None,
+) -> ErasureResult:
+    """Erase rows, then the objects they alone named; see the module docstring.
+
+    With ``redis``, the receiver's copy of each affected delivery's body goes too (it
+    outlives processing only when a delivery was dead-lettered before it finished).
+    """
+    result = erase_rows(session_factory, store, actor=actor, address=address, email_id=email_id)
+    if redis is not None and result.deliveries:
+        redis.delete(*(payload_redis_key(d) for d in result.deliveries))
+    # Everything queued, not only this erasure's keys: a rerun finishes a crashed one.
+    result.objects = drain(session_factory, store, grace_seconds=grace_seconds)
+    if not result.objects.deferred:
+        with session_factory() as session, session.begin():
+            session.execute(
+                update(Erasure)
+                .where(Erasure.id == result.erasure_id)
+                .values(objects_done_at=datetime.now(UTC))
+            )
+    log.info(
+        "erasure.finished",
+        erasure_id=result.erasure_id,
+        objects_deleted=result.objects.deleted,
+        objects_deferred=result.objects.deferred,
+    )
+    return result
+
+
+def erase_rows(
+    session_factory: SessionFactory,
+    store: ObjectStore,
+    *,
+    actor: str,
+    address: str | None = None,
+    email_id: int | None = None,
+) -> ErasureResult:
+    """The row part of an erasure, in one transaction; objects are only queued."""
+    if (address is None) == (email_id is None):
+        raise ValueError("erase by address or by email id, not both")
+    needle = normalise_address(address) if address is not None else None
+    # Read outside the transaction: only the bodies of unresolved deliveries (whose
+    # content is in no row) are searched, and only for an address.
+    mentioned = _unresolved_deliveries_mentioning(session_factory, store, needle) if needle else []
+
+    with session_factory() as session, session.begin():
+        if needle is not None:
+            email_ids = list(session.scalars(select(Email.id).where(_matches(_EMAIL_TEXT, needle))))
+            event_ids = list(session.scalars(select(Event.id).where(_matches(_EVENT_TEXT, needle))))
+        else:
+            email_ids = list(session.scalars(select(Email.id).where(Email.id == email_id)))
+            if not email_ids:
+                raise NothingToEraseError(f"no email {email_id}")
+            event_ids = []
+        counts, archived = _erase_in(session, email_ids, event_ids, mentioned)
+        kind, value = ("address", needle) if needle is not None else ("email", str(email_id))
+        record = Erasure(
+            actor=actor[:128],
+            selector_kind=kind,
+            selector_sha256=selector_digest(kind, value or ""),
+            counts=counts,
+        )
+        session.add(record)
+        session.flush()
+        erasure_id = record.id
+    log.info("erasure.rows_erased", erasure_id=erasure_id, **counts)
+    return ErasureResult(erasure_id=erasure_id, counts=counts, deliveries=archived)
+
+
+def _erase_in(
+    session: Session, email_ids: list[int], event_ids: list[int], mentioned: list[str]
+) -> tuple[dict[str, int], list[str]]:
+    """The counts, and the deliveries whose archive goes."""
+    delivery_ids = set(mentioned)
+    keys: set[str] = set()
+    if email_ids:
+        delivery_ids.update(
+            session.scalars(select(Email.delivery_id).where(Email.id.in_(email_ids)))
+        )
+        keys.update(session.scalars(select(Email.raw_key).where(Email.id.in_(email_ids))))
+        keys.update(
+            session.scalars(select(Attachment.object_key).where(Attachment.email_id.in_(email_ids)))
+        )
+    if event_ids:
+        delivery_ids.update(
+            session.scalars(select(Event.delivery_id).where(Event.id.in_(event_ids)))
+        )
+    linked = or_(DeliveryEvent.email_id.in_(email_ids), DeliveryEvent.event_id.in_(event_ids))
+    delivery_ids.update(session.scalars(select(DeliveryEvent.delivery_id).where(linked)))
+    # The same body (a batch Mandrill sent twice) is one archive object for all of them.
+    archive_keys = set(
+        session.scalars(select(Delivery.archive_key).where(Delivery.id.in_(delivery_ids)))
+    )
+    archives = session.scalars(
+        update(Delivery)
+        .where(Delivery.archive_key.in_(archive_keys), Delivery.archive_removed_at.is_(None))
+        .values(archive_removed_at=func.now(), archive_removed_reason=REASON)
+        .returning(Delivery.id)
+    ).all()
+    keys.update(archive_keys)
+
+    outcomes = rowcount(
+        session,
+        update(DeliveryEvent)
+        .where(linked)
+        .values(outcome=EventOutcome.ERASED, email_id=None, event_id=None, error=None),
+    )
+    attachments = rowcount(session, delete(Attachment).where(Attachment.email_id.in_(email_ids)))
+    emails = rowcount(session, delete(Email).where(Email.id.in_(email_ids)))
+    events = rowcount(session, delete(Event).where(Event.id.in_(event_ids)))
+    queued = queue_deletions(session, keys)
+    counts = {
+        "emails": emails,
+        "attachments": attachments,
+        "events": events,
+        "outcomes": outcomes,
+        "archives": len(archives),
+        "objects_queued": queued,
+    }
+    return counts, list(archives)
+
+
+def _unresolved_deliveries_mentioning(
+    session_factory: SessionFactory, store: ObjectStore, needle: str
+) -> list[str]:
+    """Deliveries with a failed or missing event result whose archived body mentions it.
+
+    Their content is in no row (a dead letter keeps only the reason), so the archive is
+    the one place the address may be. Stored events are found through their rows.
+    """
+    unresolved = or_(
+        Delivery.status != DeliveryStatus.PROCESSED,
+        Delivery.id.in_(
+            select(DeliveryEvent.delivery_id).where(DeliveryEvent.outcome == EventOutcome.FAILED)
+        ),
+        Delivery.id.in_(
+            select(DeadLetter.delivery_id).where(DeadLetter.status == DeadLetterStatus.OPEN)
+        ),
+    )
+    with session_factory() as session:
+        rows = session.execute(
+            select(Delivery.id, Delivery.archive_key).where(
+                Delivery.archive_removed_at.is_(None), unresolved
+            )
+        ).all()
+    found = []
+    for delivery_id, key in rows:
+        try:
+            body = store.get(key)
+        except ObjectNotFoundError:
+            continue
+        if _mentions(body, needle):
+            found.append(delivery_id)
+    return found
+
+
+def _mentions(body: bytes, needle: str) -> bool:
+    try:
+        text = events_field(decode_form(body)) or ""
+    except FormDecodeError:
+        text = body.decode("utf-8", errors="replace")
+    pattern = re.compile(address_pattern(needle))
+    if pattern.search(text.lower()):
+        return True
+    try:
+        parsed: Any = json.loads(text)
+    except ValueError:
+        return False
+    # JSON may spell characters as \uXXXX escapes.
+    return bool(pattern.search(json.dumps(parsed, ensure_ascii=False).lower()))
