@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -136,6 +137,15 @@ class Email(Base):
     dkim_signed: Mapped[bool | None] = mapped_column(Boolean)
     dkim_valid: Mapped[bool | None] = mapped_column(Boolean)
     mandrill_ts: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Derived at parse time for the hand-off (worker.derive; re-derived by `kave reprocess`).
+    conversation_id: Mapped[str | None] = mapped_column(Text, index=True)
+    mailbox_hash: Mapped[str | None] = mapped_column(Text, index=True)
+    reply_text: Mapped[str | None] = mapped_column(Text)
+    auto_submitted: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    auto_submitted_reason: Mapped[str | None] = mapped_column(String(64))
+    bounced_addresses: Mapped[list[Any]] = mapped_column(
+        default=list, server_default=text("'[]'::jsonb")
+    )
     delivery_id: Mapped[str] = mapped_column(ForeignKey("deliveries.id"), index=True)
     received_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), index=True
@@ -162,6 +172,9 @@ class Attachment(Base):
     object_key: Mapped[str] = mapped_column(String(255))
     content_id: Mapped[str | None] = mapped_column(Text)
     inline: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The type its bytes say it is (worker.derive), and whether that contradicts content_type.
+    sniffed_type: Mapped[str | None] = mapped_column(String(255))
+    type_mismatch: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
 
     email: Mapped[Email] = relationship(back_populates="attachments")
 

@@ -42,9 +42,11 @@ from worker.parsing import ParsedAttachment, ParsedEmail
 __all__ = [
     "Derived",
     "Sniffed",
+    "attachment_columns",
     "auto_submitted",
     "conversation_id",
     "derive_email",
+    "email_columns",
     "mailbox_hash",
     "normalize_message_id",
     "reply_text",
@@ -92,6 +94,25 @@ def derive_email(email: ParsedEmail) -> Derived:
         auto_submitted_reason=reason,
         bounced_addresses=bounced,
     )
+
+
+def email_columns(email: ParsedEmail) -> dict[str, object]:
+    """The derived columns of an email row (worker.storage merges them into its values)."""
+    derived = derive_email(email)
+    return {
+        "conversation_id": derived.conversation_id,
+        "mailbox_hash": derived.mailbox_hash,
+        "reply_text": derived.reply_text,
+        "auto_submitted": derived.auto_submitted,
+        "auto_submitted_reason": derived.auto_submitted_reason,
+        "bounced_addresses": list(derived.bounced_addresses),
+    }
+
+
+def attachment_columns(attachment: ParsedAttachment) -> dict[str, object]:
+    """The derived columns of an attachment row."""
+    sniffed = sniff_attachment(attachment)
+    return {"sniffed_type": sniffed.sniffed_type, "type_mismatch": sniffed.type_mismatch}
 
 
 # --------------------------------------------------------------------------- threading

@@ -29,6 +29,7 @@ from shared.models import (
     EventOutcome,
 )
 from shared.objectstore import ObjectStore
+from worker import derive
 from worker.parsing import Address, ParsedEmail, ParsedEvent
 
 
@@ -268,6 +269,9 @@ def email_values(email: ParsedEmail) -> dict[str, Any]:
     # datetimes are not touched by _clean; add them after.
     values["sent_at"] = email.sent_at
     values["mandrill_ts"] = email.mandrill_ts
+    # Hand-off hook (issue 10): the derived fields (worker.derive) are columns of the same
+    # row, so they are written with the email and recomputed by `kave reprocess`.
+    values.update(_clean(derive.email_columns(email)))
     return values
 
 
@@ -284,6 +288,8 @@ def attachment_values(email: ParsedEmail) -> list[dict[str, Any]]:
                 "object_key": attachment_key(a.sha256),
                 "content_id": a.content_id,
                 "inline": a.inline,
+                # Hand-off hook (issue 10): sniffed type and type_mismatch (worker.derive).
+                **derive.attachment_columns(a),
             }
         )
         for position, a in enumerate(email.attachments)

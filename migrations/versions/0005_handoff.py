@@ -1,0 +1,47 @@
+"""hand-off: derived fields of emails and attachments (issue 10)
+
+Revision ID: 0005_handoff
+Revises: 0003
+Create Date: 2026-12-01 10:45:00.000000
+
+Chained after 0003 on its branch; the retention migration (0004_retention) is written
+concurrently, so the lead re-chains ``down_revision`` at merge.
+"""
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+
+
+revision: str = '0005_handoff'
+down_revision: str | None = '0003'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    # Nullable or server-defaulted: existing rows stay valid, and `kave reprocess` fills them.
+    op.add_column('emails', sa.Column('conversation_id', sa.Text(), nullable=True))
+    op.add_column('emails', sa.Column('mailbox_hash', sa.Text(), nullable=True))
+    op.add_column('emails', sa.Column('reply_text', sa.Text(), nullable=True))
+    op.add_column('emails', sa.Column('auto_submitted', sa.Boolean(), server_default='false', nullable=False))
+    op.add_column('emails', sa.Column('auto_submitted_reason', sa.String(length=64), nullable=True))
+    op.add_column('emails', sa.Column('bounced_addresses', postgresql.JSONB(astext_type=sa.Text()), server_default=sa.text("'[]'::jsonb"), nullable=False))
+    op.create_index(op.f('ix_emails_conversation_id'), 'emails', ['conversation_id'], unique=False)
+    op.create_index(op.f('ix_emails_mailbox_hash'), 'emails', ['mailbox_hash'], unique=False)
+    op.add_column('attachments', sa.Column('sniffed_type', sa.String(length=255), nullable=True))
+    op.add_column('attachments', sa.Column('type_mismatch', sa.Boolean(), server_default='false', nullable=False))
+
+
+def downgrade() -> None:
+    op.drop_column('attachments', 'type_mismatch')
+    op.drop_column('attachments', 'sniffed_type')
+    op.drop_index(op.f('ix_emails_mailbox_hash'), table_name='emails')
+    op.drop_index(op.f('ix_emails_conversation_id'), table_name='emails')
+    op.drop_column('emails', 'bounced_addresses')
+    op.drop_column('emails', 'auto_submitted_reason')
+    op.drop_column('emails', 'auto_submitted')
+    op.drop_column('emails', 'reply_text')
+    op.drop_column('emails', 'mailbox_hash')
+    op.drop_column('emails', 'conversation_id')
