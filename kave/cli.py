@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from kave import recovery, users
+from kave import handoff, recovery, users
 from shared.settings import Settings, SettingsError
 
 RUN_ENV_FILE = Path("var/run.env")
@@ -92,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     recovery.register(commands, load_settings)
     users.register(commands, load_settings)
+    handoff.register(commands, load_settings)
     return parser
 
 
