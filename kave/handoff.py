@@ -38,6 +38,20 @@ def register(commands: Any, load_settings: Loader) -> None:
     test.add_argument("--file", default=None, help="default: KAVE_HANDOFF_ROUTES_FILE")
     test.set_defaults(handler=handler(_test))
 
+    dispatches = commands.add_parser("dispatches", help="hand-offs of emails to handlers")
+    verbs = dispatches.add_subparsers(dest="dispatches_command", required=True)
+    listing = verbs.add_parser("list", help="list dispatches, newest first")
+    listing.add_argument(
+        "--status", default=None, choices=["pending", "delivered", "dead", "unrouted"]
+    )
+    listing.add_argument("--email", type=int, default=None, help="only this email id")
+    listing.add_argument("--limit", type=int, default=50)
+    listing.set_defaults(handler=handler(_list))
+    replay = verbs.add_parser("replay", help="replay dead dispatches (by id, or --all-dead)")
+    replay.add_argument("ids", nargs="*", type=int, help="dispatch ids")
+    replay.add_argument("--all-dead", action="store_true", help="every dead dispatch")
+    replay.set_defaults(handler=handler(_replay))
+
 
 def _table(args: argparse.Namespace, settings: Settings) -> RouteTable | None:
     path = Path(args.file) if args.file else settings.handoff_routes_file
@@ -83,3 +97,55 @@ def _test(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     print(f"{route.name} -> {route.describe()}")
     return 0
+
+
+def _list(args: argparse.Namespace, settings: Settings) -> int:
+    from sqlalchemy import select
+
+    from shared.models import Dispatch
+    from worker.resources import ingest_context
+
+    query = select(Dispatch).order_by(Dispatch.id.desc()).limit(args.limit)
+    if args.status:
+        query = query.where(Dispatch.status == args.status)
+    if args.email is not None:
+        query = query.where(Dispatch.email_id == args.email)
+    with ingest_context(settings).session_factory() as session:
+        rows = session.scalars(query).all()
+    if not rows:
+        print("no dispatches")
+        return 0
+    for row in rows:
+        print(
+            f"{row.id:>6}  {row.status:<9} email={row.email_id} route={row.route or '-'} "
+            f"attempts={row.attempts} code={row.last_status_code or '-'} "
+            f"error={row.last_error or '-'} key={row.idempotency_key[:16]}"
+        )
+    return 0
+
+
+def _replay(args: argparse.Namespace, settings: Settings) -> int:
+    from worker import dispatch
+    from worker.celery_app import create_celery_app
+    from worker.handoff_tasks import dispatch_context, replay_dispatch
+    from worker.resources import ingest_context
+
+    if bool(args.ids) == args.all_dead:
+        print("kave: give dispatch ids or --all-dead (not both)")
+        return 2
+    create_celery_app(settings).set_current()
+    ctx = dispatch_context(settings, ingest_context(settings).session_factory)
+    if ctx is None:
+        print("kave: the hand-off is off (KAVE_HANDOFF_ROUTES_FILE is not set)")
+        return 2
+    ids = list(args.ids)
+    if args.all_dead:
+        with ctx.session_factory() as session:
+            ids = dispatch.dead_dispatch_ids(session)
+    results: dict[str, int] = {}
+    for dispatch_id in ids:
+        outcome = replay_dispatch(ctx, dispatch_id)
+        results[outcome] = results.get(outcome, 0) + 1
+    summary = ", ".join(f"{k} {v}" for k, v in sorted(results.items())) or "nothing to replay"
+    print(f"replayed {len(ids)}: {summary}")
+    return 0 if not results.get("dead") else 1

@@ -65,7 +65,6 @@ __all__ = [
     "signing_key",
 ]
 
-HANDLER_TASK_PREFIX = "kave.handlers."
 MIN_SECRET_BYTES = 24
 _NAME = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 _TASK = r"^kave\.handlers\.[A-Za-z0-9_.-]{1,100}$"

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.contract import PROCESS_DELIVERY_TASK, RECONCILE_TASK, REPLAY_DEAD_LETTER_TASK
+from shared.contract import (
+    DISPATCH_SWEEP_TASK,
+    DISPATCH_TASK,
+    PROCESS_DELIVERY_TASK,
+    RECONCILE_TASK,
+    REPLAY_DEAD_LETTER_TASK,
+)
 from shared.settings import Settings
 
 
@@ -36,13 +42,20 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             PROCESS_DELIVERY_TASK: {"queue": settings.queue_name},
             REPLAY_DEAD_LETTER_TASK: {"queue": settings.queue_name},
             RECONCILE_TASK: {"queue": settings.queue_name},
+            DISPATCH_TASK: {"queue": settings.queue_name},
+            DISPATCH_SWEEP_TASK: {"queue": settings.queue_name},
         },
         # Celery beat (`celery -A worker.main beat`, one instance) runs reconciliation.
         "beat_schedule": {
             "reconcile-unfinished-deliveries": {
                 "task": RECONCILE_TASK,
                 "schedule": float(settings.reconcile_interval_seconds),
-            }
+            },
+            # The outbox sweep: hand-off rows whose publish was lost or whose lease expired.
+            "sweep-handoff-outbox": {
+                "task": DISPATCH_SWEEP_TASK,
+                "schedule": float(settings.handoff_sweep_interval_seconds),
+            },
         },
         "task_serializer": "json",
         "accept_content": ["json"],

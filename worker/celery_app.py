@@ -25,6 +25,7 @@ def create_celery_app(settings: Settings | None = None) -> Celery:
     app = Celery("kave")
     app.conf.update(celery_config(settings))
     # Registers the tasks with this app (shared_task binds to every app).
+    import worker.handoff_tasks
     import worker.tasks  # noqa: F401
 
     @signals.setup_logging.connect(weak=False)

@@ -29,7 +29,7 @@ from shared.models import (
     EventOutcome,
 )
 from shared.objectstore import ObjectStore
-from worker import derive
+from worker import derive, outbox
 from worker.parsing import Address, ParsedEmail, ParsedEvent
 
 
@@ -298,14 +298,17 @@ def attachment_values(email: ParsedEmail) -> list[dict[str, Any]]:
 
 def insert_email(session: Session, email: ParsedEmail, delivery_id: str) -> tuple[int, bool]:
     """The email's id, and whether this call created it (False: it was already stored)."""
+    values = email_values(email)
     new_id = session.scalar(
         insert(Email)
-        .values(**email_values(email), delivery_id=delivery_id)
+        .values(**values, delivery_id=delivery_id)
         .on_conflict_do_nothing(index_elements=[Email.dedup_key])
         .returning(Email.id)
     )
     if new_id is not None:
         _insert_attachments(session, new_id, email)
+        # Hand-off hook (issue 10): the outbox row commits with the email (worker.outbox).
+        outbox.record_dispatch(session, new_id, values)
         return new_id, True
     existing = session.scalar(select(Email.id).where(Email.dedup_key == email.dedup_key))
     assert existing is not None  # the conflict proves the row exists

@@ -17,8 +17,9 @@ from shared.contract import (
     Envelope,
     EnvelopeError,
 )
+from shared.models import EventOutcome
 from shared.settings import get_settings
-from worker import ingest, reconcile, replay
+from worker import handoff_tasks, ingest, reconcile, replay
 from worker import metrics as worker_metrics
 from worker.resources import ingest_context
 from worker.retry_policy import GiveUp, decide
@@ -61,6 +62,9 @@ def process_delivery(self: Task, envelope: dict[str, Any]) -> dict[str, Any] | N
         )
         retry_later(self, exc, decision.countdown, summary=parsed.summary())
     log.info("delivery.processed", events=result.event_count, outcomes=result.outcomes)
+    # Hand-off hook (issue 10): publish the dispatch rows committed with the new emails.
+    if result.outcomes.get(EventOutcome.STORED):
+        handoff_tasks.publish_new(result.delivery_id)
     return {"delivery_id": result.delivery_id, "outcomes": result.outcomes}
 
 
