@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import json
 import os
+import random
 import threading
 import time
 from collections import Counter
@@ -84,9 +85,13 @@ class HttpPlatform:
             def log_message(self, *args: Any) -> None:
                 pass
 
+        self.handler_class = Handler
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/mail"
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}/hooks/mail"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.fail_rate = 0.0  # answer 500 to this share of requests, at random
+        self.random = random.Random(10)
 
     def answer(self, headers: Any, body: bytes) -> int:
         if not verify(self.secret, headers, body):
@@ -96,7 +101,7 @@ class HttpPlatform:
         key = headers["webhook-id"]
         with self.lock:
             self.seen[key] += 1
-            if self.always_fail or self.fail_first > 0:
+            if self.always_fail or self.fail_first > 0 or self.random.random() < self.fail_rate:
                 self.fail_first = max(self.fail_first - 1, 0)
                 return 500
             self.bodies.setdefault(key, json.loads(body))
@@ -109,6 +114,17 @@ class HttpPlatform:
             self.bad_signatures = 0
             self.fail_first = 0
             self.always_fail = False
+            self.fail_rate = 0.0
+
+    def down(self) -> None:
+        """An outage: the port refuses connections until :meth:`up`."""
+        self.server.shutdown()
+        self.server.server_close()
+
+    def up(self) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), self.handler_class)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
 
     def __enter__(self) -> HttpPlatform:
         self.thread.start()
