@@ -28,6 +28,7 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import random
 import time
 from collections.abc import Callable
@@ -133,13 +134,17 @@ def _claim(ctx: DispatchContext, dispatch_id: int) -> _Claimed | None:
                 Dispatch.route,
                 Dispatch.idempotency_key,
                 Dispatch.attempts,
+                # The delivery names the dead letter, if it comes to that: same round trip.
+                select(Email.delivery_id)
+                .where(Email.id == Dispatch.email_id)
+                .scalar_subquery()
+                .label("delivery_id"),
             )
         ).one_or_none()
-        if row is None:
-            return None
-        delivery_id = session.scalar(select(Email.delivery_id).where(Email.id == row.email_id))
+    if row is None:
+        return None
     return _Claimed(
-        row.id, row.email_id, row.route, row.idempotency_key, row.attempts, str(delivery_id)
+        row.id, row.email_id, row.route, row.idempotency_key, row.attempts, str(row.delivery_id)
     )
 
 
@@ -232,11 +237,21 @@ def post_signed(target: HttpTarget, message_id: str, body: bytes) -> int:
         "webhook-signature": sign(signing_key(target), message_id, timestamp, body),
     }
     timeout = httpx.Timeout(target.timeout_seconds, connect=min(5.0, target.timeout_seconds))
-    # No redirects: a signed POST must not be replayed to wherever a 30x points.
-    response = httpx.post(
-        str(target.url), content=body, headers=headers, timeout=timeout, follow_redirects=False
-    )
+    response = _http_client().post(str(target.url), content=body, headers=headers, timeout=timeout)
     return response.status_code
+
+
+_client: tuple[int, httpx.Client] | None = None
+
+
+def _http_client() -> httpx.Client:
+    """One client per process, kept: connections are reused, and building a client (its
+    TLS context) costs more CPU than a POST. Never inherited across a fork."""
+    global _client  # noqa: PLW0603 - one per process, by design
+    if _client is None or _client[0] != os.getpid():
+        # No redirects: a signed POST must not be replayed to wherever a 30x points.
+        _client = (os.getpid(), httpx.Client(follow_redirects=False, http2=False))
+    return _client[1]
 
 
 def _record(
@@ -329,18 +344,23 @@ def due_dispatches(session: Session, limit: int = SWEEP_BATCH) -> list[int]:
     )
 
 
-def new_dispatches_of(session: Session, delivery_id: str) -> list[int]:
-    """The not yet attempted dispatches of the emails a delivery brought."""
+def publishes_inline(ctx: DispatchContext, route_name: str | None) -> bool:
+    route = ctx.routes.route(route_name) if route_name else None
+    return route is not None and isinstance(route.handler, CeleryHandler)
+
+
+def new_dispatches_of(session: Session, delivery_id: str) -> list[tuple[int, str | None]]:
+    """The not yet attempted dispatches (id, route) of the emails a delivery brought."""
     return list(
-        session.scalars(
-            select(Dispatch.id)
+        session.execute(
+            select(Dispatch.id, Dispatch.route)
             .join(Email, Email.id == Dispatch.email_id)
             .where(
                 Email.delivery_id == delivery_id,
                 Dispatch.status == DispatchStatus.PENDING,
                 Dispatch.attempts == 0,
             )
-        )
+        ).tuples()
     )
 
 

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from shared.contract import DISPATCH_SWEEP_TASK, DISPATCH_TASK
 from shared.handoff_routes import cached_routes
 from shared.settings import Settings, get_settings
-from worker import dispatch, outbox
+from worker import dispatch
 from worker.resources import ingest_context
 
 log = structlog.get_logger(__name__)
@@ -68,15 +68,22 @@ def schedule_dispatch(dispatch_id: int, countdown: float = 0.0) -> None:
 def publish_new(delivery_id: str) -> None:
     """After a delivery's commit: publish the dispatches of the emails it stored.
 
-    Best effort: a publish lost here (Redis down) is found by the sweep.
+    Best effort: a publish lost here (Redis down, or this process killed) is found by the
+    sweep.
     """
-    if outbox.configured_routes() is None:
+    ctx = dispatch_context()
+    if ctx is None:
         return
     try:
-        with ingest_context().session_factory() as session:
-            ids = dispatch.new_dispatches_of(session, delivery_id)
-        for dispatch_id in ids:
-            schedule_dispatch(dispatch_id)
+        with ctx.session_factory() as session:
+            found = dispatch.new_dispatches_of(session, delivery_id)
+        for dispatch_id, route in found:
+            if dispatch.publishes_inline(ctx, route):
+                # A Celery handler is one broker publish: cheaper here than a task of its own.
+                dispatch.publish(ctx, dispatch_id)
+            else:
+                # An HTTP handler may be slow: never hold up ingestion on it.
+                schedule_dispatch(dispatch_id)
     except Exception as exc:
         log.warning("dispatch.publish_deferred", error_type=type(exc).__name__)
 
