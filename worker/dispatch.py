@@ -40,10 +40,17 @@ from typing import Any
 import httpx
 import structlog
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from shared.handoff_routes import CeleryHandler, HttpTarget, Route, RouteTable, signing_key
-from shared.models import DeadLetter, DeadLetterStatus, Dispatch, DispatchStatus, Email
+from shared.models import (
+    Attachment,
+    DeadLetter,
+    DeadLetterStatus,
+    Dispatch,
+    DispatchStatus,
+    Email,
+)
 from worker import handoff_metrics, storage
 
 log = structlog.get_logger(__name__)
@@ -75,6 +82,7 @@ class _Claimed:
     key: str
     attempts: int
     delivery_id: str
+    failed_before: bool  # an earlier attempt failed: a dead letter may exist
 
 
 def dead_letter_index(dispatch_id: int) -> int:
@@ -134,6 +142,7 @@ def _claim(ctx: DispatchContext, dispatch_id: int) -> _Claimed | None:
                 Dispatch.route,
                 Dispatch.idempotency_key,
                 Dispatch.attempts,
+                Dispatch.last_error,  # not set by this UPDATE: the previous attempt's
                 # The delivery names the dead letter, if it comes to that: same round trip.
                 select(Email.delivery_id)
                 .where(Email.id == Dispatch.email_id)
@@ -144,7 +153,13 @@ def _claim(ctx: DispatchContext, dispatch_id: int) -> _Claimed | None:
     if row is None:
         return None
     return _Claimed(
-        row.id, row.email_id, row.route, row.idempotency_key, row.attempts, str(row.delivery_id)
+        row.id,
+        row.email_id,
+        row.route,
+        row.idempotency_key,
+        row.attempts,
+        str(row.delivery_id),
+        failed_before=row.last_error is not None,
     )
 
 
@@ -173,50 +188,60 @@ def _hand_off(ctx: DispatchContext, claimed: _Claimed, route: Route) -> int | No
         )
         return None
     with ctx.session_factory() as session:
-        email = session.scalars(
-            select(Email)
-            .options(selectinload(Email.attachments))
-            .where(Email.id == claimed.email_id)
-        ).one()
-        body = webhook_body(email, claimed, route.name)
+        body = webhook_body(session, claimed, route.name)
     return post_signed(route.handler.http, claimed.key, body)
 
 
-def webhook_body(email: Email, claimed: _Claimed, route: str) -> bytes:
-    """The JSON an HTTP handler receives: what an agent needs, without the raw message."""
-    data = {
+_BODY_COLUMNS = (
+    Email.id,
+    Email.message_id,
+    Email.in_reply_to,
+    Email.conversation_id,
+    Email.mailbox_hash,
+    Email.envelope_recipient,
+    Email.from_address,
+    Email.from_name,
+    Email.subject,
+    Email.reply_text,
+    Email.auto_submitted,
+    Email.auto_submitted_reason,
+    Email.bounced_addresses,
+    Email.spam_score,
+    Email.spf_result,
+    Email.dkim_valid,
+    Email.received_at,
+)
+_ATTACHMENT_COLUMNS = (
+    Attachment.id,
+    Attachment.filename,
+    Attachment.content_type,
+    Attachment.sniffed_type,
+    Attachment.type_mismatch,
+    Attachment.size,
+)
+
+
+def webhook_body(session: Session, claimed: _Claimed, route: str) -> bytes:
+    """The JSON an HTTP handler receives: what an agent needs, without the raw message.
+
+    Plain column reads (no ORM objects): this runs once per hand-off.
+    """
+    email = session.execute(select(*_BODY_COLUMNS).where(Email.id == claimed.email_id)).one()
+    attachments = session.execute(
+        select(*_ATTACHMENT_COLUMNS)
+        .where(Attachment.email_id == claimed.email_id)
+        .order_by(Attachment.position)
+    ).all()
+    data: dict[str, Any] = {
+        **email._asdict(),
         "email_id": email.id,
         "dispatch_id": claimed.id,
         "idempotency_key": claimed.key,
         "route": route,
-        "message_id": email.message_id,
-        "in_reply_to": email.in_reply_to,
-        "conversation_id": email.conversation_id,
-        "mailbox_hash": email.mailbox_hash,
-        "envelope_recipient": email.envelope_recipient,
-        "from_address": email.from_address,
-        "from_name": email.from_name,
-        "subject": email.subject,
-        "reply_text": email.reply_text,
-        "auto_submitted": email.auto_submitted,
-        "auto_submitted_reason": email.auto_submitted_reason,
-        "bounced_addresses": email.bounced_addresses,
-        "spam_score": email.spam_score,
-        "spf_result": email.spf_result,
-        "dkim_valid": email.dkim_valid,
         "received_at": email.received_at.isoformat(),
-        "attachments": [
-            {
-                "id": a.id,
-                "filename": a.filename,
-                "content_type": a.content_type,
-                "sniffed_type": a.sniffed_type,
-                "type_mismatch": a.type_mismatch,
-                "size": a.size,
-            }
-            for a in email.attachments
-        ],
+        "attachments": [a._asdict() for a in attachments],
     }
+    del data["id"]
     document = {"type": EVENT_TYPE, "timestamp": datetime.now(UTC).isoformat(), "data": data}
     return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
@@ -275,7 +300,12 @@ def _record(
                     updated_at=func.now(),
                 )
             )
-            storage.resolve_dead_letter(session, claimed.delivery_id, dead_letter_index(claimed.id))
+            if claimed.failed_before:
+                # Only a dispatch that failed can have a dead letter (a replay keeps
+                # last_error): one statement less on the common path.
+                storage.resolve_dead_letter(
+                    session, claimed.delivery_id, dead_letter_index(claimed.id)
+                )
             outcome = "delivered"
         elif route is None or claimed.attempts >= ctx.max_attempts:
             session.execute(
