@@ -104,6 +104,11 @@ def publish(ctx: DispatchContext, dispatch_id: int) -> str:
     claimed = _claim(ctx, dispatch_id)
     if claimed is None:
         return "skipped"
+    return attempt(ctx, claimed)
+
+
+def attempt(ctx: DispatchContext, claimed: _Claimed) -> str:
+    """Hand a claimed dispatch to its handler and record the outcome."""
     route = ctx.routes.route(claimed.route) if claimed.route else None
     code: int | None = None
     error: str | None = None
@@ -150,8 +155,10 @@ def _claim(ctx: DispatchContext, dispatch_id: int) -> _Claimed | None:
                 .label("delivery_id"),
             )
         ).one_or_none()
-    if row is None:
-        return None
+    return _claimed(row) if row is not None else None
+
+
+def _claimed(row: Any) -> _Claimed:
     return _Claimed(
         row.id,
         row.email_id,
@@ -161,6 +168,45 @@ def _claim(ctx: DispatchContext, dispatch_id: int) -> _Claimed | None:
         str(row.delivery_id),
         failed_before=row.last_error is not None,
     )
+
+
+def claim_new(ctx: DispatchContext, delivery_id: str, routes: list[str]) -> list[_Claimed]:
+    """Claim, in one statement, the not yet attempted dispatches of a delivery's emails
+    to these routes (after the delivery's commit: the cheap path for Celery handlers)."""
+    if not routes:
+        return []
+    lease = timedelta(seconds=_lease_seconds(ctx))
+    with ctx.session_factory() as session, session.begin():
+        rows = session.execute(
+            update(Dispatch)
+            .where(
+                Dispatch.email_id == Email.id,
+                Email.delivery_id == delivery_id,
+                Dispatch.status == DispatchStatus.PENDING,
+                Dispatch.attempts == 0,
+                Dispatch.route.in_(routes),
+            )
+            .values(
+                attempts=Dispatch.attempts + 1,
+                next_attempt_at=func.now() + lease,
+                updated_at=func.now(),
+            )
+            .returning(
+                Dispatch.id,
+                Dispatch.email_id,
+                Dispatch.route,
+                Dispatch.idempotency_key,
+                Dispatch.attempts,
+                Dispatch.last_error,
+                Email.delivery_id,
+            )
+        ).all()
+    return [_claimed(row) for row in rows]
+
+
+def route_names(ctx: DispatchContext, *, celery: bool) -> list[str]:
+    """The routes whose handler is (celery=True) or is not (False) a Celery task."""
+    return [r.name for r in ctx.routes.routes if isinstance(r.handler, CeleryHandler) == celery]
 
 
 def _lease_seconds(ctx: DispatchContext) -> float:
@@ -374,23 +420,21 @@ def due_dispatches(session: Session, limit: int = SWEEP_BATCH) -> list[int]:
     )
 
 
-def publishes_inline(ctx: DispatchContext, route_name: str | None) -> bool:
-    route = ctx.routes.route(route_name) if route_name else None
-    return route is not None and isinstance(route.handler, CeleryHandler)
-
-
-def new_dispatches_of(session: Session, delivery_id: str) -> list[tuple[int, str | None]]:
-    """The not yet attempted dispatches (id, route) of the emails a delivery brought."""
+def new_dispatches_of(session: Session, delivery_id: str, routes: list[str]) -> list[int]:
+    """The not yet attempted dispatches to these routes of the emails a delivery brought."""
+    if not routes:
+        return []
     return list(
-        session.execute(
-            select(Dispatch.id, Dispatch.route)
+        session.scalars(
+            select(Dispatch.id)
             .join(Email, Email.id == Dispatch.email_id)
             .where(
                 Email.delivery_id == delivery_id,
                 Dispatch.status == DispatchStatus.PENDING,
                 Dispatch.attempts == 0,
+                Dispatch.route.in_(routes),
             )
-        ).tuples()
+        )
     )
 
 

@@ -75,14 +75,16 @@ def publish_new(delivery_id: str) -> None:
     if ctx is None:
         return
     try:
-        with ctx.session_factory() as session:
-            found = dispatch.new_dispatches_of(session, delivery_id)
-        for dispatch_id, route in found:
-            if dispatch.publishes_inline(ctx, route):
-                # A Celery handler is one broker publish: cheaper here than a task of its own.
-                dispatch.publish(ctx, dispatch_id)
-            else:
-                # An HTTP handler may be slow: never hold up ingestion on it.
+        # A Celery handler is one broker publish: claimed and published here, cheaper than
+        # a task of its own.
+        for claimed in dispatch.claim_new(ctx, delivery_id, dispatch.route_names(ctx, celery=True)):
+            dispatch.attempt(ctx, claimed)
+        # An HTTP handler may be slow: its attempts are tasks, never holding up ingestion.
+        http_routes = dispatch.route_names(ctx, celery=False)
+        if http_routes:
+            with ctx.session_factory() as session:
+                ids = dispatch.new_dispatches_of(session, delivery_id, http_routes)
+            for dispatch_id in ids:
                 schedule_dispatch(dispatch_id)
     except Exception as exc:
         log.warning("dispatch.publish_deferred", error_type=type(exc).__name__)
