@@ -20,6 +20,7 @@ from api import metrics
 from api.attachments import routes as attachments
 from api.dead_letters import routes as dead_letters
 from api.deliveries import routes as deliveries
+from api.dispatches import routes as dispatches
 from api.emails import routes as emails
 from api.events import routes as events
 from api.metrics import ApiMetrics, RequestMetricsMiddleware
@@ -113,6 +114,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.include_router(health.router)
     app.include_router(metrics.router)
-    for router in (tokens, emails, attachments, events, deliveries, dead_letters):
+    for router in (tokens, emails, attachments, events, deliveries, dead_letters, dispatches):
         app.include_router(router.router, prefix=API_PREFIX)
     return app

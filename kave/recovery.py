@@ -124,11 +124,14 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _replay(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.celery_app import create_celery_app
     from worker.replay import NOT_OPEN, replay_dead_letter
 
     ids = _selected_ids(args, settings)
     if ids is None:
         return 2
+    # A dispatch dead letter (hand-off) publishes handler tasks and retries: this app.
+    create_celery_app(settings).set_current()
     context = _context(settings)
     results: dict[str, int] = {}
     with click.progressbar(ids, label="replaying", show_pos=True) as bar:

@@ -19,6 +19,13 @@ REPLAY_DEAD_LETTER_TASK = "kave.dead_letter.replay"
 RECONCILE_TASK = "kave.deliveries.reconcile"
 # No arguments. Deletes what the retention policy no longer keeps (kave purge).
 PURGE_TASK = "kave.retention.purge"
+# kwargs: {"dispatch_id": int}. One attempt at handing an email to its route's handler.
+DISPATCH_TASK = "kave.dispatch.publish"
+# No arguments. Publishes due dispatches (lost publishes, expired leases).
+DISPATCH_SWEEP_TASK = "kave.dispatch.sweep"
+# Platform handler tasks (the platform's own workers) are named with this prefix; their
+# kwargs are {"email_id", "dispatch_id", "idempotency_key", "route"}, nothing else.
+HANDLER_TASK_PREFIX = "kave.handlers."
 ENVELOPE_VERSION = 1
 
 PayloadStore = Literal["redis", "object"]

@@ -18,12 +18,14 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -143,6 +145,15 @@ class Email(Base):
     dkim_signed: Mapped[bool | None] = mapped_column(Boolean)
     dkim_valid: Mapped[bool | None] = mapped_column(Boolean)
     mandrill_ts: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Derived at parse time for the hand-off (worker.derive; re-derived by `kave reprocess`).
+    conversation_id: Mapped[str | None] = mapped_column(Text, index=True)
+    mailbox_hash: Mapped[str | None] = mapped_column(Text, index=True)
+    reply_text: Mapped[str | None] = mapped_column(Text)
+    auto_submitted: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    auto_submitted_reason: Mapped[str | None] = mapped_column(String(64))
+    bounced_addresses: Mapped[list[Any]] = mapped_column(
+        default=list, server_default=text("'[]'::jsonb")
+    )
     delivery_id: Mapped[str] = mapped_column(ForeignKey("deliveries.id"), index=True)
     received_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), index=True
@@ -172,6 +183,9 @@ class Attachment(Base):
     # Set when retention removed this row's claim on the object (the row stays; the
     # object goes once no other attachment row still names it).
     content_removed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The type its bytes say it is (worker.derive), and whether that contradicts content_type.
+    sniffed_type: Mapped[str | None] = mapped_column(String(255))
+    type_mismatch: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
 
     email: Mapped[Email] = relationship(back_populates="attachments")
 
@@ -190,6 +204,42 @@ class Event(Base):
     payload: Mapped[dict[str, Any]] = mapped_column()
     delivery_id: Mapped[str] = mapped_column(ForeignKey("deliveries.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class DispatchStatus:
+    PENDING = "pending"  # waiting for (another) publishing attempt
+    DELIVERED = "delivered"  # the handler took it: HTTP 2xx, or the Celery task published
+    DEAD = "dead"  # out of attempts: a dead letter (kind "dispatch") says why; replayable
+    UNROUTED = "unrouted"  # no route matched: recorded, never retried
+
+
+class Dispatch(Base):
+    """The hand-off of one email to one route's handler (a transactional outbox row).
+
+    Written in the transaction that stores the email, so a stored email always has its
+    dispatch; the dispatcher publishes pending rows and records each attempt.
+    ``idempotency_key`` (sha256 of the email's dedup key and the route name) is stable
+    across replays: handlers drop repeats by it (it is the ``webhook-id`` header).
+    """
+
+    __tablename__ = "dispatches"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    email_id: Mapped[int] = mapped_column(ForeignKey("emails.id", ondelete="CASCADE"), index=True)
+    route: Mapped[str | None] = mapped_column(String(64), index=True)  # None: unrouted
+    idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default=DispatchStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_status_code: Mapped[int | None] = mapped_column(Integer)  # the handler's HTTP answer
+    last_error: Mapped[str | None] = mapped_column(Text)  # an error class, never a payload
+    next_attempt_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_dispatches_due", "status", "next_attempt_at"),)
 
 
 class DeadLetter(Base):

@@ -12,6 +12,8 @@ from typing import Any
 from celery import Celery
 
 from shared.contract import (
+    DISPATCH_SWEEP_TASK,
+    DISPATCH_TASK,
     PROCESS_DELIVERY_TASK,
     PURGE_TASK,
     RECONCILE_TASK,
@@ -44,6 +46,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             REPLAY_DEAD_LETTER_TASK: {"queue": settings.queue_name},
             RECONCILE_TASK: {"queue": settings.queue_name},
             PURGE_TASK: {"queue": settings.queue_name},
+            DISPATCH_TASK: {"queue": settings.queue_name},
+            DISPATCH_SWEEP_TASK: {"queue": settings.queue_name},
         },
         # Celery beat (`celery -A worker.main beat`, one instance) runs reconciliation
         # and retention.
@@ -55,6 +59,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "purge-by-retention-policy": {
                 "task": PURGE_TASK,
                 "schedule": float(settings.purge_interval_seconds),
+            },
+            # The outbox sweep: hand-off rows whose publish was lost or whose lease expired.
+            "sweep-handoff-outbox": {
+                "task": DISPATCH_SWEEP_TASK,
+                "schedule": float(settings.handoff_sweep_interval_seconds),
             },
         },
         "task_serializer": "json",

@@ -225,6 +225,20 @@ class Settings(BaseSettings):
     # Unset in development and test: /metrics is open.
     metrics_token: SecretStr | None = None
 
+    # --- hand-off to the platform (README "Handing emails to your platform") ----------
+    # The ordered routes (YAML or JSON; shared/handoff_routes.py). Unset: no hand-off.
+    handoff_routes_file: Path | None = None
+    # Publishing attempts per dispatch before it becomes a dead letter (kind "dispatch").
+    handoff_max_attempts: int = Field(default=8, ge=1)
+    handoff_backoff_max_seconds: int = Field(default=300, ge=1)
+    # How often Celery beat sweeps the outbox for pending dispatches (crash recovery).
+    handoff_sweep_interval_seconds: float = Field(default=10.0, gt=0)
+
+    @field_validator("handoff_routes_file", mode="before")
+    @classmethod
+    def _empty_routes_file_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
     @field_validator("worker_metrics_dir", mode="before")
     @classmethod
     def _empty_metrics_dir_is_unset(cls, value: object) -> object:

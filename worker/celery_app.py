@@ -10,9 +10,10 @@ from typing import Any
 import structlog
 from celery import Celery, signals
 
+from shared.handoff_routes import RouteError, cached_routes
 from shared.logging import configure_logging
 from shared.queue import celery_config
-from shared.settings import Settings, get_settings
+from shared.settings import Settings, SettingsError, get_settings
 from worker import metrics as worker_metrics
 
 log = structlog.get_logger(__name__)
@@ -20,9 +21,11 @@ log = structlog.get_logger(__name__)
 
 def create_celery_app(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
+    _check_routes(settings)
     app = Celery("kave")
     app.conf.update(celery_config(settings))
     # Registers the tasks with this app (shared_task binds to every app).
+    import worker.handoff_tasks
     import worker.tasks  # noqa: F401
 
     @signals.setup_logging.connect(weak=False)
@@ -80,6 +83,15 @@ def create_celery_app(settings: Settings | None = None) -> Celery:
         release()
 
     return app
+
+
+def _check_routes(settings: Settings) -> None:
+    """Refuse to start with an invalid hand-off routes file (better than failing per email)."""
+    if settings.handoff_routes_file is not None:
+        try:
+            cached_routes(str(settings.handoff_routes_file))
+        except RouteError as exc:
+            raise SettingsError(str(exc)) from exc
 
 
 def _correlation_ids(kwargs: Any, request_id_header: Any) -> dict[str, str]:

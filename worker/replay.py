@@ -33,6 +33,15 @@ def replay_dead_letter(ctx: IngestContext, dead_letter_id: int) -> str:
     dead_letter, delivery = row
     if dead_letter.status != DeadLetterStatus.OPEN:
         return NOT_OPEN
+    if dead_letter.kind == "dispatch" and (dead_letter.event_index or 0) < 0:
+        # Hand-off hook (issue 10): a dispatch's dead letter replays the dispatch (its
+        # event_index is minus the dispatch id); delivered, it resolves the dead letter.
+        from worker.handoff_tasks import dispatch_context, replay_dispatch
+
+        handoff = dispatch_context(session_factory=ctx.session_factory)
+        if handoff is None:
+            raise LookupError("the hand-off is off (no KAVE_HANDOFF_ROUTES_FILE)")
+        return replay_dispatch(handoff, -(dead_letter.event_index or 0))
     envelope = ingest.envelope_for(delivery)
     structlog.contextvars.bind_contextvars(delivery_id=delivery.id)
     if dead_letter.event_index is None:

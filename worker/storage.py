@@ -30,6 +30,7 @@ from shared.models import (
     EventOutcome,
 )
 from shared.objectstore import ObjectStore
+from worker import derive, outbox
 from worker.columns import (
     CONTENT_TYPE_CHARS,
     ERROR_CLASS_CHARS,
@@ -288,6 +289,9 @@ def email_values(email: ParsedEmail) -> dict[str, Any]:
     # datetimes are not touched by without_nul; add them after.
     values["sent_at"] = email.sent_at
     values["mandrill_ts"] = email.mandrill_ts
+    # Hand-off hook (issue 10): the derived fields (worker.derive) are columns of the same
+    # row, so they are written with the email and recomputed by `kave reprocess`.
+    values.update(without_nul(derive.email_columns(email)))
     return values
 
 
@@ -304,6 +308,8 @@ def attachment_values(email: ParsedEmail) -> list[dict[str, Any]]:
                 "object_key": attachment_key(a.sha256),
                 "content_id": a.content_id,
                 "inline": a.inline,
+                # Hand-off hook (issue 10): sniffed type and type_mismatch (worker.derive).
+                **derive.attachment_columns(a),
             }
         )
         for position, a in enumerate(email.attachments)
@@ -312,14 +318,17 @@ def attachment_values(email: ParsedEmail) -> list[dict[str, Any]]:
 
 def insert_email(session: Session, email: ParsedEmail, delivery_id: str) -> tuple[int, bool]:
     """The email's id, and whether this call created it (False: it was already stored)."""
+    values = email_values(email)
     new_id = session.scalar(
         insert(Email)
-        .values(**email_values(email), delivery_id=delivery_id)
+        .values(**values, delivery_id=delivery_id)
         .on_conflict_do_nothing(index_elements=[Email.dedup_key])
         .returning(Email.id)
     )
     if new_id is not None:
         _insert_attachments(session, new_id, email)
+        # Hand-off hook (issue 10): the outbox row commits with the email (worker.outbox).
+        outbox.record_dispatch(session, new_id, values)
         return new_id, True
     existing = session.scalar(select(Email.id).where(Email.dedup_key == email.dedup_key))
     assert existing is not None  # the conflict proves the row exists

@@ -21,8 +21,9 @@ from shared.contract import (
     EnvelopeError,
 )
 from shared.lifecycle.purge import purge
+from shared.models import EventOutcome
 from shared.settings import get_settings
-from worker import ingest, reconcile, replay
+from worker import handoff_tasks, ingest, reconcile, replay
 from worker import metrics as worker_metrics
 from worker.errors import GiveUp, TaskFailure, decide, describe
 from worker.interrupts import INTERRUPTS
@@ -95,6 +96,9 @@ def process_delivery(self: Task, envelope: dict[str, Any]) -> dict[str, Any] | N
         # exception (and its message) as its context.
         retry_later(self, *retry, summary=parsed.summary())
     log.info("delivery.processed", events=result.event_count, outcomes=result.outcomes)
+    # Hand-off hook (issue 10): publish the dispatch rows committed with the new emails.
+    if result.outcomes.get(EventOutcome.STORED):
+        handoff_tasks.publish_new(result.delivery_id)
     return {"delivery_id": result.delivery_id, "outcomes": result.outcomes}
 
 

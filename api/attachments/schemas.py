@@ -16,6 +16,8 @@ ATTACHMENT_EXAMPLE: dict[str, Any] = {
     "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
     "inline": False,
     "content_id": None,
+    "sniffed_type": "application/pdf",
+    "type_mismatch": False,
     "content_url": "/api/v1/attachments/11/content",
 }
 
@@ -30,4 +32,8 @@ class AttachmentOut(BaseModel):
     sha256: str
     inline: bool
     content_id: str | None
+    sniffed_type: str | None = Field(description="The type its bytes say it is; null: unknown.")
+    type_mismatch: bool = Field(
+        description="The bytes contradict the declared type (e.g. an executable sent as PDF)."
+    )
     content_url: str = Field(description="Where to download the bytes.")

@@ -29,7 +29,10 @@ class DeadLetterOut(BaseModel):
 
     id: int
     delivery_id: str
-    event_index: int | None = Field(description="Null when the whole delivery failed.")
+    event_index: int | None = Field(
+        description="Null when the whole delivery failed; negative for a hand-off (kind "
+        "`dispatch`): minus the dispatch id."
+    )
     kind: str | None
     error_class: str
     message: str

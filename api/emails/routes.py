@@ -37,6 +37,8 @@ def attachment_out(attachment: Attachment) -> AttachmentOut:
         sha256=attachment.sha256,
         inline=attachment.inline,
         content_id=attachment.content_id,
+        sniffed_type=attachment.sniffed_type,
+        type_mismatch=attachment.type_mismatch,
         content_url=f"/api/v1/attachments/{attachment.id}/content",
     )
 

@@ -79,6 +79,12 @@ class EmailDetail(EmailSummary):
             "raw_sha256": "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae",
             "raw_size": 66120,
             "raw_url": "/api/v1/emails/42/raw",
+            "conversation_id": "CAF=root1@mail.example.org",
+            "mailbox_hash": None,
+            "reply_text": "Hello,\n\nthe invoice is attached.",
+            "auto_submitted": False,
+            "auto_submitted_reason": None,
+            "bounced_addresses": [],
             "attachments": [ATTACHMENT_EXAMPLE],
         }
     )
@@ -99,6 +105,23 @@ class EmailDetail(EmailSummary):
     raw_sha256: str
     raw_size: int
     raw_url: str = Field(description="Where to download the original message.")
+    conversation_id: str | None = Field(
+        description="The thread root: first References id, else In-Reply-To, else Message-ID."
+    )
+    mailbox_hash: str | None = Field(
+        description="Plus-address tag of the envelope recipient (`inbox+ticket-42@` gives "
+        "`ticket-42`)."
+    )
+    reply_text: str | None = Field(
+        description="The new text, without quoted history, reply headers or signature."
+    )
+    auto_submitted: bool = Field(
+        description="Sent by a machine (auto-reply, bounce, bulk): answering it risks a loop."
+    )
+    auto_submitted_reason: str | None = Field(
+        description="Why: e.g. `auto-submitted:auto-replied`, `precedence:bulk`, `dsn`."
+    )
+    bounced_addresses: list[str] = Field(description="Addresses a bounce reports as failed.")
     attachments: list[AttachmentOut]
 
 

@@ -39,7 +39,7 @@ def _has_example(response: dict[str, Any], document: dict[str, Any]) -> bool:
 def test_every_operation_is_documented_with_examples(client: TestClient) -> None:
     document = client.get("/api/v1/openapi.json").json()
     operations = _operations(document)
-    assert len(operations) == 13  # 12 and DELETE /emails/{id} (erasure)
+    assert len(operations) == 14  # 12, DELETE /emails/{id} (erasure), GET /emails/{id}/dispatches
     for method, path, operation in operations:
         label = f"{method} {path}"
         assert operation.get("summary"), label

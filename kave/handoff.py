@@ -1,0 +1,151 @@
+"""``kave routes validate|test`` and ``kave dispatches``: the hand-off to the platform.
+
+``routes test`` answers "which handler would get a mail to this address?" from the
+configured routes file, without touching the database.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from shared.handoff_routes import MatchInput, RouteError, RouteTable, load_routes
+from shared.settings import Settings
+
+Loader = Callable[[], Settings]
+
+
+def register(commands: Any, load_settings: Loader) -> None:
+    """Add ``routes`` and ``dispatches`` to the ``kave`` parser."""
+
+    def handler(function: Callable[[argparse.Namespace, Settings], int]) -> Any:
+        return lambda args: function(args, load_settings())
+
+    routes = commands.add_parser("routes", help="check the hand-off routes file")
+    actions = routes.add_subparsers(dest="routes_command", required=True)
+    validate = actions.add_parser("validate", help="load and validate the routes file")
+    validate.add_argument("--file", default=None, help="default: KAVE_HANDOFF_ROUTES_FILE")
+    validate.set_defaults(handler=handler(_validate))
+    test = actions.add_parser("test", help="which route a mail to ADDRESS would match")
+    test.add_argument("address", help="the envelope recipient, e.g. inbox+ticket-42@example.com")
+    test.add_argument("--sender", default=None, help="the From address")
+    test.add_argument("--subject", default=None)
+    test.add_argument(
+        "--auto-submitted", action="store_true", help="as an auto-reply or bounce would be"
+    )
+    test.add_argument("--file", default=None, help="default: KAVE_HANDOFF_ROUTES_FILE")
+    test.set_defaults(handler=handler(_test))
+
+    dispatches = commands.add_parser("dispatches", help="hand-offs of emails to handlers")
+    verbs = dispatches.add_subparsers(dest="dispatches_command", required=True)
+    listing = verbs.add_parser("list", help="list dispatches, newest first")
+    listing.add_argument(
+        "--status", default=None, choices=["pending", "delivered", "dead", "unrouted"]
+    )
+    listing.add_argument("--email", type=int, default=None, help="only this email id")
+    listing.add_argument("--limit", type=int, default=50)
+    listing.set_defaults(handler=handler(_list))
+    replay = verbs.add_parser("replay", help="replay dead dispatches (by id, or --all-dead)")
+    replay.add_argument("ids", nargs="*", type=int, help="dispatch ids")
+    replay.add_argument("--all-dead", action="store_true", help="every dead dispatch")
+    replay.set_defaults(handler=handler(_replay))
+
+
+def _table(args: argparse.Namespace, settings: Settings) -> RouteTable | None:
+    path = Path(args.file) if args.file else settings.handoff_routes_file
+    if path is None:
+        print("kave: no routes file (set KAVE_HANDOFF_ROUTES_FILE or pass --file)")
+        return None
+    try:
+        return load_routes(path)
+    except RouteError as exc:
+        print(f"kave: {exc}")
+        return None
+
+
+def _validate(args: argparse.Namespace, settings: Settings) -> int:
+    table = _table(args, settings)
+    if table is None:
+        return 2
+    for position, route in enumerate(table.routes, start=1):
+        kind = "catch-all" if route.is_catch_all else "route"
+        print(f"  {position}. {route.name} ({kind}) -> {route.describe()}")
+    if not any(route.is_catch_all for route in table.routes):
+        print("note: no catch-all route; mail no route matches is recorded as unrouted")
+    print(f"{len(table.routes)} routes OK")
+    return 0
+
+
+def _test(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.derive import mailbox_hash
+
+    table = _table(args, settings)
+    if table is None:
+        return 2
+    email = MatchInput(
+        recipient=args.address,
+        sender=args.sender,
+        subject=args.subject,
+        mailbox_hash=mailbox_hash(args.address),
+        auto_submitted=args.auto_submitted,
+    )
+    route = table.first_match(email)
+    if route is None:
+        print("no route matches: the email would be recorded as unrouted")
+        return 1
+    print(f"{route.name} -> {route.describe()}")
+    return 0
+
+
+def _list(args: argparse.Namespace, settings: Settings) -> int:
+    from sqlalchemy import select
+
+    from shared.models import Dispatch
+    from worker.resources import ingest_context
+
+    query = select(Dispatch).order_by(Dispatch.id.desc()).limit(args.limit)
+    if args.status:
+        query = query.where(Dispatch.status == args.status)
+    if args.email is not None:
+        query = query.where(Dispatch.email_id == args.email)
+    with ingest_context(settings).session_factory() as session:
+        rows = session.scalars(query).all()
+    if not rows:
+        print("no dispatches")
+        return 0
+    for row in rows:
+        print(
+            f"{row.id:>6}  {row.status:<9} email={row.email_id} route={row.route or '-'} "
+            f"attempts={row.attempts} code={row.last_status_code or '-'} "
+            f"error={row.last_error or '-'} key={row.idempotency_key[:16]}"
+        )
+    return 0
+
+
+def _replay(args: argparse.Namespace, settings: Settings) -> int:
+    from worker import dispatch
+    from worker.celery_app import create_celery_app
+    from worker.handoff_tasks import dispatch_context, replay_dispatch
+    from worker.resources import ingest_context
+
+    if bool(args.ids) == args.all_dead:
+        print("kave: give dispatch ids or --all-dead (not both)")
+        return 2
+    create_celery_app(settings).set_current()
+    ctx = dispatch_context(settings, ingest_context(settings).session_factory)
+    if ctx is None:
+        print("kave: the hand-off is off (KAVE_HANDOFF_ROUTES_FILE is not set)")
+        return 2
+    ids = list(args.ids)
+    if args.all_dead:
+        with ctx.session_factory() as session:
+            ids = dispatch.dead_dispatch_ids(session)
+    results: dict[str, int] = {}
+    for dispatch_id in ids:
+        outcome = replay_dispatch(ctx, dispatch_id)
+        results[outcome] = results.get(outcome, 0) + 1
+    summary = ", ".join(f"{k} {v}" for k, v in sorted(results.items())) or "nothing to replay"
+    print(f"replayed {len(ids)}: {summary}")
+    return 0 if not results.get("dead") else 1

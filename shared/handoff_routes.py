@@ -1,0 +1,245 @@
+"""Hand-off routes: which handler of the platform gets each stored email.
+
+Role: load and validate the ordered route list of ``KAVE_HANDOFF_ROUTES_FILE`` (YAML or
+JSON) and say which route an email matches. The first route whose every condition holds
+wins; a route without conditions is the catch-all. An email no route matches is recorded
+as unrouted (``kave.dispatches``) and never retried.
+
+File shape::
+
+    routes:
+      - name: tickets                   # unique; part of each dispatch's idempotency key
+        match:                          # every condition given must hold (all optional)
+          recipient: support@example.com          # envelope recipient, exact, any case
+          recipient_pattern: "*@support.example.com"  # shell-style glob, any case
+          mailbox_hash: "ticket-*"      # plus-address tag (inbox+ticket-42@...), glob
+          sender: "*@customer.example"  # From address, glob
+          subject: "(?i)invoice"        # regular expression, searched
+          auto_submitted: false         # false: never auto-replies/bounces; true: only them
+        handler:
+          celery: {task: kave.handlers.tickets, queue: platform}
+      - name: everything-else
+        match: {auto_submitted: false}
+        handler:
+          http:
+            url: https://platform.example/hooks/mail
+            secret_env: KAVE_HANDOFF_SECRET_PLATFORM   # env var holding the signing secret
+            timeout_seconds: 10
+
+Secrets never live in the file: an HTTP handler names the environment variable holding its
+Standard Webhooks secret (``whsec_`` + base64, or any string of at least 24 bytes).
+"""
+
+from __future__ import annotations
+
+import base64
+import fnmatch
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+__all__ = [
+    "CeleryHandler",
+    "HttpHandler",
+    "MatchInput",
+    "Route",
+    "RouteError",
+    "RouteTable",
+    "load_routes",
+    "parse_routes",
+    "signing_key",
+]
+
+MIN_SECRET_BYTES = 24
+_NAME = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+_TASK = r"^kave\.handlers\.[A-Za-z0-9_.-]{1,100}$"
+_ENV_NAME = r"^[A-Z_][A-Z0-9_]{0,127}$"
+
+
+class RouteError(ValueError):
+    """The routes file is missing, unreadable or invalid; the message says where."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Match(_Strict):
+    recipient: str | None = None
+    recipient_pattern: str | None = None
+    mailbox_hash: str | None = None
+    sender: str | None = None
+    subject: str | None = None
+    auto_submitted: bool | None = None
+
+    @field_validator("subject")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"subject is not a valid regular expression ({exc})") from exc
+        return value
+
+
+class CeleryTarget(_Strict):
+    task: Annotated[str, Field(pattern=_TASK)]
+    queue: Annotated[str, Field(min_length=1, max_length=100)]
+
+
+class HttpTarget(_Strict):
+    url: HttpUrl
+    secret_env: Annotated[str, Field(pattern=_ENV_NAME)]
+    timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 10.0
+
+
+class CeleryHandler(_Strict):
+    celery: CeleryTarget
+
+
+class HttpHandler(_Strict):
+    http: HttpTarget
+
+
+class Route(_Strict):
+    name: Annotated[str, Field(pattern=_NAME)]
+    match: Match = Match()
+    handler: CeleryHandler | HttpHandler
+
+    @property
+    def is_catch_all(self) -> bool:
+        return self.match == Match()
+
+    def describe(self) -> str:
+        """The handler, without secrets: for ``kave routes`` and logs."""
+        if isinstance(self.handler, CeleryHandler):
+            target = self.handler.celery
+            return f"celery task {target.task} on queue {target.queue}"
+        return f"http POST {self.handler.http.url}"
+
+
+class RouteTable(_Strict):
+    routes: list[Route] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> RouteTable:
+        seen: set[str] = set()
+        for route in self.routes:
+            if route.name in seen:
+                raise ValueError(f"route name {route.name!r} is used twice")
+            seen.add(route.name)
+        return self
+
+    def route(self, name: str) -> Route | None:
+        return next((route for route in self.routes if route.name == name), None)
+
+    def first_match(self, email: MatchInput) -> Route | None:
+        return next((route for route in self.routes if matches(route.match, email)), None)
+
+
+@dataclass(frozen=True, slots=True)
+class MatchInput:
+    """What routes look at: a stored email, or a hypothetical one (``kave routes test``)."""
+
+    recipient: str | None
+    sender: str | None
+    subject: str | None
+    mailbox_hash: str | None
+    auto_submitted: bool
+
+
+def _glob(pattern: str, value: str | None) -> bool:
+    return value is not None and fnmatch.fnmatchcase(value.lower(), pattern.lower())
+
+
+def matches(match: Match, email: MatchInput) -> bool:
+    checks = (
+        match.recipient is None or (email.recipient or "").lower() == match.recipient.lower(),
+        match.recipient_pattern is None or _glob(match.recipient_pattern, email.recipient),
+        match.mailbox_hash is None or _glob(match.mailbox_hash, email.mailbox_hash),
+        match.sender is None or _glob(match.sender, email.sender),
+        match.subject is None or re.search(match.subject, email.subject or "") is not None,
+        match.auto_submitted is None or match.auto_submitted == email.auto_submitted,
+    )
+    return all(checks)
+
+
+def signing_key(target: HttpTarget, environ: Mapping[str, str] | None = None) -> bytes:
+    """The HMAC key of an HTTP handler: ``whsec_`` + base64 is decoded (Standard Webhooks),
+    any other value is used as UTF-8 bytes."""
+    secret = (environ if environ is not None else os.environ).get(target.secret_env, "")
+    if secret.startswith("whsec_"):
+        try:
+            key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+        except ValueError as exc:
+            raise RouteError(f"{target.secret_env} is not whsec_ + base64") from exc
+    else:
+        key = secret.encode("utf-8")
+    if len(key) < MIN_SECRET_BYTES:
+        # An empty or short key signs nothing anyone could not forge.
+        raise RouteError(
+            f"{target.secret_env} must hold a secret of at least {MIN_SECRET_BYTES} bytes"
+        )
+    return key
+
+
+def parse_routes(data: Any, environ: Mapping[str, str] | None = None) -> RouteTable:
+    """Validate a decoded routes document (and that every HTTP handler's secret is set)."""
+    try:
+        table = RouteTable.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors()
+        )
+        raise RouteError(f"invalid routes: {problems}") from None
+    for route in table.routes:
+        if isinstance(route.handler, HttpHandler):
+            try:
+                signing_key(route.handler.http, environ)
+            except RouteError as exc:
+                raise RouteError(f"route {route.name!r}: {exc}") from None
+    return table
+
+
+def load_routes(path: Path, environ: Mapping[str, str] | None = None) -> RouteTable:
+    """Read and validate a routes file (``.yaml``/``.yml`` or ``.json``)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RouteError(f"cannot read routes file {path} ({exc.strerror})") from None
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except Exception as exc:
+        raise RouteError(
+            f"routes file {path} is not valid YAML/JSON ({type(exc).__name__})"
+        ) from None
+    if data is None:
+        data = {}
+    return parse_routes(data, environ)
+
+
+@cache
+def cached_routes(path: str) -> RouteTable:
+    """The routes of a file, loaded once per process (workers restart to pick up changes)."""
+    return load_routes(Path(path))

@@ -1,0 +1,59 @@
+"""``kave routes validate|test``, run as a real process (no database needed)."""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.services import REPO
+
+ROUTES = REPO / "tests" / "fixtures" / "handoff" / "routes.yaml"
+
+
+def kave(args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("KAVE_")} | {
+        "KAVE_HANDOFF_ROUTES_FILE": str(ROUTES),
+        **env,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "kave.cli", *args],
+        env=environ,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+SECRET = "whsec_" + base64.b64encode(b"s" * 32).decode()
+
+
+def test_routes_validate_lists_the_routes() -> None:
+    result = kave(["routes", "validate"], KAVE_HANDOFF_SECRET_PLATFORM=SECRET)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "4. everything-else (catch-all) -> celery task kave.handlers.inbox" in result.stdout
+    assert "4 routes OK" in result.stdout
+    assert SECRET not in result.stdout
+
+
+def test_routes_validate_refuses_a_missing_secret(tmp_path: Path) -> None:
+    result = kave(["routes", "validate"])
+    assert result.returncode == 2
+    assert "KAVE_HANDOFF_SECRET_PLATFORM must hold a secret" in result.stdout
+
+
+def test_routes_test_prints_the_matching_route() -> None:
+    env = {"KAVE_HANDOFF_SECRET_PLATFORM": SECRET}
+    ticket = kave(["routes", "test", "support+ticket-42@example.com"], **env)
+    assert ticket.stdout.strip() == "tickets -> celery task kave.handlers.tickets on queue platform"
+    invoice = kave(
+        ["routes", "test", "ap@billing.example.com", "--subject", "Invoice 7", "--sender", "a@b.c"],
+        **env,
+    )
+    assert invoice.stdout.strip() == "invoices -> http POST http://127.0.0.1:9/hooks/mail"
+    oof = kave(["routes", "test", "support+ticket-42@example.com", "--auto-submitted"], **env)
+    assert oof.stdout.startswith("bounces ->")

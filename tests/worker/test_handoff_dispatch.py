@@ -1,0 +1,338 @@
+"""The hand-off end to end: real receiver, real dispatcher worker, a real platform Celery
+worker and a real HTTP handler (tests.handoff_platform), no mocks.
+
+Routes of these tests: mail to a ``+ticket-*`` address goes to the platform's Celery task,
+any other person-written mail to its HTTP receiver; auto-replies and bounces match no route
+(they are recorded as unrouted and never handed off).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from email.message import EmailMessage
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+from celery import Celery
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.orm import Session
+
+from shared.contract import DISPATCH_SWEEP_TASK
+from shared.models import DeadLetter, Dispatch, DispatchStatus, Email
+from shared.queue import celery_config
+from shared.settings import Settings
+from tests import handoff_platform, services
+from tests.handoff_platform import KEPT, SEEN, HttpPlatform
+from tests.services import REPO, child_env, derive_settings, free_port, wait_until
+from tests.webhooks import post_events, wait_for_deliveries
+
+HANDOFF = Path(__file__).resolve().parents[1] / "fixtures" / "handoff"
+SECRET_ENV = "PLATFORM_TEST_HANDOFF_SECRET"
+SECRET = "whsec_" + base64.b64encode(os.urandom(32)).decode()
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    receiver: str
+    http: HttpPlatform
+    platform: redis.Redis
+    metrics_url: str
+
+
+@pytest.fixture(scope="module")
+def stack(base_settings: Settings, service_dir: Path, redis_url: str) -> Iterator[Stack]:
+    platform_queue = f"platform-{uuid.uuid4().hex[:8]}"
+    # Not KAVE_-prefixed: child_env passes it through to the worker like any secret env var.
+    os.environ[SECRET_ENV] = SECRET
+    os.environ["PLATFORM_BROKER_URL"] = redis_url
+    with HttpPlatform(SECRET) as http:
+        routes = service_dir / f"routes-{platform_queue}.json"
+        routes.write_text(
+            json.dumps(
+                {
+                    "routes": [
+                        {
+                            "name": "tickets",
+                            "match": {"mailbox_hash": "ticket-*", "auto_submitted": False},
+                            "handler": {
+                                "celery": {"task": "kave.handlers.tickets", "queue": platform_queue}
+                            },
+                        },
+                        {
+                            "name": "web",
+                            "match": {"auto_submitted": False},
+                            "handler": {
+                                "http": {
+                                    "url": http.url,
+                                    "secret_env": SECRET_ENV,
+                                    "timeout_seconds": 5,
+                                }
+                            },
+                        },
+                    ]
+                }
+            )
+        )
+        metrics_port = free_port()
+        settings = derive_settings(
+            base_settings,
+            queue_name=f"kave-handoff-{uuid.uuid4().hex[:8]}",
+            handoff_routes_file=routes,
+            handoff_max_attempts=3,
+            handoff_backoff_max_seconds=1,
+            worker_metrics_port=metrics_port,
+        )
+        platform_log = service_dir / "platform-worker.log"
+        with platform_log.open("ab") as log:
+            platform_worker = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "tests.handoff_platform",
+                    "worker",
+                    "--loglevel",
+                    "INFO",
+                    "--pool",
+                    "solo",
+                    "-Q",
+                    platform_queue,
+                    "-n",
+                    f"{platform_queue}@%h",
+                    "--without-gossip",
+                    "--without-mingle",
+                ],
+                cwd=REPO,
+                env=child_env(settings, PYTHONUNBUFFERED="1"),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            wait_until(lambda: b"ready." in platform_log.read_bytes(), 60, "platform worker")
+            with (
+                services.receiver_process(settings, service_dir / "handoff-receiver.log") as url,
+                services.worker_process(settings, service_dir / "handoff-worker.log"),
+            ):
+                yield Stack(
+                    settings,
+                    url,
+                    http,
+                    redis.Redis.from_url(redis_url),
+                    f"http://127.0.0.1:{metrics_port}/metrics",
+                )
+        finally:
+            services.stop_process(platform_worker)
+
+
+@pytest.fixture
+def fresh(stack: Stack, clean_db: Engine) -> Stack:
+    stack.http.reset()
+    stack.platform.delete(SEEN, KEPT, "platform:emails")
+    return stack
+
+
+def mail(message_id: str, to: str, body: str = "Hello\n", **headers: str) -> str:
+    msg = EmailMessage()
+    msg["From"] = "Ana <ana@customer.example>"
+    msg["To"] = to
+    msg["Subject"] = "Help"
+    msg["Message-ID"] = message_id
+    for name, value in headers.items():
+        msg[name.replace("_", "-")] = value
+    msg.set_content(body)
+    return msg.as_string()
+
+
+def send(stack: Stack, engine: Engine, *messages: tuple[str, str]) -> None:
+    batch = [
+        {"event": "inbound", "ts": 1764583200, "msg": {"raw_msg": raw, "email": recipient}}
+        for raw, recipient in messages
+    ]
+    response = post_events(stack.receiver, json.dumps(batch))
+    assert response.status_code == 200, response.text
+    wait_for_deliveries(engine, [response.json()["delivery_id"]])
+
+
+def dispatches(engine: Engine) -> dict[str, Dispatch]:
+    """By the email's Message-ID."""
+    with Session(engine) as session:
+        rows = session.execute(select(Email.message_id, Dispatch).join(Dispatch)).all()
+    return {str(message_id): row for message_id, row in rows}
+
+
+def settled(engine: Engine, *statuses: str) -> None:
+    def done() -> bool:
+        rows = dispatches(engine).values()
+        return bool(rows) and all(row.status in statuses for row in rows)
+
+    wait_until(done, 60, f"dispatches {statuses}", interval=0.2)
+
+
+def key_of(engine: Engine, message_id: str, route: str | None) -> str:
+    with Session(engine) as session:
+        dedup = session.scalar(select(Email.dedup_key).where(Email.message_id == message_id))
+    return hashlib.sha256(f"{dedup}\x00{route or ''}".encode()).hexdigest()
+
+
+def test_each_email_reaches_its_route_and_auto_replies_never_fire(
+    fresh: Stack, engine: Engine
+) -> None:
+    oof = (HANDOFF / "out_of_office_exchange.eml").read_text(encoding="utf-8")
+    bounce = (HANDOFF / "dsn_postfix.eml").read_text(encoding="utf-8")
+    reply = (
+        "Yes, tomorrow works.\n\nOn Mon, Jan 5, 2026 at 9:00 AM Support <support@example.com> "
+        "wrote:\n> When can we call?\n"
+    )
+    send(
+        fresh,
+        engine,
+        (
+            mail("<t1@customer.example>", "support+ticket-42@example.com"),
+            "support+ticket-42@example.com",
+        ),
+        (
+            mail(
+                "<w1@customer.example>",
+                "support@example.com",
+                reply,
+                References="<root@example.com>",
+            ),
+            "support@example.com",
+        ),
+        (oof, "support+ticket-42@example.com"),
+        (bounce, "support@example.com"),
+    )
+    settled(engine, DispatchStatus.DELIVERED, DispatchStatus.UNROUTED)
+    rows = dispatches(engine)
+    assert {k: (r.route, r.status) for k, r in rows.items()} == {
+        "<t1@customer.example>": ("tickets", "delivered"),
+        "<w1@customer.example>": ("web", "delivered"),
+        "<oof-1@example.net>": (None, "unrouted"),
+        "<20260101120000.ABC123@mx.example.org>": (None, "unrouted"),
+    }
+    assert all(r.attempts == 0 for r in rows.values() if r.status == "unrouted")
+
+    # The Celery handler got the ticket's key (and only ids and keys).
+    ticket_key = key_of(engine, "<t1@customer.example>", "tickets")
+    assert rows["<t1@customer.example>"].idempotency_key == ticket_key
+    wait_until(lambda: fresh.platform.sismember(KEPT, ticket_key), 30, "celery handler")
+    assert (
+        int(fresh.platform.hget("platform:emails", ticket_key) or 0)
+        == rows["<t1@customer.example>"].email_id
+    )
+
+    # The HTTP handler got a correctly signed POST with what an agent needs.
+    web_key = key_of(engine, "<w1@customer.example>", "web")
+    assert fresh.http.bad_signatures == 0
+    assert set(fresh.http.seen) == {web_key}
+    data = fresh.http.bodies[web_key]["data"]
+    assert data["reply_text"] == "Yes, tomorrow works."
+    assert data["conversation_id"] == "root@example.com"
+    assert data["auto_submitted"] is False
+    assert rows["<w1@customer.example>"].last_status_code == 204
+
+    # Neither handler ever saw the out-of-office or the bounce.
+    handed = {k.decode() for k in fresh.platform.lrange(SEEN, 0, -1)} | set(fresh.http.seen)
+    assert handed == {ticket_key, web_key}
+
+    # Prometheus counts per route and outcome (the node sums its pool processes).
+    metrics = httpx.get(fresh.metrics_url, timeout=5).text
+    assert 'kave_worker_dispatches_total{outcome="delivered",route="tickets"}' in metrics
+    assert 'kave_worker_dispatches_total{outcome="delivered",route="web"}' in metrics
+
+
+def test_http_500s_are_retried_until_the_handler_answers(fresh: Stack, engine: Engine) -> None:
+    fresh.http.fail_first = 2
+    send(
+        fresh, engine, (mail("<r1@customer.example>", "support@example.com"), "support@example.com")
+    )
+    settled(engine, DispatchStatus.DELIVERED)
+    (row,) = dispatches(engine).values()
+    assert (row.attempts, row.last_status_code, row.last_error) == (3, 204, None)
+    # The same key three times; the handler's own dedup keeps one.
+    assert fresh.http.seen == {row.idempotency_key: 3}
+    assert list(fresh.http.bodies) == [row.idempotency_key]
+
+
+def test_a_dead_dispatch_is_a_dead_letter_that_replays_once(fresh: Stack, engine: Engine) -> None:
+    fresh.http.always_fail = True
+    send(
+        fresh, engine, (mail("<d1@customer.example>", "support@example.com"), "support@example.com")
+    )
+    settled(engine, DispatchStatus.DEAD)
+    (row,) = dispatches(engine).values()
+    assert (row.attempts, row.last_status_code, row.last_error) == (3, 500, "http_500")
+    with Session(engine) as session:
+        letter = session.scalars(select(DeadLetter)).one()
+    assert (letter.kind, letter.event_index, letter.status) == ("dispatch", -row.id, "open")
+    assert letter.error_class == "dispatch_http_500"
+
+    fresh.http.always_fail = False
+    result = subprocess.run(
+        [sys.executable, "-m", "kave.cli", "dispatches", "replay", "--all-dead"],
+        env=child_env(fresh.settings),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "replayed 1: delivered 1" in result.stdout
+    (row,) = dispatches(engine).values()
+    assert (row.status, row.attempts) == ("delivered", 1)
+    assert fresh.http.seen == {row.idempotency_key: 4}  # three failures, one replay
+    with Session(engine) as session:
+        assert session.scalars(select(DeadLetter.status)).one() == "replayed"
+    # A second replay finds nothing dead: it never hands off again.
+    again = subprocess.run(
+        [sys.executable, "-m", "kave.cli", "dispatches", "replay", str(row.id)],
+        env=child_env(fresh.settings),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert "not_dead 1" in again.stdout
+    assert fresh.http.seen == {row.idempotency_key: 4}
+
+
+def test_the_sweep_publishes_a_dispatch_whose_publish_was_lost(
+    fresh: Stack, engine: Engine
+) -> None:
+    send(
+        fresh, engine, (mail("<s1@customer.example>", "support@example.com"), "support@example.com")
+    )
+    settled(engine, DispatchStatus.DELIVERED)
+    # What a dispatcher killed between the commit and the publish leaves: a due pending row.
+    with engine.begin() as conn:
+        conn.execute(
+            update(Dispatch).values(
+                status="pending", attempts=0, delivered_at=None, next_attempt_at=func.now()
+            )
+        )
+    producer = Celery("kave-test")
+    producer.conf.update(celery_config(fresh.settings))
+    producer.send_task(DISPATCH_SWEEP_TASK)
+    settled(engine, DispatchStatus.DELIVERED)
+    (row,) = dispatches(engine).values()
+    # Handed over again under the same key: the handler's dedup count stays one email.
+    assert fresh.http.seen == {row.idempotency_key: 2}
+    assert len(fresh.http.bodies) == 1
+
+
+_ = handoff_platform  # the module the platform worker runs (imported for its verify())

@@ -1,0 +1,113 @@
+"""Celery tasks of the hand-off: thin shells around ``worker.dispatch``.
+
+``kave.dispatch.publish`` makes one attempt at one dispatch (its own retries are new
+messages with a countdown, scheduled by the service once the attempt is recorded);
+``kave.dispatch.sweep`` (Celery beat) publishes what is due, which is how a dispatch
+survives a lost message or a killed dispatcher.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any
+
+import structlog
+from celery import current_app, shared_task
+from sqlalchemy.orm import Session
+
+from shared.contract import DISPATCH_SWEEP_TASK, DISPATCH_TASK
+from shared.handoff_routes import cached_routes
+from shared.settings import Settings, get_settings
+from worker import dispatch
+from worker.resources import ingest_context
+
+log = structlog.get_logger(__name__)
+
+
+def dispatch_context(
+    settings: Settings | None = None,
+    session_factory: Callable[[], AbstractContextManager[Session]] | None = None,
+) -> dispatch.DispatchContext | None:
+    """This process's dispatcher, or None when the hand-off is off (no routes file)."""
+    settings = settings or get_settings()
+    if settings.handoff_routes_file is None:
+        return None
+    return dispatch.DispatchContext(
+        session_factory=session_factory or ingest_context(settings).session_factory,
+        routes=cached_routes(str(settings.handoff_routes_file)),
+        send_task=send_handler_task,
+        schedule=schedule_dispatch,
+        max_attempts=settings.handoff_max_attempts,
+        backoff_max_seconds=float(settings.handoff_backoff_max_seconds),
+    )
+
+
+def replay_dispatch(ctx: dispatch.DispatchContext, dispatch_id: int) -> str:
+    """Give a dead dispatch a fresh budget and make one attempt now (retries follow)."""
+    with ctx.session_factory() as session, session.begin():
+        if not dispatch.reset_for_replay(session, dispatch_id):
+            return "not_dead"
+    log.info("dispatch.replayed", dispatch_id=dispatch_id)
+    return dispatch.publish(ctx, dispatch_id)
+
+
+def send_handler_task(name: str, kwargs: dict[str, Any], queue: str) -> None:
+    # The platform's workers run the task; its kwargs are ids and the key only.
+    current_app.send_task(name, kwargs=kwargs, queue=queue)
+
+
+def schedule_dispatch(dispatch_id: int, countdown: float = 0.0) -> None:
+    publish_dispatch.apply_async(
+        kwargs={"dispatch_id": dispatch_id},
+        countdown=countdown,
+        kwargsrepr=f"dispatch_id={dispatch_id}",
+    )
+
+
+def publish_new(delivery_id: str) -> None:
+    """After a delivery's commit: publish the dispatches of the emails it stored.
+
+    Best effort: a publish lost here (Redis down, or this process killed) is found by the
+    sweep.
+    """
+    ctx = dispatch_context()
+    if ctx is None:
+        return
+    try:
+        # A Celery handler is one broker publish: claimed and published here, cheaper than
+        # a task of its own.
+        for claimed in dispatch.claim_new(ctx, delivery_id, dispatch.route_names(ctx, celery=True)):
+            dispatch.attempt(ctx, claimed)
+        # An HTTP handler may be slow: its attempts are tasks, never holding up ingestion.
+        http_routes = dispatch.route_names(ctx, celery=False)
+        if http_routes:
+            with ctx.session_factory() as session:
+                ids = dispatch.new_dispatches_of(session, delivery_id, http_routes)
+            for dispatch_id in ids:
+                schedule_dispatch(dispatch_id)
+    except Exception as exc:
+        log.warning("dispatch.publish_deferred", error_type=type(exc).__name__)
+
+
+@shared_task(name=DISPATCH_TASK)
+def publish_dispatch(dispatch_id: int) -> str:
+    structlog.contextvars.bind_contextvars(dispatch_id=dispatch_id)
+    ctx = dispatch_context()
+    if ctx is None:
+        return "handoff_off"
+    return dispatch.publish(ctx, dispatch_id)
+
+
+@shared_task(name=DISPATCH_SWEEP_TASK)
+def sweep_dispatches() -> int:
+    ctx = dispatch_context()
+    if ctx is None:
+        return 0
+    with ctx.session_factory() as session:
+        ids = dispatch.due_dispatches(session)
+    for dispatch_id in ids:
+        schedule_dispatch(dispatch_id)
+    if ids:
+        log.info("dispatch.swept", due=len(ids))
+    return len(ids)
