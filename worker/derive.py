@@ -37,6 +37,7 @@ from inscriptis import get_text
 from mailparser_reply import EmailReplyParser
 from mailparser_reply.constants import MAIL_LANGUAGES
 
+from worker.interrupts import INTERRUPTS
 from worker.parsing import ParsedAttachment, ParsedEmail
 
 __all__ = [
@@ -174,6 +175,8 @@ def _latest_reply(text: str) -> str | None:
         found = EmailReplyParser(languages=list(_LANGUAGES)).parse_reply(
             text[:_MAX_REPLY_INPUT_CHARS]
         )
+    except INTERRUPTS:
+        raise  # a soft time limit must reach the task (worker/interrupts.py)
     except Exception:
         # A regex or library bug on odd input: no reply text, the email itself is fine.
         return None
@@ -186,10 +189,14 @@ def _html_reply_text(html: str) -> str:
     html = html[: _MAX_REPLY_INPUT_CHARS * 4]
     try:
         shown = "".join(chunk for keep, chunk in quotequail.quote_html(html) if keep)
+    except INTERRUPTS:
+        raise  # a soft time limit must reach the task (worker/interrupts.py)
     except Exception:
         shown = html
     try:
         return str(get_text(shown))
+    except INTERRUPTS:
+        raise  # a soft time limit must reach the task (worker/interrupts.py)
     except Exception:
         return ""
 
@@ -251,6 +258,8 @@ def _bounced_addresses(raw: bytes) -> tuple[str, ...]:
         # flufl.bounce's detectors were written against the compat32 Message API.
         message = message_from_bytes(raw, policy=email_policy.compat32)
         temporary, permanent = all_failures(message)
+    except INTERRUPTS:
+        raise  # a soft time limit must reach the task (worker/interrupts.py)
     except Exception:
         return ()
     found: set[str] = set()
@@ -309,6 +318,8 @@ def _sniff_type(content: bytes) -> str | None:
     try:
         # puremagic reads only the head and the tail of the bytes.
         found = puremagic.from_string(content, mime=True)
+    except INTERRUPTS:
+        raise  # a soft time limit must reach the task (worker/interrupts.py)
     except Exception:  # puremagic.PureError: no signature matched (plain text, random bytes)
         return None
     return found[:255] or None

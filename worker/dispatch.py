@@ -52,6 +52,7 @@ from shared.models import (
     Email,
 )
 from worker import handoff_metrics, storage
+from worker.interrupts import INTERRUPTS
 
 log = structlog.get_logger(__name__)
 
@@ -117,6 +118,8 @@ def attempt(ctx: DispatchContext, claimed: _Claimed) -> str:
     else:
         try:
             code = _hand_off(ctx, claimed, route)
+        except INTERRUPTS:
+            raise  # a soft time limit must reach the task (worker/interrupts.py)
         except Exception as exc:  # a handler down, a timeout, a broker error
             error = type(exc).__name__
         else:

@@ -20,6 +20,7 @@ from shared.contract import DISPATCH_SWEEP_TASK, DISPATCH_TASK
 from shared.handoff_routes import cached_routes
 from shared.settings import Settings, get_settings
 from worker import dispatch
+from worker.interrupts import INTERRUPTS
 from worker.resources import ingest_context
 
 log = structlog.get_logger(__name__)
@@ -86,6 +87,8 @@ def publish_new(delivery_id: str) -> None:
                 ids = dispatch.new_dispatches_of(session, delivery_id, http_routes)
             for dispatch_id in ids:
                 schedule_dispatch(dispatch_id)
+    except INTERRUPTS:
+        raise  # a soft time limit must reach the task (worker/interrupts.py)
     except Exception as exc:
         log.warning("dispatch.publish_deferred", error_type=type(exc).__name__)
 
