@@ -219,6 +219,30 @@ def last_field(fields: list[FormField], name: str) -> FormField | None:
     return found
 
 
+def field_value(body: bytes, name: str, chunk_bytes: int = CHUNK_BYTES) -> str | None:
+    """The value of the last field called ``name``, as ``events_field(decode_form(body))``
+    gives it (None when there is none), raising :class:`FormDecodeError` for the same
+    bodies as :func:`decode_form`.
+
+    Only that value is built: the other values are decoded piece by piece and dropped
+    (to refuse the same invalid escapes), and the value is assembled from bounded pieces,
+    so decoding a 55 MB body holds the body, the value and one piece, not a decoded copy
+    of the whole body and every field as well (the worker's memory peak).
+    """
+    fields = form_fields(body)
+    wanted = last_field(fields, name)
+    for field in fields:
+        if field is not wanted:
+            for _ in iter_value_utf8(body, field, chunk_bytes):
+                pass
+    if wanted is None:
+        return None
+    value = bytearray()
+    for piece in iter_value_utf8(body, wanted, chunk_bytes):
+        value += piece
+    return value.decode("utf-8")
+
+
 def is_empty_batch(body: bytes, field: FormField, chunk_bytes: int = _EMPTY_BATCH_CHUNK) -> bool:
     """Whether the value is ``[]`` give or take whitespace, as Mandrill's URL check sends.
 
