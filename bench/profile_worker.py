@@ -35,25 +35,36 @@ from typing import Any
 
 from bench import payloads
 from bench.run import services
-from shared.contract import Envelope, payload_redis_key
+from shared.contract import Envelope, PayloadStore, archive_object_key, payload_redis_key
 from shared.logging import configure_logging
+from shared.settings import Settings
 from worker import ingest, parsing, storage
 from worker.ingest import IngestContext
 from worker.resources import ingest_context, release
 
 MB = 2**20
+CLAIM_CHECK_BYTES = Settings.model_fields["claim_check_threshold_bytes"].default
 
 
 def _envelope(ctx: IngestContext, body: bytes) -> Envelope:
+    """Store the body as the receiver does (Redis, or the object store above the
+    claim-check threshold) and return its envelope."""
     delivery_id = uuid.uuid4().hex
-    ctx.redis.set(payload_redis_key(delivery_id), body)
+    sha256 = hashlib.sha256(body).hexdigest()
+    if len(body) > CLAIM_CHECK_BYTES:
+        store: PayloadStore = "object"
+        key = archive_object_key(sha256)
+        ctx.object_store.put(key, body)
+    else:
+        store, key = "redis", payload_redis_key(delivery_id)
+        ctx.redis.set(key, body)
     return Envelope(
         delivery_id=delivery_id,
         received_at=datetime.now(UTC).isoformat(),
-        body_sha256=hashlib.sha256(body).hexdigest(),
+        body_sha256=sha256,
         body_size=len(body),
-        payload_store="redis",
-        payload_key=payload_redis_key(delivery_id),
+        payload_store=store,
+        payload_key=key,
         request_id=uuid.uuid4().hex,
     )
 
