@@ -219,15 +219,16 @@ def last_field(fields: list[FormField], name: str) -> FormField | None:
     return found
 
 
-def field_value(body: bytes, name: str, chunk_bytes: int = CHUNK_BYTES) -> str | None:
-    """The value of the last field called ``name``, as ``events_field(decode_form(body))``
-    gives it (None when there is none), raising :class:`FormDecodeError` for the same
-    bodies as :func:`decode_form`.
+def field_value_utf8(body: bytes, name: str, chunk_bytes: int = CHUNK_BYTES) -> bytearray | None:
+    """The value of the last field called ``name``, UTF-8 encoded: what
+    ``events_field(decode_form(body))`` gives, encoded (None when there is no such
+    field); raises :class:`FormDecodeError` for the same bodies as :func:`decode_form`.
 
     Only that value is built: the other values are decoded piece by piece and dropped
-    (to refuse the same invalid escapes), and the value is assembled from bounded pieces,
-    so decoding a 55 MB body holds the body, the value and one piece, not a decoded copy
-    of the whole body and every field as well (the worker's memory peak).
+    (to refuse the same invalid escapes), and the value is assembled from bounded
+    pieces. A caller that drops the body before decoding the result to a str never
+    holds the body, the value and its str at once, nor a decoded copy of the whole
+    body and of every field (the worker's memory peak for a 55 MB body).
     """
     fields = form_fields(body)
     wanted = last_field(fields, name)
@@ -240,7 +241,7 @@ def field_value(body: bytes, name: str, chunk_bytes: int = CHUNK_BYTES) -> str |
     value = bytearray()
     for piece in iter_value_utf8(body, wanted, chunk_bytes):
         value += piece
-    return value.decode("utf-8")
+    return value
 
 
 def is_empty_batch(body: bytes, field: FormField, chunk_bytes: int = _EMPTY_BATCH_CHUNK) -> bool:

@@ -30,7 +30,7 @@ from redis import Redis
 from sqlalchemy.orm import Session
 
 from shared.contract import Envelope, archive_object_key, payload_redis_key
-from shared.formdata import EVENTS_FIELD, FormDecodeError, field_value
+from shared.formdata import EVENTS_FIELD, FormDecodeError, field_value_utf8
 from shared.models import Delivery, EventOutcome
 from shared.objectstore import ObjectNotFoundError, ObjectStore
 from worker import metrics as worker_metrics
@@ -281,17 +281,19 @@ def dead_letter_delivery(
 
 def read_batch(body: bytes) -> list[Any]:
     """The batch's events. Callers pass their only reference to the body: it is
-    dropped once the events value is decoded, before that value's JSON is."""
+    dropped once the events value is out of it, before that value is decoded."""
     try:
         # Only the events value is built (not every field, nor a decoded copy of the
         # whole body): what decode_form would give for it, refusing the same bodies.
-        value = field_value(body, EVENTS_FIELD)
+        value = field_value_utf8(body, EVENTS_FIELD)
     except FormDecodeError as exc:
         raise parsing.BatchError(str(exc)) from exc
-    del body
+    del body  # a 55 MB body is gone before its 48 MB value becomes a str
     if value is None:
         raise parsing.BatchError("the body has no mandrill_events field")
-    return parsing.parse_batch(value)
+    text = value.decode("utf-8")  # its pieces were str encoded: it decodes
+    del value
+    return parsing.parse_batch(text)
 
 
 def read_event(ctx: IngestContext, envelope: Envelope, index: int) -> Any:
