@@ -222,7 +222,9 @@ class _RememberedHeaders(HeaderRegistry):
     a fifth of the worker's CPU. A header is a function of its name and value, and the
     header objects are immutable (str subclasses whose parse tree nothing changes once
     built), so a parse can be handed out again. Parse errors are not remembered (they
-    are raised again); long values are not kept, and the memo is emptied when full.
+    are raised again). Only short values are kept (the repeated ones are: Content-Type,
+    Content-Transfer-Encoding, Content-Disposition), and the memo is emptied when full,
+    so it holds at most a few MB of parse trees.
     """
 
     def __init__(self) -> None:
@@ -241,8 +243,8 @@ class _RememberedHeaders(HeaderRegistry):
         return header
 
 
-_REMEMBERED_HEADERS: Final = 2048
-_REMEMBERED_VALUE_CHARS: Final = 2048
+_REMEMBERED_HEADERS: Final = 512
+_REMEMBERED_VALUE_CHARS: Final = 256
 _POLICY: Final = policy.default.clone(header_factory=_RememberedHeaders())
 
 
