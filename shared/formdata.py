@@ -12,7 +12,8 @@ pure-Python ``parse_qsl`` (0.08 ms instead of 0.8 ms for a 100 KB Mandrill body)
 The receiver does not need the decoded values as strings, only their UTF-8 bytes in
 signature order, so :func:`form_fields` locates the fields without decoding the values and
 :func:`iter_value_utf8` decodes one value piece by piece: a 55 MB body is verified with a
-few MB of working memory instead of three more copies of itself.
+few MB of working memory instead of three more copies of itself. The worker reads the
+batch with :func:`field_value_utf8`, which builds the events value alone in the same way.
 """
 
 from __future__ import annotations
@@ -217,6 +218,31 @@ def last_field(fields: list[FormField], name: str) -> FormField | None:
         if field.name == name:
             found = field
     return found
+
+
+def field_value_utf8(body: bytes, name: str, chunk_bytes: int = CHUNK_BYTES) -> bytearray | None:
+    """The value of the last field called ``name``, UTF-8 encoded: what
+    ``events_field(decode_form(body))`` gives, encoded (None when there is no such
+    field); raises :class:`FormDecodeError` for the same bodies as :func:`decode_form`.
+
+    Only that value is built: the other values are decoded piece by piece and dropped
+    (to refuse the same invalid escapes), and the value is assembled from bounded
+    pieces. A caller that drops the body before decoding the result to a str never
+    holds the body, the value and its str at once, nor a decoded copy of the whole
+    body and of every field (the worker's memory peak for a 55 MB body).
+    """
+    fields = form_fields(body)
+    wanted = last_field(fields, name)
+    for field in fields:
+        if field is not wanted:
+            for _ in iter_value_utf8(body, field, chunk_bytes):
+                pass
+    if wanted is None:
+        return None
+    value = bytearray()
+    for piece in iter_value_utf8(body, wanted, chunk_bytes):
+        value += piece
+    return value
 
 
 def is_empty_batch(body: bytes, field: FormField, chunk_bytes: int = _EMPTY_BATCH_CHUNK) -> bool:

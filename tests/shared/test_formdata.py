@@ -12,6 +12,8 @@ from shared.formdata import (
     FormDecodeError,
     FormLimitError,
     decode_form,
+    events_field,
+    field_value_utf8,
     form_fields,
     is_empty_batch,
     iter_value_utf8,
@@ -59,6 +61,26 @@ def test_same_pairs_and_errors_as_parse_qsl() -> None:
         expected = _reference(text)
         assert _whole(body) == expected, text
         assert _pieces(body, rng.choice([1, 2, 3, 7, 1000])) == expected, text
+
+
+def test_one_field_is_decoded_as_the_whole_form_decodes_it() -> None:
+    rng = random.Random(13)
+    names = ["mandrill_events", "mandrill_events", "a", ""]
+    for _ in range(3000):
+        body = "&".join(
+            rng.choice(names)
+            + "="
+            + "".join(rng.choice(_PIECES) for _ in range(rng.randint(0, 12)))
+            for _ in range(rng.randint(0, 4))
+        ).encode("utf-8")
+        try:
+            expected: str | None = events_field(decode_form(body))
+        except FormDecodeError:
+            with pytest.raises(FormDecodeError):
+                field_value_utf8(body, "mandrill_events", chunk_bytes=4)
+            continue
+        got = field_value_utf8(body, "mandrill_events", chunk_bytes=4)
+        assert (None if got is None else got.decode("utf-8")) == expected, body
 
 
 def test_a_body_that_is_not_utf8_is_refused() -> None:
