@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.backlog import BacklogMetrics
 from shared.settings import Settings
+from shared.web.metrics_token import require_metrics_token
 from shared.web.request_log import record_request
 
 log = structlog.get_logger(__name__)
@@ -91,6 +92,7 @@ router = APIRouter(tags=["metrics"])
 async def metrics(request: Request) -> Response:
     state = request.app.state
     settings: Settings = state.settings
+    require_metrics_token(request, settings)
     api_metrics: ApiMetrics = state.metrics
     await api_metrics.backlog.refresh(
         redis=state.redis,

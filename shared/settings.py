@@ -220,7 +220,7 @@ class Settings(BaseSettings):
     # How long inbound mail may be silent before the KaveNoInboundMail alert fires
     # (published as kave_inbound_silence_threshold_seconds; deploy/prometheus reads it).
     inbound_silence_alert_seconds: float = Field(default=6 * 3600.0, gt=0)
-    # Bearer token the receiver's /metrics requires (Prometheus: `authorization:
+    # Bearer token /metrics of the receiver and the API requires (Prometheus: `authorization:
     # credentials`). Required in production: at least 32 characters, not a placeholder.
     # Unset in development and test: /metrics is open.
     metrics_token: SecretStr | None = None
@@ -352,7 +352,7 @@ class Settings(BaseSettings):
         # Signs the API's tokens: whoever can guess it can mint them.
         key = self.jwt_secret_key.get_secret_value() if self.jwt_secret_key else None
         check("KAVE_JWT_SECRET_KEY", key, SIGNING_KEY_MIN_LENGTH)
-        # The bearer token Prometheus sends to the receiver's /metrics (on the public port).
+        # The bearer token Prometheus sends to /metrics (the receiver's is on the public port).
         token = self.metrics_token.get_secret_value() if self.metrics_token else None
         check("KAVE_METRICS_TOKEN", token, SIGNING_KEY_MIN_LENGTH)
         # PostgreSQL's pg_hba.conf decides how a client authenticates: a URL without a

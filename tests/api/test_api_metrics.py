@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+from fastapi.testclient import TestClient
 
 from shared.settings import Settings
 from tests.ops.support import json_lines, scrape, value
-from tests.services import wait_until
+from tests.services import derive_settings, wait_until
 
 
 def test_requests_are_logged_and_counted_by_route_template(api: str, service_dir: Path) -> None:
@@ -55,3 +57,17 @@ def test_the_api_serves_the_alerting_gauges(api: str, base_settings: Settings) -
     assert value(text, "kave_pipeline_metrics_source_up", source="redis") == 1
     assert value(text, "kave_queue_oldest_task_age_seconds", queue=base_settings.queue_name) >= 0
     assert 'kave_inbound_last_email_age_seconds{domain="all"}' in text
+
+
+def test_the_api_metrics_ask_for_the_metrics_token_when_it_is_set(
+    make_client: Callable[..., TestClient], api_settings: Settings
+) -> None:
+    token = "Zq8Lr2Vn6Tx0Bc4Hm9Kp3Wd7Fs1Gj5Ya-api"
+    client = make_client(derive_settings(api_settings, metrics_token=token))
+    refused = client.get("/metrics", headers={"Authorization": "Bearer wrong"})
+    assert refused.status_code == 401
+    assert "kave_queue_depth" not in refused.text
+    assert token not in refused.text
+    served = client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+    assert served.status_code == 200
+    assert "kave_queue_depth" in served.text
