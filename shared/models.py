@@ -299,13 +299,16 @@ class ObjectDeletion(Base):
     Written in the same transaction as the row deletion (retention or erasure), so a
     crash between the rows and the objects leaves a to-do list, not an orphan: the next
     ``kave purge``, ``kave erase`` or ``kave audit --repair`` finishes it. The object is
-    removed only if no row names the key again by then.
+    removed only if no row names the key again by then. Once removed, the entry stays a
+    while as a tombstone (``object_deleted_at``): a worker that uploaded the same content
+    just before, and commits rows naming it just after, finds it and uploads it again.
     """
 
     __tablename__ = "object_deletions"
 
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     queued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    object_deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Erasure(Base):

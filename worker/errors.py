@@ -30,6 +30,7 @@ import redis.exceptions
 import sqlalchemy.exc
 from botocore.exceptions import BotoCoreError, ClientError
 
+from shared.lifecycle.objects import ArchiveRemovedMeanwhileError
 from shared.settings import Settings
 from worker.columns import REASON_CHARS
 from worker.interrupts import INTERRUPTS
@@ -153,6 +154,7 @@ _TRANSIENT_TYPES: tuple[type[BaseException], ...] = (
     BotoCoreError,
     ConnectionError,
     TimeoutError,
+    ArchiveRemovedMeanwhileError,
     *INTERRUPTS,
 )
 

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from shared.contract import Envelope, archive_object_key, payload_redis_key
 from shared.formdata import EVENTS_FIELD, FormDecodeError, field_value_utf8
+from shared.lifecycle.objects import ArchiveRemovedMeanwhileError, reclaim
 from shared.models import Delivery, EventOutcome
 from shared.objectstore import ObjectNotFoundError, ObjectStore
 from worker import metrics as worker_metrics
@@ -325,6 +326,10 @@ class DeliveryWrites:
         if self.record_attempt:
             archive_key = archive_object_key(self.envelope.body_sha256)
             storage.record_delivery(session, self.envelope, archive_key)
+            if reclaim(session, [archive_key]):
+                # A retention or erasure drain removed this content-addressed archive (of
+                # an earlier identical batch) after archive_body wrote it: try again.
+                raise ArchiveRemovedMeanwhileError(self.envelope.delivery_id)
         if self.finish_with_events is not None:
             storage.finish_delivery(session, delivery_id, event_count=self.finish_with_events)
             if self.resolve:
@@ -387,6 +392,10 @@ def commit_event(
                 if delivery is not None:
                     delivery.write(session)
                 outcome = _write_result(session, delivery_id, prepared, replaying=replaying)
+                if outcome == EventOutcome.STORED and isinstance(
+                    prepared.parsed, parsing.ParsedEmail
+                ):
+                    storage.restore_reclaimed_objects(session, ctx.object_store, prepared.parsed)
         except Exception as exc:
             if event_failure_class(exc) is None:
                 raise  # transient or unknown: the task decides whether to retry

@@ -13,11 +13,13 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
+import structlog
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from shared.contract import Envelope
+from shared.lifecycle.objects import reclaim
 from shared.models import (
     Attachment,
     DeadLetter,
@@ -42,6 +44,8 @@ from worker.columns import (
 )
 from worker.parsing import Address, ParsedEmail, ParsedEvent
 
+log = structlog.get_logger(__name__)
+
 
 def raw_message_key(sha256: str) -> str:
     return f"messages/{sha256[:2]}/{sha256}.eml"
@@ -55,6 +59,29 @@ def _addresses(addresses: tuple[Address, ...]) -> list[dict[str, str | None]]:
     return [{"name": a.name, "address": a.address} for a in addresses]
 
 
+def email_objects(email: ParsedEmail) -> dict[str, tuple[bytes, str]]:
+    """The objects of an email by key: its raw message and each distinct attachment."""
+    objects: dict[str, tuple[bytes, str]] = {
+        raw_message_key(email.raw_sha256): (email.raw, "message/rfc822")
+    }
+    for attachment in email.attachments:
+        objects.setdefault(
+            attachment_key(attachment.sha256), (attachment.content, attachment.content_type)
+        )
+    return objects
+
+
+def restore_reclaimed_objects(session: Session, store: ObjectStore, email: ParsedEmail) -> None:
+    """In the transaction that writes a new email's rows: cancel pending deletions of its
+    objects and put back any that a retention or erasure drain removed after this worker
+    uploaded them (shared/lifecycle/objects.py), so the rows never name a missing object."""
+    objects = email_objects(email)
+    for key in reclaim(session, objects):
+        data, content_type = objects[key]
+        store.put(key, data, content_type)
+        log.info("object.restored_after_drain", object_key=key)
+
+
 def store_email_objects(store: ObjectStore, email: ParsedEmail, *, concurrency: int = 1) -> None:
     """Upload the raw message and each attachment; returns once every one is stored.
 
@@ -64,13 +91,7 @@ def store_email_objects(store: ObjectStore, email: ParsedEmail, *, concurrency: 
     are thread-safe); the caller writes the rows that name them only after all succeeded,
     so a committed row never names a missing object.
     """
-    uploads: dict[str, tuple[bytes, str]] = {
-        raw_message_key(email.raw_sha256): (email.raw, "message/rfc822")
-    }
-    for attachment in email.attachments:
-        uploads.setdefault(
-            attachment_key(attachment.sha256), (attachment.content, attachment.content_type)
-        )
+    uploads = email_objects(email)
     if concurrency <= 1 or len(uploads) == 1:
         for key, (data, content_type) in uploads.items():
             store.put(key, data, content_type)

@@ -5,13 +5,19 @@ raw message was removed), an attachment's ``object_key`` (unless its content was
 removed; several attachment rows share one content-addressed key) or a delivery's
 ``archive_key`` (unless its archive was removed). Whoever deletes or unlinks such rows
 queues the keys in ``object_deletions`` in the same transaction; :func:`drain` then
-removes each object whose key no row names, and forgets the entry.
+removes each object whose key no row names.
 
-An object written less than ``grace`` ago is left (and its entry kept for the next run):
-workers write objects before the rows that name them, so a fresh copy of the same
-content may be about to be referenced again. Between the age check and the delete there
-remains a window of one request; ``kave audit`` would report a row it left without its
-object, and ``kave reprocess`` restores it from the archive.
+Objects are content-addressed, so a worker may be uploading the very content a drain is
+about to remove, for a new email that will name it. Two things keep that email whole:
+
+- an object written less than ``grace`` ago is left (its entry waits for a later run);
+- each key is drained in a transaction that holds its ``object_deletions`` row locked
+  from the reference check to the delete, and leaves the row behind as a tombstone
+  (``object_deleted_at``). A worker commits the rows of a new email together with
+  :func:`reclaim`, which deletes the entries of the email's keys (waiting for a drain that
+  holds one) and names the keys a drain removed meanwhile: the worker puts those objects
+  back before it commits, from the bytes it still holds. Tombstones older than
+  ``TOMBSTONE_SECONDS`` (far beyond any task's time limit) are forgotten.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import structlog
-from sqlalchemy import CompoundSelect, CursorResult, Executable, delete, select, union
+from sqlalchemy import CompoundSelect, CursorResult, Executable, delete, func, select, union
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -33,6 +39,10 @@ from shared.objectstore import ObjectStore
 log = structlog.get_logger(__name__)
 
 SessionFactory = Callable[[], AbstractContextManager[Session]]
+
+# How long a drained key's tombstone is kept: longer than any worker takes between
+# uploading an email's objects and committing its rows (the task time limit).
+TOMBSTONE_SECONDS = 86400
 
 
 def referenced_keys_query(keys: Iterable[str] | None = None) -> CompoundSelect[Any]:
@@ -61,11 +71,36 @@ def referenced(session: Session, keys: Iterable[str]) -> set[str]:
 
 
 def queue_deletions(session: Session, keys: Iterable[str]) -> int:
-    """Queue keys whose rows this transaction removes (idempotent)."""
+    """Queue keys whose rows this transaction removes (idempotent; a tombstone of an
+    earlier drain becomes a pending entry again)."""
     rows = [{"key": key} for key in sorted(set(keys)) if key]
     if rows:
-        session.execute(insert(ObjectDeletion).values(rows).on_conflict_do_nothing())
+        statement = insert(ObjectDeletion).values(rows)
+        session.execute(
+            statement.on_conflict_do_update(
+                index_elements=[ObjectDeletion.key],
+                set_={"queued_at": func.now(), "object_deleted_at": None},
+            )
+        )
     return len(rows)
+
+
+def reclaim(session: Session, keys: Iterable[str]) -> list[str]:
+    """Cancel the pending deletions of ``keys`` for rows this transaction writes; the
+    keys whose objects a drain already removed (the caller puts them back before it
+    commits). Waits for a drain that is working on one of them."""
+    wanted = sorted(set(keys))
+    gone = session.execute(
+        delete(ObjectDeletion)
+        .where(ObjectDeletion.key.in_(wanted))
+        .returning(ObjectDeletion.key, ObjectDeletion.object_deleted_at)
+    )
+    return [key for key, deleted_at in gone if deleted_at is not None]
+
+
+class ArchiveRemovedMeanwhileError(RuntimeError):
+    """A drain removed a delivery's archive between the worker's upload and its commit:
+    the attempt is rolled back and retried, which writes the archive again (transient)."""
 
 
 @dataclass
@@ -96,7 +131,9 @@ def drain(
     only = sorted(set(keys)) if keys is not None else None
     after = ""
     while not (should_stop and should_stop()):
-        query = select(ObjectDeletion.key).where(ObjectDeletion.key > after)
+        query = select(ObjectDeletion.key).where(
+            ObjectDeletion.key > after, ObjectDeletion.object_deleted_at.is_(None)
+        )
         if only is not None:
             query = query.where(ObjectDeletion.key.in_(only))
         with session_factory() as session:
@@ -104,36 +141,51 @@ def drain(
         if not batch:
             break
         after = batch[-1]
-        result = _drain_batch(session_factory, store, batch, grace_seconds)
+        cutoff = datetime.now(UTC) - timedelta(seconds=grace_seconds)
+        result = DrainResult()
+        for key in batch:
+            _drain_key(session_factory, store, key, cutoff, result)
+        if result.deleted:
+            log.info("objects.deleted", count=result.deleted, deferred=result.deferred)
         total.add(result)
         if progress:
             progress(total)
+    _forget_tombstones(session_factory)
     return total
 
 
-def _drain_batch(
-    session_factory: SessionFactory, store: ObjectStore, keys: list[str], grace_seconds: int
-) -> DrainResult:
-    result = DrainResult()
-    cutoff = datetime.now(UTC) - timedelta(seconds=grace_seconds)
-    done: list[str] = []
-    with session_factory() as session:
-        named = referenced(session, keys)
-    for key in keys:
-        if key in named:
+def _drain_key(
+    session_factory: SessionFactory,
+    store: ObjectStore,
+    key: str,
+    cutoff: datetime,
+    result: DrainResult,
+) -> None:
+    """One key, in one transaction that keeps its entry locked until the object is gone
+    (see the module docstring)."""
+    with session_factory() as session, session.begin():
+        entry = session.scalar(
+            select(ObjectDeletion)
+            .where(ObjectDeletion.key == key, ObjectDeletion.object_deleted_at.is_(None))
+            .with_for_update(skip_locked=True)
+        )
+        if entry is None:
+            return  # reclaimed by a worker, or another drain has it
+        if referenced(session, [key]):
             result.still_referenced += 1
-            done.append(key)
-            continue
+            session.delete(entry)
+            return
         found = store.stat(key)
         if found is not None and found.modified_at > cutoff:
             result.deferred += 1
-            continue
+            return
         if found is not None:
             store.delete(key)
             result.deleted += 1
-        done.append(key)
+        entry.object_deleted_at = datetime.now(UTC)
+
+
+def _forget_tombstones(session_factory: SessionFactory) -> None:
+    cutoff = datetime.now(UTC) - timedelta(seconds=TOMBSTONE_SECONDS)
     with session_factory() as session, session.begin():
-        session.execute(delete(ObjectDeletion).where(ObjectDeletion.key.in_(done)))
-    if result.deleted:
-        log.info("objects.deleted", count=result.deleted, deferred=result.deferred)
-    return result
+        session.execute(delete(ObjectDeletion).where(ObjectDeletion.object_deleted_at < cutoff))
