@@ -78,6 +78,7 @@ _EMAIL_TEXT = func.lower(
         Email.in_reply_to,
         Email.text_body,
         Email.html_body,
+        Email.reply_text,  # derived (worker/derive.py), but rendered from HTML it may differ
         Email.spf_detail,
         cast(Email.to, Text),
         cast(Email.cc, Text),
@@ -86,6 +87,7 @@ _EMAIL_TEXT = func.lower(
         cast(Email.references, Text),
         cast(Email.headers, Text),
         cast(Email.tags, Text),
+        cast(Email.bounced_addresses, Text),
     )
 )
 _EVENT_TEXT = func.lower(func.concat_ws(" ", Event.recipient, cast(Event.payload, Text)))
