@@ -174,15 +174,7 @@ class S3ObjectStore:
             body.close()
 
     def exists(self, key: str) -> bool:
-        from botocore.exceptions import ClientError
-
-        try:
-            self.client.head_object(Bucket=self.bucket, Key=key)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return False
-            raise
-        return True
+        return self.stat(key) is not None
 
     def describe(self) -> str:
         endpoint = self.client.meta.endpoint_url
