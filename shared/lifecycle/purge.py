@@ -236,46 +236,37 @@ def _emails(session: Session, cutoff: datetime, batch: int) -> int:
     return len(ids)
 
 
-def _raw_messages(session: Session, cutoff: datetime, batch: int) -> int:
-    ids = _ids(session, candidates("raw_messages", cutoff), batch)
+def _release(session: Session, model: Any, ids: list[Any], key_column: Any, **removed: Any) -> int:
+    """Mark rows as no longer holding their object (the row stays) and queue the objects."""
     if not ids:
         return 0
     keys = session.scalars(
-        update(Email)
-        .where(Email.id.in_(ids))
-        .values(raw_removed_at=func.now())
-        .returning(Email.raw_key)
+        update(model).where(model.id.in_(ids)).values(**removed).returning(key_column)
     ).all()
     queue_deletions(session, keys)
     return len(ids)
+
+
+def _raw_messages(session: Session, cutoff: datetime, batch: int) -> int:
+    ids = _ids(session, candidates("raw_messages", cutoff), batch)
+    return _release(session, Email, ids, Email.raw_key, raw_removed_at=func.now())
 
 
 def _attachments(session: Session, cutoff: datetime, batch: int) -> int:
     ids = _ids(session, candidates("attachments", cutoff), batch)
-    if not ids:
-        return 0
-    keys = session.scalars(
-        update(Attachment)
-        .where(Attachment.id.in_(ids))
-        .values(content_removed_at=func.now())
-        .returning(Attachment.object_key)
-    ).all()
-    queue_deletions(session, keys)
-    return len(ids)
+    return _release(session, Attachment, ids, Attachment.object_key, content_removed_at=func.now())
 
 
 def _archive(session: Session, cutoff: datetime, batch: int) -> int:
     ids = _ids(session, candidates("archive", cutoff), batch)
-    if not ids:
-        return 0
-    keys = session.scalars(
-        update(Delivery)
-        .where(Delivery.id.in_(ids))
-        .values(archive_removed_at=func.now(), archive_removed_reason=REASON)
-        .returning(Delivery.archive_key)
-    ).all()
-    queue_deletions(session, keys)
-    return len(ids)
+    return _release(
+        session,
+        Delivery,
+        ids,
+        Delivery.archive_key,
+        archive_removed_at=func.now(),
+        archive_removed_reason=REASON,
+    )
 
 
 def _deliveries(session: Session, cutoff: datetime, batch: int) -> int:
