@@ -58,8 +58,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.object_store = make_object_store(settings)
     app.state.producer = producer
     app.state.rate_limits = ApiRateLimits.build(settings, redis)
-    # The alerting gauges (queue age, inbound silence) are read at scrape time with a
-    # blocking Redis client of their own; /metrics renders them in a thread.
+    # The pipeline gauges (backlog, queue age, inbound silence) are read at scrape time
+    # with a blocking Redis client of their own; /metrics renders them in a thread.
     pipeline_redis = SyncRedis.from_url(
         settings.require_redis_url(),
         socket_timeout=settings.metrics_query_timeout_seconds,

@@ -3,7 +3,7 @@
 Every request gets one ``request.finished`` log line (method, route template, status,
 duration) and is counted and timed by route template, never by raw path (unbounded
 label values would grow Prometheus without limit). Each app owns its registry; each API
-process serves its own ``/metrics``, with the pipeline's backlog (api/backlog.py).
+process serves its own ``/metrics``, with the pipeline gauges (shared/pipeline_metrics.py).
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from prometheus_client import (
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.backlog import BacklogMetrics
 from shared.settings import Settings
 from shared.web.metrics_token import require_metrics_token
 from shared.web.request_log import record_request
@@ -49,7 +48,6 @@ class ApiMetrics:
             buckets=REQUEST_BUCKETS,
             registry=self.registry,
         )
-        self.backlog = BacklogMetrics(self.registry)
 
 
 class RequestMetricsMiddleware:
@@ -94,13 +92,7 @@ async def metrics(request: Request) -> Response:
     settings: Settings = state.settings
     require_metrics_token(request, settings)
     api_metrics: ApiMetrics = state.metrics
-    await api_metrics.backlog.refresh(
-        redis=state.redis,
-        engine=state.engine,
-        queue_name=settings.queue_name,
-        timeout=settings.metrics_query_timeout_seconds,
-    )
-    # The pipeline collector (shared/pipeline_metrics.py) reads PostgreSQL and Redis with
-    # blocking clients while the registry is rendered: keep that off the event loop.
+    # The pipeline and audit collectors read PostgreSQL and Redis with blocking clients
+    # while the registry is rendered: keep that off the event loop.
     body = await anyio.to_thread.run_sync(generate_latest, api_metrics.registry)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

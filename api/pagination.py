@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
@@ -20,7 +19,7 @@ import sqlalchemy as sa
 from fastapi import Query
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy import Select, tuple_
-from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 RowT = TypeVar("RowT")
 
@@ -79,25 +78,25 @@ class Page(Generic[RowT]):
     next_cursor: str | None
 
 
-def keyset(
+def paginate(
+    session: Session,
     stmt: Select[Any],
     at: InstrumentedAttribute[datetime],
     id_: InstrumentedAttribute[Any],
+    *,
     cursor: Cursor | None,
     limit: int,
-) -> Select[Any]:
+) -> Page[Any]:
+    """The page of ``stmt``'s rows after ``cursor``, newest (``at``, ``id_``) first."""
     if cursor is not None:
         stmt = stmt.where(tuple_(at, id_) < tuple_(sa.literal(cursor.at, at.type), cursor.id))
-    return stmt.order_by(at.desc(), id_.desc()).limit(limit + 1)
-
-
-def page_of(rows: Sequence[RowT], limit: int, key: Any) -> Page[RowT]:
-    """``rows`` holds up to ``limit + 1``; the extra one only says another page exists."""
+    # One row more than the page: it only says another page exists.
+    rows = session.scalars(stmt.order_by(at.desc(), id_.desc()).limit(limit + 1)).all()
     page = list(rows[:limit])
     if len(rows) <= limit:
         return Page(page, None)
-    at, id_ = key(page[-1])
-    return Page(page, Cursor(at, id_).encode())
+    last = page[-1]
+    return Page(page, Cursor(getattr(last, at.key), getattr(last, id_.key)).encode())
 
 
 def parse_cursor(value: str | None, id_type: type[int] | type[str]) -> Cursor | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session, defer
 
-from api.pagination import Cursor, Page, keyset, page_of
+from api.pagination import Cursor, Page, paginate
 from shared.models import DeadLetter
 from shared.queries.dead_letters import DeadLetterFilters, discard_open, select_dead_letters
 
@@ -14,10 +14,9 @@ def list_dead_letters(
     session: Session, filters: DeadLetterFilters, *, cursor: Cursor | None, limit: int
 ) -> Page[DeadLetter]:
     stmt = select_dead_letters(filters).options(defer(DeadLetter.traceback))
-    rows = session.scalars(
-        keyset(stmt, DeadLetter.first_seen_at, DeadLetter.id, cursor, limit)
-    ).all()
-    return page_of(rows, limit, lambda dead_letter: (dead_letter.first_seen_at, dead_letter.id))
+    return paginate(
+        session, stmt, DeadLetter.first_seen_at, DeadLetter.id, cursor=cursor, limit=limit
+    )
 
 
 def discard_dead_letter(session: Session, dead_letter_id: int) -> DeadLetter | None:

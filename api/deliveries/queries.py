@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.pagination import Cursor, Page, keyset, page_of
+from api.pagination import Cursor, Page, paginate
 from shared.models import Delivery
 from shared.queries.deliveries import outcome_counts
 
@@ -32,6 +32,7 @@ def list_deliveries(
         stmt = stmt.where(Delivery.received_at >= filters.since)
     if filters.until is not None:
         stmt = stmt.where(Delivery.received_at < filters.until)
-    rows = session.scalars(keyset(stmt, Delivery.received_at, Delivery.id, cursor, limit)).all()
-    page = page_of(rows, limit, lambda delivery: (delivery.received_at, delivery.id))
+    page: Page[Delivery] = paginate(
+        session, stmt, Delivery.received_at, Delivery.id, cursor=cursor, limit=limit
+    )
     return page, outcome_counts(session, [delivery.id for delivery in page.rows])

@@ -10,7 +10,7 @@ from sqlalchemy import ColumnElement, exists, func, select
 from sqlalchemy.orm import Session, defer, selectinload
 
 from api.filters import has_address, lower_equals
-from api.pagination import Cursor, Page, keyset, page_of
+from api.pagination import Cursor, Page, paginate
 from shared.models import Attachment, Email
 
 
@@ -63,8 +63,9 @@ def list_emails(
         .options(defer(Email.text_body), defer(Email.html_body), defer(Email.headers))
         .where(*_email_conditions(filters))
     )
-    rows = session.scalars(keyset(stmt, Email.received_at, Email.id, cursor, limit)).all()
-    page = page_of(rows, limit, lambda email: (email.received_at, email.id))
+    page: Page[Email] = paginate(
+        session, stmt, Email.received_at, Email.id, cursor=cursor, limit=limit
+    )
     return page, attachment_counts(session, [email.id for email in page.rows])
 
 

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.filters import lower_equals
-from api.pagination import Cursor, Page, keyset, page_of
+from api.pagination import Cursor, Page, paginate
 from shared.models import Event
 
 
@@ -33,5 +33,4 @@ def list_events(
         stmt = stmt.where(Event.occurred_at >= filters.since)
     if filters.until is not None:
         stmt = stmt.where(Event.occurred_at < filters.until)
-    rows = session.scalars(keyset(stmt, Event.created_at, Event.id, cursor, limit)).all()
-    return page_of(rows, limit, lambda event: (event.created_at, event.id))
+    return paginate(session, stmt, Event.created_at, Event.id, cursor=cursor, limit=limit)

@@ -53,8 +53,8 @@ def test_the_api_serves_the_alerting_gauges(api: str, base_settings: Settings) -
         value(text, "kave_inbound_silence_threshold_seconds")
         == base_settings.inbound_silence_alert_seconds
     )
-    assert value(text, "kave_pipeline_metrics_source_up", source="postgresql") == 1
-    assert value(text, "kave_pipeline_metrics_source_up", source="redis") == 1
+    assert value(text, "kave_api_metrics_source_up", source="postgresql") == 1
+    assert value(text, "kave_api_metrics_source_up", source="redis") == 1
     assert value(text, "kave_queue_oldest_task_age_seconds", queue=base_settings.queue_name) >= 0
     assert 'kave_inbound_last_email_age_seconds{domain="all"}' in text
 

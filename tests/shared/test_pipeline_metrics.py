@@ -98,7 +98,7 @@ def test_silence_gauge_crosses_the_threshold_without_mail_and_drops_with_it(
     # The silent domain stays silent: a per-domain series shows which inbound broke.
     still = gauge(registry, "kave_inbound_last_email_age_seconds", domain="example.com")
     assert still > THRESHOLD
-    assert scrape(registry, "kave_pipeline_metrics_source_up", source="postgresql") == 1
+    assert scrape(registry, "kave_api_metrics_source_up", source="postgresql") == 1
 
 
 def test_domains_are_bounded_to_the_busiest(registry: CollectorRegistry, clean_db: Engine) -> None:
@@ -123,7 +123,7 @@ def test_queue_age_is_the_oldest_waiting_task(
     registry: CollectorRegistry, base_settings: Settings, queue_name: str
 ) -> None:
     assert scrape(registry, "kave_queue_oldest_task_age_seconds", queue=queue_name) == 0.0
-    assert scrape(registry, "kave_pipeline_metrics_source_up", source="redis") == 1
+    assert scrape(registry, "kave_api_metrics_source_up", source="redis") == 1
 
     # Published the way the receiver publishes, to a queue no worker consumes.
     app = Celery("test-pipeline-metrics")
@@ -147,6 +147,9 @@ def test_queue_age_is_the_oldest_waiting_task(
     try:
         oldest = gauge(registry, "kave_queue_oldest_task_age_seconds", queue=queue_name)
         assert 600 <= oldest < 660
+        # The backlog gauges read the same queue in the same scrape.
+        assert gauge(registry, "kave_queue_depth", queue=queue_name) == 3
+        assert 600 <= gauge(registry, "kave_oldest_unfinished_delivery_age_seconds") < 660
     finally:
         app.close()
 
@@ -155,5 +158,9 @@ def test_unreachable_sources_leave_their_series_out(clean_db: Engine) -> None:
     registry = CollectorRegistry()
     dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)
     PipelineCollector(clean_db, dead, "kave").register(registry)
-    assert scrape(registry, "kave_pipeline_metrics_source_up", source="redis") == 0
+    assert scrape(registry, "kave_api_metrics_source_up", source="redis") == 0
     assert scrape(registry, "kave_queue_oldest_task_age_seconds", queue="kave") is None
+    # The backlog gauges of that source read NaN; PostgreSQL's still answer.
+    assert math.isnan(gauge(registry, "kave_queue_depth", queue="kave"))
+    assert scrape(registry, "kave_api_metrics_source_up", source="postgresql") == 1
+    assert gauge(registry, "kave_dead_letters_open") == 0
