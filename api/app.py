@@ -59,7 +59,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.producer = producer
     app.state.rate_limits = ApiRateLimits.build(settings, redis)
     # The pipeline gauges (backlog, queue age, inbound silence) are read at scrape time
-    # with a blocking Redis client of their own; /metrics renders them in a thread.
+    # with a blocking Redis client of their own; /metrics renders them in a thread, and
+    # the (sync) erasure route removes the receiver's body copies with it.
     pipeline_redis = SyncRedis.from_url(
         settings.require_redis_url(),
         socket_timeout=settings.metrics_query_timeout_seconds,
@@ -73,6 +74,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         timeout=settings.metrics_query_timeout_seconds,
     ).register(app.state.metrics.registry)
     audit_collector = AuditCollector(engine).register(app.state.metrics.registry)
+    app.state.blocking_redis = pipeline_redis
     try:
         yield
     finally:

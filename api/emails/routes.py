@@ -194,6 +194,7 @@ def erase_email(
             actor=f"api:user:{user.id}",
             grace_seconds=settings.orphan_grace_seconds,
             email_id=email_id,
+            redis=request.app.state.blocking_redis,
         )
     except NothingToEraseError:
         raise NotFoundError(f"no email {email_id}") from None

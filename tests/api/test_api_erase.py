@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import redis
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
 
+from shared.contract import payload_redis_key
 from shared.models import Attachment, Email, Erasure, User
 from shared.settings import Settings
 from tests.api.conftest import Rows, get_token
@@ -20,6 +22,8 @@ def test_only_admins_erase_and_shared_attachments_stay_until_the_last_email(
     make_user: Callable[..., User],
     rows: Rows,
     clean_db: Engine,
+    *,
+    redis_client: redis.Redis,
 ) -> None:
     client = make_client(derive_settings(api_settings, orphan_grace_seconds=0))
     make_user("ops")
@@ -40,6 +44,8 @@ def test_only_admins_erase_and_shared_attachments_stay_until_the_last_email(
     assert "admin" in refused.json()["message"]
     assert client.get(f"/api/v1/emails/{first.id}", headers=ops).status_code == 200
 
+    # A copy of the batch body the receiver left in Redis (as after a dead letter).
+    redis_client.set(payload_redis_key(first.delivery_id), b"mandrill_events=...")
     erased = client.delete(f"/api/v1/emails/{first.id}", headers=boss)
     assert erased.status_code == 200, erased.text
     body = erased.json()
@@ -49,6 +55,7 @@ def test_only_admins_erase_and_shared_attachments_stay_until_the_last_email(
     assert body["objects_deferred"] == 0
     assert client.get(f"/api/v1/emails/{first.id}", headers=ops).status_code == 404
     assert not rows.store.exists(first.raw_key)
+    assert not redis_client.exists(payload_redis_key(first.delivery_id))
     assert rows.store.exists(key)
     attachment = client.get(f"/api/v1/emails/{second.id}", headers=ops).json()["attachments"][0]
     assert client.get(attachment["content_url"], headers=ops).content == shared[2]
