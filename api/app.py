@@ -27,7 +27,6 @@ from api.metrics import ApiMetrics, RequestMetricsMiddleware
 from api.ratelimit import ApiRateLimits
 from api.tokens import routes as tokens
 from shared.db import make_engine, make_session_factory
-from shared.lifecycle.audit_metrics import AuditCollector
 from shared.logging import configure_logging
 from shared.objectstore import make_object_store
 from shared.pipeline_metrics import PipelineCollector
@@ -73,13 +72,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         silence_threshold_seconds=settings.inbound_silence_alert_seconds,
         timeout=settings.metrics_query_timeout_seconds,
     ).register(app.state.metrics.registry)
-    audit_collector = AuditCollector(engine).register(app.state.metrics.registry)
     app.state.blocking_redis = pipeline_redis
     try:
         yield
     finally:
         app.state.metrics.registry.unregister(pipeline_collector)
-        app.state.metrics.registry.unregister(audit_collector)
         pipeline_redis.close()
         await redis.aclose()
         producer.close()

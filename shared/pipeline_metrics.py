@@ -31,6 +31,9 @@ Series (deploy/prometheus/kave-rules.yml alerts on them):
   ever stored: a deployment whose mail never arrives is as broken as one where it stopped.
 - ``kave_inbound_silence_threshold_seconds``: how long inbound mail may be silent before
   the ``KaveNoInboundMail`` alert fires (configurable here, not in the rules file).
+- ``kave_audit_inconsistencies{kind}``, ``kave_audit_last_run_timestamp_seconds``: what
+  the newest ``kave audit`` run left (after ``--repair``) and when it finished (alert on
+  both, or a stopped audit looks clean forever); no series before the first run.
 - ``kave_api_metrics_source_up{source}``: 1 if the last scrape could read that source
   (redis, postgresql), else 0: the backlog gauges of that source are then NaN and its
   alerting series (queue age, inbound silence) are left out.
@@ -52,7 +55,9 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from redis import Redis
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, select, text
+
+from shared.models import AuditRun
 
 log = structlog.get_logger(__name__)
 
@@ -95,6 +100,7 @@ class _Database:
     dead_letters_open: int
     all_age: float  # +Inf when no email was ever stored
     by_domain: list[tuple[str, float]]
+    last_audit: Any  # the newest audit_runs row (finished_at, counts), or None
 
 
 @dataclass(frozen=True)
@@ -108,6 +114,8 @@ class _Families:
     inbound: GaugeMetricFamily
     threshold: GaugeMetricFamily
     source_up: GaugeMetricFamily
+    audit_inconsistencies: GaugeMetricFamily
+    audit_last_run: GaugeMetricFamily
 
     def all(self) -> list[GaugeMetricFamily]:
         return list(vars(self).values())
@@ -160,6 +168,10 @@ class PipelineCollector(Collector):
             f.inbound.add_metric([ALL_DOMAINS], database.all_age)
             for domain, age in database.by_domain:
                 f.inbound.add_metric([domain], age)
+            if database.last_audit is not None:
+                for kind, count in sorted(database.last_audit.counts.items()):
+                    f.audit_inconsistencies.add_metric([kind], float(count))
+                f.audit_last_run.add_metric([], database.last_audit.finished_at.timestamp())
         f.threshold.add_metric([], self.silence_threshold_seconds)
         yield from f.all()
 
@@ -209,6 +221,15 @@ class PipelineCollector(Collector):
                 "(its backlog gauges are then NaN and its alerting series left out)",
                 labels=["source"],
             ),
+            audit_inconsistencies=GaugeMetricFamily(
+                "kave_audit_inconsistencies",
+                "Inconsistencies the last `kave audit` left (after --repair), by kind",
+                labels=["kind"],
+            ),
+            audit_last_run=GaugeMetricFamily(
+                "kave_audit_last_run_timestamp_seconds",
+                "When the last `kave audit` finished (Unix time)",
+            ),
         )
 
     def _read_queue(self) -> _Queue | None:
@@ -238,6 +259,11 @@ class PipelineCollector(Collector):
                     _DOMAIN_AGES,
                     {"lookback": self.domain_lookback_seconds, "top": self.top_domains},
                 ).all()
+                last_audit = connection.execute(
+                    select(AuditRun.finished_at, AuditRun.counts)
+                    .order_by(AuditRun.finished_at.desc())
+                    .limit(1)
+                ).one_or_none()
                 connection.rollback()
         except Exception as exc:
             log.warning("metrics.source_failed", source="postgresql", error_type=type(exc).__name__)
@@ -248,6 +274,7 @@ class PipelineCollector(Collector):
             dead_letters_open=int(dead_letters),
             all_age=math.inf if all_age is None else max(0.0, float(all_age)),
             by_domain=[(str(domain), max(0.0, float(age))) for domain, age in rows if domain],
+            last_audit=last_audit,
         )
 
 
