@@ -28,6 +28,7 @@ from kave.devstack import (
     child_env,
     derive_settings,
     free_port,
+    s3_server,
     stop_process,
     wait_until,
 )
@@ -115,10 +116,7 @@ def postgres_server() -> Iterator[str]:
     """An admin URL of a PostgreSQL server: the machine's, else an embedded one."""
     url = os.environ.get("KAVE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
     with ExitStack() as exits:
-        if devstack.postgres_answers(url):
-            yield url
-            return
-        data_dir = shared_temp_dir(exits, "kave-test-pg-") / "postgres"
+        data_dir = shared_temp_dir(exits, "kave-test-pg-") / "postgres"  # used if embedded
         yield exits.enter_context(devstack.postgres_server(url, data_dir))
 
 
@@ -153,15 +151,6 @@ def redis_server(tmp: Path) -> Iterator[str]:
         return
     redis.Redis.from_url(url).flushdb()
     yield url
-
-
-# --- S3 (moto server) ---------------------------------------------------------------
-
-
-@contextmanager
-def s3_server() -> Iterator[str]:
-    with devstack.s3_server() as endpoint:
-        yield endpoint
 
 
 # --- processes ----------------------------------------------------------------------
