@@ -16,27 +16,11 @@ import httpx
 import psutil
 
 from bench import payloads
+from bench.rss import reset_peak, status_bytes
 from bench.stack import celery_worker, settings_env, uvicorn
 from bench.worker_bench import engine_for, enqueue_all, wait_processed
 from shared.settings import Settings
 from shared.webhook import WEBHOOK_PATH
-
-
-def _status(pid: int) -> dict[str, int]:
-    values: dict[str, int] = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        name, _, rest = line.partition(":")
-        if name in ("VmRSS", "VmHWM"):
-            values[name] = int(rest.split()[0]) * 1024
-    return values
-
-
-def _reset_peak(pid: int) -> bool:
-    try:
-        Path(f"/proc/{pid}/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
 
 
 def _post(base: str, signed: payloads.SignedBody) -> None:
@@ -61,10 +45,10 @@ def run(settings: Settings, tmp: Path, progress: Any = print) -> dict[str, Any]:
         process,
     ):
         _post(base, small)
-        idle = _status(process.pid)["VmRSS"]
-        exact = _reset_peak(process.pid)
+        idle = status_bytes(process.pid, "VmRSS")
+        exact = reset_peak(process.pid)
         _post(base, big)
-        peak = _status(process.pid)["VmHWM"]
+        peak = status_bytes(process.pid, "VmHWM")
         processes.append(
             {
                 "name": "receiver (uvicorn, 1 process)",
@@ -82,11 +66,11 @@ def run(settings: Settings, tmp: Path, progress: Any = print) -> dict[str, Any]:
         wait_processed(engine, ids, timeout=120)
         children = psutil.Process(worker.pid).children()
         child = children[0].pid
-        idle = _status(child)["VmRSS"]
-        exact = _reset_peak(child)
+        idle = status_bytes(child, "VmRSS")
+        exact = reset_peak(child)
         _, ids = enqueue_all(settings, [big.body])
         _, failed = wait_processed(engine, ids, timeout=300)
-        peak = _status(child)["VmHWM"]
+        peak = status_bytes(child, "VmHWM")
         processes.append(
             {
                 "name": "worker (pool child)",

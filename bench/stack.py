@@ -28,7 +28,7 @@ from pathlib import Path
 import redis
 
 from kave import devstack
-from kave.devstack import EmbeddedRedis, child_env, free_port, wait_until
+from kave.devstack import EmbeddedRedis, child_env, free_port, s3_server, wait_until
 
 __all__ = [
     "REPO",
@@ -110,15 +110,6 @@ def postgres_database(tmp: Path) -> Iterator[str]:
     ):
         upgrade_to_head(url)
         yield url
-
-
-# --- S3 (moto server) ---------------------------------------------------------------
-
-
-@contextmanager
-def s3_server(log_path: Path) -> Iterator[str]:
-    with devstack.s3_server(log_path) as endpoint:
-        yield endpoint
 
 
 # --- processes ----------------------------------------------------------------------

@@ -94,11 +94,13 @@ def run_pipeline(
         upgrade_to_head(database_url)
 
         effective, chosen = _effective_settings(settings, var_dir, port, database_url, redis_url)
-        flower_auth = (
-            settings.flower_basic_auth.get_secret_value()
-            if settings.flower_basic_auth
-            else "kave:" + dev_secret(var_dir / "dev-flower-password")
-        )
+        # Only a password made up here is shown: a configured one is the operator's secret.
+        if settings.flower_basic_auth:
+            flower_auth = settings.flower_basic_auth.get_secret_value()
+            flower_shown = "as configured"
+        else:
+            flower_auth = "kave:" + dev_secret(var_dir / "dev-flower-password")
+            flower_shown = f"user:password {flower_auth}"
         stack.callback(env_file.unlink, missing_ok=True)
         write_env_file(env_file, chosen)
 
@@ -126,7 +128,7 @@ def run_pipeline(
             f"  API           http://127.0.0.1:{api_port}  (docs: /api/v1/docs)\n"
             f"  webhook URL   {','.join(effective.mandrill_webhook_urls)}\n"
             f"  webhook key   {webhook_key}\n"
-            f"  Flower        http://127.0.0.1:{flower_port}  (user:password {flower_auth})\n"
+            f"  Flower        http://127.0.0.1:{flower_port}  ({flower_shown})\n"
             f"  data          {var_dir}\n"
             f"  try           kave send {_example_path()} && kave emails\n",
             flush=True,

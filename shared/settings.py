@@ -68,10 +68,6 @@ def parse_rate(value: str) -> RateLimit:
     return RateLimit(int(match.group(1)), _PERIODS[match.group(2)])
 
 
-# A signing key shorter than this is refused in production (shared/secret_strength.py).
-JWT_SECRET_MIN_LENGTH = SIGNING_KEY_MIN_LENGTH
-
-
 class SettingsError(RuntimeError):
     """The configuration cannot work; the message says which variable to set."""
 
@@ -234,17 +230,6 @@ class Settings(BaseSettings):
     # How often Celery beat sweeps the outbox for pending dispatches (crash recovery).
     handoff_sweep_interval_seconds: float = Field(default=10.0, gt=0)
 
-    @field_validator("handoff_routes_file", mode="before")
-    @classmethod
-    def _empty_routes_file_is_unset(cls, value: object) -> object:
-        return None if value == "" else value
-
-    @field_validator("worker_metrics_dir", mode="before")
-    @classmethod
-    def _empty_metrics_dir_is_unset(cls, value: object) -> object:
-        # KAVE_WORKER_METRICS_DIR= (as in .env.example) means unset, not the working dir.
-        return None if value == "" else value
-
     # --- management API -------------------------------------------------------------
     # Signs the API's access tokens (HS256). Required in production: at least 32
     # characters and not a placeholder. In development and test, when unset, every process
@@ -284,10 +269,14 @@ class Settings(BaseSettings):
         "flower_basic_auth",
         "s3_access_key_id",
         "s3_secret_access_key",
+        "worker_metrics_dir",
+        "handoff_routes_file",
         mode="before",
     )
     @classmethod
-    def _empty_key_is_unset(cls, value: object) -> object:
+    def _empty_is_unset(cls, value: object) -> object:
+        # KAVE_X= (as in .env.example) means unset: not an empty secret, and not the
+        # working directory for a path.
         return None if value == "" else value
 
     @field_validator("rate_limit_token", "rate_limit_api", "rate_limit_webhook_signature_failures")

@@ -8,15 +8,14 @@ from pathlib import Path
 
 import pytest
 import redis
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from shared.db import make_engine
 from shared.migrate import upgrade_to_head
-from shared.models import Base
 from shared.objectstore import S3ObjectStore, make_s3_client
 from shared.settings import Settings
 from tests import services
-from tests.services import S3_BUCKET, TEST_WEBHOOK_KEY, TEST_WEBHOOK_URL
+from tests.services import S3_BUCKET
 
 
 @pytest.fixture(scope="session")
@@ -52,23 +51,9 @@ def s3_endpoint() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def base_settings(database_url: str, redis_url: str, s3_endpoint: str) -> Settings:
-    settings = Settings(
-        _env_file=None,
-        env="test",
-        database_url=database_url,
-        redis_url=redis_url,
-        object_store="s3",
-        s3_bucket=S3_BUCKET,
-        s3_endpoint_url=s3_endpoint,
-        s3_access_key_id="test",
-        s3_secret_access_key="test",  # moto accepts anything
-        mandrill_webhook_urls=[TEST_WEBHOOK_URL],
-        mandrill_webhook_keys=[TEST_WEBHOOK_KEY],
-        queue_name=f"kave-test-{uuid.uuid4().hex[:8]}",
-        log_format="json",
+    return services.pipeline_settings(
+        database_url, redis_url, s3_endpoint, queue_name=f"kave-test-{uuid.uuid4().hex[:8]}"
     )
-    make_s3_client(settings).create_bucket(Bucket=S3_BUCKET)
-    return settings
 
 
 @pytest.fixture(scope="session")
@@ -91,9 +76,7 @@ def redis_client(redis_url: str) -> redis.Redis:
 @pytest.fixture
 def clean_db(engine: Engine) -> Engine:
     """Empty every table; the workers of a test commit, so rollbacks cannot isolate."""
-    tables = ", ".join(f'"{table.name}"' for table in reversed(Base.metadata.sorted_tables))
-    with engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    services.truncate_all(engine)
     return engine
 
 

@@ -17,8 +17,10 @@ import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
 import redis
+from sqlalchemy import Engine, text
 
 from kave import devstack
 from kave.devstack import (
@@ -26,9 +28,12 @@ from kave.devstack import (
     child_env,
     derive_settings,
     free_port,
+    s3_server,
     stop_process,
     wait_until,
 )
+from shared.models import Base
+from shared.objectstore import make_s3_client
 from shared.settings import Settings
 from shared.webhook import WEBHOOK_PATH
 
@@ -43,6 +48,7 @@ __all__ = [
     "derive_settings",
     "free_port",
     "fresh_database",
+    "pipeline_settings",
     "postgres_server",
     "receiver_process",
     "redis_server",
@@ -50,6 +56,7 @@ __all__ = [
     "shared_temp_dir",
     "spawn_worker",
     "stop_process",
+    "truncate_all",
     "wait_until",
     "worker_process",
 ]
@@ -78,6 +85,29 @@ def shared_temp_dir(exits: ExitStack, prefix: str) -> Path:
     return path
 
 
+def pipeline_settings(
+    database_url: str, redis_url: str, s3_endpoint: str, **overrides: Any
+) -> Settings:
+    """The settings of a test pipeline on these services, its bucket created; moto
+    accepts any S3 key. ``overrides`` change or add values (a queue, short clocks)."""
+    values: dict[str, Any] = {
+        "env": "test",
+        "database_url": database_url,
+        "redis_url": redis_url,
+        "object_store": "s3",
+        "s3_bucket": S3_BUCKET,
+        "s3_endpoint_url": s3_endpoint,
+        "s3_access_key_id": "test",
+        "s3_secret_access_key": "test",
+        "mandrill_webhook_urls": [TEST_WEBHOOK_URL],
+        "mandrill_webhook_keys": [TEST_WEBHOOK_KEY],
+        "log_format": "json",
+    }
+    settings = Settings(_env_file=None, **{**values, **overrides})
+    make_s3_client(settings).create_bucket(Bucket=S3_BUCKET)
+    return settings
+
+
 # --- PostgreSQL ---------------------------------------------------------------------
 
 
@@ -86,10 +116,7 @@ def postgres_server() -> Iterator[str]:
     """An admin URL of a PostgreSQL server: the machine's, else an embedded one."""
     url = os.environ.get("KAVE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
     with ExitStack() as exits:
-        if devstack.postgres_answers(url):
-            yield url
-            return
-        data_dir = shared_temp_dir(exits, "kave-test-pg-") / "postgres"
+        data_dir = shared_temp_dir(exits, "kave-test-pg-") / "postgres"  # used if embedded
         yield exits.enter_context(devstack.postgres_server(url, data_dir))
 
 
@@ -98,6 +125,13 @@ def fresh_database(admin_url: str) -> Iterator[str]:
     """A new, empty database on the server, dropped afterwards."""
     with devstack.scratch_database(admin_url, prefix="kave_test") as url:
         yield url
+
+
+def truncate_all(engine: Engine) -> None:
+    """Empty every table; the workers of a test commit, so rollbacks cannot isolate."""
+    tables = ", ".join(f'"{table.name}"' for table in reversed(Base.metadata.sorted_tables))
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
 
 
 # --- Redis --------------------------------------------------------------------------
@@ -117,15 +151,6 @@ def redis_server(tmp: Path) -> Iterator[str]:
         return
     redis.Redis.from_url(url).flushdb()
     yield url
-
-
-# --- S3 (moto server) ---------------------------------------------------------------
-
-
-@contextmanager
-def s3_server() -> Iterator[str]:
-    with devstack.s3_server() as endpoint:
-        yield endpoint
 
 
 # --- processes ----------------------------------------------------------------------

@@ -14,32 +14,23 @@ The webhook path and the signed-request builder live in ``shared`` (``shared.web
 ``shared.mandrill_signature.signed_form``), where the receiver can use them too.
 """
 
-from kave.devstack.commands import (
-    PYTHON,
-    celery_worker_command,
-    flower_command,
-    moto_command,
-    uvicorn_command,
-)
-from kave.devstack.databases import postgres_answers, postgres_server, scratch_database
+from kave.devstack.commands import celery_worker_command, flower_command, uvicorn_command
+from kave.devstack.databases import postgres_server, scratch_database
 from kave.devstack.embedded import EmbeddedPostgres, EmbeddedRedis
 from kave.devstack.environment import child_env, derive_settings
 from kave.devstack.processes import (
     DevStackError,
     free_port,
     running,
-    spawn,
     start_celery_worker,
     stop_process,
     uvicorn_server,
     wait_for_http,
-    wait_for_log,
     wait_until,
 )
 from kave.devstack.s3 import MotoServer, s3_server
 
 __all__ = [
-    "PYTHON",
     "DevStackError",
     "EmbeddedPostgres",
     "EmbeddedRedis",
@@ -49,18 +40,14 @@ __all__ = [
     "derive_settings",
     "flower_command",
     "free_port",
-    "moto_command",
-    "postgres_answers",
     "postgres_server",
     "running",
     "s3_server",
     "scratch_database",
-    "spawn",
     "start_celery_worker",
     "stop_process",
     "uvicorn_command",
     "uvicorn_server",
     "wait_for_http",
-    "wait_for_log",
     "wait_until",
 ]

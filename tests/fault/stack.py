@@ -17,16 +17,15 @@ from pathlib import Path
 
 import psutil
 import redis
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from kave.devstack import EmbeddedPostgres, EmbeddedRedis, MotoServer
 from shared.db import make_engine
 from shared.migrate import upgrade_to_head
-from shared.models import Base
 from shared.objectstore import S3ObjectStore, make_s3_client
 from shared.settings import Settings
 from tests import services
-from tests.services import S3_BUCKET, TEST_WEBHOOK_KEY, TEST_WEBHOOK_URL, free_port
+from tests.services import S3_BUCKET, free_port
 
 
 class RestartablePostgres(EmbeddedPostgres):
@@ -110,9 +109,7 @@ class FaultStack:
 
     def reset(self) -> None:
         """Empty tables, queue and markers between scenarios."""
-        tables = ", ".join(f'"{t.name}"' for t in reversed(Base.metadata.sorted_tables))
-        with self.engine.begin() as conn:
-            conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        services.truncate_all(self.engine)
         redis.Redis.from_url(self.settings.require_redis_url()).flushdb()
         store = self.object_store
         for page in store.client.get_paginator("list_objects_v2").paginate(Bucket=store.bucket):
@@ -133,21 +130,13 @@ def build_stack(root: Path, stack: ExitStack) -> FaultStack:
     stack.callback(s3.close)
 
     upgrade_to_head(database_url)
-    settings = Settings(
-        _env_file=None,
-        env="test",
-        database_url=database_url,
-        redis_url=redis_url,
-        object_store="s3",
-        s3_bucket=S3_BUCKET,
-        s3_endpoint_url=s3.endpoint,
-        s3_access_key_id="test",
-        s3_secret_access_key="test",
+    settings = services.pipeline_settings(
+        database_url,
+        redis_url,
+        s3.endpoint,
         s3_connect_timeout_seconds=1,
         s3_read_timeout_seconds=2,
         s3_max_attempts=1,
-        mandrill_webhook_urls=[TEST_WEBHOOK_URL],
-        mandrill_webhook_keys=[TEST_WEBHOOK_KEY],
         queue_name="kave-fault",
         # Short clocks so that each recovery path happens within a test's time.
         visibility_timeout_seconds=25,
@@ -155,9 +144,7 @@ def build_stack(root: Path, stack: ExitStack) -> FaultStack:
         unacked_restore_interval_seconds=1,
         retry_backoff_max_seconds=2,
         db_pool_timeout_seconds=2,
-        log_format="json",
     )
-    make_s3_client(settings).create_bucket(Bucket=S3_BUCKET)
     engine = make_engine(settings)
     stack.callback(engine.dispose)
     fault_stack = FaultStack(

@@ -8,8 +8,6 @@ duplicate deliveries, to real workers, on services started by this suite.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -26,6 +24,7 @@ from shared.models import DeadLetter, DeliveryEvent
 from tests import services
 from tests.fault.stack import FaultStack, build_stack
 from tests.fault.traffic import Batch, Ledger, make_batch
+from tests.kave.support import kave
 from tests.services import REPO, child_env, wait_until
 
 pytestmark = pytest.mark.fault
@@ -71,15 +70,7 @@ def send_all(ledger: Ledger, items: list[Batch]) -> None:
 def assert_audit_clean(stack: FaultStack) -> None:
     """Every scenario ends with `kave audit` clean: no object without a row, no row
     without its object, no delivery without a result (no grace: all work is done)."""
-    audit = subprocess.run(
-        [sys.executable, "-m", "kave.cli", "audit", "--grace", "0"],
-        env=child_env(stack.settings),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    audit = kave(["audit", "--grace", "0"], child_env(stack.settings))
     assert audit.returncode == 0, audit.stdout + audit.stderr
 
 
@@ -250,15 +241,7 @@ def test_a_delivery_that_keeps_killing_its_worker_is_dead_lettered(
     finally:
         fresh.s3.resume()
 
-    replay = subprocess.run(
-        [sys.executable, "-m", "kave.cli", "replay", "--all", "--error-class", "worker_lost"],
-        env=child_env(fresh.settings),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    replay = kave(["replay", "--all", "--error-class", "worker_lost"], child_env(fresh.settings))
     assert replay.returncode == 0, replay.stdout + replay.stderr
     send_all(ledger, batches(count=20))  # and the pipeline goes on as normal
     ledger.wait_until_finished(timeout=120)

@@ -82,7 +82,11 @@ def test_api_tokens_outlive_a_restart(tmp_path: Path) -> None:
 
     secret = tmp_path / "var" / "dev-jwt-secret"
     assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    # This time with Flower's password configured: `kave run` must not print it.
+    flower_password = "configured-flower-x9Qm2vL7"
+    env = {**env, "FLOWER_BASIC_AUTH": f"ops:{flower_password}"}
     with kave_run(tmp_path, env, "second.log") as second:
+        assert flower_password not in second.output
         emails = httpx.get(
             second.api_base + "/api/v1/emails",
             headers={"Authorization": f"Bearer {token}"},

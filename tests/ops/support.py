@@ -1,18 +1,33 @@
-"""Helpers of the operations tests: log lines, Prometheus samples, unique events."""
+"""Helpers of the operations tests: log lines, Prometheus samples, unique events, and
+the policy scripts of scripts/ loaded as modules."""
 
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import re
 import uuid
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.webhooks import fixture_events
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def load_script(name: str) -> ModuleType:
+    """``scripts/<name>.py`` as a module (scripts/ is not a package: the checks run as files)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def json_lines(path: Path) -> list[dict[str, Any]]:

@@ -11,10 +11,8 @@ without the password, two copies of one password that differ. And that every sec
 from __future__ import annotations
 
 import copy
-import importlib.util
 import re
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -28,22 +26,9 @@ from shared.secret_strength import (
     weakness,
 )
 from shared.settings import Settings
+from tests.ops.support import ROOT, load_script
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def load_policy() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "check_containers_policy", ROOT / "scripts" / "check_containers_policy.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-policy = load_policy()
+policy = load_script("check_containers_policy")
 
 
 def raw_compose() -> Any:

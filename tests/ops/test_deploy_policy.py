@@ -10,32 +10,18 @@ field, and an alert or dashboard query on a metric Kave does not export.
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import shutil
 import subprocess
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.ops.support import ROOT, load_script
 
-
-def load_policy() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "check_deploy_policy", ROOT / "scripts" / "check_deploy_policy.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-policy = load_policy()
+policy = load_script("check_deploy_policy")
 
 
 @pytest.fixture(scope="module")
