@@ -211,7 +211,8 @@ class Settings(BaseSettings):
     # multiprocess mode). Empty: a fresh temporary directory per node. Never share one
     # directory between nodes; it is emptied when the node starts.
     worker_metrics_dir: Path | None = None
-    # Time the API's /metrics gives each of its Redis and PostgreSQL queries (the backlog).
+    # Time the API's /metrics gives its Redis read and its PostgreSQL queries (the pipeline
+    # collector: backlog, alerting and audit gauges).
     metrics_query_timeout_seconds: float = Field(default=2.0, gt=0)
     # How long inbound mail may be silent before the KaveNoInboundMail alert fires
     # (published as kave_inbound_silence_threshold_seconds; deploy/prometheus reads it).
