@@ -6,7 +6,7 @@ import io
 
 from fastapi import Request
 
-from receiver.errors import BadRequestError, PayloadTooLargeError
+from shared.web.errors import BadRequestError, PayloadTooLargeError
 
 
 def _too_large(limit: int) -> PayloadTooLargeError:

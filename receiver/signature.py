@@ -39,14 +39,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import Scope
 
 from receiver.body import read_body_limited
-from receiver.errors import (
-    ApiError,
-    BadRequestError,
-    PayloadTooLargeError,
-    ServiceUnavailableError,
-    UnauthorizedError,
-    UnsupportedMediaTypeError,
-)
 from receiver.webhook_limit import WebhookFailureLimit
 from shared.formdata import (
     EVENTS_FIELD,
@@ -60,6 +52,14 @@ from shared.formdata import (
 )
 from shared.mandrill_signature import body_signature_matches
 from shared.settings import MANDRILL_TEST_KEY, Settings
+from shared.web.errors import (
+    ApiError,
+    BadRequestError,
+    PayloadTooLargeError,
+    ServiceUnavailableError,
+    UnauthorizedError,
+    UnsupportedMediaTypeError,
+)
 
 log = structlog.get_logger(__name__)
 

@@ -43,9 +43,9 @@ from fastapi import Request
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from receiver.errors import TooManyRequestsError
 from shared.client_address import client_address
 from shared.settings import RateLimit, Settings, parse_rate
+from shared.web.errors import TooManyRequestsError
 
 log = structlog.get_logger(__name__)
 
