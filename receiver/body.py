@@ -9,7 +9,7 @@ from fastapi import Request
 from shared.web.errors import BadRequestError, PayloadTooLargeError
 
 
-def _too_large(limit: int) -> PayloadTooLargeError:
+def payload_too_large(limit: int) -> PayloadTooLargeError:
     return PayloadTooLargeError(
         f"request body exceeds {limit} bytes; raise KAVE_MAX_BODY_BYTES if such mail is expected"
     )
@@ -25,7 +25,7 @@ async def read_body_limited(request: Request, limit: int) -> bytes:
             raise BadRequestError("Content-Length is not a number") from None
         # Refuse before reading a byte: a client announcing 1 GB gets its answer at once.
         if declared_size > limit:
-            raise _too_large(limit)
+            raise payload_too_large(limit)
     # One chunk is the whole body of most requests: keep it as it is. Larger bodies are
     # written into a BytesIO, whose getvalue() hands its buffer over as the bytes object:
     # a 55 MB body costs 55 MB, not the 110 MB that joining a list of chunks costs at its
@@ -40,7 +40,7 @@ async def read_body_limited(request: Request, limit: int) -> bytes:
             continue
         received += len(chunk)
         if received > limit:
-            raise _too_large(limit)
+            raise payload_too_large(limit)
         if buffer is not None:
             buffer.write(chunk)
         elif not first:

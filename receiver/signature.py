@@ -38,7 +38,7 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Scope
 
-from receiver.body import read_body_limited
+from receiver.body import payload_too_large, read_body_limited
 from receiver.webhook_limit import WebhookFailureLimit
 from shared.formdata import (
     EVENTS_FIELD,
@@ -156,17 +156,11 @@ def _check_before_reading(request: Request, settings: Settings) -> str:
                 Verdict.BAD_FORM, BadRequestError("Content-Length is not a number")
             ) from None
         if too_large:
-            raise Refused(Verdict.TOO_LARGE, _too_large(settings.max_body_bytes))
+            raise Refused(Verdict.TOO_LARGE, payload_too_large(settings.max_body_bytes))
     signature = request.headers.get(SIGNATURE_HEADER)
     if not signature:
         raise Refused(Verdict.MISSING, UnauthorizedError(f"missing {SIGNATURE_HEADER} header"))
     return signature
-
-
-def _too_large(limit: int) -> PayloadTooLargeError:
-    return PayloadTooLargeError(
-        f"request body exceeds {limit} bytes; raise KAVE_MAX_BODY_BYTES if such mail is expected"
-    )
 
 
 # --- the body (pure: runs on the loop or in a thread) -----------------------------------
