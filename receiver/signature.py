@@ -137,8 +137,9 @@ def _record(request: Request, verdict: Verdict) -> None:
 # --- before the body is read ----------------------------------------------------------
 
 
-def _check_before_reading(request: Request, settings: Settings) -> str:
-    """The signature header, once media type, declared size and header are acceptable."""
+def _check_before_reading(request: Request, settings: Settings) -> tuple[str, int | None]:
+    """The signature header and the declared length (None without Content-Length), once
+    media type, declared length and header are acceptable."""
     content_type = request.headers.get("content-type", "")
     if content_type.split(";", 1)[0].strip().lower() != FORM_MEDIA_TYPE:
         raise Refused(
@@ -149,19 +150,20 @@ def _check_before_reading(request: Request, settings: Settings) -> str:
             ),
         )
     declared = request.headers.get("content-length")
+    declared_size: int | None = None
     if declared is not None:
         try:
-            too_large = int(declared) > settings.max_body_bytes
+            declared_size = int(declared)
         except ValueError:
             raise Refused(
                 Verdict.BAD_FORM, BadRequestError("Content-Length is not a number")
             ) from None
-        if too_large:
+        if declared_size > settings.max_body_bytes:
             raise Refused(Verdict.TOO_LARGE, payload_too_large(settings.max_body_bytes))
     signature = request.headers.get(SIGNATURE_HEADER)
     if not signature:
         raise Refused(Verdict.MISSING, UnauthorizedError(f"missing {SIGNATURE_HEADER} header"))
-    return signature
+    return signature, declared_size
 
 
 # --- the body (pure: runs on the loop or in a thread) -----------------------------------
@@ -246,13 +248,11 @@ def verify_batch(
 # --- the gate ---------------------------------------------------------------------------
 
 
-async def _read_body(request: Request, settings: Settings) -> bytes:
+async def _read_body(request: Request, settings: Settings, declared_size: int | None) -> bytes:
     try:
-        return await read_body_limited(request, settings.max_body_bytes)
+        return await read_body_limited(request, settings.max_body_bytes, declared_size)
     except PayloadTooLargeError as exc:
         raise Refused(Verdict.TOO_LARGE, exc) from None
-    except BadRequestError as exc:
-        raise Refused(Verdict.BAD_FORM, exc) from None
 
 
 def _check_body(
@@ -278,8 +278,8 @@ def _detached(refused: Refused, body_length: int | None = None) -> Judged:
 async def _judge(request: Request, settings: Settings) -> Judged:
     """The verified batch, or the refusal (returned, never raised: see :func:`_detached`)."""
     try:
-        signature = _check_before_reading(request, settings)
-        body = await _read_body(request, settings)
+        signature, declared_size = _check_before_reading(request, settings)
+        body = await _read_body(request, settings, declared_size)
     except Refused as refused:
         return _detached(refused)
 
