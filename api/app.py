@@ -23,7 +23,7 @@ from api.deliveries import routes as deliveries
 from api.dispatches import routes as dispatches
 from api.emails import routes as emails
 from api.events import routes as events
-from api.metrics import ApiMetrics, RequestMetricsMiddleware
+from api.metrics import ApiMetrics
 from api.ratelimit import ApiRateLimits
 from api.tokens import routes as tokens
 from shared.db import make_engine, make_session_factory
@@ -35,6 +35,7 @@ from shared.settings import Settings, get_settings
 from shared.web import health
 from shared.web.errors import install_error_handlers
 from shared.web.request_id import RequestIdMiddleware
+from shared.web.request_log import RequestMetricsMiddleware
 
 API_PREFIX = "/api/v1"
 # Redis answers the rate limits and takes replays; a request should fail fast, not hang.

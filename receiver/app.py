@@ -27,8 +27,7 @@ from shared.settings import Settings, get_settings
 from shared.web import health
 from shared.web.errors import install_error_handlers
 from shared.web.request_id import RequestIdMiddleware
-
-API_PREFIX = "/api/v1"
+from shared.webhook import WEBHOOK_PATH
 
 
 @asynccontextmanager
@@ -80,15 +79,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
     app.state.metrics = ReceiverMetrics()
-    webhook_path = API_PREFIX + webhooks.router.prefix + webhooks.WEBHOOK_PATH
     # Inside RequestIdMiddleware (added after it), so its log line has the request id.
     app.add_middleware(
         MetricsMiddleware,
         metrics=app.state.metrics,
-        webhook_path=webhook_path,
+        webhook_path=WEBHOOK_PATH,
     )
     app.add_middleware(RequestIdMiddleware)
-    app.include_router(webhooks.router, prefix=API_PREFIX)
+    app.include_router(webhooks.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
     return app

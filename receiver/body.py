@@ -6,26 +6,23 @@ import io
 
 from fastapi import Request
 
-from receiver.errors import BadRequestError, PayloadTooLargeError
+from shared.web.errors import PayloadTooLargeError
 
 
-def _too_large(limit: int) -> PayloadTooLargeError:
+def payload_too_large(limit: int) -> PayloadTooLargeError:
     return PayloadTooLargeError(
         f"request body exceeds {limit} bytes; raise KAVE_MAX_BODY_BYTES if such mail is expected"
     )
 
 
-async def read_body_limited(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    declared_size: int | None = None
-    if declared is not None:
-        try:
-            declared_size = int(declared)
-        except ValueError:
-            raise BadRequestError("Content-Length is not a number") from None
-        # Refuse before reading a byte: a client announcing 1 GB gets its answer at once.
-        if declared_size > limit:
-            raise _too_large(limit)
+async def read_body_limited(request: Request, limit: int, declared_size: int | None) -> bytes:
+    """The body, or :class:`PayloadTooLargeError` once more than ``limit`` bytes came.
+
+    ``declared_size`` is the request's Content-Length as the caller parsed it (None
+    without one); a declared size over the limit is refused before a byte is read.
+    """
+    if declared_size is not None and declared_size > limit:
+        raise payload_too_large(limit)
     # One chunk is the whole body of most requests: keep it as it is. Larger bodies are
     # written into a BytesIO, whose getvalue() hands its buffer over as the bytes object:
     # a 55 MB body costs 55 MB, not the 110 MB that joining a list of chunks costs at its
@@ -40,7 +37,7 @@ async def read_body_limited(request: Request, limit: int) -> bytes:
             continue
         received += len(chunk)
         if received > limit:
-            raise _too_large(limit)
+            raise payload_too_large(limit)
         if buffer is not None:
             buffer.write(chunk)
         elif not first:

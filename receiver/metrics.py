@@ -5,7 +5,7 @@ each receiver process serves its own ``/metrics``: run one uvicorn process per c
 and scrape every replica. Counters and histograms are recorded on the request path by
 :class:`MetricsMiddleware` and :class:`MeteredDeliveryQueue`. The pipeline's backlog
 gauges (queue depth, oldest unfinished delivery, open dead letters) are the management
-API's (api/backlog.py): the receiver runs no monitoring queries.
+API's (shared/pipeline_metrics.py): the receiver runs no monitoring queries.
 """
 
 from __future__ import annotations
@@ -13,21 +13,17 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Scope
 
 from receiver.enqueue import DeliveryQueue
 from receiver.signature import Verdict, verdict_of
 from shared.contract import Envelope
-from shared.web.request_log import record_request
-
-log = structlog.get_logger(__name__)
+from shared.web.request_log import REQUEST_BUCKETS, RequestMetricsMiddleware
 
 MIB = 1024 * 1024
 ENQUEUE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.5, 5.0)
 BODY_BUCKETS = (1024, 10 * 1024, 100 * 1024, MIB, 5 * MIB, 10 * MIB, 25 * MIB, 55 * MIB, 100 * MIB)
-REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
 class ReceiverMetrics:
@@ -121,59 +117,17 @@ class MeteredDeliveryQueue(DeliveryQueue):
         return envelope
 
 
-class MetricsMiddleware:
-    """Counts and times every request, and logs one ``request.finished`` line for it.
-
-    Pure ASGI (no BaseHTTPMiddleware: it costs a task per request). The route label is
-    the matched route's template (never the raw path: unbounded label values would
-    grow Prometheus without limit). A webhook POST is counted by the verdict the gate
-    left on ``request.state`` (:func:`receiver.signature.verdict_of`), never worked out
-    again from its headers or status.
-    """
+class MetricsMiddleware(RequestMetricsMiddleware):
+    """The request record of every request (:class:`RequestMetricsMiddleware`) and, for a
+    webhook POST, its outcome, counted by the verdict the gate left on ``request.state``
+    (:func:`receiver.signature.verdict_of`), never worked out again from its headers or
+    status."""
 
     def __init__(self, app: ASGIApp, metrics: ReceiverMetrics, webhook_path: str) -> None:
-        self.app = app
-        self.metrics = metrics
+        super().__init__(app, metrics)
+        self.receiver_metrics = metrics
         self.webhook_path = webhook_path
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500  # unless a response starts
-        # The webhook gate leaves its verdict in here (request.state); make sure every
-        # layer below shares this one dict.
-        scope.setdefault("state", {})
-        body_size = 0
-
-        async def counting_receive() -> Message:
-            nonlocal body_size
-            message = await receive()
-            if message["type"] == "http.request":
-                body_size += len(message.get("body", b""))
-            return message
-
-        async def status_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, counting_receive, status_send)
-        finally:
-            self._record(scope, status, body_size, time.perf_counter() - started)
-
-    def _record(self, scope: Scope, status: int, body_size: int, elapsed: float) -> None:
-        metrics = self.metrics
-        template = record_request(
-            metrics.requests,
-            metrics.request_duration,
-            scope,
-            status,
-            elapsed,
-            body_size=body_size,
-        )
+    def recorded(self, scope: Scope, template: str, status: int, body_size: int) -> None:
         if template == self.webhook_path and scope["method"] == "POST":
-            metrics.observe_webhook(status, verdict_of(scope), body_size)
+            self.receiver_metrics.observe_webhook(status, verdict_of(scope), body_size)

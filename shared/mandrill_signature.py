@@ -45,27 +45,6 @@ def signed_form(key: str, url: str, events: str) -> tuple[bytes, dict[str, str]]
     return urlencode(fields).encode("ascii"), headers
 
 
-def signature_matches(
-    signature: str, keys: Iterable[str], urls: Iterable[str], fields: list[tuple[str, str]]
-) -> str | None:
-    """The registered URL that the signature verifies against, or None.
-
-    Every (key, url) pair is tried and compared in constant time, so the time taken does
-    not tell an attacker how close a guess was.
-    """
-    presented = signature.encode("ascii", "replace")
-    matched: str | None = None
-    for url in urls:
-        message = signed_message(url, fields)
-        for key in keys:
-            expected = base64.b64encode(
-                hmac.new(key.encode("utf-8"), message, hashlib.sha1).digest()
-            )
-            if hmac.compare_digest(expected, presented) and matched is None:
-                matched = url
-    return matched
-
-
 def body_signature_matches(
     signature: str,
     keys: Iterable[str],
@@ -75,10 +54,13 @@ def body_signature_matches(
     *,
     chunk_bytes: int = CHUNK_BYTES,
 ) -> str | None:
-    """:func:`signature_matches` over a form body located by ``form_fields(body)``.
+    """The registered URL that the signature verifies against, or None, for a form body
+    located by ``form_fields(body)``.
 
-    The same message is signed, fed to every (url, key) HMAC piece by piece as the values
-    are decoded, so no decoded copy of the body is ever held in full. Raises
+    Every (url, key) pair is tried and compared in constant time, so the time taken does
+    not tell an attacker how close a guess was. The message of :func:`signed_message` is
+    fed to every HMAC piece by piece as the values are decoded, so no decoded copy of the
+    body is ever held in full. Raises
     :class:`shared.formdata.FormDecodeError` for a value that is not UTF-8.
     """
     presented = signature.encode("ascii", "replace")

@@ -1,7 +1,7 @@
 """Sliding-window rate limits kept in Redis, one bucket per identity.
 
 Both HTTP apps use it: the API per client on the token endpoint and per user on the
-rest, the receiver per client on webhook POSTs whose signature check failed. Every
+rest, the receiver per client on the webhook POSTs it refuses (receiver/webhook_limit.py). Every
 replica of an app counts in the same Redis, so a limit holds across replicas.
 
 pyrate-limiter supplies the algorithm: its Redis bucket checks and inserts in one atomic

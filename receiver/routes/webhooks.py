@@ -8,16 +8,12 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
 from receiver.enqueue import DeliveryQueue, EnqueueError
-from receiver.errors import ServiceUnavailableError
-from receiver.request_id import current_request_id
 from receiver.signature import verified_batch
-from shared.webhook import API_PREFIX
-from shared.webhook import WEBHOOK_PATH as FULL_WEBHOOK_PATH
+from shared.web.errors import ServiceUnavailableError
+from shared.web.request_id import current_request_id
+from shared.webhook import WEBHOOK_PATH
 
-router = APIRouter(prefix="/webhooks", tags=["webhooks"])
-
-# The route within this router, which the app includes under API_PREFIX.
-WEBHOOK_PATH = FULL_WEBHOOK_PATH.removeprefix(API_PREFIX + router.prefix)
+router = APIRouter(tags=["webhooks"])
 
 
 class Accepted(BaseModel):

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 
-from shared.formdata import decode_form
-from shared.mandrill_signature import compute_signature, signature_matches, signed_message
+from shared.formdata import decode_form, form_fields
+from shared.mandrill_signature import body_signature_matches, compute_signature, signed_message
 from tests.services import FIXTURES
 
 VECTORS: list[dict[str, Any]] = json.loads((FIXTURES / "signature_vectors.json").read_text())[
@@ -25,6 +26,14 @@ def _fields(vector: dict[str, Any]) -> list[tuple[str, str]]:
             for name, filename in vector["params_file"].items()
         ]
     return list(vector["params"].items())
+
+
+def signature_matches(
+    signature: str, keys: list[str], urls: list[str], fields: list[tuple[str, str]]
+) -> str | None:
+    """The receiver's check (:func:`body_signature_matches`) on these fields, form-encoded."""
+    body = urlencode(fields).encode("ascii")
+    return body_signature_matches(signature, keys, urls, body, form_fields(body))
 
 
 def test_fixture_has_both_kinds() -> None:
