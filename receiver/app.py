@@ -19,7 +19,6 @@ from redis.asyncio import Redis
 from receiver.metrics import MeteredDeliveryQueue, MetricsMiddleware, ReceiverMetrics
 from receiver.routes import metrics, webhooks
 from receiver.webhook_limit import WebhookFailureLimit
-from shared.db import make_engine
 from shared.logging import configure_logging
 from shared.objectstore import make_object_store
 from shared.queue import make_producer
@@ -38,10 +37,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.require_redis_url(), socket_timeout=timeout, socket_connect_timeout=timeout
     )
     producer = make_producer(settings, "kave-receiver")
-    engine = make_engine(settings)
     object_store = make_object_store(settings)
     app.state.redis = redis
-    app.state.engine = engine
     app.state.webhook_limit = WebhookFailureLimit(settings, redis)
     app.state.delivery_queue = MeteredDeliveryQueue(
         metrics=app.state.metrics,
@@ -60,7 +57,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         await redis.aclose()
         producer.close()
-        engine.dispose()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
