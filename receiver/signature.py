@@ -313,13 +313,16 @@ async def _refuse(request: Request, refused: Refused) -> ApiError:
     return error
 
 
-def redact_userinfo(url: str) -> str:
-    """A registered URL may carry basic-auth credentials; keep them out of logs."""
+def redact_url(url: str) -> str:
+    """A registered URL may carry basic-auth credentials or a token in its query; keep
+    them out of logs (the query's names stay: they help to spot a mismatch)."""
     parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"***@{host}"))
+    if "@" in parts.netloc:
+        parts = parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1])
+    if parts.query:
+        names = [pair.split("=", 1)[0] for pair in parts.query.split("&")]
+        parts = parts._replace(query="&".join(f"{name}=***" for name in names))
+    return urlunsplit(parts)
 
 
 def _reject_log(request: Request, refused: Refused) -> None:
@@ -329,7 +332,7 @@ def _reject_log(request: Request, refused: Refused) -> None:
     log.warning(
         "webhook.signature_rejected",
         reason=refused.verdict.value,
-        urls_tried=[redact_userinfo(url) for url in refused.urls_tried or []],
+        urls_tried=[redact_url(url) for url in refused.urls_tried or []],
         body_length=refused.body_length,
         client=request.client.host if request.client else None,
     )

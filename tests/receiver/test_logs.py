@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 
-from receiver.signature import redact_userinfo
+from receiver.signature import redact_url
 from tests.services import TEST_WEBHOOK_KEY, TEST_WEBHOOK_URL, wait_until
 from tests.webhooks import WEBHOOK_PATH, fixture_events, signed_form
 
@@ -53,5 +53,9 @@ def test_rejected_signature_logs_url_and_length_but_no_key_or_body(
 
 
 def test_url_credentials_are_redacted_for_logs() -> None:
-    assert redact_userinfo("https://user:pw@host/hook") == "https://***@host/hook"
-    assert redact_userinfo("https://host/hook") == "https://host/hook"
+    assert redact_url("https://user:pw@host/hook") == "https://***@host/hook"
+    assert redact_url("https://host/hook") == "https://host/hook"
+    assert (
+        redact_url("https://u:p@host/hook?token=s3cret&x=1")
+        == "https://***@host/hook?token=***&x=***"
+    )
