@@ -41,6 +41,7 @@ import psutil
 import structlog
 
 from bench import payloads, stack
+from bench import rss as proc_memory
 from shared.webhook import WEBHOOK_PATH
 
 FORM = "application/x-www-form-urlencoded"
@@ -196,22 +197,6 @@ class RssSampler:
         self._stop.set()
 
 
-def _vm_hwm(pid: int) -> int | None:
-    """The kernel's own peak RSS of the process (VmHWM), exact between samples."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return None
-
-
-def _reset_peak(pid: int) -> bool:
-    try:
-        Path(f"/proc/{pid}/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
-
-
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -274,7 +259,7 @@ def run(count: int, size: int, repeat: int, tmp: Path) -> int:
             assert httpx.post(base + WEBHOOK_PATH, content=small.body, headers=small.headers)
             time.sleep(0.5)
             idle = psutil.Process(process.pid).memory_info().rss
-            exact_peak = _reset_peak(process.pid)
+            exact_peak = proc_memory.reset_peak(process.pid)
             probe, sampler = HeadProbe(base), RssSampler(process.pid)
             threads = [threading.Thread(target=t.run, daemon=True) for t in (probe, sampler)]
             for thread in threads:
@@ -300,7 +285,7 @@ def run(count: int, size: int, repeat: int, tmp: Path) -> int:
             sampler.stop()
             for thread in threads:
                 thread.join()
-            hwm = _vm_hwm(process.pid) if exact_peak else None
+            hwm = proc_memory.status_bytes(process.pid, "VmHWM") if exact_peak else None
             accepted = httpx.post(base + WEBHOOK_PATH, content=small.body, headers=small.headers)
 
     peak = max(sampler.peak, hwm or 0)
