@@ -222,9 +222,10 @@ class _RememberedHeaders(HeaderRegistry):
     a fifth of the worker's CPU. A header is a function of its name and value, and the
     header objects are immutable (str subclasses whose parse tree nothing changes once
     built), so a parse can be handed out again. Parse errors are not remembered (they
-    are raised again). Only short values are kept (the repeated ones are: Content-Type,
-    Content-Transfer-Encoding, Content-Disposition), and the memo is emptied when full,
-    so it holds at most a few MB of parse trees.
+    are raised again). Only short headers are kept (the repeated ones are: Content-Type,
+    Content-Transfer-Encoding, Content-Disposition), name and value together since a
+    name can be as long as the header limit, and the memo is emptied when full, so it
+    holds at most a few MB of parse trees.
     """
 
     def __init__(self) -> None:
@@ -236,7 +237,7 @@ class _RememberedHeaders(HeaderRegistry):
         header = self._parsed.get(key)
         if header is None:
             header = super().__call__(name, value)
-            if len(value) <= _REMEMBERED_VALUE_CHARS:
+            if len(name) + len(value) <= _REMEMBERED_CHARS:
                 if len(self._parsed) >= _REMEMBERED_HEADERS:
                     self._parsed.clear()
                 self._parsed[key] = header
@@ -244,7 +245,7 @@ class _RememberedHeaders(HeaderRegistry):
 
 
 _REMEMBERED_HEADERS: Final = 512
-_REMEMBERED_VALUE_CHARS: Final = 256
+_REMEMBERED_CHARS: Final = 256
 _POLICY: Final = policy.default.clone(header_factory=_RememberedHeaders())
 
 
