@@ -36,7 +36,8 @@ from email import policy
 from email.feedparser import BytesFeedParser
 from email.header import decode_header, make_header
 from email.headerregistry import BaseHeader, HeaderRegistry
-from email.message import Message
+from email.message import EmailMessage, Message
+from email.policy import Policy
 from email.utils import getaddresses, parsedate_to_datetime
 from typing import Any, Final, TypeVar
 
@@ -347,7 +348,7 @@ def _parse_inbound(
     # Cheap checks first: the full parse of a parts bomb alone costs seconds.
     check_mime_shape(raw, limits)
     _check_entry_count(msg, limits)
-    message = _parse_mime(raw)
+    message = _parse_mime(raw, limits.max_mime_parts)
     parts = _mime_parts(message, limits)
     from_address, from_name = _sender(message, msg)
     spam_score, spam_rules = _spam_report(msg.get("spam_report"))
@@ -384,7 +385,7 @@ def _parse_inbound(
     )
 
 
-def _parse_mime(raw: bytes) -> Message:
+def _parse_mime(raw: bytes, max_entities: int) -> Message:
     try:
         # Bytes, not the str: raw_msg was transcoded to UTF-8 while its MIME headers may still
         # declare another charset, and only the bytes parser keeps 8-bit content recoverable.
@@ -394,11 +395,13 @@ def _parse_mime(raw: bytes) -> Message:
         # a 24 MB email). The pieces are decoded as it decodes the whole (ASCII with
         # surrogateescape, byte by byte), and the parser does not depend on where they
         # are cut; the result is the same message.
-        parser = BytesFeedParser(policy=_POLICY)
+        parser = BytesFeedParser(policy=_POLICY.clone(message_factory=_Entities(max_entities)))
         view = memoryview(raw)
         for start in range(0, len(raw), _FEED_BYTES):
             parser.feed(view[start : start + _FEED_BYTES].tobytes())
         return parser.close()
+    except PermanentEventError:
+        raise  # over the parts cap (_Entities)
     except INTERRUPTS:
         raise
     except Exception as exc:
@@ -407,6 +410,26 @@ def _parse_mime(raw: bytes) -> Message:
         raise PermanentEventError(
             f"msg.raw_msg could not be parsed as MIME ({type(exc).__name__})"
         ) from exc
+
+
+class _Entities:
+    """The parser's message factory: it counts the entities the parser builds (the
+    message, every part, every attached message) and stops the parse at the first one
+    over the cap. The pre-scan (:func:`check_mime_shape`) refuses most bombs from the raw
+    lines; this refuses, before the tree is built in full, what the scan does not read
+    as the parser does (RFC 2231-encoded boundaries, lines ended by a lone CR)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.count = 0
+
+    def __call__(self, policy: Policy[EmailMessage]) -> EmailMessage:
+        self.count += 1
+        if self.count > self.limit:
+            raise LimitExceededError(
+                "mime_parts", self.count, self.limit, "MIME parts", at_least=True
+            )
+        return EmailMessage(policy=policy)
 
 
 def _sender(message: Message, msg: Mapping[str, Any]) -> tuple[str | None, str | None]:
@@ -641,25 +664,19 @@ def _mime_parts(root: Message, limits: EmailLimits = DEFAULT_LIMITS) -> list[_Mi
     """Every leaf part in document order, walking into multiparts and attached messages.
 
     An explicit stack instead of Message.walk(): same order, no recursion limit. And not
-    iter_attachments(), which misses the parts of forwarded mail. The parts and nesting
-    caps are checked again here on the parsed tree (the pre-scan of
-    :func:`check_mime_shape` reads raw lines and may miss exotic structures), still
-    before any part is decoded.
+    iter_attachments(), which misses the parts of forwarded mail. The nesting cap is
+    checked again here on the parsed tree (the pre-scan of :func:`check_mime_shape`
+    reads raw lines and may miss exotic structures; the parts cap is kept by the
+    parser's factory, :class:`_Entities`), still before any part is decoded.
     """
     parts: list[_MimePart] = []
     leaves: list[tuple[Message, bool]] = []
-    entities = 0
     stack: list[tuple[Message, bool, int]] = [(root, False, 0)]
     while stack:
         part, nested, depth = stack.pop()
-        entities += 1
         if depth > limits.max_nesting_depth:
             raise LimitExceededError(
                 "nesting_depth", depth, limits.max_nesting_depth, "levels of MIME nesting"
-            )
-        if entities > limits.max_mime_parts:
-            raise LimitExceededError(
-                "mime_parts", _count_entities(root), limits.max_mime_parts, "MIME parts"
             )
         if part.is_multipart():
             children = part.get_payload()
@@ -675,18 +692,6 @@ def _mime_parts(root: Message, limits: EmailLimits = DEFAULT_LIMITS) -> list[_Mi
     for part, nested in leaves:
         parts.append(_mime_part(part, nested))
     return parts
-
-
-def _count_entities(root: Message) -> int:
-    count = 0
-    stack = [root]
-    while stack:
-        part = stack.pop()
-        count += 1
-        children = part.get_payload() if part.is_multipart() else None
-        if isinstance(children, list):
-            stack.extend(child for child in children if isinstance(child, Message))
-    return count
 
 
 def _mime_part(part: Message, nested: bool) -> _MimePart:
