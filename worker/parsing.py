@@ -941,14 +941,17 @@ def _from_entry(
     if flag is True or (is_image and flag is None):
         # Images never carry the flag and are always base64.
         data = _decode_base64(content, where)
+        digest = _sha256_bytes(data)
     else:
         # base64 false or no flag: Mandrill hands over text decoded from the attachment's
         # charset; the MIME part of the same name holds the bytes the sender attached.
-        text_bytes = content.encode("utf-8", "surrogatepass")
-        part = pool.find(_sha256_bytes(text_bytes), None, wanted_name)
-        data = part.data if part is not None else text_bytes
+        data = content.encode("utf-8", "surrogatepass")
+        digest = _sha256_bytes(data)
+        part = pool.find(digest, None, wanted_name)
+        if part is not None:
+            data, digest = part.data, part.sha256
     if part is None:
-        part = pool.find(_sha256_bytes(data), key_cid, wanted_name)
+        part = pool.find(digest, key_cid, wanted_name)
     pool.claim(part)
 
     # An images key is a Content-ID when a part has that Content-ID, or when it differs from
@@ -973,7 +976,7 @@ def _from_entry(
     else:
         inline = part is not None and _is_inline(part)
     content_type = _content_type(entry.get("type"), part)
-    return _attachment(filename, content_type, data, content_id, inline)
+    return _attachment(filename, content_type, data, content_id, inline, sha256=digest)
 
 
 def _from_part(part: _MimePart, number: int) -> ParsedAttachment:
@@ -983,17 +986,25 @@ def _from_part(part: _MimePart, number: int) -> ParsedAttachment:
         part.data,
         part.content_id,
         _is_inline(part),
+        sha256=part.sha256,
     )
 
 
 def _attachment(
-    filename: str, content_type: str, data: bytes, content_id: str | None, inline: bool
+    filename: str,
+    content_type: str,
+    data: bytes,
+    content_id: str | None,
+    inline: bool,
+    *,
+    sha256: str,
 ) -> ParsedAttachment:
+    # sha256 is the digest of data the caller already has (matching parts needs it).
     return ParsedAttachment(
         filename=filename,
         content_type=content_type,
         content=data,
-        sha256=_sha256_bytes(data),
+        sha256=sha256,
         size=len(data),
         content_id=content_id,
         inline=inline,
