@@ -64,10 +64,6 @@ __all__ = [
     "sanitize_filename",
 ]
 
-MAX_FILENAME_CHARS: Final = columns.FILENAME_CHARS
-MAX_CONTENT_TYPE_CHARS: Final = columns.CONTENT_TYPE_CHARS
-MAX_MESSAGE_ID_CHARS: Final = columns.MESSAGE_ID_CHARS
-MAX_KIND_CHARS: Final = columns.EVENT_KIND_CHARS
 # Long enough for any real extension ("tar.gz" is handled as "gz"), short enough that a name
 # made of one huge "extension" is truncated as a whole instead.
 _MAX_EXTENSION_CHARS: Final = 16
@@ -279,7 +275,7 @@ def event_kind(event: Any) -> str:
         return _kind_text(event["event"]) or "unknown"
     # Sync events have no "event" key but a "type" (blacklist / whitelist).
     sync_type = _kind_text(event.get("type"))
-    return f"sync.{sync_type}"[:MAX_KIND_CHARS] if sync_type else "unknown"
+    return f"sync.{sync_type}"[: columns.EVENT_KIND_CHARS] if sync_type else "unknown"
 
 
 def parse_event(event: Any) -> ParsedEvent:
@@ -590,7 +586,7 @@ def _date(raw: str | None) -> datetime | None:
 
 
 def _message_id(raw: str | None) -> str | None:
-    return raw[:MAX_MESSAGE_ID_CHARS] if raw else None
+    return raw[: columns.MESSAGE_ID_CHARS] if raw else None
 
 
 def _message_ids(raw: str | None) -> tuple[str, ...]:
@@ -598,7 +594,7 @@ def _message_ids(raw: str | None) -> tuple[str, ...]:
         return ()
     tokens: list[str] = _MESSAGE_ID_TOKEN.findall(raw) or raw.split()
     # dict.fromkeys: drop repeats, keep the thread order.
-    return tuple(dict.fromkeys(found[:MAX_MESSAGE_ID_CHARS] for found in tokens))
+    return tuple(dict.fromkeys(found[: columns.MESSAGE_ID_CHARS] for found in tokens))
 
 
 def _first_message_id(raw: str | None) -> str | None:
@@ -695,7 +691,7 @@ def _mime_parts(root: Message, limits: EmailLimits = DEFAULT_LIMITS) -> list[_Mi
 
 
 def _mime_part(part: Message, nested: bool) -> _MimePart:
-    content_type = _guard(part.get_content_type, DEFAULT_CONTENT_TYPE)[:MAX_CONTENT_TYPE_CHARS]
+    content_type = _guard(part.get_content_type, DEFAULT_CONTENT_TYPE)[: columns.CONTENT_TYPE_CHARS]
     data = _part_bytes(part)
     filename = _guard(part.get_filename, None)
     return _MimePart(
@@ -1033,7 +1029,7 @@ def _content_type(declared: object, part: _MimePart | None) -> str:
     content_type = _opt_nonblank(declared)
     if content_type is None and part is not None:
         content_type = part.content_type
-    return (content_type or DEFAULT_CONTENT_TYPE)[:MAX_CONTENT_TYPE_CHARS]
+    return (content_type or DEFAULT_CONTENT_TYPE)[: columns.CONTENT_TYPE_CHARS]
 
 
 def _fallback_name(number: int) -> str:
@@ -1057,7 +1053,7 @@ def _clean_filename(name: object) -> str | None:
     while base != previous:
         previous = base
         base = base.strip().lstrip(".")
-    if len(base) > MAX_FILENAME_CHARS:
+    if len(base) > columns.FILENAME_CHARS:
         base = _truncate_filename(base)
     return base or None
 
@@ -1066,9 +1062,9 @@ def _truncate_filename(name: str) -> str:
     stem, dot, extension = name.rpartition(".")
     if dot and stem and len(extension) <= _MAX_EXTENSION_CHARS:
         # Keep the extension: it is what tells people and programs how to open the file.
-        keep = MAX_FILENAME_CHARS - len(extension) - 1
+        keep = columns.FILENAME_CHARS - len(extension) - 1
         return f"{stem[:keep].rstrip()}.{extension}"
-    return name[:MAX_FILENAME_CHARS].rstrip()
+    return name[: columns.FILENAME_CHARS].rstrip()
 
 
 # --------------------------------------------------------------------------- events
@@ -1077,7 +1073,7 @@ def _truncate_filename(name: str) -> str:
 def _kind_text(value: object) -> str | None:
     if not isinstance(value, str):
         return None
-    return storable_text(value).strip()[:MAX_KIND_CHARS] or None
+    return storable_text(value).strip()[: columns.EVENT_KIND_CHARS] or None
 
 
 def _sync_recipient(event: Mapping[str, Any]) -> str | None:
