@@ -157,6 +157,7 @@ def reconcile_deliveries() -> int:
 
 
 @shared_task(name=PURGE_TASK)
+@described_failures
 def purge_by_retention() -> dict[str, int]:
     settings = get_settings()
     context = ingest_context()
