@@ -257,14 +257,20 @@ def _dead_letter_lost_event(ctx: IngestContext, envelope: Envelope, index: int, 
 
 
 def dead_letter_delivery(
-    ctx: IngestContext, envelope: Envelope, error_class: str, exc: BaseException
+    ctx: IngestContext,
+    envelope: Envelope,
+    error_class: str,
+    exc: BaseException,
+    message: str | None = None,
 ) -> None:
-    """The whole delivery cannot be processed: record it, and say why."""
-    message = (
-        str(exc)
-        if isinstance(exc, PermanentDeliveryError | parsing.BatchError)
-        else (f"{type(exc).__name__}; replay once the cause is fixed")
-    )
+    """The whole delivery cannot be processed: record it, and say why (``message``, or
+    the exception's own message where it holds no content)."""
+    if message is None:
+        message = (
+            str(exc)
+            if isinstance(exc, PermanentDeliveryError | parsing.BatchError)
+            else f"{type(exc).__name__}; replay once the cause is fixed"
+        )
     with ctx.session_factory() as session, session.begin():
         storage.ensure_delivery(session, envelope, archive_object_key(envelope.body_sha256))
         storage.record_dead_letter(

@@ -36,7 +36,8 @@ from email import policy
 from email.feedparser import BytesFeedParser
 from email.header import decode_header, make_header
 from email.headerregistry import BaseHeader, HeaderRegistry
-from email.message import Message
+from email.message import EmailMessage, Message
+from email.policy import Policy
 from email.utils import getaddresses, parsedate_to_datetime
 from typing import Any, Final, TypeVar
 
@@ -63,10 +64,6 @@ __all__ = [
     "sanitize_filename",
 ]
 
-MAX_FILENAME_CHARS: Final = columns.FILENAME_CHARS
-MAX_CONTENT_TYPE_CHARS: Final = columns.CONTENT_TYPE_CHARS
-MAX_MESSAGE_ID_CHARS: Final = columns.MESSAGE_ID_CHARS
-MAX_KIND_CHARS: Final = columns.EVENT_KIND_CHARS
 # Long enough for any real extension ("tar.gz" is handled as "gz"), short enough that a name
 # made of one huge "extension" is truncated as a whole instead.
 _MAX_EXTENSION_CHARS: Final = 16
@@ -222,9 +219,10 @@ class _RememberedHeaders(HeaderRegistry):
     a fifth of the worker's CPU. A header is a function of its name and value, and the
     header objects are immutable (str subclasses whose parse tree nothing changes once
     built), so a parse can be handed out again. Parse errors are not remembered (they
-    are raised again). Only short values are kept (the repeated ones are: Content-Type,
-    Content-Transfer-Encoding, Content-Disposition), and the memo is emptied when full,
-    so it holds at most a few MB of parse trees.
+    are raised again). Only short headers are kept (the repeated ones are: Content-Type,
+    Content-Transfer-Encoding, Content-Disposition), name and value together since a
+    name can be as long as the header limit, and the memo is emptied when full, so it
+    holds at most a few MB of parse trees.
     """
 
     def __init__(self) -> None:
@@ -236,7 +234,7 @@ class _RememberedHeaders(HeaderRegistry):
         header = self._parsed.get(key)
         if header is None:
             header = super().__call__(name, value)
-            if len(value) <= _REMEMBERED_VALUE_CHARS:
+            if len(name) + len(value) <= _REMEMBERED_CHARS:
                 if len(self._parsed) >= _REMEMBERED_HEADERS:
                     self._parsed.clear()
                 self._parsed[key] = header
@@ -244,7 +242,7 @@ class _RememberedHeaders(HeaderRegistry):
 
 
 _REMEMBERED_HEADERS: Final = 512
-_REMEMBERED_VALUE_CHARS: Final = 256
+_REMEMBERED_CHARS: Final = 256
 _POLICY: Final = policy.default.clone(header_factory=_RememberedHeaders())
 
 
@@ -277,7 +275,7 @@ def event_kind(event: Any) -> str:
         return _kind_text(event["event"]) or "unknown"
     # Sync events have no "event" key but a "type" (blacklist / whitelist).
     sync_type = _kind_text(event.get("type"))
-    return f"sync.{sync_type}"[:MAX_KIND_CHARS] if sync_type else "unknown"
+    return f"sync.{sync_type}"[: columns.EVENT_KIND_CHARS] if sync_type else "unknown"
 
 
 def parse_event(event: Any) -> ParsedEvent:
@@ -346,7 +344,7 @@ def _parse_inbound(
     # Cheap checks first: the full parse of a parts bomb alone costs seconds.
     check_mime_shape(raw, limits)
     _check_entry_count(msg, limits)
-    message = _parse_mime(raw)
+    message = _parse_mime(raw, limits.max_mime_parts)
     parts = _mime_parts(message, limits)
     from_address, from_name = _sender(message, msg)
     spam_score, spam_rules = _spam_report(msg.get("spam_report"))
@@ -383,7 +381,7 @@ def _parse_inbound(
     )
 
 
-def _parse_mime(raw: bytes) -> Message:
+def _parse_mime(raw: bytes, max_entities: int) -> Message:
     try:
         # Bytes, not the str: raw_msg was transcoded to UTF-8 while its MIME headers may still
         # declare another charset, and only the bytes parser keeps 8-bit content recoverable.
@@ -393,11 +391,13 @@ def _parse_mime(raw: bytes) -> Message:
         # a 24 MB email). The pieces are decoded as it decodes the whole (ASCII with
         # surrogateescape, byte by byte), and the parser does not depend on where they
         # are cut; the result is the same message.
-        parser = BytesFeedParser(policy=_POLICY)
+        parser = BytesFeedParser(policy=_POLICY.clone(message_factory=_Entities(max_entities)))
         view = memoryview(raw)
         for start in range(0, len(raw), _FEED_BYTES):
             parser.feed(view[start : start + _FEED_BYTES].tobytes())
         return parser.close()
+    except PermanentEventError:
+        raise  # over the parts cap (_Entities)
     except INTERRUPTS:
         raise
     except Exception as exc:
@@ -406,6 +406,26 @@ def _parse_mime(raw: bytes) -> Message:
         raise PermanentEventError(
             f"msg.raw_msg could not be parsed as MIME ({type(exc).__name__})"
         ) from exc
+
+
+class _Entities:
+    """The parser's message factory: it counts the entities the parser builds (the
+    message, every part, every attached message) and stops the parse at the first one
+    over the cap. The pre-scan (:func:`check_mime_shape`) refuses most bombs from the raw
+    lines; this refuses, before the tree is built in full, what the scan does not read
+    as the parser does (RFC 2231-encoded boundaries, lines ended by a lone CR)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.count = 0
+
+    def __call__(self, policy: Policy[EmailMessage]) -> EmailMessage:
+        self.count += 1
+        if self.count > self.limit:
+            raise LimitExceededError(
+                "mime_parts", self.count, self.limit, "MIME parts", at_least=True
+            )
+        return EmailMessage(policy=policy)
 
 
 def _sender(message: Message, msg: Mapping[str, Any]) -> tuple[str | None, str | None]:
@@ -566,7 +586,7 @@ def _date(raw: str | None) -> datetime | None:
 
 
 def _message_id(raw: str | None) -> str | None:
-    return raw[:MAX_MESSAGE_ID_CHARS] if raw else None
+    return raw[: columns.MESSAGE_ID_CHARS] if raw else None
 
 
 def _message_ids(raw: str | None) -> tuple[str, ...]:
@@ -574,7 +594,7 @@ def _message_ids(raw: str | None) -> tuple[str, ...]:
         return ()
     tokens: list[str] = _MESSAGE_ID_TOKEN.findall(raw) or raw.split()
     # dict.fromkeys: drop repeats, keep the thread order.
-    return tuple(dict.fromkeys(found[:MAX_MESSAGE_ID_CHARS] for found in tokens))
+    return tuple(dict.fromkeys(found[: columns.MESSAGE_ID_CHARS] for found in tokens))
 
 
 def _first_message_id(raw: str | None) -> str | None:
@@ -640,25 +660,19 @@ def _mime_parts(root: Message, limits: EmailLimits = DEFAULT_LIMITS) -> list[_Mi
     """Every leaf part in document order, walking into multiparts and attached messages.
 
     An explicit stack instead of Message.walk(): same order, no recursion limit. And not
-    iter_attachments(), which misses the parts of forwarded mail. The parts and nesting
-    caps are checked again here on the parsed tree (the pre-scan of
-    :func:`check_mime_shape` reads raw lines and may miss exotic structures), still
-    before any part is decoded.
+    iter_attachments(), which misses the parts of forwarded mail. The nesting cap is
+    checked again here on the parsed tree (the pre-scan of :func:`check_mime_shape`
+    reads raw lines and may miss exotic structures; the parts cap is kept by the
+    parser's factory, :class:`_Entities`), still before any part is decoded.
     """
     parts: list[_MimePart] = []
     leaves: list[tuple[Message, bool]] = []
-    entities = 0
     stack: list[tuple[Message, bool, int]] = [(root, False, 0)]
     while stack:
         part, nested, depth = stack.pop()
-        entities += 1
         if depth > limits.max_nesting_depth:
             raise LimitExceededError(
                 "nesting_depth", depth, limits.max_nesting_depth, "levels of MIME nesting"
-            )
-        if entities > limits.max_mime_parts:
-            raise LimitExceededError(
-                "mime_parts", _count_entities(root), limits.max_mime_parts, "MIME parts"
             )
         if part.is_multipart():
             children = part.get_payload()
@@ -676,20 +690,8 @@ def _mime_parts(root: Message, limits: EmailLimits = DEFAULT_LIMITS) -> list[_Mi
     return parts
 
 
-def _count_entities(root: Message) -> int:
-    count = 0
-    stack = [root]
-    while stack:
-        part = stack.pop()
-        count += 1
-        children = part.get_payload() if part.is_multipart() else None
-        if isinstance(children, list):
-            stack.extend(child for child in children if isinstance(child, Message))
-    return count
-
-
 def _mime_part(part: Message, nested: bool) -> _MimePart:
-    content_type = _guard(part.get_content_type, DEFAULT_CONTENT_TYPE)[:MAX_CONTENT_TYPE_CHARS]
+    content_type = _guard(part.get_content_type, DEFAULT_CONTENT_TYPE)[: columns.CONTENT_TYPE_CHARS]
     data = _part_bytes(part)
     filename = _guard(part.get_filename, None)
     return _MimePart(
@@ -935,14 +937,17 @@ def _from_entry(
     if flag is True or (is_image and flag is None):
         # Images never carry the flag and are always base64.
         data = _decode_base64(content, where)
+        digest = _sha256_bytes(data)
     else:
         # base64 false or no flag: Mandrill hands over text decoded from the attachment's
         # charset; the MIME part of the same name holds the bytes the sender attached.
-        text_bytes = content.encode("utf-8", "surrogatepass")
-        part = pool.find(_sha256_bytes(text_bytes), None, wanted_name)
-        data = part.data if part is not None else text_bytes
+        data = content.encode("utf-8", "surrogatepass")
+        digest = _sha256_bytes(data)
+        part = pool.find(digest, None, wanted_name)
+        if part is not None:
+            data, digest = part.data, part.sha256
     if part is None:
-        part = pool.find(_sha256_bytes(data), key_cid, wanted_name)
+        part = pool.find(digest, key_cid, wanted_name)
     pool.claim(part)
 
     # An images key is a Content-ID when a part has that Content-ID, or when it differs from
@@ -967,7 +972,7 @@ def _from_entry(
     else:
         inline = part is not None and _is_inline(part)
     content_type = _content_type(entry.get("type"), part)
-    return _attachment(filename, content_type, data, content_id, inline)
+    return _attachment(filename, content_type, data, content_id, inline, sha256=digest)
 
 
 def _from_part(part: _MimePart, number: int) -> ParsedAttachment:
@@ -977,17 +982,25 @@ def _from_part(part: _MimePart, number: int) -> ParsedAttachment:
         part.data,
         part.content_id,
         _is_inline(part),
+        sha256=part.sha256,
     )
 
 
 def _attachment(
-    filename: str, content_type: str, data: bytes, content_id: str | None, inline: bool
+    filename: str,
+    content_type: str,
+    data: bytes,
+    content_id: str | None,
+    inline: bool,
+    *,
+    sha256: str,
 ) -> ParsedAttachment:
+    # sha256 is the digest of data the caller already has (matching parts needs it).
     return ParsedAttachment(
         filename=filename,
         content_type=content_type,
         content=data,
-        sha256=_sha256_bytes(data),
+        sha256=sha256,
         size=len(data),
         content_id=content_id,
         inline=inline,
@@ -1016,7 +1029,7 @@ def _content_type(declared: object, part: _MimePart | None) -> str:
     content_type = _opt_nonblank(declared)
     if content_type is None and part is not None:
         content_type = part.content_type
-    return (content_type or DEFAULT_CONTENT_TYPE)[:MAX_CONTENT_TYPE_CHARS]
+    return (content_type or DEFAULT_CONTENT_TYPE)[: columns.CONTENT_TYPE_CHARS]
 
 
 def _fallback_name(number: int) -> str:
@@ -1040,7 +1053,7 @@ def _clean_filename(name: object) -> str | None:
     while base != previous:
         previous = base
         base = base.strip().lstrip(".")
-    if len(base) > MAX_FILENAME_CHARS:
+    if len(base) > columns.FILENAME_CHARS:
         base = _truncate_filename(base)
     return base or None
 
@@ -1049,9 +1062,9 @@ def _truncate_filename(name: str) -> str:
     stem, dot, extension = name.rpartition(".")
     if dot and stem and len(extension) <= _MAX_EXTENSION_CHARS:
         # Keep the extension: it is what tells people and programs how to open the file.
-        keep = MAX_FILENAME_CHARS - len(extension) - 1
+        keep = columns.FILENAME_CHARS - len(extension) - 1
         return f"{stem[:keep].rstrip()}.{extension}"
-    return name[:MAX_FILENAME_CHARS].rstrip()
+    return name[: columns.FILENAME_CHARS].rstrip()
 
 
 # --------------------------------------------------------------------------- events
@@ -1060,7 +1073,7 @@ def _truncate_filename(name: str) -> str:
 def _kind_text(value: object) -> str | None:
     if not isinstance(value, str):
         return None
-    return storable_text(value).strip()[:MAX_KIND_CHARS] or None
+    return storable_text(value).strip()[: columns.EVENT_KIND_CHARS] or None
 
 
 def _sync_recipient(event: Mapping[str, Any]) -> str | None:

@@ -139,11 +139,13 @@ def _compare_email(
     if row is None:
         return Change(delivery_id, index, "create", f"email {email.message_id or ''}".strip())
     changed = _differences(row, storage.email_values(email))
+    # Computed once: each attachment's values include its sniffed type (worker.derive).
+    wanted = storage.attachment_values(email)
     stored = [
         {name: getattr(a, name) for name in values}
-        for a, values in zip(row.attachments, storage.attachment_values(email), strict=False)
+        for a, values in zip(row.attachments, wanted, strict=False)
     ]
-    if len(row.attachments) != len(email.attachments) or stored != storage.attachment_values(email):
+    if len(row.attachments) != len(email.attachments) or stored != wanted:
         changed.append("attachments")
     if not changed:
         return None

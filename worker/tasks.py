@@ -80,7 +80,9 @@ def process_delivery(self: Task, envelope: dict[str, Any]) -> dict[str, Any] | N
         if isinstance(decision, GiveUp):
             # If even this write fails the delivery stays unfinished, and
             # reconciliation re-enqueues it later.
-            ingest.dead_letter_delivery(context, parsed, decision.error_class, exc)
+            ingest.dead_letter_delivery(
+                context, parsed, decision.error_class, exc, decision.message
+            )
             worker_metrics.delivery_dead_lettered(decision.error_class)
             return None
         log.warning(
@@ -155,6 +157,7 @@ def reconcile_deliveries() -> int:
 
 
 @shared_task(name=PURGE_TASK)
+@described_failures
 def purge_by_retention() -> dict[str, int]:
     settings = get_settings()
     context = ingest_context()

@@ -168,15 +168,28 @@ def test_too_many_mandrill_entries_are_refused_before_any_is_decoded() -> None:
         parse_inbound(event, EmailLimits(max_attachments=6))
 
 
-def test_a_bomb_the_scan_cannot_see_is_refused_after_the_parse() -> None:
+def test_a_bomb_the_scan_cannot_see_is_refused_during_the_parse() -> None:
     # An RFC 2231-encoded boundary: the scan does not decode it and sees one entity,
-    # the stdlib parser does and builds 1,201 of them; the second check refuses it.
+    # the stdlib parser does and would build 1,201 of them; it stops at the 1,001st.
     raw = hostile_mail.parts_bomb(1200).replace('boundary="B"', "boundary*=us-ascii''B")
     assert mime_shape.scan(raw.encode()).entities == 1
     assert stdlib_shape(raw.encode())[0] == 1201
     with pytest.raises(LimitExceededError) as caught:
         parse_inbound(hostile_mail.inbound_event(raw))
-    assert (caught.value.limit, caught.value.found) == ("mime_parts", 1201)
+    assert (caught.value.limit, caught.value.found) == ("mime_parts", 1001)
+    assert str(caught.value) == "the email has at least 1001 MIME parts, over the limit of 1000"
+
+
+def test_a_bomb_with_lone_cr_line_ends_stops_the_parse_at_the_cap() -> None:
+    # The parser also ends lines at a lone CR; the scan reads lines up to LF only, so
+    # it sees one entity here. Without the cap in the parser, all 33,001 are built.
+    raw = hostile_mail.parts_bomb(33_000)
+    head, blank, body = raw.partition("\r\n\r\n")
+    raw = head + blank + body.replace("\r\n", "\r")
+    assert mime_shape.scan(raw.encode()).entities == 1
+    with pytest.raises(LimitExceededError) as caught:
+        parse_inbound(hostile_mail.inbound_event(raw))
+    assert (caught.value.limit, caught.value.found) == ("mime_parts", 1001)
 
 
 def test_mandrill_entries_and_mime_parts_count_together() -> None:

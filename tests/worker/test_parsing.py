@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import base64
 import email
+import gc
 import hashlib
 import json
 import random
+import tracemalloc
 from datetime import UTC, datetime, timedelta, timezone
 from email import policy
 from email.message import EmailMessage
@@ -1055,3 +1057,19 @@ def test_a_large_base64_attachment_is_decoded_as_before() -> None:
     assert decode_base64_lines(payload) == content  # the piecewise path, not a fallback
     event = inbound_event(raw.decode("ascii"))
     assert parse_inbound(event).attachments[0].content == content
+
+
+def test_the_header_memo_keeps_no_long_header_between_emails() -> None:
+    # The parser remembers recent header parses across emails; a header's name can be as
+    # long as the header limit, so a long name must not stay behind with its email.
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(30):
+            raw = f"From: a@example.org\r\nX-{'n' * 100_000}{i}: v\r\n\r\nbody\r\n"
+            parse_inbound({"event": "inbound", "msg": {"raw_msg": raw}})
+        gc.collect()
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert kept < 1_000_000, kept  # the 30 names are 3 MB

@@ -117,6 +117,8 @@ def test_fixed_dead_letter_replays_into_one_email(
     (letter,) = dead_letters(engine)
     assert letter.event_index is None
     assert letter.error_class.startswith("unknown:")
+    # The retry policy's verdict (worker.errors.decide), not a generic line.
+    assert letter.message.startswith(f"unexpected {letter.error_class[8:]} on 2 attempts")
     assert letter.attempts == 1
 
     # The operator creates the bucket, then replays.

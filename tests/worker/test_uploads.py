@@ -14,6 +14,19 @@ from shared.objectstore import S3ObjectStore
 from worker import parsing, storage
 
 
+class CountingStore(S3ObjectStore):
+    """The real S3 store, remembering the keys it was asked to write (a listing cannot
+    tell one upload from two of the same key)."""
+
+    def __init__(self, store: S3ObjectStore) -> None:
+        super().__init__(store.client, store.bucket)
+        self.puts: list[str] = []
+
+    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        self.puts.append(key)
+        super().put(key, data, content_type)
+
+
 def email_with_attachments(count: int) -> parsing.ParsedEmail:
     return parsing.parse_inbound(hostile_mail.inbound_event(hostile_mail.many_attachments(count)))
 
@@ -50,8 +63,10 @@ def test_the_same_content_twice_is_one_upload(object_store: S3ObjectStore) -> No
         },
         attachments=(same, same),
     )
-    storage.store_email_objects(object_store, doubled, concurrency=4)
+    counting = CountingStore(object_store)
+    storage.store_email_objects(counting, doubled, concurrency=4)
     key = storage.attachment_key(same.sha256)
+    assert counting.puts.count(key) == 1
     listed = object_store.client.list_objects_v2(Bucket=object_store.bucket, Prefix=key)
     assert [item["Key"] for item in listed["Contents"]] == [key]
 
