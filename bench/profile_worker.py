@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import payloads
+from bench import payloads, rss
 from bench.run import services
 from shared.contract import Envelope, PayloadStore, archive_object_key, payload_redis_key
 from shared.logging import configure_logging
@@ -137,21 +137,6 @@ def _big_body(seed: int) -> bytes:
     return payloads.sign(payloads.events_json([event])).body
 
 
-def _proc_status(name: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(name + ":"):
-            return int(line.split()[1]) * 1024
-    raise LookupError(name)
-
-
-def _reset_peak() -> bool:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
-
-
 def profile_memory(ctx: IngestContext) -> None:
     small = payloads.sign(payloads.email_events("8KB", seed=78)).body
     ingest.process_delivery(ctx, _envelope(ctx, small))
@@ -160,11 +145,11 @@ def profile_memory(ctx: IngestContext) -> None:
     envelope = _envelope(ctx, _big_body(seed=76))
     post = envelope.body_size
     print(f"one email, POST {post / MB:.1f} MB")
-    idle = _proc_status("VmRSS")
-    if _reset_peak():
+    idle = rss.status_bytes("self", "VmRSS")
+    if rss.reset_peak("self"):
         result = ingest.process_delivery(ctx, envelope)
         assert result.outcomes == {"stored": 1}, result.outcomes
-        peak = _proc_status("VmHWM")
+        peak = rss.status_bytes("self", "VmHWM")
         print(
             f"  RSS: idle {idle / MB:.1f} MB, peak {peak / MB:.1f} MB, peak - idle "
             f"{(peak - idle) / MB:.1f} MB ({(peak - idle) / post:.2f}x the POST)"
