@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kave.devstack import wait_for_http
-from tests.services import REPO, free_port, wait_until
+from shared.settings import Settings
+from tests.services import REPO, child_env, free_port, wait_until
 
 KAVE = [sys.executable, "-m", "kave.cli"]
 
@@ -30,6 +31,11 @@ def kave(
         timeout=120,
         check=False,
     )
+
+
+def kave_with_settings(args: list[str], settings: Settings) -> subprocess.CompletedProcess[str]:
+    """``kave ARGS`` configured by ``settings`` (as a deployed process would be)."""
+    return kave(args, child_env(settings))
 
 
 def env_without_kave_settings() -> dict[str, str]:

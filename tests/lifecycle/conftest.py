@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 from sqlalchemy import Engine
 
 from shared.objectstore import S3ObjectStore
 from shared.settings import Settings
-from tests.services import REPO, child_env, derive_settings
+from tests.services import derive_settings
 from tests.webhooks import post_events, wait_for_deliveries
-
-KAVE = [sys.executable, "-m", "kave.cli"]
 
 
 @pytest.fixture
@@ -33,20 +28,6 @@ def clean(clean_db: Engine, clean_store: S3ObjectStore) -> Engine:
 def settings(base_settings: Settings) -> Settings:
     """No grace: everything in these tests is written seconds before it is checked."""
     return derive_settings(base_settings, orphan_grace_seconds=0)
-
-
-def kave(
-    args: list[str], settings: Settings, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*KAVE, *args],
-        env=child_env(settings),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def deliver(receiver: str, engine: Engine, events: str) -> str:

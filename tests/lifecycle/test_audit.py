@@ -16,7 +16,8 @@ from shared.lifecycle.audit import run_audit
 from shared.models import Attachment, Delivery, DeliveryEvent
 from shared.objectstore import LocalObjectStore, S3ObjectStore
 from shared.settings import Settings
-from tests.lifecycle.conftest import deliver, kave
+from tests.kave.support import kave_with_settings as kave
+from tests.lifecycle.conftest import deliver
 from tests.webhooks import fixture_events
 
 pytestmark = pytest.mark.usefixtures("worker", "clean")

@@ -23,7 +23,8 @@ from shared.lifecycle.erase import erase_rows
 from shared.models import Attachment, Delivery, DeliveryEvent, Email, Erasure, Event
 from shared.objectstore import S3ObjectStore
 from shared.settings import Settings
-from tests.lifecycle.conftest import deliver, kave
+from tests.kave.support import kave_with_settings as kave
+from tests.lifecycle.conftest import deliver
 
 pytestmark = pytest.mark.usefixtures("worker", "clean")
 

@@ -23,7 +23,9 @@ from shared.models import Attachment, Delivery, Email, Event
 from shared.objectstore import S3ObjectStore
 from shared.queue import celery_config
 from shared.settings import Settings
-from tests.lifecycle.conftest import KAVE, deliver, kave
+from tests.kave.support import KAVE
+from tests.kave.support import kave_with_settings as kave
+from tests.lifecycle.conftest import deliver
 from tests.lifecycle.test_audit import counts
 from tests.lifecycle.test_erase import message
 from tests.services import FIXTURES, REPO, child_env, derive_settings, wait_until

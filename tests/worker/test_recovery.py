@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -21,23 +19,12 @@ from shared.models import DeadLetter, Delivery, DeliveryEvent, Email
 from shared.objectstore import S3ObjectStore, make_s3_client
 from shared.settings import Settings
 from tests import services
-from tests.services import REPO, child_env, derive_settings, wait_until
+from tests.kave.support import kave_with_settings as kave
+from tests.services import derive_settings, wait_until
 from tests.webhooks import fixture_events, post_events, signed_form, wait_for_deliveries
 from worker.losses import LossTracker
 
 pytestmark = pytest.mark.usefixtures("clean_db")
-
-
-def kave(args: list[str], settings: Settings) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "kave.cli", *args],
-        env=child_env(settings),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def dead_letters(engine: Engine) -> list[DeadLetter]:
