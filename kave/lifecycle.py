@@ -67,7 +67,9 @@ def register(commands: Any, load_settings: Loader) -> None:
 
 @contextmanager
 def _resources(settings: Settings) -> Iterator[tuple[SessionFactory, ObjectStore]]:
-    engine = make_engine(settings)
+    # These are operator-run batch jobs: an erasure by address scans every email's text
+    # and the audit every key, which can outlast the statement timeout meant for workers.
+    engine = make_engine(settings.model_copy(update={"database_statement_timeout_ms": 0}))
     try:
         yield make_session_factory(engine), make_object_store(settings)
     finally:
