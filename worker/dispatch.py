@@ -39,7 +39,7 @@ from typing import Any
 
 import httpx
 import structlog
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.orm import Session
 
 from shared.handoff_routes import CeleryHandler, HttpTarget, Route, RouteTable, signing_key
@@ -102,10 +102,13 @@ def backoff_seconds(attempts: int, maximum: float) -> float:
 
 def publish(ctx: DispatchContext, dispatch_id: int) -> str:
     """One attempt at one dispatch; returns the outcome (``skipped`` if not claimable)."""
-    claimed = _claim(ctx, dispatch_id)
-    if claimed is None:
-        return "skipped"
-    return attempt(ctx, claimed)
+    claimed = _claim(
+        ctx,
+        Dispatch.id == dispatch_id,
+        # A second of slack: a countdown task may fire a hair before the row is due.
+        Dispatch.next_attempt_at <= func.now() + timedelta(seconds=1),
+    )
+    return attempt(ctx, claimed[0]) if claimed else "skipped"
 
 
 def attempt(ctx: DispatchContext, claimed: _Claimed) -> str:
@@ -128,17 +131,15 @@ def attempt(ctx: DispatchContext, claimed: _Claimed) -> str:
     return _record(ctx, claimed, route, code, error)
 
 
-def _claim(ctx: DispatchContext, dispatch_id: int) -> _Claimed | None:
+def _claim(ctx: DispatchContext, *where: ColumnElement[bool]) -> list[_Claimed]:
+    """Claim the pending dispatches that match ``where``, in one statement: each one's
+    attempt is counted and its ``next_attempt_at`` pushed a lease into the future, so no
+    other publisher can claim it until this one records the outcome or the lease expires."""
     lease = timedelta(seconds=_lease_seconds(ctx))
     with ctx.session_factory() as session, session.begin():
-        row = session.execute(
+        rows = session.execute(
             update(Dispatch)
-            .where(
-                Dispatch.id == dispatch_id,
-                Dispatch.status == DispatchStatus.PENDING,
-                # A second of slack: a countdown task may fire a hair before the row is due.
-                Dispatch.next_attempt_at <= func.now() + timedelta(seconds=1),
-            )
+            .where(Dispatch.email_id == Email.id, Dispatch.status == DispatchStatus.PENDING, *where)
             .values(
                 attempts=Dispatch.attempts + 1,
                 next_attempt_at=func.now() + lease,
@@ -152,59 +153,34 @@ def _claim(ctx: DispatchContext, dispatch_id: int) -> _Claimed | None:
                 Dispatch.attempts,
                 Dispatch.last_error,  # not set by this UPDATE: the previous attempt's
                 # The delivery names the dead letter, if it comes to that: same round trip.
-                select(Email.delivery_id)
-                .where(Email.id == Dispatch.email_id)
-                .scalar_subquery()
-                .label("delivery_id"),
-            )
-        ).one_or_none()
-    return _claimed(row) if row is not None else None
-
-
-def _claimed(row: Any) -> _Claimed:
-    return _Claimed(
-        row.id,
-        row.email_id,
-        row.route,
-        row.idempotency_key,
-        row.attempts,
-        str(row.delivery_id),
-        failed_before=row.last_error is not None,
-    )
-
-
-def claim_new(ctx: DispatchContext, delivery_id: str, routes: list[str]) -> list[_Claimed]:
-    """Claim, in one statement, the not yet attempted dispatches of a delivery's emails
-    to these routes (after the delivery's commit: the cheap path for Celery handlers)."""
-    if not routes:
-        return []
-    lease = timedelta(seconds=_lease_seconds(ctx))
-    with ctx.session_factory() as session, session.begin():
-        rows = session.execute(
-            update(Dispatch)
-            .where(
-                Dispatch.email_id == Email.id,
-                Email.delivery_id == delivery_id,
-                Dispatch.status == DispatchStatus.PENDING,
-                Dispatch.attempts == 0,
-                Dispatch.route.in_(routes),
-            )
-            .values(
-                attempts=Dispatch.attempts + 1,
-                next_attempt_at=func.now() + lease,
-                updated_at=func.now(),
-            )
-            .returning(
-                Dispatch.id,
-                Dispatch.email_id,
-                Dispatch.route,
-                Dispatch.idempotency_key,
-                Dispatch.attempts,
-                Dispatch.last_error,
                 Email.delivery_id,
             )
         ).all()
-    return [_claimed(row) for row in rows]
+    return [
+        _Claimed(
+            row.id,
+            row.email_id,
+            row.route,
+            row.idempotency_key,
+            row.attempts,
+            str(row.delivery_id),
+            failed_before=row.last_error is not None,
+        )
+        for row in rows
+    ]
+
+
+def claim_new(ctx: DispatchContext, delivery_id: str, routes: list[str]) -> list[_Claimed]:
+    """Claim the not yet attempted dispatches of a delivery's emails to these routes
+    (after the delivery's commit: the cheap path for Celery handlers)."""
+    if not routes:
+        return []
+    return _claim(
+        ctx,
+        Email.delivery_id == delivery_id,
+        Dispatch.attempts == 0,
+        Dispatch.route.in_(routes),
+    )
 
 
 def route_names(ctx: DispatchContext, *, celery: bool) -> list[str]:
