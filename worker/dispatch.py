@@ -19,6 +19,8 @@ record the attempt (count, HTTP answer code, error class). At-least-once, safely
   backoff and jitter until ``KAVE_HANDOFF_MAX_ATTEMPTS``, then the row is ``dead`` and a
   dead letter (kind ``dispatch``, ``event_index`` = minus the dispatch id, so it never
   collides with an event's) says why. Replaying it resets the row and publishes it again.
+  Only the attempt that holds the row records: one that outlived its lease finds the row
+  claimed again and its outcome is ``superseded``.
 
 Handlers must be idempotent by the key: a handler that answers 2xx but whose answer is
 lost, or a dispatcher killed after the POST, means the same key arrives twice.
@@ -335,35 +337,42 @@ def _http_client() -> httpx.Client:
 
 def _record(session: Session, ctx: DispatchContext, tried: _Attempt) -> tuple[str, float]:
     """Write an attempt's outcome (in the caller's transaction); its outcome and, if
-    retried, the backoff delay."""
-    claimed, code, error = tried.claimed, tried.code, tried.error
-    label = claimed.route or "-"
+    retried, the backoff delay.
+
+    Only while the row is still this attempt's: a publisher that outlived its lease (a
+    handler dripping its answer, a paused process) may find the row claimed again since,
+    maybe delivered; its late outcome is then ``superseded`` and changes nothing.
+    """
+    claimed, error = tried.claimed, tried.error
     delay = 0.0
-    row = update(Dispatch).where(Dispatch.id == claimed.id)
+    values: dict[str, Any]
     if error is None:
-        session.execute(
-            row.values(
-                status=DispatchStatus.DELIVERED,
-                last_status_code=code,
-                last_error=None,
-                delivered_at=func.now(),
-                updated_at=func.now(),
-            )
-        )
-        if claimed.failed_before:
-            # Only a dispatch that failed can have a dead letter (a replay keeps
-            # last_error): one statement less on the common path.
-            storage.resolve_dead_letter(session, claimed.delivery_id, dead_letter_index(claimed.id))
         outcome = "delivered"
+        values = {"status": DispatchStatus.DELIVERED, "delivered_at": func.now()}
     elif tried.route is None or claimed.attempts >= ctx.max_attempts:
-        session.execute(
-            row.values(
-                status=DispatchStatus.DEAD,
-                last_status_code=code,
-                last_error=error,
-                updated_at=func.now(),
-            )
+        outcome = "dead"
+        values = {"status": DispatchStatus.DEAD}
+    else:
+        outcome = "retried"
+        delay = backoff_seconds(claimed.attempts, ctx.backoff_max_seconds)
+        values = {"next_attempt_at": func.now() + timedelta(seconds=delay)}
+    written = session.execute(
+        update(Dispatch)
+        .where(
+            Dispatch.id == claimed.id,
+            Dispatch.status == DispatchStatus.PENDING,
+            Dispatch.attempts == claimed.attempts,
         )
+        .values(**values, last_status_code=tried.code, last_error=error, updated_at=func.now())
+        .returning(Dispatch.id)
+    ).first()
+    if written is None:
+        return "superseded", 0.0
+    if outcome == "delivered" and claimed.failed_before:
+        # Only a dispatch that failed can have a dead letter (a replay keeps last_error):
+        # one statement less on the common path.
+        storage.resolve_dead_letter(session, claimed.delivery_id, dead_letter_index(claimed.id))
+    elif outcome == "dead":
         storage.record_dead_letter(
             session,
             claimed.delivery_id,
@@ -371,23 +380,11 @@ def _record(session: Session, ctx: DispatchContext, tried: _Attempt) -> tuple[st
             kind="dispatch",
             error_class=f"dispatch_{error}"[:128],
             message=(
-                f"dispatch {claimed.id} of email {claimed.email_id} to route {label} "
-                f"failed after {claimed.attempts} attempts (last: {error})"
+                f"dispatch {claimed.id} of email {claimed.email_id} to route "
+                f"{claimed.route or '-'} failed after {claimed.attempts} attempts (last: {error})"
             ),
             traceback=None,
         )
-        outcome = "dead"
-    else:
-        delay = backoff_seconds(claimed.attempts, ctx.backoff_max_seconds)
-        session.execute(
-            row.values(
-                last_status_code=code,
-                last_error=error,
-                next_attempt_at=func.now() + timedelta(seconds=delay),
-                updated_at=func.now(),
-            )
-        )
-        outcome = "retried"
     return outcome, delay
 
 

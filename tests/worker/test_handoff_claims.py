@@ -9,19 +9,20 @@ there. The real broker path is tests/worker/test_handoff_dispatch.py.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from celery.exceptions import SoftTimeLimitExceeded
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
 
 from shared.db import make_session_factory
 from shared.handoff_routes import parse_routes
-from shared.models import Delivery, Dispatch, DispatchStatus, Email
+from shared.models import DeadLetter, Delivery, Dispatch, DispatchStatus, Email
 from worker import dispatch
 
 pytestmark = pytest.mark.usefixtures("clean_db")
@@ -36,7 +37,7 @@ ROUTES = parse_routes(
 
 
 class Platform:
-    """Records each key handed over; can hold a hand-off (``gate``) or fail it."""
+    """Records each key handed over; can hold the first hand-off (``gate``) or fail them."""
 
     def __init__(self) -> None:
         self.keys: list[str] = []
@@ -44,13 +45,17 @@ class Platform:
         self.gate = threading.Event()
         self.gate.set()
         self.interrupt = False
+        self.fail = False
 
     def send_task(self, name: str, kwargs: dict[str, Any], queue: str) -> None:
         self.keys.append(kwargs["idempotency_key"])
-        self.entered.set()
-        self.gate.wait(30)
+        if len(self.keys) == 1:
+            self.entered.set()
+            self.gate.wait(30)
         if self.interrupt:
             raise SoftTimeLimitExceeded()  # the task's time is up mid-hand-off
+        if self.fail:
+            raise ConnectionError("broker unreachable")
 
 
 def context(engine: Engine, platform: Platform) -> dispatch.DispatchContext:
@@ -158,3 +163,33 @@ def test_a_new_dispatch_claimed_by_the_sweep_first_is_not_handed_over_again(
     assert len(platform.keys) == 1
     with Session(engine) as session:
         assert session.scalar(select(Dispatch.attempts).where(Dispatch.id == dispatch_id)) == 1
+
+
+def test_a_late_outcome_from_an_expired_lease_does_not_overwrite_the_next_attempt(
+    engine: Engine,
+) -> None:
+    # A publisher stalls past its lease (a handler that drips its answer, a paused
+    # process); the sweep's publisher claims the row again and hands it over.
+    platform = Platform()
+    ctx = dataclasses.replace(context(engine, platform), max_attempts=1)
+    _, dispatch_id = new_dispatch(engine)
+    platform.gate.clear()
+    outcomes: list[str] = []
+    stalled = threading.Thread(target=lambda: outcomes.append(dispatch.publish(ctx, dispatch_id)))
+    stalled.start()
+    assert platform.entered.wait(30)
+    with engine.begin() as conn:  # its lease runs out
+        conn.execute(
+            update(Dispatch)
+            .where(Dispatch.id == dispatch_id)
+            .values(next_attempt_at=func.now() - timedelta(seconds=5))
+        )
+    outcomes.append(dispatch.publish(ctx, dispatch_id))  # the sweep's: gets through
+    assert outcomes == ["delivered"]
+    platform.fail = True  # the stalled attempt fails, at its last allowed attempt
+    platform.gate.set()
+    stalled.join(30)
+    assert outcomes == ["delivered", "superseded"]
+    assert state(engine, dispatch_id) == (DispatchStatus.DELIVERED, 2)
+    with Session(engine) as session:
+        assert session.scalar(select(func.count()).select_from(DeadLetter)) == 0
