@@ -86,7 +86,7 @@ class Sniffed:
 
 def derive_email(email: ParsedEmail) -> Derived:
     """All derived fields of an email (attachments: :func:`sniff_attachment`)."""
-    flagged, reason, bounced = auto_submitted(email.headers, email.raw)
+    flagged, reason, bounced = auto_submitted(email)
     return Derived(
         conversation_id=conversation_id(email.message_id, email.in_reply_to, email.references),
         mailbox_hash=mailbox_hash(email.envelope_recipient),
@@ -209,9 +209,7 @@ def _header_values(headers: Iterable[tuple[str, str]], name: str) -> list[str]:
     return [value.strip() for key, value in headers if key.lower() == wanted]
 
 
-def auto_submitted(
-    headers: Iterable[tuple[str, str]], raw: bytes
-) -> tuple[bool, str | None, tuple[str, ...]]:
+def auto_submitted(email: ParsedEmail) -> tuple[bool, str | None, tuple[str, ...]]:
     """Whether a machine sent this email, why, and the addresses a bounce reports.
 
     Signals, first match wins for the reason: a delivery-status report (multipart/report,
@@ -220,14 +218,15 @@ def auto_submitted(
     ``X-Auto-Response-Suppress`` (Exchange sets it on its own automatic replies); an empty
     Return-Path ``<>`` (the null sender of bounces and auto-replies).
     """
-    pairs = list(headers)
+    pairs = list(email.headers)
     content_type = " ".join(_header_values(pairs, "Content-Type")).lower()
     return_paths = _header_values(pairs, "Return-Path")
     null_sender = any(value.replace(" ", "") in ("<>", "") for value in return_paths)
-    sender = " ".join(_header_values(pairs, "From")).lower()
+    # The From header as worker.parsing read it (display name and address).
+    sender = f"{email.from_name or ''} {email.from_address or ''}".lower()
     is_report = "multipart/report" in content_type
     looks_bounced = is_report or null_sender or "mailer-daemon" in sender or "postmaster" in sender
-    bounced = _bounced_addresses(raw) if looks_bounced else ()
+    bounced = _bounced_addresses(email.raw) if looks_bounced else ()
     if is_report or bounced:
         return True, "dsn", bounced
 

@@ -7,7 +7,9 @@ record the attempt (count, HTTP answer code, error class). At-least-once, safely
   ``next_attempt_at`` a lease into the future. Two publishers of the same row (a retry and
   the sweep, or a task redelivered after a crash) cannot both hand it off; a publisher
   killed mid-attempt leaves the row pending, and the sweep takes it again once the lease
-  expires;
+  expires. Right after a delivery, its new dispatches to Celery handlers are claimed,
+  published and recorded in one transaction instead (``publish_new``): its row locks are
+  the lease, and a rollback leaves the rows due for the sweep;
 - **hand-off**: a Celery handler gets a task by name on the platform's queue, with ids
   and the idempotency key only (Flower and logs show nothing else); an HTTP handler gets
   a JSON POST signed the Standard Webhooks way (``webhook-id`` = the idempotency key,
@@ -17,6 +19,8 @@ record the attempt (count, HTTP answer code, error class). At-least-once, safely
   backoff and jitter until ``KAVE_HANDOFF_MAX_ATTEMPTS``, then the row is ``dead`` and a
   dead letter (kind ``dispatch``, ``event_index`` = minus the dispatch id, so it never
   collides with an event's) says why. Replaying it resets the row and publishes it again.
+  Only the attempt that holds the row records: one that outlived its lease finds the row
+  claimed again and its outcome is ``superseded``.
 
 Handlers must be idempotent by the key: a handler that answers 2xx but whose answer is
 lost, or a dispatcher killed after the POST, means the same key arrives twice.
@@ -39,7 +43,7 @@ from typing import Any
 
 import httpx
 import structlog
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.orm import Session
 
 from shared.handoff_routes import CeleryHandler, HttpTarget, Route, RouteTable, signing_key
@@ -86,6 +90,14 @@ class _Claimed:
     failed_before: bool  # an earlier attempt failed: a dead letter may exist
 
 
+@dataclass(frozen=True)
+class _Attempt:
+    claimed: _Claimed
+    route: Route | None  # None: the routes file no longer has it
+    code: int | None  # the HTTP handler's answer
+    error: str | None  # None: handed off
+
+
 def dead_letter_index(dispatch_id: int) -> int:
     """The dead letter's event_index of a dispatch: negative, never an event's index."""
     return -dispatch_id
@@ -101,110 +113,108 @@ def backoff_seconds(attempts: int, maximum: float) -> float:
 
 
 def publish(ctx: DispatchContext, dispatch_id: int) -> str:
-    """One attempt at one dispatch; returns the outcome (``skipped`` if not claimable)."""
-    claimed = _claim(ctx, dispatch_id)
-    if claimed is None:
+    """One attempt at one dispatch; returns the outcome (``skipped`` if not claimable).
+
+    The claim commits before the hand-off (an HTTP handler may take its whole timeout):
+    the lease, not a held lock, keeps other publishers off the row meanwhile.
+    """
+    with ctx.session_factory() as session, session.begin():
+        claimed = _claim(
+            session,
+            ctx,
+            Dispatch.id == dispatch_id,
+            # A second of slack: a countdown task may fire a hair before the row is due.
+            Dispatch.next_attempt_at <= func.now() + timedelta(seconds=1),
+        )
+    if not claimed:
         return "skipped"
-    return attempt(ctx, claimed)
-
-
-def attempt(ctx: DispatchContext, claimed: _Claimed) -> str:
-    """Hand a claimed dispatch to its handler and record the outcome."""
-    route = ctx.routes.route(claimed.route) if claimed.route else None
-    code: int | None = None
-    error: str | None = None
-    if route is None:
-        error = "route_removed"  # the routes file no longer has it: nothing to retry
-    else:
-        try:
-            code = _hand_off(ctx, claimed, route)
-        except INTERRUPTS:
-            raise  # a soft time limit must reach the task (worker/interrupts.py)
-        except Exception as exc:  # a handler down, a timeout, a broker error
-            error = type(exc).__name__
-        else:
-            if code is not None and not 200 <= code < 300:
-                error = f"http_{code}"
-    return _record(ctx, claimed, route, code, error)
-
-
-def _claim(ctx: DispatchContext, dispatch_id: int) -> _Claimed | None:
-    lease = timedelta(seconds=_lease_seconds(ctx))
+    tried = _hand_off_outcome(ctx, claimed[0])
     with ctx.session_factory() as session, session.begin():
-        row = session.execute(
-            update(Dispatch)
-            .where(
-                Dispatch.id == dispatch_id,
-                Dispatch.status == DispatchStatus.PENDING,
-                # A second of slack: a countdown task may fire a hair before the row is due.
-                Dispatch.next_attempt_at <= func.now() + timedelta(seconds=1),
-            )
-            .values(
-                attempts=Dispatch.attempts + 1,
-                next_attempt_at=func.now() + lease,
-                updated_at=func.now(),
-            )
-            .returning(
-                Dispatch.id,
-                Dispatch.email_id,
-                Dispatch.route,
-                Dispatch.idempotency_key,
-                Dispatch.attempts,
-                Dispatch.last_error,  # not set by this UPDATE: the previous attempt's
-                # The delivery names the dead letter, if it comes to that: same round trip.
-                select(Email.delivery_id)
-                .where(Email.id == Dispatch.email_id)
-                .scalar_subquery()
-                .label("delivery_id"),
-            )
-        ).one_or_none()
-    return _claimed(row) if row is not None else None
+        outcome, delay = _record(session, ctx, tried)
+    _recorded(ctx, tried, outcome, delay)
+    return outcome
 
 
-def _claimed(row: Any) -> _Claimed:
-    return _Claimed(
-        row.id,
-        row.email_id,
-        row.route,
-        row.idempotency_key,
-        row.attempts,
-        str(row.delivery_id),
-        failed_before=row.last_error is not None,
-    )
+def publish_new(ctx: DispatchContext, delivery_id: str, routes: list[str]) -> None:
+    """Hand the not yet attempted dispatches of a delivery's emails to these routes (Celery
+    handlers: one broker publish each) over, claim, publishes and records in ONE transaction.
 
-
-def claim_new(ctx: DispatchContext, delivery_id: str, routes: list[str]) -> list[_Claimed]:
-    """Claim, in one statement, the not yet attempted dispatches of a delivery's emails
-    to these routes (after the delivery's commit: the cheap path for Celery handlers)."""
+    Its row locks are the lease: another publisher (the sweep's) waits for the commit and
+    then finds the rows attempted. If the transaction never commits (this process killed, the
+    database gone) the rows are as before, due, and the sweep hands them over again (the same
+    keys: handlers drop repeats). One commit per delivery instead of one per email plus one.
+    """
     if not routes:
-        return []
-    lease = timedelta(seconds=_lease_seconds(ctx))
+        return
+    done: list[tuple[_Attempt, str, float]] = []
     with ctx.session_factory() as session, session.begin():
-        rows = session.execute(
-            update(Dispatch)
-            .where(
-                Dispatch.email_id == Email.id,
-                Email.delivery_id == delivery_id,
-                Dispatch.status == DispatchStatus.PENDING,
-                Dispatch.attempts == 0,
-                Dispatch.route.in_(routes),
-            )
-            .values(
-                attempts=Dispatch.attempts + 1,
-                next_attempt_at=func.now() + lease,
-                updated_at=func.now(),
-            )
-            .returning(
-                Dispatch.id,
-                Dispatch.email_id,
-                Dispatch.route,
-                Dispatch.idempotency_key,
-                Dispatch.attempts,
-                Dispatch.last_error,
-                Email.delivery_id,
-            )
-        ).all()
-    return [_claimed(row) for row in rows]
+        for claimed in _claim(
+            session,
+            ctx,
+            Email.delivery_id == delivery_id,
+            Dispatch.attempts == 0,
+            Dispatch.route.in_(routes),
+        ):
+            tried = _hand_off_outcome(ctx, claimed)
+            done.append((tried, *_record(session, ctx, tried)))
+    for tried, outcome, delay in done:
+        _recorded(ctx, tried, outcome, delay)
+
+
+def _hand_off_outcome(ctx: DispatchContext, claimed: _Claimed) -> _Attempt:
+    """Hand a claimed dispatch to its handler; what came of it (not yet recorded)."""
+    route = ctx.routes.route(claimed.route) if claimed.route else None
+    if route is None:
+        return _Attempt(claimed, None, None, "route_removed")  # nothing to retry
+    try:
+        code = _hand_off(ctx, claimed, route)
+    except INTERRUPTS:
+        raise  # a soft time limit must reach the task (worker/interrupts.py)
+    except Exception as exc:  # a handler down, a timeout, a broker error
+        return _Attempt(claimed, route, None, type(exc).__name__)
+    failed = code is not None and not 200 <= code < 300
+    return _Attempt(claimed, route, code, f"http_{code}" if failed else None)
+
+
+def _claim(session: Session, ctx: DispatchContext, *where: ColumnElement[bool]) -> list[_Claimed]:
+    """Claim the pending dispatches that match ``where``, in one statement: each one's
+    attempt is counted and its ``next_attempt_at`` pushed a lease into the future, so no
+    other publisher can claim it until this one records the outcome or the lease expires."""
+    lease = timedelta(seconds=_lease_seconds(ctx))
+    # On the connection, not session.execute: there are no ORM objects to synchronise, and
+    # the ORM's UPDATE path costs more CPU than the statement (0.7 -> 0.5 ms; record 0.5 -> 0.3).
+    connection = session.connection()
+    rows = connection.execute(
+        update(Dispatch)
+        .where(Dispatch.email_id == Email.id, Dispatch.status == DispatchStatus.PENDING, *where)
+        .values(
+            attempts=Dispatch.attempts + 1,
+            next_attempt_at=func.now() + lease,
+            updated_at=func.now(),
+        )
+        .returning(
+            Dispatch.id,
+            Dispatch.email_id,
+            Dispatch.route,
+            Dispatch.idempotency_key,
+            Dispatch.attempts,
+            Dispatch.last_error,  # not set by this UPDATE: the previous attempt's
+            # The delivery names the dead letter, if it comes to that: same round trip.
+            Email.delivery_id,
+        )
+    ).all()
+    return [
+        _Claimed(
+            row.id,
+            row.email_id,
+            row.route,
+            row.idempotency_key,
+            row.attempts,
+            str(row.delivery_id),
+            failed_before=row.last_error is not None,
+        )
+        for row in rows
+    ]
 
 
 def route_names(ctx: DispatchContext, *, celery: bool) -> list[str]:
@@ -328,67 +338,64 @@ def _http_client() -> httpx.Client:
     return _client[1]
 
 
-def _record(
-    ctx: DispatchContext,
-    claimed: _Claimed,
-    route: Route | None,
-    code: int | None,
-    error: str | None,
-) -> str:
-    label = claimed.route or "-"
+def _record(session: Session, ctx: DispatchContext, tried: _Attempt) -> tuple[str, float]:
+    """Write an attempt's outcome (in the caller's transaction); its outcome and, if
+    retried, the backoff delay.
+
+    Only while the row is still this attempt's: a publisher that outlived its lease (a
+    handler dripping its answer, a paused process) may find the row claimed again since,
+    maybe delivered; its late outcome is then ``superseded`` and changes nothing.
+    """
+    claimed, error = tried.claimed, tried.error
     delay = 0.0
-    with ctx.session_factory() as session, session.begin():
-        row = update(Dispatch).where(Dispatch.id == claimed.id)
-        if error is None:
-            session.execute(
-                row.values(
-                    status=DispatchStatus.DELIVERED,
-                    last_status_code=code,
-                    last_error=None,
-                    delivered_at=func.now(),
-                    updated_at=func.now(),
-                )
-            )
-            if claimed.failed_before:
-                # Only a dispatch that failed can have a dead letter (a replay keeps
-                # last_error): one statement less on the common path.
-                storage.resolve_dead_letter(
-                    session, claimed.delivery_id, dead_letter_index(claimed.id)
-                )
-            outcome = "delivered"
-        elif route is None or claimed.attempts >= ctx.max_attempts:
-            session.execute(
-                row.values(
-                    status=DispatchStatus.DEAD,
-                    last_status_code=code,
-                    last_error=error,
-                    updated_at=func.now(),
-                )
-            )
-            storage.record_dead_letter(
-                session,
-                claimed.delivery_id,
-                dead_letter_index(claimed.id),
-                kind="dispatch",
-                error_class=f"dispatch_{error}"[:128],
-                message=(
-                    f"dispatch {claimed.id} of email {claimed.email_id} to route {label} "
-                    f"failed after {claimed.attempts} attempts (last: {error})"
-                ),
-                traceback=None,
-            )
-            outcome = "dead"
-        else:
-            delay = backoff_seconds(claimed.attempts, ctx.backoff_max_seconds)
-            session.execute(
-                row.values(
-                    last_status_code=code,
-                    last_error=error,
-                    next_attempt_at=func.now() + timedelta(seconds=delay),
-                    updated_at=func.now(),
-                )
-            )
-            outcome = "retried"
+    values: dict[str, Any]
+    if error is None:
+        outcome = "delivered"
+        values = {"status": DispatchStatus.DELIVERED, "delivered_at": func.now()}
+    elif tried.route is None or claimed.attempts >= ctx.max_attempts:
+        outcome = "dead"
+        values = {"status": DispatchStatus.DEAD}
+    else:
+        outcome = "retried"
+        delay = backoff_seconds(claimed.attempts, ctx.backoff_max_seconds)
+        values = {"next_attempt_at": func.now() + timedelta(seconds=delay)}
+    connection = session.connection()  # Core, not the ORM's UPDATE path: see _claim
+    written = connection.execute(
+        update(Dispatch)
+        .where(
+            Dispatch.id == claimed.id,
+            Dispatch.status == DispatchStatus.PENDING,
+            Dispatch.attempts == claimed.attempts,
+        )
+        .values(**values, last_status_code=tried.code, last_error=error, updated_at=func.now())
+        .returning(Dispatch.id)
+    ).first()
+    if written is None:
+        return "superseded", 0.0
+    if outcome == "delivered" and claimed.failed_before:
+        # Only a dispatch that failed can have a dead letter (a replay keeps last_error):
+        # one statement less on the common path.
+        storage.resolve_dead_letter(session, claimed.delivery_id, dead_letter_index(claimed.id))
+    elif outcome == "dead":
+        storage.record_dead_letter(
+            session,
+            claimed.delivery_id,
+            dead_letter_index(claimed.id),
+            kind="dispatch",
+            error_class=f"dispatch_{error}"[:128],
+            message=(
+                f"dispatch {claimed.id} of email {claimed.email_id} to route "
+                f"{claimed.route or '-'} failed after {claimed.attempts} attempts (last: {error})"
+            ),
+            traceback=None,
+        )
+    return outcome, delay
+
+
+def _recorded(ctx: DispatchContext, tried: _Attempt, outcome: str, delay: float) -> None:
+    """After the record's commit: schedule the retry, count and log the attempt."""
+    claimed = tried.claimed
+    label = claimed.route or "-"
     if outcome == "retried":
         # If this publish is lost (broker down) the sweep still finds the row when due.
         ctx.schedule(claimed.id, delay)
@@ -400,10 +407,9 @@ def _record(
         route=label,
         attempt=claimed.attempts,
         outcome=outcome,
-        status_code=code,
-        error=error,
+        status_code=tried.code,
+        error=tried.error,
     )
-    return outcome
 
 
 # --------------------------------------------------------------------------- finding work

@@ -1,8 +1,10 @@
 """Prometheus counters of the hand-off: dispatch attempts by route and outcome.
 
 Recorded in the pool processes like ``worker.metrics`` (multiprocess mode, summed by the
-node's /metrics). Label values are route names from the routes file (a small fixed set)
-or ``-`` (unrouted), and outcomes from a fixed set: delivered, retried, dead, unrouted.
+node's /metrics). Label values are route names from the routes file (a small fixed set),
+and outcomes from a fixed set: delivered, retried, dead, superseded (a late outcome of an
+attempt that outlived its lease: another attempt has the row). Unrouted emails are never
+attempted, so never counted here (``dispatches.status`` has them).
 """
 
 from __future__ import annotations

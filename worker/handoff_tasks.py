@@ -76,10 +76,9 @@ def publish_new(delivery_id: str) -> None:
     if ctx is None:
         return
     try:
-        # A Celery handler is one broker publish: claimed and published here, cheaper than
-        # a task of its own.
-        for claimed in dispatch.claim_new(ctx, delivery_id, dispatch.route_names(ctx, celery=True)):
-            dispatch.attempt(ctx, claimed)
+        # A Celery handler is one broker publish: claimed, published and recorded here in
+        # one transaction, cheaper than a task of its own.
+        dispatch.publish_new(ctx, delivery_id, dispatch.route_names(ctx, celery=True))
         # An HTTP handler may be slow: its attempts are tasks, never holding up ingestion.
         http_routes = dispatch.route_names(ctx, celery=False)
         if http_routes:

@@ -206,6 +206,35 @@ def test_a_dsn_bounce_is_flagged_with_its_bounced_address() -> None:
     assert derived.bounced_addresses == ("gone@example.net",)
 
 
+QMAIL_BOUNCE = """Hi. This is the qmail-send program at mx.example.org.
+I'm afraid I wasn't able to deliver your message to the following addresses.
+This is a permanent error; I've given up. Sorry it didn't work out.
+
+<gone@example.net>:
+Sorry, no mailbox here by that name. (#5.1.1)
+
+--- Below this line is a copy of the message.
+
+Subject: hi
+
+hello
+"""
+
+
+@pytest.mark.parametrize(
+    "sender", ["Mail Delivery System <MAILER-DAEMON@mx.example.org>", "postmaster@mx.example.org"]
+)
+def test_a_plain_text_bounce_is_recognised_by_its_sender(sender: str) -> None:
+    # No multipart/report and no empty Return-Path: only the From address says "bounce".
+    bounce = message({"Message-ID": "<q@mx.example.org>"}, QMAIL_BOUNCE)
+    bounce.replace_header("From", sender)
+    derived = derive_email(inbound(bounce))
+    assert (derived.auto_submitted, derived.auto_submitted_reason) == (True, "dsn")
+    assert derived.bounced_addresses == ("gone@example.net",)
+    person = derive_email(inbound(message({"Message-ID": "<p2@x.org>"}, QMAIL_BOUNCE)))
+    assert (person.auto_submitted, person.bounced_addresses) == (False, ())
+
+
 # --------------------------------------------------------------------------- attachments
 
 PDF = b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog >>\nendobj\ntrailer\n<<>>\n%%EOF\n"
