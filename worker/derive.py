@@ -37,6 +37,7 @@ from inscriptis import get_text
 from mailparser_reply import EmailReplyParser
 from mailparser_reply.constants import MAIL_LANGUAGES
 
+from worker.columns import CONTENT_TYPE_CHARS, INDEXED_TEXT_CHARS
 from worker.interrupts import INTERRUPTS
 from worker.parsing import ParsedAttachment, ParsedEmail
 
@@ -54,8 +55,6 @@ __all__ = [
     "sniff_attachment",
 ]
 
-# The stored ids are indexed; no real Message-ID comes near this (storage.INDEXED_TEXT_LIMIT).
-_MAX_ID_CHARS: Final = 512
 # Reply parsing runs regular expressions over the body; past this size the "new text" is not
 # what an agent reads anyway, and the cost must stay bounded (the bench budget is per email).
 _MAX_REPLY_INPUT_CHARS: Final = 100_000
@@ -131,7 +130,7 @@ def normalize_message_id(value: str | None) -> str | None:
         return None
     local, at, domain = ident.rpartition("@")
     ident = f"{local}@{domain.lower()}" if at else ident
-    return ident[:_MAX_ID_CHARS]
+    return ident[:INDEXED_TEXT_CHARS]
 
 
 def conversation_id(
@@ -155,7 +154,7 @@ def mailbox_hash(recipient: str | None) -> str | None:
         return None
     local = recipient.strip().rpartition("@")[0] or recipient.strip()
     _, plus, tag = local.partition("+")
-    return tag[:_MAX_ID_CHARS] if plus and tag else None
+    return tag[:INDEXED_TEXT_CHARS] if plus and tag else None
 
 
 # --------------------------------------------------------------------------- reply text
@@ -266,7 +265,7 @@ def _bounced_addresses(raw: bytes) -> tuple[str, ...]:
         text = address.decode("utf-8", "replace") if isinstance(address, bytes) else str(address)
         text = text.strip().strip("<>").strip().lower()
         if text:
-            found.add(text[:_MAX_ID_CHARS])
+            found.add(text[:INDEXED_TEXT_CHARS])
     return tuple(sorted(found))[:_MAX_BOUNCED]
 
 
@@ -321,7 +320,7 @@ def _sniff_type(content: bytes) -> str | None:
         raise  # a soft time limit must reach the task (worker/interrupts.py)
     except Exception:  # puremagic.PureError: no signature matched (plain text, random bytes)
         return None
-    return found[:255] or None
+    return found[:CONTENT_TYPE_CHARS] or None
 
 
 def _mismatch(declared: str, sniffed: str | None) -> bool:

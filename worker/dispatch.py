@@ -56,6 +56,7 @@ from shared.models import (
     Email,
 )
 from worker import handoff_metrics, storage
+from worker.columns import ERROR_CLASS_CHARS
 from worker.interrupts import INTERRUPTS
 
 log = structlog.get_logger(__name__)
@@ -382,7 +383,7 @@ def _record(session: Session, ctx: DispatchContext, tried: _Attempt) -> tuple[st
             claimed.delivery_id,
             dead_letter_index(claimed.id),
             kind="dispatch",
-            error_class=f"dispatch_{error}"[:128],
+            error_class=f"dispatch_{error}"[:ERROR_CLASS_CHARS],
             message=(
                 f"dispatch {claimed.id} of email {claimed.email_id} to route "
                 f"{claimed.route or '-'} failed after {claimed.attempts} attempts (last: {error})"
