@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import payloads
-from bench.stack import celery_worker, settings_env
+from bench.stack import celery_worker, child_env
 from bench.worker_bench import engine_for, enqueue_all, wait_processed
 from shared.settings import Settings
 
@@ -36,7 +36,7 @@ def run(settings: Settings, tmp: Path, *, quick: bool, progress: Any = print) ->
     engine = engine_for(settings)
     rows: list[dict[str, Any]] = []
     factors: dict[str, float] = {}
-    env = settings_env(settings)
+    env = child_env(settings)
     with celery_worker("worker.main", settings.queue_name, env, tmp / "growth.log", 1):
         _, ids = enqueue_all(settings, _bodies(_inbound, 50_000_000, 2, 1))
         wait_processed(engine, ids, timeout=120)

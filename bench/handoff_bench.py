@@ -41,7 +41,7 @@ from bench.run import services
 from shared.models import Dispatch, DispatchStatus
 from shared.settings import Settings
 
-# Not KAVE_-prefixed: settings_env passes it through to the worker.
+# Not KAVE_-prefixed: child_env passes it through to the worker.
 SECRET_ENV = "BENCH_HANDOFF_SECRET"  # noqa: S105 - the name of a variable
 
 
@@ -100,7 +100,7 @@ def measure(settings: Settings, tmp: Path, emails: int, seed: int, mode: str) ->
     """CPU seconds per email of one worker process tree."""
     engine = worker_bench.engine_for(settings)
     log = tmp / f"worker-{mode}.log"
-    env = stack.settings_env(settings)
+    env = stack.child_env(settings)
     with stack.celery_worker("worker.main", settings.queue_name, env, log, 1) as process:
         # Warm up: database pool, object store, route table, HTTP client.
         worker_bench.measure_kave(settings, engine, worker_bench.email_bodies("8KB", 4, seed))

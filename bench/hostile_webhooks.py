@@ -250,7 +250,7 @@ def run(count: int, size: int, repeat: int, tmp: Path) -> int:
     with services(tmp, need_s3=False) as found:
         settings = found.settings(trusted_proxies="127.0.0.1/32", log_level="WARNING")
         limit = int(settings.rate_limit_webhook_signature_failures.split("/")[0])
-        env = stack.settings_env(settings)
+        env = stack.child_env(settings)
         with stack.uvicorn("receiver.app:create_app", env, tmp / "receiver.log", 1) as (
             base,
             process,

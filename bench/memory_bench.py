@@ -17,7 +17,7 @@ import psutil
 
 from bench import payloads
 from bench.rss import reset_peak, status_bytes
-from bench.stack import celery_worker, settings_env, uvicorn
+from bench.stack import celery_worker, child_env, uvicorn
 from bench.worker_bench import engine_for, enqueue_all, wait_processed
 from shared.settings import Settings
 from shared.webhook import WEBHOOK_PATH
@@ -38,7 +38,7 @@ def run(settings: Settings, tmp: Path, progress: Any = print) -> dict[str, Any]:
     del raw_event
     small = payloads.sign(payloads.email_events("8KB", seed=78))
     processes: list[dict[str, Any]] = []
-    env = settings_env(settings)
+    env = child_env(settings)
 
     with uvicorn("receiver.app:create_app", env, tmp / "memory-receiver.log", workers=1) as (
         base,

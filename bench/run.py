@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
 
                 settings = found.settings()
                 rows = receiver_bench.run(
-                    stack.settings_env(settings),
+                    stack.child_env(settings),
                     tmp,
                     sizes=list(payloads.SIZES),
                     seconds=3 if args.quick else 5,

@@ -34,11 +34,11 @@ __all__ = [
     "REPO",
     "UVICORN_OPTIONS",
     "celery_worker",
+    "child_env",
     "postgres_database",
     "redis_executable",
     "redis_server",
     "s3_server",
-    "settings_env",
     "uvicorn",
     "uvicorn_command",
     "wait_until",
@@ -113,9 +113,6 @@ def postgres_database(tmp: Path) -> Iterator[str]:
 
 
 # --- processes ----------------------------------------------------------------------
-
-# The settings as the environment of a child process (and nothing else KAVE_*).
-settings_env = child_env
 
 # The one server command line, used for the receiver and for the ceiling alike.
 UVICORN_OPTIONS = [

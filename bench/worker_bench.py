@@ -28,7 +28,7 @@ from sqlalchemy.engine import Engine
 
 from bench import payloads
 from bench.noop_task import DONE_KEY, NOOP_QUEUE, NOOP_TASK
-from bench.stack import celery_worker, settings_env, wait_until
+from bench.stack import celery_worker, child_env, wait_until
 from receiver.enqueue import DeliveryQueue
 from shared.db import normalise_database_url
 from shared.models import Delivery, DeliveryStatus, Email
@@ -168,7 +168,7 @@ def run(
     }
     noop: dict[tuple[str, int], float] = {}
     for n in processes:
-        with celery_worker("bench.noop_worker", NOOP_QUEUE, settings_env(base), log, n):
+        with celery_worker("bench.noop_worker", NOOP_QUEUE, child_env(base), log, n):
             measure_noop(base, [b"x" * 1000] * 4)
             for size in sizes:
                 noop[(size, n)] = measure_noop(base, bodies[size])
@@ -178,7 +178,7 @@ def run(
     seed = 10_000_000
     for store, settings in stores:
         for n in processes:
-            with celery_worker("worker.main", settings.queue_name, settings_env(settings), log, n):
+            with celery_worker("worker.main", settings.queue_name, child_env(settings), log, n):
                 # Warm up every process (database pool, object store client).
                 measure_kave(
                     settings,

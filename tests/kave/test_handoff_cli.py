@@ -3,30 +3,20 @@
 from __future__ import annotations
 
 import base64
-import os
 import subprocess
-import sys
 from pathlib import Path
 
+from tests.kave.support import env_without_kave_settings
+from tests.kave.support import kave as run_kave
 from tests.services import REPO
 
 ROUTES = REPO / "tests" / "fixtures" / "handoff" / "routes.yaml"
 
 
 def kave(args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("KAVE_")} | {
-        "KAVE_HANDOFF_ROUTES_FILE": str(ROUTES),
-        **env,
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "kave.cli", *args],
-        env=environ,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    """``kave ARGS`` with nothing configured but the fixture routes file (and ``env``)."""
+    routes = {"KAVE_HANDOFF_ROUTES_FILE": str(ROUTES), **env}
+    return run_kave(args, env_without_kave_settings() | routes)
 
 
 SECRET = "whsec_" + base64.b64encode(b"s" * 32).decode()

@@ -33,6 +33,7 @@ from shared.queue import celery_config
 from shared.settings import Settings
 from tests import handoff_platform, services
 from tests.handoff_platform import KEPT, SEEN, HttpPlatform
+from tests.kave.support import kave_with_settings
 from tests.services import REPO, child_env, derive_settings, free_port, wait_until
 from tests.webhooks import post_events, wait_for_deliveries
 
@@ -281,15 +282,7 @@ def test_a_dead_dispatch_is_a_dead_letter_that_replays_once(fresh: Stack, engine
     assert letter.error_class == "dispatch_http_500"
 
     fresh.http.always_fail = False
-    result = subprocess.run(
-        [sys.executable, "-m", "kave.cli", "dispatches", "replay", "--all-dead"],
-        env=child_env(fresh.settings),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = kave_with_settings(["dispatches", "replay", "--all-dead"], fresh.settings)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "replayed 1: delivered 1" in result.stdout
     (row,) = dispatches(engine).values()
@@ -298,15 +291,7 @@ def test_a_dead_dispatch_is_a_dead_letter_that_replays_once(fresh: Stack, engine
     with Session(engine) as session:
         assert session.scalars(select(DeadLetter.status)).one() == "replayed"
     # A second replay finds nothing dead: it never hands off again.
-    again = subprocess.run(
-        [sys.executable, "-m", "kave.cli", "dispatches", "replay", str(row.id)],
-        env=child_env(fresh.settings),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    again = kave_with_settings(["dispatches", "replay", str(row.id)], fresh.settings)
     assert "not_dead 1" in again.stdout
     assert fresh.http.seen == {row.idempotency_key: 4}
 

@@ -7,8 +7,6 @@ through the whole pipeline; the stored rows carry what an agent needs.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -18,7 +16,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from shared.models import Attachment, Email
 from shared.settings import Settings
-from tests.services import REPO, child_env
+from tests.kave.support import kave_with_settings
 from tests.webhooks import post_events, wait_for_deliveries
 
 pytestmark = pytest.mark.usefixtures("worker", "clean_db")
@@ -123,14 +121,8 @@ def test_reprocess_re_derives_rows_stored_before_the_hand_off(
     with engine.begin() as conn:
         conn.execute(update(Email).values(conversation_id=None, reply_text=None, mailbox_hash=None))
         conn.execute(update(Attachment).values(sniffed_type=None))
-    result = subprocess.run(
-        [sys.executable, "-m", "kave.cli", "reprocess", "--since", "2000-01-01T00:00:00+00:00"],
-        env=child_env(base_settings),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    result = kave_with_settings(
+        ["reprocess", "--since", "2000-01-01T00:00:00+00:00"], base_settings
     )
     assert result.returncode == 0, result.stderr
     assert "conversation_id" in result.stdout
