@@ -181,6 +181,7 @@ def process_delivery(
         )
         with ctx.session_factory() as session, session.begin():
             writes.write(session)
+            reclaim_objects(session, ctx.object_store, archive=writes.named_archive)
     worker_metrics.delivery_finished(envelope.received_at, replaying=replaying)
     _drop_redis_copy(ctx, envelope)
     return result
@@ -329,17 +330,44 @@ class DeliveryWrites:
 
     def write(self, session: Session) -> None:
         delivery_id = self.envelope.delivery_id
-        if self.record_attempt:
-            archive_key = archive_object_key(self.envelope.body_sha256)
-            storage.record_delivery(session, self.envelope, archive_key)
-            if reclaim(session, [archive_key]):
-                # A retention or erasure drain removed this content-addressed archive (of
-                # an earlier identical batch) after archive_body wrote it: try again.
-                raise ArchiveRemovedMeanwhileError(self.envelope.delivery_id)
+        if self.named_archive is not None:
+            storage.record_delivery(session, self.envelope, self.named_archive)
         if self.finish_with_events is not None:
             storage.finish_delivery(session, delivery_id, event_count=self.finish_with_events)
             if self.resolve:
                 storage.resolve_dead_letter(session, delivery_id, None)
+
+    @property
+    def named_archive(self) -> str | None:
+        """The archive key a row of this transaction names (when it records an attempt)."""
+        return archive_object_key(self.envelope.body_sha256) if self.record_attempt else None
+
+
+def reclaim_objects(
+    session: Session,
+    store: ObjectStore,
+    *,
+    archive: str | None = None,
+    email: parsing.ParsedEmail | None = None,
+) -> None:
+    """Claim back from retention and erasure the objects this transaction's new rows name
+    (``archive``: a new delivery row's; ``email``: a new email's), in one statement.
+
+    Objects are content-addressed, so a drain (shared/lifecycle/objects.py) may have
+    removed one of them, for rows it deleted, between this worker's upload and now: an
+    email's object is put back from the bytes still held; the archive, no longer held,
+    makes the attempt retry (it is written again from the Redis copy).
+    """
+    objects = storage.email_objects(email) if email is not None else {}
+    keys = [*objects, *([archive] if archive else [])]
+    if not keys:
+        return
+    for key in reclaim(session, keys):
+        if key == archive:
+            raise ArchiveRemovedMeanwhileError(key)
+        data, content_type = objects[key]
+        store.put(key, data, content_type)
+        log.info("object.restored_after_drain", object_key=key)
 
 
 @dataclass(frozen=True)
@@ -398,10 +426,13 @@ def commit_event(
                 if delivery is not None:
                     delivery.write(session)
                 outcome = _write_result(session, delivery_id, prepared, replaying=replaying)
-                if outcome == EventOutcome.STORED and isinstance(
-                    prepared.parsed, parsing.ParsedEmail
-                ):
-                    storage.restore_reclaimed_objects(session, ctx.object_store, prepared.parsed)
+                new_email = prepared.parsed if outcome == EventOutcome.STORED else None
+                reclaim_objects(
+                    session,
+                    ctx.object_store,
+                    archive=delivery.named_archive if delivery is not None else None,
+                    email=new_email if isinstance(new_email, parsing.ParsedEmail) else None,
+                )
         except Exception as exc:
             if event_failure_class(exc) is None:
                 raise  # transient or unknown: the task decides whether to retry
@@ -418,6 +449,7 @@ def commit_event(
     with ctx.session_factory() as session, session.begin():
         if delivery is not None:
             delivery.write(session)
+            reclaim_objects(session, ctx.object_store, archive=delivery.named_archive)
         storage.record_dead_letter(
             session,
             delivery_id,

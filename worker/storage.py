@@ -13,13 +13,11 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-import structlog
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from shared.contract import Envelope
-from shared.lifecycle.objects import reclaim
 from shared.models import (
     Attachment,
     DeadLetter,
@@ -44,8 +42,6 @@ from worker.columns import (
 )
 from worker.parsing import Address, ParsedEmail, ParsedEvent
 
-log = structlog.get_logger(__name__)
-
 
 def raw_message_key(sha256: str) -> str:
     return f"messages/{sha256[:2]}/{sha256}.eml"
@@ -69,17 +65,6 @@ def email_objects(email: ParsedEmail) -> dict[str, tuple[bytes, str]]:
             attachment_key(attachment.sha256), (attachment.content, attachment.content_type)
         )
     return objects
-
-
-def restore_reclaimed_objects(session: Session, store: ObjectStore, email: ParsedEmail) -> None:
-    """In the transaction that writes a new email's rows: cancel pending deletions of its
-    objects and put back any that a retention or erasure drain removed after this worker
-    uploaded them (shared/lifecycle/objects.py), so the rows never name a missing object."""
-    objects = email_objects(email)
-    for key in reclaim(session, objects):
-        data, content_type = objects[key]
-        store.put(key, data, content_type)
-        log.info("object.restored_after_drain", object_key=key)
 
 
 def store_email_objects(store: ObjectStore, email: ParsedEmail, *, concurrency: int = 1) -> None:

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shared.contract import Envelope, archive_object_key
 from shared.lifecycle.objects import ArchiveRemovedMeanwhileError, drain, queue_deletions, reclaim
-from shared.models import ObjectDeletion
+from shared.models import Delivery, ObjectDeletion
 from shared.objectstore import S3ObjectStore
 from tests.webhooks import fixture_events
 from worker import ingest, storage
@@ -105,9 +105,15 @@ def test_an_archive_removed_before_its_delivery_row_commits_is_retried(
         queue_deletions(session, [key])  # an older delivery with the same body was purged
     assert drain(sessionmaker(clean), clean_store, grace_seconds=0).deleted == 1
 
-    with (
-        pytest.raises(ArchiveRemovedMeanwhileError),
-        Session(clean) as session,
-        session.begin(),
-    ):
-        DeliveryWrites(envelope, record_attempt=True).write(session)
+    ctx = _context(clean, clean_store, redis_client)
+    event = json.loads(fixture_events("click.json"))[0]
+    prepared = ingest.prepare_event(ctx, 0, event)
+    with pytest.raises(ArchiveRemovedMeanwhileError):
+        ingest.commit_event(
+            ctx,
+            envelope.delivery_id,
+            prepared,
+            delivery=DeliveryWrites(envelope, record_attempt=True),
+        )
+    with Session(clean) as session:  # the attempt was rolled back, to be retried
+        assert session.get(Delivery, envelope.delivery_id) is None
