@@ -46,6 +46,9 @@ SECRET_ENV = "BENCH_HANDOFF_SECRET"  # noqa: S105 - the name of a variable
 
 
 class _Answer204(BaseHTTPRequestHandler):
+    # Keep-alive, as a platform's server would: a reconnect per POST is not the hand-off's cost.
+    protocol_version = "HTTP/1.1"
+
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("content-length", "0")))
         self.send_response(204)

@@ -42,6 +42,7 @@ from worker.errors import (
     event_failure_reason,
     safe_traceback,
 )
+from worker.handoff_inline import NewDispatch
 from worker.interrupts import INTERRUPTS
 from worker.losses import BODY_STAGE, LossTracker
 
@@ -65,6 +66,8 @@ class DeliveryResult:
     delivery_id: str
     event_count: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
+    # The dispatch rows committed with this delivery's new emails, to hand over now.
+    new_dispatches: list[NewDispatch] = field(default_factory=list)
 
     def count(self, outcome: str) -> None:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
@@ -160,7 +163,15 @@ def process_delivery(
                 resolve=replaying,
             )
             prepared = prepare_event(ctx, index, event)
-            result.count(commit_event(ctx, envelope.delivery_id, prepared, delivery=writes))
+            result.count(
+                commit_event(
+                    ctx,
+                    envelope.delivery_id,
+                    prepared,
+                    delivery=writes,
+                    handed=result.new_dispatches,
+                )
+            )
             recorded, finished = True, last
     except INTERRUPTS:
         # Out of time: the marker stays, so the next attempt counts a loss at this event
@@ -412,20 +423,28 @@ def commit_event(
     *,
     replaying: bool = False,
     delivery: DeliveryWrites | None = None,
+    handed: list[NewDispatch] | None = None,
 ) -> str:
     """Write a prepared event's result (or its dead letter) in one transaction, with
     the ``delivery`` rows if any; returns the outcome.
+
+    ``handed`` gets the dispatch rows of a new email once they have committed: the caller
+    hands them over (``worker.handoff_tasks.hand_off_new``). Without it they are due for
+    the sweep.
 
     When the database refuses the result's rows, that transaction is rolled back and a
     second one records the refusal instead (with the same delivery rows).
     """
     bound = log.bind(event_index=prepared.index, kind=prepared.kind)
     if prepared.failure is None:
+        fresh: list[NewDispatch] | None = [] if handed is not None else None
         try:
             with ctx.session_factory() as session, session.begin():
                 if delivery is not None:
                     delivery.write(session)
-                outcome = _write_result(session, delivery_id, prepared, replaying=replaying)
+                outcome = _write_result(
+                    session, delivery_id, prepared, replaying=replaying, handed=fresh
+                )
                 new_email = prepared.parsed if outcome == EventOutcome.STORED else None
                 reclaim_objects(
                     session,
@@ -438,6 +457,8 @@ def commit_event(
                 raise  # transient or unknown: the task decides whether to retry
             prepared = prepared.failed(exc)
         else:
+            if handed is not None and fresh:
+                handed.extend(fresh)
             bound.debug("event.processed", outcome=outcome)
             worker_metrics.count_event(prepared.kind, outcome)
             return outcome
@@ -477,11 +498,16 @@ def process_event(
 
 
 def _write_result(
-    session: Session, delivery_id: str, prepared: PreparedEvent, *, replaying: bool
+    session: Session,
+    delivery_id: str,
+    prepared: PreparedEvent,
+    *,
+    replaying: bool,
+    handed: list[NewDispatch] | None = None,
 ) -> str:
     index, kind, parsed = prepared.index, prepared.kind, prepared.parsed
     if isinstance(parsed, parsing.ParsedEmail):
-        email_id, created = storage.insert_email(session, parsed, delivery_id)
+        email_id, created = storage.insert_email(session, parsed, delivery_id, handed)
         outcome = storage.outcome_for(created)
         storage.record_outcome(session, delivery_id, index, kind, outcome, email_id=email_id)
     else:

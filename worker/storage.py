@@ -40,6 +40,7 @@ from worker.columns import (
     bounded,
     without_nul,
 )
+from worker.handoff_inline import NewDispatch
 from worker.parsing import Address, ParsedEmail, ParsedEvent
 
 
@@ -322,8 +323,16 @@ def attachment_values(email: ParsedEmail) -> list[dict[str, Any]]:
     ]
 
 
-def insert_email(session: Session, email: ParsedEmail, delivery_id: str) -> tuple[int, bool]:
-    """The email's id, and whether this call created it (False: it was already stored)."""
+def insert_email(
+    session: Session,
+    email: ParsedEmail,
+    delivery_id: str,
+    handed: list[NewDispatch] | None = None,
+) -> tuple[int, bool]:
+    """The email's id, and whether this call created it (False: it was already stored).
+
+    ``handed``: the caller hands the new email's dispatch over after its commit
+    (``worker.outbox.record_dispatch``)."""
     values = email_values(email)
     new_id = session.scalar(
         insert(Email)
@@ -334,7 +343,7 @@ def insert_email(session: Session, email: ParsedEmail, delivery_id: str) -> tupl
     if new_id is not None:
         _insert_attachments(session, new_id, email)
         # Hand-off hook (issue 10): the outbox row commits with the email (worker.outbox).
-        outbox.record_dispatch(session, new_id, values)
+        outbox.record_dispatch(session, new_id, delivery_id, values, handed=handed)
         return new_id, True
     existing = session.scalar(select(Email.id).where(Email.dedup_key == email.dedup_key))
     assert existing is not None  # the conflict proves the row exists

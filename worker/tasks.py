@@ -21,7 +21,6 @@ from shared.contract import (
     EnvelopeError,
 )
 from shared.lifecycle.purge import purge
-from shared.models import EventOutcome
 from shared.settings import get_settings
 from worker import handoff_tasks, ingest, reconcile, replay
 from worker import metrics as worker_metrics
@@ -98,9 +97,9 @@ def process_delivery(self: Task, envelope: dict[str, Any]) -> dict[str, Any] | N
         # exception (and its message) as its context.
         retry_later(self, *retry, summary=parsed.summary())
     log.info("delivery.processed", events=result.event_count, outcomes=result.outcomes)
-    # Hand-off hook (issue 10): publish the dispatch rows committed with the new emails.
-    if result.outcomes.get(EventOutcome.STORED):
-        handoff_tasks.publish_new(result.delivery_id)
+    # Hand-off hook (issue 10): hand over the dispatch rows committed with the new emails.
+    if result.new_dispatches:
+        handoff_tasks.hand_off_new(result.new_dispatches)
     return {"delivery_id": result.delivery_id, "outcomes": result.outcomes}
 
 

@@ -117,6 +117,11 @@ def test_dispatcher_killed_handler_down_and_random_500s_lose_nothing(
         handoff_max_attempts=40,
         handoff_backoff_max_seconds=3,
         handoff_sweep_interval_seconds=2,
+        # The kill may land mid-delivery (the worker hands off inline, right after storing):
+        # its message comes back after the visibility timeout, short here as in tests/fault.
+        visibility_timeout_seconds=25,
+        task_time_limit_seconds=20,
+        unacked_restore_interval_seconds=1,
         worker_metrics_port=0,
     )
     http.fail_rate = 0.3

@@ -1,6 +1,6 @@
 """Exactly one hand-off per (email, route) when two publishers race, and none lost when a
-publisher dies before its commit: the claim logic of ``worker.dispatch`` on the real
-PostgreSQL.
+publisher dies before recording: the claim logic of ``worker.dispatch`` and the inline
+hand-off of ``worker.handoff_inline`` on the real PostgreSQL.
 
 The Celery publish is the dispatcher's seam (``DispatchContext.send_task``): here it
 records the keys it is given, so a test can hold a publisher mid-hand-off or kill it
@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,7 +24,8 @@ from sqlalchemy.orm import Session
 from shared.db import make_session_factory
 from shared.handoff_routes import parse_routes
 from shared.models import DeadLetter, Delivery, Dispatch, DispatchStatus, Email
-from worker import dispatch
+from worker import dispatch, handoff_inline, outbox
+from worker.handoff_inline import NewDispatch
 
 pytestmark = pytest.mark.usefixtures("clean_db")
 
@@ -58,13 +60,65 @@ class Platform:
             raise ConnectionError("broker unreachable")
 
 
-def context(engine: Engine, platform: Platform) -> dispatch.DispatchContext:
+@pytest.fixture(autouse=True)
+def _no_paused_routes() -> Iterator[None]:
+    handoff_inline.resume_all()
+    yield
+    handoff_inline.resume_all()
+
+
+def context(
+    engine: Engine, platform: Platform, scheduled: list[int] | None = None
+) -> dispatch.DispatchContext:
+    calls = scheduled if scheduled is not None else []
     return dispatch.DispatchContext(
         session_factory=make_session_factory(engine),
         routes=ROUTES,
         send_task=platform.send_task,
-        schedule=lambda dispatch_id, countdown: None,
+        schedule=lambda dispatch_id, countdown: calls.append(dispatch_id),
     )
+
+
+def stored_email(engine: Engine) -> list[NewDispatch]:
+    """A new email stored as the worker stores it, its dispatch inserted in the same
+    transaction: what the worker hands over after the commit."""
+    delivery_id = str(uuid.uuid4())
+    handed: list[NewDispatch] = []
+    with Session(engine) as session, session.begin():
+        session.add(
+            Delivery(
+                id=delivery_id,
+                received_at=datetime.now(UTC),
+                request_id="req",
+                body_sha256="0" * 64,
+                body_size=1,
+                archive_key="deliveries/00/x",
+                status="processed",
+            )
+        )
+        session.flush()
+        email = Email(
+            dedup_key=uuid.uuid4().hex,
+            raw_sha256="0" * 64,
+            raw_size=1,
+            raw_key="raw/x",
+            delivery_id=delivery_id,
+            received_at=datetime.now(UTC),
+        )
+        session.add(email)
+        session.flush()
+        values = {"dedup_key": email.dedup_key, "envelope_recipient": "support@example.com"}
+        outbox.record_dispatch(session, email.id, delivery_id, values, routes=ROUTES, handed=handed)
+    return handed
+
+
+def expire_lease(engine: Engine, dispatch_id: int) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            update(Dispatch)
+            .where(Dispatch.id == dispatch_id)
+            .values(next_attempt_at=func.now() - timedelta(seconds=5))
+        )
 
 
 def new_dispatch(engine: Engine) -> tuple[str, int]:
@@ -110,59 +164,72 @@ def state(engine: Engine, dispatch_id: int) -> tuple[str, int]:
         return row.status, row.attempts
 
 
-def test_a_publisher_killed_before_its_commit_leaves_the_row_due_for_the_sweep(
+def test_a_worker_killed_before_recording_leaves_the_row_to_the_sweep_once_leased_out(
     engine: Engine,
 ) -> None:
     platform = Platform()
     ctx = context(engine, platform)
-    delivery_id, dispatch_id = new_dispatch(engine)
-    platform.interrupt = True
+    (new,) = stored_email(engine)
+    assert new.inline
+    # Claimed by its insert: attempt 1, leased; the sweep leaves it to this worker.
+    assert state(engine, new.id) == (DispatchStatus.PENDING, 1)
+    platform.interrupt = True  # the worker's time runs out mid-hand-off
     with pytest.raises(SoftTimeLimitExceeded):
-        dispatch.publish_new(ctx, delivery_id, ["tickets"])
-    assert len(platform.keys) == 1  # handed over, but the record never committed
-    # Not leased: the very next sweep finds it (no waiting for a lease to expire).
-    assert state(engine, dispatch_id) == (DispatchStatus.PENDING, 0)
+        dispatch.hand_off_new(ctx, [new])
+    assert len(platform.keys) == 1  # handed over, but the outcome never recorded
     with Session(engine) as session:
-        assert dispatch.due_dispatches(session) == [dispatch_id]
+        assert dispatch.due_dispatches(session) == []  # still leased
+    expire_lease(engine, new.id)
+    with Session(engine) as session:
+        assert dispatch.due_dispatches(session) == [new.id]
 
     platform.interrupt = False
-    assert dispatch.publish(ctx, dispatch_id) == "delivered"
-    assert state(engine, dispatch_id) == (DispatchStatus.DELIVERED, 1)
-    assert platform.keys == [platform.keys[0]] * 2  # the same key again: handlers drop it
+    assert dispatch.publish(ctx, new.id) == "delivered"
+    assert state(engine, new.id) == (DispatchStatus.DELIVERED, 2)
+    assert platform.keys == [new.key] * 2  # the same key again: handlers drop it
 
 
-def test_the_sweep_waits_for_a_publish_in_flight_and_then_skips_it(engine: Engine) -> None:
+def test_the_sweep_skips_a_row_being_handed_off_inline(engine: Engine) -> None:
     platform = Platform()
     ctx = context(engine, platform)
-    delivery_id, dispatch_id = new_dispatch(engine)
+    (new,) = stored_email(engine)
     platform.gate.clear()
-    first = threading.Thread(target=dispatch.publish_new, args=(ctx, delivery_id, ["tickets"]))
+    first = threading.Thread(target=dispatch.hand_off_new, args=(ctx, [new]))
     first.start()
-    assert platform.entered.wait(30)  # mid-hand-off, its transaction open
-    outcomes: list[str] = []
-    sweep = threading.Thread(target=lambda: outcomes.append(dispatch.publish(ctx, dispatch_id)))
-    sweep.start()
-    sweep.join(1.0)
-    assert sweep.is_alive()  # held by the row lock, not racing past it
+    assert platform.entered.wait(30)  # mid-hand-off
+    with Session(engine) as session:
+        assert dispatch.due_dispatches(session) == []
+    assert dispatch.publish(ctx, new.id) == "skipped"  # a task for it: the lease holds
     platform.gate.set()
     first.join(30)
-    sweep.join(30)
-    assert outcomes == ["skipped"]
     assert len(platform.keys) == 1
-    assert state(engine, dispatch_id) == (DispatchStatus.DELIVERED, 1)
+    assert state(engine, new.id) == (DispatchStatus.DELIVERED, 1)
 
 
-def test_a_new_dispatch_claimed_by_the_sweep_first_is_not_handed_over_again(
-    engine: Engine,
-) -> None:
+def test_a_route_that_fails_inline_is_paused_and_its_rows_go_to_tasks(engine: Engine) -> None:
     platform = Platform()
-    ctx = context(engine, platform)
-    delivery_id, dispatch_id = new_dispatch(engine)
-    assert dispatch.publish(ctx, dispatch_id) == "delivered"
-    dispatch.publish_new(ctx, delivery_id, ["tickets"])
-    assert len(platform.keys) == 1
+    scheduled: list[int] = []
+    ctx = context(engine, platform, scheduled)
+    first, second = stored_email(engine)[0], stored_email(engine)[0]
+    platform.fail = True  # the broker is unreachable: the route pauses after one try
+    dispatch.hand_off_new(ctx, [first, second])
+    assert platform.keys == [first.key]
+    assert state(engine, first.id) == (DispatchStatus.PENDING, 1)  # retried, backed off
+    # Never tried: its claim given back, no attempt spent, due now, and a task of its own.
+    assert state(engine, second.id) == (DispatchStatus.PENDING, 0)
     with Session(engine) as session:
-        assert session.scalar(select(Dispatch.attempts).where(Dispatch.id == dispatch_id)) == 1
+        assert dispatch.due_dispatches(session) == [second.id]
+    assert sorted(scheduled) == sorted([first.id, second.id])
+    # While paused, a new email's row is inserted due, unclaimed, for a task.
+    (third,) = stored_email(engine)
+    assert not third.inline
+    assert state(engine, third.id) == (DispatchStatus.PENDING, 0)
+    platform.fail = False
+    scheduled.clear()
+    dispatch.hand_off_new(ctx, [third])
+    assert scheduled == [third.id]
+    assert platform.keys == [first.key]  # the task hands it off, not this call
+    assert dispatch.publish(ctx, third.id) == "delivered"
 
 
 def test_a_late_outcome_from_an_expired_lease_does_not_overwrite_the_next_attempt(

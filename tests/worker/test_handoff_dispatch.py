@@ -28,7 +28,7 @@ from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
 
 from shared.contract import DISPATCH_SWEEP_TASK
-from shared.models import DeadLetter, Dispatch, DispatchStatus, Email
+from shared.models import Attachment, DeadLetter, Dispatch, DispatchStatus, Email
 from shared.queue import celery_config
 from shared.settings import Settings
 from tests import handoff_platform, services
@@ -253,6 +253,41 @@ def test_each_email_reaches_its_route_and_auto_replies_never_fire(
     metrics = httpx.get(fresh.metrics_url, timeout=5).text
     assert 'kave_worker_dispatches_total{outcome="delivered",route="tickets"}' in metrics
     assert 'kave_worker_dispatches_total{outcome="delivered",route="web"}' in metrics
+
+
+def test_the_http_body_lists_the_attachments_in_order_without_their_bytes(
+    fresh: Stack, engine: Engine
+) -> None:
+    msg = EmailMessage()
+    msg["From"] = "ana@customer.example"
+    msg["To"] = "support@example.com"
+    msg["Subject"] = "Files"
+    msg["Message-ID"] = "<files@customer.example>"
+    msg.set_content("Two files.\n")
+    msg.add_attachment(b"%PDF-1.4 report", maintype="application", subtype="pdf",
+                       filename="report.pdf")  # fmt: skip
+    msg.add_attachment(b"MZ\x90\x00" + bytes(60), maintype="application", subtype="pdf",
+                       filename="invoice.pdf")  # fmt: skip
+    send(fresh, engine, (msg.as_string(), "support@example.com"))
+    settled(engine, DispatchStatus.DELIVERED)
+    key = key_of(engine, "<files@customer.example>", "web")
+    data = fresh.http.bodies[key]["data"]
+    with Session(engine) as session:
+        rows = session.execute(
+            select(
+                Attachment.id,
+                Attachment.filename,
+                Attachment.content_type,
+                Attachment.sniffed_type,
+                Attachment.type_mismatch,
+                Attachment.size,
+            ).order_by(Attachment.position)
+        ).all()
+        email_id = session.scalar(select(Email.id))
+    assert data["email_id"] == email_id
+    assert data["attachments"] == [row._asdict() for row in rows]
+    assert [a["filename"] for a in data["attachments"]] == ["report.pdf", "invoice.pdf"]
+    assert [a["type_mismatch"] for a in data["attachments"]] == [False, True]
 
 
 def test_http_500s_are_retried_until_the_handler_answers(fresh: Stack, engine: Engine) -> None:
