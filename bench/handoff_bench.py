@@ -1,8 +1,9 @@
 """What the hand-off costs the workers: CPU per email with dispatch off and on.
 
-``python -m bench.handoff_bench [--emails N]`` (not part of ``make bench``'s default
+``python -m bench.handoff_bench [--emails N] [--rounds R]`` (not part of ``make bench``'s default
 stages; BENCHMARKS.md records its figure). One worker process (``--concurrency 1``) gets
-N distinct 8 KB emails enqueued exactly as the receiver enqueues them, three times:
+N distinct 8 KB emails enqueued exactly as the receiver enqueues them, in each of three
+modes, the modes alternating for R rounds (figures: medians, and each round's ratio):
 
 - ``off``: no routes file (the derived fields are still computed: they are part of parsing);
 - ``celery``: one catch-all route to a Celery handler task (published to a queue nobody
@@ -24,6 +25,7 @@ import json
 import logging
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import threading
@@ -143,6 +145,7 @@ def derive_share(samples: int = 200) -> tuple[float, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--emails", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=3, help="off/celery/http, alternating")
     args = parser.parse_args(argv)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     os.environ[SECRET_ENV] = "whsec_" + base64.b64encode(os.urandom(32)).decode()
@@ -150,17 +153,25 @@ def main(argv: list[str] | None = None) -> int:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Answer204)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/hook"
-    results: dict[str, float] = {}
+    results: dict[str, list[float]] = {"off": [], "celery": [], "http": []}
     try:
         with services(tmp, need_s3=False) as found:
-            for number, mode in enumerate(("off", "celery", "http")):
-                settings = found.settings(
-                    queue_name=f"kave-bench-{mode}",
-                    handoff_routes_file=routes_file(tmp, mode, url),
-                    worker_metrics_port=0,
-                )
-                results[mode] = measure(settings, tmp, args.emails, 1_000_000 * (number + 1), mode)
-                print(f"  {mode:<6} {results[mode] * 1000:6.2f} ms CPU per email", flush=True)
+            # Rounds alternate the modes, so that a machine slowing down or speeding up
+            # during the run (load from elsewhere) weighs on all three alike.
+            for round_number in range(args.rounds):
+                for number, mode in enumerate(results):
+                    settings = found.settings(
+                        queue_name=f"kave-bench-{mode}-{round_number}",
+                        handoff_routes_file=routes_file(tmp, mode, url),
+                        worker_metrics_port=0,
+                    )
+                    seed = 1_000_000 * (number + 1) + 10_000 * round_number
+                    results[mode].append(measure(settings, tmp, args.emails, seed, mode))
+                    print(
+                        f"  round {round_number + 1} {mode:<6} "
+                        f"{results[mode][-1] * 1000:6.2f} ms CPU per email",
+                        flush=True,
+                    )
     finally:
         server.shutdown()
         for log in sorted(tmp.glob("worker-*.log")):
@@ -168,9 +179,16 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("KEEP") is None:
             shutil.rmtree(tmp, ignore_errors=True)
     parse_ms, derive_ms = derive_share()
-    off = results["off"]
+    off = statistics.median(results["off"])
     for mode in ("celery", "http"):
-        print(f"hand-off {mode}: +{(results[mode] - off) / off:.1%} worker CPU per email")
+        on = statistics.median(results[mode])
+        rounds = ", ".join(
+            f"{(m - o) / o:+.1%}" for m, o in zip(results[mode], results["off"], strict=True)
+        )
+        print(
+            f"hand-off {mode}: {(on - off) / off:+.1%} worker CPU per email "
+            f"(medians {on * 1000:.2f} vs {off * 1000:.2f} ms; rounds {rounds})"
+        )
     print(f"parse_inbound {parse_ms:.2f} ms/email, derived fields {derive_ms:.2f} ms/email")
     return 0
 
