@@ -34,8 +34,10 @@ from bench.profile_worker import _envelope
 from bench.run import services
 from shared.logging import configure_logging
 from shared.settings import get_settings
+from worker.ingest import IngestContext
 
 MODES = ("off", "celery", "http")
+Sample = tuple[float, float]  # CPU seconds: the whole email, its hand-off alone
 
 
 def _serve(port: int) -> None:
@@ -50,6 +52,49 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def _use_routes(path: Path | None) -> None:
+    """Point this process's settings at a routes file (None: hand-off off)."""
+    if path is None:
+        os.environ.pop("KAVE_HANDOFF_ROUTES_FILE", None)
+    else:
+        os.environ["KAVE_HANDOFF_ROUTES_FILE"] = str(path)
+    get_settings.cache_clear()
+
+
+def _run(ctx: IngestContext, emails: int, seed: int, expect_dispatch: bool) -> list[Sample]:
+    """Ingest and hand off ``emails`` fresh 8 KB emails; CPU seconds (whole, hand-off)."""
+    from worker import handoff_tasks, ingest
+
+    bodies = [
+        payloads.sign(payloads.email_events("8KB", seed=seed + i)).body for i in range(emails)
+    ]
+    samples: list[Sample] = []
+    for envelope in [_envelope(ctx, body) for body in bodies]:
+        started = time.process_time()
+        result = ingest.process_delivery(ctx, envelope)
+        stored = time.process_time()
+        handoff_tasks.hand_off_new(result.new_dispatches)
+        ended = time.process_time()
+        assert result.outcomes == {"stored": 1}, result.outcomes
+        assert bool(result.new_dispatches) == expect_dispatch
+        samples.append((ended - started, ended - stored))
+    return samples
+
+
+def _report(samples: dict[str, list[Sample]]) -> None:
+    off = statistics.median(whole for whole, _ in samples["off"])
+    for mode in MODES:
+        median = statistics.median(whole for whole, _ in samples[mode])
+        line = (
+            f"{mode:<6} {median * 1000:6.2f} ms CPU per email: ingest "
+            f"{statistics.median(w - h for w, h in samples[mode]) * 1000:5.2f} ms, hand-off "
+            f"{statistics.median(h for _, h in samples[mode]) * 1000:5.2f} ms"
+        )
+        if mode != "off":
+            line += f": {(median - off) / off:+.1%} against off"
+        print(line)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--emails", type=int, default=100)
@@ -60,8 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     server = multiprocessing.get_context("fork").Process(target=_serve, args=(port,), daemon=True)
     server.start()
     url = f"http://127.0.0.1:{port}/hook"
-    whole: dict[str, list[float]] = {mode: [] for mode in MODES}
-    handoff: dict[str, list[float]] = {mode: [] for mode in MODES}
+    samples: dict[str, list[Sample]] = {mode: [] for mode in MODES}
     try:
         with tempfile.TemporaryDirectory(prefix="kave-handoff-profile-") as scratch:
             tmp = Path(scratch)
@@ -73,51 +117,20 @@ def main(argv: list[str] | None = None) -> int:
                 configure_logging(settings, process="worker")
                 # Imported once the settings exist: the Celery app reads them.
                 import worker.main  # noqa: F401 - the Celery app handler tasks are sent with
-                from worker import handoff_tasks, ingest
                 from worker.resources import ingest_context, release
 
                 ctx = ingest_context(settings)
-
-                seed = 0
                 for round_number in range(-1, args.rounds):  # round -1: warm-up
-                    for mode in MODES:
-                        if routes[mode] is None:
-                            os.environ.pop("KAVE_HANDOFF_ROUTES_FILE", None)
-                        else:
-                            os.environ["KAVE_HANDOFF_ROUTES_FILE"] = str(routes[mode])
-                        get_settings.cache_clear()
-                        bodies = [
-                            payloads.sign(payloads.email_events("8KB", seed=seed + i)).body
-                            for i in range(args.emails)
-                        ]
-                        seed += args.emails
-                        envelopes = [_envelope(ctx, body) for body in bodies]
-                        for envelope in envelopes:
-                            started = time.process_time()
-                            result = ingest.process_delivery(ctx, envelope)
-                            stored = time.process_time()
-                            handoff_tasks.hand_off_new(result.new_dispatches)
-                            ended = time.process_time()
-                            assert result.outcomes == {"stored": 1}, result.outcomes
-                            assert (mode == "off") == (not result.new_dispatches)
-                            if round_number >= 0:
-                                whole[mode].append(ended - started)
-                                handoff[mode].append(ended - stored)
+                    for number, mode in enumerate(MODES):
+                        _use_routes(routes[mode])
+                        seed = 1000 * args.emails * (round_number + 1) + number * args.emails
+                        taken = _run(ctx, args.emails, seed, expect_dispatch=mode != "off")
+                        if round_number >= 0:
+                            samples[mode].extend(taken)
                 release()
     finally:
         server.terminate()
-    off = statistics.median(whole["off"])
-    for mode in MODES:
-        median = statistics.median(whole[mode])
-        ingest_alone = [w - h for w, h in zip(whole[mode], handoff[mode], strict=True)]
-        line = (
-            f"{mode:<6} {median * 1000:6.2f} ms CPU per email: ingest "
-            f"{statistics.median(ingest_alone) * 1000:5.2f} ms, hand-off "
-            f"{statistics.median(handoff[mode]) * 1000:5.2f} ms"
-        )
-        if mode != "off":
-            line += f": {(median - off) / off:+.1%} against off"
-        print(line)
+    _report(samples)
     return 0
 
 
