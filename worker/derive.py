@@ -28,17 +28,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from email import message_from_bytes
 from email import policy as email_policy
+from functools import cache
 from typing import Final
 
 import puremagic
 import quotequail
 from flufl.bounce import all_failures
 from inscriptis import get_text
-from mailparser_reply import EmailReplyParser
 from mailparser_reply.constants import MAIL_LANGUAGES
+from mailparser_reply.parser import EmailMessage
 
 from worker.columns import CONTENT_TYPE_CHARS, INDEXED_TEXT_CHARS
 from worker.interrupts import INTERRUPTS
+from worker.line_pattern import LineStartPattern
 from worker.parsing import ParsedAttachment, ParsedEmail
 
 __all__ = [
@@ -171,15 +173,27 @@ def reply_text(text_body: str | None, html_body: str | None) -> str | None:
 
 def _latest_reply(text: str) -> str | None:
     try:
-        found = EmailReplyParser(languages=list(_LANGUAGES)).parse_reply(
-            text[:_MAX_REPLY_INPUT_CHARS]
+        # What EmailReplyParser(languages=...).parse_reply(text) does, with the header
+        # expression tried at line starts only (worker/line_pattern.py): same result.
+        message = EmailMessage(
+            text=text[:_MAX_REPLY_INPUT_CHARS],
+            languages=list(_LANGUAGES),
+            _header_regex=_reply_headers(),  # duck-typed: findall and pattern
         )
+        found = message.read().latest_reply
     except INTERRUPTS:
         raise  # a soft time limit must reach the task (worker/interrupts.py)
     except Exception:
         # A regex or library bug on odd input: no reply text, the email itself is fine.
         return None
     return found.strip() if isinstance(found, str) else ""
+
+
+@cache
+def _reply_headers() -> LineStartPattern:
+    """The library's header expression for our languages, built once per process."""
+    prototype = EmailMessage(text="", languages=list(_LANGUAGES))
+    return LineStartPattern(prototype.HEADER_REGEX)
 
 
 def _html_reply_text(html: str) -> str:
