@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import structlog
@@ -71,6 +72,14 @@ def create_celery_app(settings: Settings | None = None) -> Celery:
         # Main process, logging configured, pool not forked yet.
         worker_metrics.setup_node(settings.worker_metrics_dir)
         worker_metrics.serve_node(settings.worker_metrics_host, settings.worker_metrics_port)
+
+    @signals.worker_process_init.connect(weak=False)
+    def _freeze_startup_heap(**_: Any) -> None:
+        # What a pool process starts with (modules, the app, settings) lives as long as it
+        # does: moved out of the collector's generations, the full collections that the
+        # per-email garbage triggers no longer walk it (~100 ms each on this heap).
+        gc.collect()
+        gc.freeze()
 
     @signals.worker_shutdown.connect(weak=False)
     def _stop_metrics(**_: Any) -> None:
