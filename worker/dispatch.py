@@ -31,14 +31,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from itertools import chain
 from typing import Any
 
@@ -62,11 +61,11 @@ from worker import handoff_inline, handoff_metrics, storage
 from worker.columns import ERROR_CLASS_CHARS
 from worker.handoff_inline import NewDispatch
 from worker.interrupts import INTERRUPTS
+from worker.webhook_document import ATTACHMENT_COLUMNS, BODY_COLUMNS, document
 
 log = structlog.get_logger(__name__)
 
 SWEEP_BATCH = 500
-EVENT_TYPE = "email.received"
 
 SendTask = Callable[[str, dict[str, Any], str], None]  # task name, kwargs, queue
 Schedule = Callable[[int, float], None]  # dispatch id, countdown seconds
@@ -91,6 +90,8 @@ class _Claimed:
     attempts: int
     delivery_id: str
     failed_before: bool  # an earlier attempt failed: a dead letter may exist
+    # An inline hand-off's body fields, from the values just inserted (no read needed).
+    fields: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -163,7 +164,14 @@ def hand_off_new(ctx: DispatchContext, new: list[NewDispatch]) -> None:
                 released.append(row.id)
                 continue
             claimed = _Claimed(
-                row.id, row.email_id, row.route, row.key, 1, row.delivery_id, failed_before=False
+                row.id,
+                row.email_id,
+                row.route,
+                row.key,
+                1,
+                row.delivery_id,
+                failed_before=False,
+                fields=row.fields,
             )
             started = time.monotonic()
             attempt = _hand_off_outcome(ctx, claimed, session)
@@ -269,38 +277,14 @@ def _hand_off(
             target.queue,
         )
         return None
-    body = webhook_body(session, claimed, route.name)
+    body = (
+        document(claimed.fields, claimed.id, claimed.key, route.name)
+        if claimed.fields is not None
+        else webhook_body(session, claimed, route.name)
+    )
     return post_signed(route.handler.http, claimed.key, body)
 
 
-_BODY_COLUMNS = (
-    Email.id,
-    Email.message_id,
-    Email.in_reply_to,
-    Email.conversation_id,
-    Email.mailbox_hash,
-    Email.envelope_recipient,
-    Email.from_address,
-    Email.from_name,
-    Email.subject,
-    Email.reply_text,
-    Email.auto_submitted,
-    Email.auto_submitted_reason,
-    Email.bounced_addresses,
-    Email.spam_score,
-    Email.spf_result,
-    Email.dkim_valid,
-    Email.received_at,
-)
-_ATTACHMENT_COLUMNS = (
-    Attachment.id,
-    Attachment.filename,
-    Attachment.content_type,
-    Attachment.sniffed_type,
-    Attachment.type_mismatch,
-    Attachment.size,
-)
-_ATTACHMENT_PAIRS = list(chain.from_iterable((c.key, c) for c in _ATTACHMENT_COLUMNS))
 # The attachments as a JSON list in the same row: one round trip per body.
 _ATTACHMENTS_JSON = (
     select(
@@ -308,7 +292,7 @@ _ATTACHMENTS_JSON = (
             func.json_agg(
                 aggregate_order_by(
                     func.json_build_object(
-                        *chain.from_iterable((c.key, c) for c in _ATTACHMENT_COLUMNS)
+                        *chain.from_iterable((c.key, c) for c in ATTACHMENT_COLUMNS)
                     ),
                     Attachment.position,
                 )
@@ -320,29 +304,22 @@ _ATTACHMENTS_JSON = (
     .scalar_subquery()
 )
 # Built once (see _RECORD): a body costs its round trip, not the statement's construction.
-_BODY_QUERY = select(*_BODY_COLUMNS, _ATTACHMENTS_JSON.label("attachments")).where(
+_BODY_QUERY = select(*BODY_COLUMNS, _ATTACHMENTS_JSON.label("attachments")).where(
     Email.id == bindparam("email_id")
 )
 
 
 def webhook_body(session: Session, claimed: _Claimed, route: str) -> bytes:
-    """The JSON an HTTP handler receives: what an agent needs, without the raw message.
+    """The JSON an HTTP handler receives (``worker.webhook_document``), read from the rows.
 
     Plain column reads (no ORM objects): this runs once per hand-off.
     """
-    email = session.connection().execute(_BODY_QUERY, {"email_id": claimed.email_id}).one()
-    data: dict[str, Any] = email._asdict()
-    attachments = data.pop("attachments")
-    data.update(
-        email_id=data.pop("id"),
-        dispatch_id=claimed.id,
-        idempotency_key=claimed.key,
-        route=route,
-        received_at=email.received_at.isoformat(),
-        attachments=attachments,
-    )
-    document = {"type": EVENT_TYPE, "timestamp": datetime.now(UTC).isoformat(), "data": data}
-    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return document(stored_fields(session, claimed.email_id), claimed.id, claimed.key, route)
+
+
+def stored_fields(session: Session, email_id: int) -> dict[str, Any]:
+    """An email's body fields (``worker.webhook_document.email_fields``) read from its rows."""
+    return dict(session.connection().execute(_BODY_QUERY, {"email_id": email_id}).one()._asdict())
 
 
 def sign(key: bytes, message_id: str, timestamp: int, body: bytes) -> str:

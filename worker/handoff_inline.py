@@ -19,7 +19,9 @@ not pause it: they cost no waiting, and their retries are tasks anyway.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
@@ -50,6 +52,8 @@ class NewDispatch:
     route: str
     key: str
     inline: bool
+    # An HTTP handler's body fields (worker.webhook_document.email_fields), for inline rows.
+    fields: Mapping[str, Any] | None = None
 
 
 def lease_seconds(routes: RouteTable) -> float:

@@ -14,7 +14,7 @@ Without a routes file the hand-off is off and nothing is written.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from sqlalchemy import Interval, bindparam, func
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from shared.handoff_routes import MatchInput, RouteTable, cached_routes
+from shared.handoff_routes import HttpHandler, MatchInput, RouteTable, cached_routes
 from shared.models import Dispatch, DispatchStatus
 from shared.settings import get_settings
 from worker import handoff_inline
@@ -79,11 +79,13 @@ def record_dispatch(
     *,
     routes: RouteTable | None = None,
     handed: list[NewDispatch] | None = None,
+    fields: Callable[[], Mapping[str, Any]] | None = None,
 ) -> None:
     """Insert the dispatch of a newly stored email (in the caller's transaction).
 
     With ``handed``, the caller hands the row over after its commit: it is appended there,
-    and inserted already claimed when this process takes its route inline.
+    and inserted already claimed when this process takes its route inline. ``fields``
+    gives an HTTP handler's body fields from the values inserted (asked for only then).
     """
     routes = routes if routes is not None else configured_routes()
     if routes is None:
@@ -108,5 +110,9 @@ def record_dispatch(
         )
         .scalar()
     )
-    if handed is not None and name is not None and dispatch_id is not None:
-        handed.append(NewDispatch(dispatch_id, email_id, delivery_id, name, key, inline))
+    if handed is not None and route is not None and dispatch_id is not None:
+        http = isinstance(route.handler, HttpHandler)
+        body = fields() if inline and http and fields is not None else None
+        handed.append(
+            NewDispatch(dispatch_id, email_id, delivery_id, route.name, key, inline, body)
+        )

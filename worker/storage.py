@@ -30,7 +30,7 @@ from shared.models import (
     EventOutcome,
 )
 from shared.objectstore import ObjectStore
-from worker import derive, outbox
+from worker import derive, outbox, webhook_document
 from worker.columns import (
     CONTENT_TYPE_CHARS,
     ERROR_CLASS_CHARS,
@@ -334,26 +334,42 @@ def insert_email(
     ``handed``: the caller hands the new email's dispatch over after its commit
     (``worker.outbox.record_dispatch``)."""
     values = email_values(email)
-    new_id = session.scalar(
+    inserted = session.execute(
         insert(Email)
         .values(**values, delivery_id=delivery_id)
         .on_conflict_do_nothing(index_elements=[Email.dedup_key])
-        .returning(Email.id)
-    )
-    if new_id is not None:
-        _insert_attachments(session, new_id, email)
+        .returning(Email.id, Email.received_at)
+    ).first()
+    if inserted is not None:
+        new_id = inserted.id
+        attachments = _insert_attachments(session, new_id, email)
+
+        def fields() -> dict[str, Any]:
+            # An inline HTTP hand-off's body, from what was just inserted.
+            row = {**values, "id": new_id, "received_at": inserted.received_at}
+            return webhook_document.email_fields(row, attachments)
+
         # Hand-off hook (issue 10): the outbox row commits with the email (worker.outbox).
-        outbox.record_dispatch(session, new_id, delivery_id, values, handed=handed)
+        outbox.record_dispatch(session, new_id, delivery_id, values, handed=handed, fields=fields)
         return new_id, True
     existing = session.scalar(select(Email.id).where(Email.dedup_key == email.dedup_key))
     assert existing is not None  # the conflict proves the row exists
     return existing, False
 
 
-def _insert_attachments(session: Session, email_id: int, email: ParsedEmail) -> None:
+def _insert_attachments(
+    session: Session, email_id: int, email: ParsedEmail
+) -> list[dict[str, Any]]:
+    """Insert the attachment rows; their values with their new ids, in order."""
     rows = attachment_values(email)
-    if rows:
-        session.execute(insert(Attachment), [{**row, "email_id": email_id} for row in rows])
+    if not rows:
+        return []
+    ids = session.execute(
+        insert(Attachment).returning(Attachment.id, Attachment.position),
+        [{**row, "email_id": email_id} for row in rows],
+    ).all()
+    by_position = {position: attachment_id for attachment_id, position in ids}
+    return [{**row, "id": by_position[row["position"]]} for row in rows]
 
 
 def event_values(event: ParsedEvent) -> dict[str, Any]:

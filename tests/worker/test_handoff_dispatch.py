@@ -36,6 +36,8 @@ from tests.handoff_platform import KEPT, SEEN, HttpPlatform
 from tests.kave.support import kave_with_settings
 from tests.services import REPO, child_env, derive_settings, free_port, wait_until
 from tests.webhooks import post_events, wait_for_deliveries
+from worker import dispatch
+from worker.webhook_document import document
 
 HANDOFF = Path(__file__).resolve().parents[1] / "fixtures" / "handoff"
 SECRET_ENV = "PLATFORM_TEST_HANDOFF_SECRET"
@@ -286,6 +288,12 @@ def test_the_http_body_lists_the_attachments_in_order_without_their_bytes(
         email_id = session.scalar(select(Email.id))
     assert data["email_id"] == email_id
     assert data["attachments"] == [row._asdict() for row in rows]
+    # Handed off inline, the body was built from the values inserted: it is the body a
+    # task builds from the stored rows (the same document, bar its timestamp).
+    row = dispatches(engine)["<files@customer.example>"]
+    with Session(engine) as session:
+        stored = document(dispatch.stored_fields(session, email_id), row.id, key, "web")
+    assert json.loads(stored)["data"] == data
     assert [a["filename"] for a in data["attachments"]] == ["report.pdf", "invoice.pdf"]
     assert [a["type_mismatch"] for a in data["attachments"]] == [False, True]
 
