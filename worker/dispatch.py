@@ -456,7 +456,11 @@ def _recorded(ctx: DispatchContext, tried: _Attempt, outcome: str, delay: float)
         # If this publish is lost (broker down) the sweep still finds the row when due.
         ctx.schedule(claimed.id, delay)
     handoff_metrics.dispatched(label, outcome)
-    log.info(
+    # A hand-off that went through is counted (kave_worker_dispatches_total) and on the
+    # dispatch row (API, `kave dispatches list`): DEBUG, as each event of a delivery is.
+    # What needs a look (retried, dead, superseded) stays at INFO.
+    emit = log.debug if outcome == "delivered" else log.info
+    emit(
         "dispatch.attempted",
         dispatch_id=claimed.id,
         email_id=claimed.email_id,
