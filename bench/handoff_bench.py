@@ -1,9 +1,10 @@
 """What the hand-off costs the workers: CPU per email with dispatch off and on.
 
-``python -m bench.handoff_bench [--emails N] [--rounds R]`` (not part of ``make bench``'s default
-stages; BENCHMARKS.md records its figure). One worker process (``--concurrency 1``) gets
-N distinct 8 KB emails enqueued exactly as the receiver enqueues them, in each of three
-modes, the modes alternating for R rounds (figures: medians, and each round's ratio):
+``python -m bench.handoff_bench [--batches B] [--batch N]`` (not part of ``make bench``'s
+default stages; BENCHMARKS.md records its figure). Three worker processes
+(``--concurrency 1`` each), one per mode, run side by side for the whole run; they take
+turns: each gets N distinct 8 KB emails enqueued exactly as the receiver enqueues them,
+then the next, B times (the order rotating), so the machine's drift weighs on all alike:
 
 - ``off``: no routes file (the derived fields are still computed: they are part of parsing);
 - ``celery``: one catch-all route to a Celery handler task (published to a queue nobody
@@ -11,10 +12,11 @@ modes, the modes alternating for R rounds (figures: medians, and each round's ra
 - ``http``: one catch-all route to an HTTP handler (a threaded server in this process
   answering 204): the signed POST, its claim and its record.
 
-CPU is the worker's process tree (main process and pool child, user + system) from
-before the first enqueue until every delivery is processed and, with hand-off on, every
-dispatch delivered. The ratio is (on - off) / off, per email. It also times the derived
-fields alone, in this process, against parsing the same event.
+CPU is each worker's process tree (main process and pool child, user + system) from
+before a turn's first enqueue until every delivery is processed and, with hand-off on,
+every dispatch delivered. The ratio is (on - off) / off of CPU per email over all turns
+(and the median of the turns' ratios). It also times the derived fields alone, in this
+process, against parsing the same event.
 """
 
 from __future__ import annotations
@@ -26,17 +28,19 @@ import logging
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+from contextlib import ExitStack
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import psutil
 import structlog
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 
 from bench import payloads, stack, worker_bench
 from bench.run import services
@@ -81,48 +85,48 @@ def routes_file(tmp: Path, mode: str, url: str) -> Path | None:
         else {"http": {"url": url, "secret_env": SECRET_ENV, "timeout_seconds": 5}}
     )
     path = tmp / f"routes-{mode}.json"
-    path.write_text(json.dumps({"routes": [{"name": "all", "handler": handler}]}))
+    path.write_text(json.dumps({"routes": [{"name": mode, "handler": handler}]}))
     return path
 
 
-def wait_dispatched(settings: Settings, expected: int) -> None:
-    engine = worker_bench.engine_for(settings)
+def delivered_count(engine: Engine, route: str) -> int:
+    with engine.connect() as conn:
+        count = conn.scalar(
+            select(func.count())
+            .select_from(Dispatch)
+            .where(Dispatch.status == DispatchStatus.DELIVERED, Dispatch.route == route)
+        )
+    return count or 0
 
-    def done() -> bool:
-        with engine.connect() as conn:
-            count = conn.scalar(
-                select(func.count())
-                .select_from(Dispatch)
-                .where(Dispatch.status == DispatchStatus.DELIVERED)
+
+class Worker:
+    """One mode's worker, alive for the whole run: its settings, process and counters."""
+
+    def __init__(self, mode: str, settings: Settings, process: subprocess.Popen[bytes]) -> None:
+        self.mode = mode
+        self.settings = settings
+        self.tree = psutil.Process(process.pid)
+        self.engine = worker_bench.engine_for(settings)
+        self.cpu = 0.0
+        self.emails = 0
+
+    def batch(self, bodies: list[bytes]) -> float:
+        """Process a batch (and hand it off); CPU seconds per email of the worker's tree."""
+        expected = delivered_count(self.engine, self.mode) + len(bodies)
+        before = tree_cpu(self.tree)
+        worker_bench.measure_kave(self.settings, self.engine, bodies)
+        if self.mode != "off":
+            stack.wait_until(
+                lambda: delivered_count(self.engine, self.mode) >= expected,
+                300,
+                "dispatches delivered",
+                0.02,
             )
-        return (count or 0) >= expected
-
-    stack.wait_until(done, 300, "dispatches delivered", 0.05)
-    engine.dispose()
-
-
-def measure(settings: Settings, tmp: Path, emails: int, seed: int, mode: str) -> float:
-    """CPU seconds per email of one worker process tree."""
-    engine = worker_bench.engine_for(settings)
-    log = tmp / f"worker-{mode}.log"
-    env = stack.child_env(settings)
-    with stack.celery_worker("worker.main", settings.queue_name, env, log, 1) as process:
-        # Warm up: database pool, object store, route table, HTTP client.
-        worker_bench.measure_kave(settings, engine, worker_bench.email_bodies("8KB", 4, seed))
-        with engine.begin() as conn:
-            delivered_before = conn.scalar(select(func.count()).select_from(Dispatch)) or 0
-        if mode != "off":
-            wait_dispatched(settings, delivered_before)
-        bodies = worker_bench.email_bodies("8KB", emails, seed + 100)
-        tree = psutil.Process(process.pid)
-        before = tree_cpu(tree)
-        worker_bench.measure_kave(settings, engine, bodies)
-        if mode != "off":
-            wait_dispatched(settings, delivered_before + emails)
-        time.sleep(0.5)  # let the last task's bookkeeping finish
-        after = tree_cpu(tree)
-    engine.dispose()
-    return (after - before) / emails
+        time.sleep(0.2)  # let the last task's bookkeeping finish
+        used = tree_cpu(self.tree) - before
+        self.cpu += used
+        self.emails += len(bodies)
+        return used / len(bodies)
 
 
 def derive_share(samples: int = 200) -> tuple[float, float]:
@@ -144,8 +148,8 @@ def derive_share(samples: int = 200) -> tuple[float, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--emails", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=3, help="off/celery/http, alternating")
+    parser.add_argument("--batches", type=int, default=20, help="each mode's turns")
+    parser.add_argument("--batch", type=int, default=50, help="emails per turn")
     args = parser.parse_args(argv)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     os.environ[SECRET_ENV] = "whsec_" + base64.b64encode(os.urandom(32)).decode()
@@ -153,41 +157,61 @@ def main(argv: list[str] | None = None) -> int:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Answer204)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/hook"
-    results: dict[str, list[float]] = {"off": [], "celery": [], "http": []}
+    modes = ("off", "celery", "http")
+    ratios: dict[str, list[float]] = {"celery": [], "http": []}
+    workers: dict[str, Worker] = {}
     try:
-        with services(tmp, need_s3=False) as found:
-            # Rounds alternate the modes, so that a machine slowing down or speeding up
-            # during the run (load from elsewhere) weighs on all three alike.
-            for round_number in range(args.rounds):
-                for number, mode in enumerate(results):
-                    settings = found.settings(
-                        queue_name=f"kave-bench-{mode}-{round_number}",
-                        handoff_routes_file=routes_file(tmp, mode, url),
-                        worker_metrics_port=0,
+        with services(tmp, need_s3=False) as found, ExitStack() as running:
+            for mode in modes:
+                settings = found.settings(
+                    queue_name=f"kave-bench-{mode}",
+                    handoff_routes_file=routes_file(tmp, mode, url),
+                    worker_metrics_port=0,
+                )
+                log = tmp / f"worker-{mode}.log"
+                process = running.enter_context(
+                    stack.celery_worker(
+                        "worker.main", settings.queue_name, stack.child_env(settings), log, 1
                     )
-                    seed = 1_000_000 * (number + 1) + 10_000 * round_number
-                    results[mode].append(measure(settings, tmp, args.emails, seed, mode))
-                    print(
-                        f"  round {round_number + 1} {mode:<6} "
-                        f"{results[mode][-1] * 1000:6.2f} ms CPU per email",
-                        flush=True,
-                    )
+                )
+                workers[mode] = Worker(mode, settings, process)
+                # Warm-up: database pool, object store, route table, HTTP client.
+                workers[mode].batch(worker_bench.email_bodies("8KB", 4, 10_000 * len(workers)))
+                workers[mode].cpu = workers[mode].emails = 0
+            # Short batches, the modes taking turns (the order rotating): the machine's
+            # drift, which moves a mode's figure by a fifth within minutes, weighs on all
+            # three alike.
+            for number in range(args.batches):
+                order = modes[number % 3 :] + modes[: number % 3]
+                per_email: dict[str, float] = {}
+                for mode in order:
+                    seed = 1_000_000 * (modes.index(mode) + 1) + number * args.batch
+                    bodies = worker_bench.email_bodies("8KB", args.batch, seed)
+                    per_email[mode] = workers[mode].batch(bodies)
+                for mode, listed in ratios.items():
+                    listed.append(per_email[mode] / per_email["off"] - 1)
+                print(
+                    f"  batch {number + 1}: "
+                    + ", ".join(f"{m} {per_email[m] * 1000:.2f}" for m in modes)
+                    + " ms CPU per email",
+                    flush=True,
+                )
     finally:
         server.shutdown()
+        for worker in workers.values():
+            worker.engine.dispose()
         for log in sorted(tmp.glob("worker-*.log")):
             print(f"({log.name}: {log.stat().st_size} bytes)")
         if os.environ.get("KEEP") is None:
             shutil.rmtree(tmp, ignore_errors=True)
     parse_ms, derive_ms = derive_share()
-    off = statistics.median(results["off"])
-    for mode in ("celery", "http"):
-        on = statistics.median(results[mode])
-        rounds = ", ".join(
-            f"{(m - o) / o:+.1%}" for m, o in zip(results[mode], results["off"], strict=True)
-        )
+    off = workers["off"].cpu / workers["off"].emails
+    for mode, listed in ratios.items():
+        on = workers[mode].cpu / workers[mode].emails
         print(
-            f"hand-off {mode}: {(on - off) / off:+.1%} worker CPU per email "
-            f"(medians {on * 1000:.2f} vs {off * 1000:.2f} ms; rounds {rounds})"
+            f"hand-off {mode}: {(on - off) / off:+.1%} worker CPU per email over "
+            f"{workers[mode].emails} emails ({on * 1000:.2f} vs {off * 1000:.2f} ms); "
+            f"median batch {statistics.median(listed):+.1%}"
         )
     print(f"parse_inbound {parse_ms:.2f} ms/email, derived fields {derive_ms:.2f} ms/email")
     return 0
