@@ -42,20 +42,19 @@ def _envelope() -> Envelope:
     )
 
 
-def _prepared_email(ctx: IngestContext) -> ingest.PreparedEvent:
+def _prepared_email(ctx: IngestContext) -> tuple[ingest.PreparedEvent, set[str]]:
+    """An email parsed and its objects uploaded, not yet committed; its object keys."""
     event = json.loads(fixture_events("inbound_with_multiple_attachments.json"))[0]
     prepared = ingest.prepare_event(ctx, 0, event)  # parses and uploads its objects
     assert isinstance(prepared.parsed, ParsedEmail)
-    return prepared
+    return prepared, set(storage.email_objects(prepared.parsed))
 
 
 def test_objects_removed_between_upload_and_commit_are_put_back(
     clean: Engine, clean_store: S3ObjectStore, redis_client: redis.Redis
 ) -> None:
     ctx = _context(clean, clean_store, redis_client)
-    prepared = _prepared_email(ctx)
-    assert isinstance(prepared.parsed, ParsedEmail)
-    keys = set(storage.email_objects(prepared.parsed))
+    prepared, keys = _prepared_email(ctx)
     assert len(keys) == 3  # the raw message and two attachments
     # An erasure of an earlier copy of the same email committed and queued the same
     # content-addressed keys; its drain runs after this worker's uploads.
@@ -80,9 +79,7 @@ def test_a_drain_skips_keys_a_committing_worker_holds(
     clean: Engine, clean_store: S3ObjectStore, redis_client: redis.Redis
 ) -> None:
     ctx = _context(clean, clean_store, redis_client)
-    prepared = _prepared_email(ctx)
-    assert isinstance(prepared.parsed, ParsedEmail)
-    keys = set(storage.email_objects(prepared.parsed))
+    _, keys = _prepared_email(ctx)
     with Session(clean) as session, session.begin():
         queue_deletions(session, keys)
 

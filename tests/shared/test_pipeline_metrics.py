@@ -15,40 +15,17 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from shared.contract import PROCESS_DELIVERY_TASK, RECONCILE_TASK, Envelope
-from shared.models import Delivery, Email
 from shared.pipeline_metrics import PipelineCollector
 from shared.queue import celery_config
 from shared.settings import Settings
+from tests.rows import add_stored_email
 
 THRESHOLD = 3600.0
 
 
 def add_email(engine: Engine, recipient: str | None, received_at: datetime) -> None:
-    delivery_id = str(uuid.uuid4())
     with Session(engine) as session, session.begin():
-        session.add(
-            Delivery(
-                id=delivery_id,
-                received_at=received_at,
-                request_id="req",
-                body_sha256="0" * 64,
-                body_size=1,
-                archive_key="deliveries/00/x",
-                status="processed",
-            )
-        )
-        session.flush()
-        session.add(
-            Email(
-                dedup_key=uuid.uuid4().hex,
-                raw_sha256="0" * 64,
-                raw_size=1,
-                raw_key="raw/x",
-                envelope_recipient=recipient,
-                delivery_id=delivery_id,
-                received_at=received_at,
-            )
-        )
+        add_stored_email(session, received_at=received_at, envelope_recipient=recipient)
 
 
 def scrape(registry: CollectorRegistry, name: str, **labels: str) -> float | None:

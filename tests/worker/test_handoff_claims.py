@@ -13,7 +13,7 @@ import dataclasses
 import threading
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -23,7 +23,8 @@ from sqlalchemy.orm import Session
 
 from shared.db import make_session_factory
 from shared.handoff_routes import parse_routes
-from shared.models import DeadLetter, Delivery, Dispatch, DispatchStatus, Email
+from shared.models import DeadLetter, Dispatch, DispatchStatus
+from tests.rows import add_stored_email
 from worker import dispatch, handoff_inline, outbox
 from worker.handoff_inline import NewDispatch
 
@@ -82,33 +83,13 @@ def context(
 def stored_email(engine: Engine) -> list[NewDispatch]:
     """A new email stored as the worker stores it, its dispatch inserted in the same
     transaction: what the worker hands over after the commit."""
-    delivery_id = str(uuid.uuid4())
     handed: list[NewDispatch] = []
     with Session(engine) as session, session.begin():
-        session.add(
-            Delivery(
-                id=delivery_id,
-                received_at=datetime.now(UTC),
-                request_id="req",
-                body_sha256="0" * 64,
-                body_size=1,
-                archive_key="deliveries/00/x",
-                status="processed",
-            )
-        )
-        session.flush()
-        email = Email(
-            dedup_key=uuid.uuid4().hex,
-            raw_sha256="0" * 64,
-            raw_size=1,
-            raw_key="raw/x",
-            delivery_id=delivery_id,
-            received_at=datetime.now(UTC),
-        )
-        session.add(email)
-        session.flush()
+        email = add_stored_email(session)
         values = {"dedup_key": email.dedup_key, "envelope_recipient": "support@example.com"}
-        outbox.record_dispatch(session, email.id, delivery_id, values, routes=ROUTES, handed=handed)
+        outbox.record_dispatch(
+            session, email.id, email.delivery_id, values, routes=ROUTES, handed=handed
+        )
     return handed
 
 
@@ -123,30 +104,9 @@ def expire_lease(engine: Engine, dispatch_id: int) -> None:
 
 def new_dispatch(engine: Engine) -> tuple[str, int]:
     """A stored email of a new delivery with its pending dispatch: (delivery id, dispatch id)."""
-    delivery_id = str(uuid.uuid4())
     with Session(engine) as session, session.begin():
-        session.add(
-            Delivery(
-                id=delivery_id,
-                received_at=datetime.now(UTC),
-                request_id="req",
-                body_sha256="0" * 64,
-                body_size=1,
-                archive_key="deliveries/00/x",
-                status="processed",
-            )
-        )
-        session.flush()
-        email = Email(
-            dedup_key=uuid.uuid4().hex,
-            raw_sha256="0" * 64,
-            raw_size=1,
-            raw_key="raw/x",
-            delivery_id=delivery_id,
-            received_at=datetime.now(UTC),
-        )
-        session.add(email)
-        session.flush()
+        email = add_stored_email(session)
+        delivery_id = email.delivery_id
         row = Dispatch(
             email_id=email.id,
             route="tickets",

@@ -147,7 +147,7 @@ def fresh(stack: Stack, clean_db: Engine) -> Stack:
     return stack
 
 
-def mail(message_id: str, to: str, body: str = "Hello\n", **headers: str) -> str:
+def message(message_id: str, to: str, body: str = "Hello\n", **headers: str) -> EmailMessage:
     msg = EmailMessage()
     msg["From"] = "Ana <ana@customer.example>"
     msg["To"] = to
@@ -156,7 +156,11 @@ def mail(message_id: str, to: str, body: str = "Hello\n", **headers: str) -> str
     for name, value in headers.items():
         msg[name.replace("_", "-")] = value
     msg.set_content(body)
-    return msg.as_string()
+    return msg
+
+
+def mail(message_id: str, to: str, body: str = "Hello\n", **headers: str) -> str:
+    return message(message_id, to, body, **headers).as_string()
 
 
 def send(stack: Stack, engine: Engine, *messages: tuple[str, str]) -> None:
@@ -260,12 +264,7 @@ def test_each_email_reaches_its_route_and_auto_replies_never_fire(
 def test_the_http_body_lists_the_attachments_in_order_without_their_bytes(
     fresh: Stack, engine: Engine
 ) -> None:
-    msg = EmailMessage()
-    msg["From"] = "ana@customer.example"
-    msg["To"] = "support@example.com"
-    msg["Subject"] = "Files"
-    msg["Message-ID"] = "<files@customer.example>"
-    msg.set_content("Two files.\n")
+    msg = message("<files@customer.example>", "support@example.com", "Two files.\n")
     msg.add_attachment(b"%PDF-1.4 report", maintype="application", subtype="pdf",
                        filename="report.pdf")  # fmt: skip
     msg.add_attachment(b"MZ\x90\x00" + bytes(60), maintype="application", subtype="pdf",
