@@ -319,7 +319,7 @@ def webhook_body(session: Session, claimed: _Claimed, route: str) -> bytes:
 
 def stored_fields(session: Session, email_id: int) -> dict[str, Any]:
     """An email's body fields (``worker.webhook_document.email_fields``) read from its rows."""
-    return dict(session.connection().execute(_BODY_QUERY, {"email_id": email_id}).one()._asdict())
+    return session.connection().execute(_BODY_QUERY, {"email_id": email_id}).one()._asdict()
 
 
 def sign(key: bytes, message_id: str, timestamp: int, body: bytes) -> str:

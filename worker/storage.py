@@ -361,15 +361,16 @@ def _insert_attachments(
     session: Session, email_id: int, email: ParsedEmail
 ) -> list[dict[str, Any]]:
     """Insert the attachment rows; their values with their new ids, in order."""
-    rows = attachment_values(email)
+    rows = [{**row, "email_id": email_id} for row in attachment_values(email)]
     if not rows:
         return []
-    ids = session.execute(
-        insert(Attachment).returning(Attachment.id, Attachment.position),
-        [{**row, "email_id": email_id} for row in rows],
+    inserted = session.execute(
+        insert(Attachment).returning(Attachment.position, Attachment.id), rows
     ).all()
-    by_position = {position: attachment_id for attachment_id, position in ids}
-    return [{**row, "id": by_position[row["position"]]} for row in rows]
+    ids = dict(inserted)  # position -> id (RETURNING rows come in no promised order)
+    for row in rows:
+        row["id"] = ids[row["position"]]
+    return rows
 
 
 def event_values(event: ParsedEvent) -> dict[str, Any]:
