@@ -342,11 +342,17 @@ class DeliveryWrites:
     def write(self, session: Session) -> None:
         delivery_id = self.envelope.delivery_id
         if self.named_archive is not None:
-            storage.record_delivery(session, self.envelope, self.named_archive)
-        if self.finish_with_events is not None:
+            # With the end too, when this transaction writes both (one statement).
+            storage.record_delivery(
+                session,
+                self.envelope,
+                self.named_archive,
+                finish_with_events=self.finish_with_events,
+            )
+        elif self.finish_with_events is not None:
             storage.finish_delivery(session, delivery_id, event_count=self.finish_with_events)
-            if self.resolve:
-                storage.resolve_dead_letter(session, delivery_id, None)
+        if self.finish_with_events is not None and self.resolve:
+            storage.resolve_dead_letter(session, delivery_id, None)
 
     @property
     def named_archive(self) -> str | None:
