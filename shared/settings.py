@@ -165,8 +165,9 @@ class Settings(BaseSettings):
     email_max_nesting_depth: int = Field(default=20, ge=1, le=100)
     email_max_header_bytes: int = Field(default=1 * MIB, ge=1024)
     email_max_attachments: int = Field(default=500, ge=1)
-    # Objects of one email (raw message, attachments) uploaded at once; botocore's
-    # connection pool holds 10 connections, so more would only wait for one.
+    # Objects of one email (raw message, attachments) uploaded at once to S3 (the local
+    # store writes them one after another); botocore's connection pool holds 10
+    # connections, so more would only wait for one.
     upload_concurrency: int = Field(default=8, ge=1, le=10)
     # --- retention (kave purge, and the beat task every purge_interval_seconds) ------
     # Days to keep each kind, counted from when it was received; 0 keeps it forever.

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from concurrent.futures import Executor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -58,7 +59,9 @@ class IngestContext:
     redis: Redis
     max_worker_losses: int = 3
     email_limits: parsing.EmailLimits = parsing.DEFAULT_LIMITS
-    upload_concurrency: int = 8
+    # The process's upload threads, for a store whose puts wait on the network (None:
+    # one after another; see worker.resources).
+    uploads: Executor | None = None
 
 
 @dataclass
@@ -413,7 +416,7 @@ def prepare_event(ctx: IngestContext, index: int, event: Any) -> PreparedEvent:
             # The limits are checked while parsing, so an email over one is refused
             # before anything of it is uploaded.
             email = _parse(lambda value: parsing.parse_inbound(value, ctx.email_limits), event)
-            storage.store_email_objects(ctx.object_store, email, concurrency=ctx.upload_concurrency)
+            storage.store_email_objects(ctx.object_store, email, uploads=ctx.uploads)
             return PreparedEvent(index, kind, email)
         return PreparedEvent(index, kind, _parse(parsing.parse_event, event))
     except Exception as exc:

@@ -167,7 +167,7 @@ def _compare_event(
 def _apply_email(
     ctx: IngestContext, delivery_id: str, index: int, email: parsing.ParsedEmail
 ) -> None:
-    storage.store_email_objects(ctx.object_store, email, concurrency=ctx.upload_concurrency)
+    storage.store_email_objects(ctx.object_store, email, uploads=ctx.uploads)
     with ctx.session_factory() as session, session.begin():
         email_id, created = storage.insert_email(session, email, delivery_id)
         if not created:

@@ -1,5 +1,5 @@
 """Per-process resources of a worker: one database engine, one Redis client, one
-object store.
+object store (and, for S3, its upload threads).
 
 They are created lazily in the process that uses them (a prefork child after the fork),
 never inherited across a fork, so no connection is ever shared between processes.
@@ -8,6 +8,7 @@ never inherited across a fork, so no connection is ever shared between processes
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import psycopg
@@ -54,10 +55,22 @@ def ingest_context(settings: Settings | None = None) -> IngestContext:
             redis=redis,
             max_worker_losses=settings.max_worker_losses,
             email_limits=email_limits(settings),
-            upload_concurrency=settings.upload_concurrency,
+            uploads=_upload_threads(settings),
         )
         _current = _ProcessResources(pid=os.getpid(), engine=engine, context=context)
     return _current.context
+
+
+def _upload_threads(settings: Settings) -> ThreadPoolExecutor | None:
+    """Threads that put an email's objects at once, for S3, where each put waits on the
+    network; started once per process (a pool per email cost ~1 ms of CPU an email).
+    None for the local store: a put there is a write and an fsync, and threads added
+    CPU (the GIL handed back and forth) without saving wall time (BENCHMARKS.md)."""
+    if settings.object_store != "s3" or settings.upload_concurrency <= 1:
+        return None
+    return ThreadPoolExecutor(
+        max_workers=settings.upload_concurrency, thread_name_prefix="kave-upload"
+    )
 
 
 def _close_interrupted_connection(context: ExceptionContext) -> None:
@@ -99,4 +112,6 @@ def release() -> None:
     if _current is not None and _current.pid == os.getpid():
         _current.engine.dispose()
         _current.context.redis.close()
+        if _current.context.uploads is not None:
+            _current.context.uploads.shutdown(wait=False, cancel_futures=True)
     _current = None

@@ -9,7 +9,7 @@ delivery or a second copy of an email finds its row instead of adding one.
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -68,34 +68,35 @@ def email_objects(email: ParsedEmail) -> dict[str, tuple[bytes, str]]:
     return objects
 
 
-def store_email_objects(store: ObjectStore, email: ParsedEmail, *, concurrency: int = 1) -> None:
+def store_email_objects(
+    store: ObjectStore, email: ParsedEmail, *, uploads: Executor | None = None
+) -> None:
     """Upload the raw message and each attachment; returns once every one is stored.
 
     Keys are content-addressed: each distinct content is uploaded once (two attachments
     with the same bytes are one object), and uploading it again on a redelivery stores
-    the same bytes. Up to ``concurrency`` uploads run at once on threads (boto3 clients
-    are thread-safe); the caller writes the rows that name them only after all succeeded,
-    so a committed row never names a missing object.
+    the same bytes. With ``uploads`` (the process's upload threads: boto3 clients are
+    thread-safe) the objects are put at once, else one after another; the caller writes
+    the rows that name them only after all succeeded, so a committed row never names a
+    missing object.
     """
-    uploads = email_objects(email)
-    if concurrency <= 1 or len(uploads) == 1:
-        for key, (data, content_type) in uploads.items():
+    objects = email_objects(email)
+    if uploads is None or len(objects) == 1:
+        for key, (data, content_type) in objects.items():
             store.put(key, data, content_type)
         return
-    pool = ThreadPoolExecutor(
-        max_workers=min(concurrency, len(uploads)), thread_name_prefix="kave-upload"
-    )
+    futures = [
+        uploads.submit(store.put, key, data, content_type)
+        for key, (data, content_type) in objects.items()
+    ]
     try:
-        futures = [
-            pool.submit(store.put, key, data, content_type)
-            for key, (data, content_type) in uploads.items()
-        ]
         for future in futures:
             future.result()  # the first failure propagates (and the task retries)
     finally:
         # After a failure or a time limit, uploads not yet started are dropped; those
         # under way finish harmlessly (the next attempt writes the same bytes).
-        pool.shutdown(wait=False, cancel_futures=True)
+        for future in futures:
+            future.cancel()
 
 
 # --- deliveries ---------------------------------------------------------------------

@@ -1,10 +1,13 @@
-"""One email's objects are uploaded concurrently to the real S3 server: each distinct
-content once, all of them before the call returns, and a failure reaches the caller."""
+"""One email's objects are uploaded to the real S3 server, on the process's upload
+threads or one after another: each distinct content once, all of them before the call
+returns, and a failure reaches the caller."""
 
 from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from botocore.exceptions import ClientError
@@ -27,22 +30,32 @@ class CountingStore(S3ObjectStore):
         super().put(key, data, content_type)
 
 
+@pytest.fixture
+def uploads() -> Iterator[ThreadPoolExecutor]:
+    pool = ThreadPoolExecutor(max_workers=8)
+    yield pool
+    pool.shutdown()
+
+
 def email_with_attachments(count: int) -> parsing.ParsedEmail:
     return parsing.parse_inbound(hostile_mail.inbound_event(hostile_mail.many_attachments(count)))
 
 
+@pytest.mark.parametrize("threaded", [True, False], ids=["threads", "one-after-another"])
 def test_every_object_is_stored_once_before_the_call_returns(
-    object_store: S3ObjectStore,
+    object_store: S3ObjectStore, uploads: ThreadPoolExecutor, threaded: bool
 ) -> None:
     email = email_with_attachments(60)
-    storage.store_email_objects(object_store, email, concurrency=8)
+    storage.store_email_objects(object_store, email, uploads=uploads if threaded else None)
     assert object_store.get(storage.raw_message_key(email.raw_sha256)) == email.raw
     for attachment in email.attachments:
         content = object_store.get(storage.attachment_key(attachment.sha256))
         assert hashlib.sha256(content).hexdigest() == attachment.sha256
 
 
-def test_the_same_content_twice_is_one_upload(object_store: S3ObjectStore) -> None:
+def test_the_same_content_twice_is_one_upload(
+    object_store: S3ObjectStore, uploads: ThreadPoolExecutor
+) -> None:
     tag = uuid.uuid4().hex.encode()
     raw = hostile_mail.many_attachments(2)
     email = parsing.parse_inbound(hostile_mail.inbound_event(raw))
@@ -64,14 +77,16 @@ def test_the_same_content_twice_is_one_upload(object_store: S3ObjectStore) -> No
         attachments=(same, same),
     )
     counting = CountingStore(object_store)
-    storage.store_email_objects(counting, doubled, concurrency=4)
+    storage.store_email_objects(counting, doubled, uploads=uploads)
     key = storage.attachment_key(same.sha256)
     assert counting.puts.count(key) == 1
     listed = object_store.client.list_objects_v2(Bucket=object_store.bucket, Prefix=key)
     assert [item["Key"] for item in listed["Contents"]] == [key]
 
 
-def test_a_failed_upload_reaches_the_caller(object_store: S3ObjectStore) -> None:
+def test_a_failed_upload_reaches_the_caller(
+    object_store: S3ObjectStore, uploads: ThreadPoolExecutor
+) -> None:
     missing = S3ObjectStore(object_store.client, f"kave-missing-{uuid.uuid4().hex[:8]}")
     with pytest.raises(ClientError):
-        storage.store_email_objects(missing, email_with_attachments(10), concurrency=4)
+        storage.store_email_objects(missing, email_with_attachments(10), uploads=uploads)
