@@ -136,6 +136,9 @@ def process_delivery(
     if died:
         log.warning("delivery.worker_lost_before", stage=died[0], losses=died[1])
     with ctx.session_factory() as session:
+        # A single read needs no transaction: autocommit spares the BEGIN and ROLLBACK
+        # round trips around it.
+        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
         done = storage.finished_indexes(session, envelope.delivery_id)
 
     result = DeliveryResult(delivery_id=envelope.delivery_id)
