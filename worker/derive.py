@@ -31,13 +31,13 @@ from email import policy as email_policy
 from functools import cache
 from typing import Final
 
-import puremagic
 import quotequail
 from flufl.bounce import all_failures
 from inscriptis import get_text
 from mailparser_reply.constants import MAIL_LANGUAGES
 from mailparser_reply.parser import EmailMessage
 
+from worker import signatures
 from worker.columns import CONTENT_TYPE_CHARS, INDEXED_TEXT_CHARS
 from worker.interrupts import INTERRUPTS
 from worker.line_pattern import LineStartPattern
@@ -327,14 +327,10 @@ def _sniff_type(content: bytes) -> str | None:
     for magic, name in _EXECUTABLES:
         if content.startswith(magic):
             return name
-    try:
-        # puremagic reads only the head and the tail of the bytes.
-        found = puremagic.from_string(content, mime=True)
-    except INTERRUPTS:
-        raise  # a soft time limit must reach the task (worker/interrupts.py)
-    except Exception:  # puremagic.PureError: no signature matched (plain text, random bytes)
-        return None
-    return found[:CONTENT_TYPE_CHARS] or None
+    # puremagic's answer (it reads only the head and the tail of the bytes), looked up
+    # by worker.signatures; None when no signature matched (plain text, random bytes).
+    found = signatures.mime_type(content)
+    return found[:CONTENT_TYPE_CHARS] if found else None
 
 
 def _mismatch(declared: str, sniffed: str | None) -> bool:
