@@ -65,17 +65,6 @@ class _Answer204(BaseHTTPRequestHandler):
         pass
 
 
-def tree_cpu(process: psutil.Process) -> float:
-    total = 0.0
-    for proc in [process, *process.children(recursive=True)]:
-        try:
-            times = proc.cpu_times()
-        except psutil.NoSuchProcess:
-            continue
-        total += times.user + times.system
-    return total
-
-
 def routes_file(tmp: Path, mode: str, url: str) -> Path | None:
     if mode == "off":
         return None
@@ -113,7 +102,7 @@ class Worker:
     def batch(self, bodies: list[bytes]) -> float:
         """Process a batch (and hand it off); CPU seconds per email of the worker's tree."""
         expected = delivered_count(self.engine, self.mode) + len(bodies)
-        before = tree_cpu(self.tree)
+        before = stack.tree_cpu(self.tree)
         worker_bench.measure_kave(self.settings, self.engine, bodies)
         if self.mode != "off":
             stack.wait_until(
@@ -123,7 +112,7 @@ class Worker:
                 0.02,
             )
         time.sleep(0.2)  # let the last task's bookkeeping finish
-        used = tree_cpu(self.tree) - before
+        used = stack.tree_cpu(self.tree) - before
         self.cpu += used
         self.emails += len(bodies)
         return used / len(bodies)

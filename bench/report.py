@@ -94,7 +94,8 @@ def worker_section(data: dict[str, Any]) -> tuple[list[str], list[tuple[str, boo
         "### Worker: emails/s from enqueue to committed rows and stored objects",
         "",
         "Ceiling: a no-op Celery task carrying a message of the same size, same broker, "
-        "same worker options.",
+        "same worker options. CPU: the worker's processes (Celery's main process and its "
+        "pool) per email, the no-op's per task, and the S3 server's (moto) per email.",
         "",
     ]
     rows = []
@@ -109,6 +110,9 @@ def worker_section(data: dict[str, Any]) -> tuple[list[str], list[tuple[str, boo
                 f"{row['rate']:,.1f}",
                 f"{row['noop_rate']:,.1f}",
                 f"**{row['ratio']:.1%}**",
+                f"{row.get('cpu_ms', 0):.2f}",
+                f"{row.get('noop_cpu_ms', 0):.2f}",
+                "" if row.get("s3_cpu_ms") is None else f"{row['s3_cpu_ms']:.2f}",
             ]
         )
         if row["size"] == "100KB" and row["store"] == "local":
@@ -120,7 +124,19 @@ def worker_section(data: dict[str, Any]) -> tuple[list[str], list[tuple[str, boo
                 )
             )
     lines += _table(
-        ["payload", "store", "processes", "emails", "emails/s", "no-op tasks/s", "ratio"], rows
+        [
+            "payload",
+            "store",
+            "processes",
+            "emails",
+            "emails/s",
+            "no-op tasks/s",
+            "ratio",
+            "CPU ms/email",
+            "no-op CPU ms/task",
+            "S3 server CPU ms/email",
+        ],
+        rows,
     )
     return lines, checks
 

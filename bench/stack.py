@@ -25,6 +25,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
 import redis
 
 from kave import devstack
@@ -39,6 +40,8 @@ __all__ = [
     "redis_executable",
     "redis_server",
     "s3_server",
+    "s3_server_process",
+    "tree_cpu",
     "uvicorn",
     "uvicorn_command",
     "wait_until",
@@ -149,3 +152,25 @@ def celery_worker(
     )
     with devstack.running(process):
         yield process
+
+
+def tree_cpu(process: psutil.Process) -> float:
+    """CPU seconds (user + system) of a process and its children so far."""
+    total = 0.0
+    for proc in [process, *process.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def s3_server_process(endpoint: str) -> psutil.Process | None:
+    """The moto server answering at ``endpoint`` (its port is on its command line)."""
+    port = endpoint.rstrip("/").rsplit(":", 1)[-1]
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info["cmdline"] or []
+        if "moto.server" in cmdline and port in cmdline:
+            return proc
+    return None

@@ -9,6 +9,11 @@ PostgreSQL shows every delivery processed. emails/s = N / (last commit - first e
 
 The ceiling is the same worker command line running ``bench.noop_worker`` with the same
 number of processes, fed N messages whose argument is a body of the same size.
+
+Each row also has the CPU time the worker's processes (the Celery main process and its
+pool) spent per email, and the no-op's per task: unlike the rates, these hardly move
+with other load on the machine. With S3, the S3 server's CPU per email too (moto, on the
+same cores).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import redis
 from celery import Celery
 from redis.asyncio import Redis as AsyncRedis
@@ -28,7 +34,7 @@ from sqlalchemy.engine import Engine
 
 from bench import payloads
 from bench.noop_task import DONE_KEY, NOOP_QUEUE, NOOP_TASK
-from bench.stack import celery_worker, child_env, wait_until
+from bench.stack import celery_worker, child_env, s3_server_process, tree_cpu, wait_until
 from receiver.enqueue import DeliveryQueue
 from shared.db import normalise_database_url
 from shared.models import Delivery, DeliveryStatus, Email
@@ -51,6 +57,21 @@ class WorkerRow:
     seconds: float
     noop_seconds: float
     failed: int
+    cpu_seconds: float  # the worker's processes, for the N emails
+    noop_cpu_seconds: float  # the no-op worker's processes, for its N tasks
+    s3_cpu_seconds: float | None = None  # the S3 server, for the N emails
+
+    @property
+    def cpu_ms(self) -> float:
+        return self.cpu_seconds / self.emails * 1000
+
+    @property
+    def noop_cpu_ms(self) -> float:
+        return self.noop_cpu_seconds / self.emails * 1000
+
+    @property
+    def s3_cpu_ms(self) -> float | None:
+        return None if self.s3_cpu_seconds is None else self.s3_cpu_seconds / self.emails * 1000
 
     @property
     def rate(self) -> float:
@@ -69,6 +90,9 @@ class WorkerRow:
             **asdict(self),
             "rate": round(self.rate, 2),
             "noop_rate": round(self.noop_rate, 2),
+            "cpu_ms": round(self.cpu_ms, 2),
+            "noop_cpu_ms": round(self.noop_cpu_ms, 2),
+            "s3_cpu_ms": None if self.s3_cpu_ms is None else round(self.s3_cpu_ms, 2),
             "ratio": round(self.ratio, 4),
         }
 
@@ -134,6 +158,24 @@ def measure_kave(settings: Settings, engine: Engine, bodies: list[bytes]) -> tup
     return finished - started, failed
 
 
+class CpuMeter:
+    """CPU seconds that processes (each with its children) spend during a block."""
+
+    def __init__(self, *processes: psutil.Process | None) -> None:
+        self.processes = processes
+        self.used: list[float | None] = [None] * len(processes)
+
+    def __enter__(self) -> CpuMeter:
+        self._start = [tree_cpu(p) if p is not None else None for p in self.processes]
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.used = [
+            tree_cpu(p) - start if p is not None and start is not None else None
+            for p, start in zip(self.processes, self._start, strict=True)
+        ]
+
+
 def measure_noop(settings: Settings, bodies: list[bytes]) -> float:
     client = redis.Redis.from_url(settings.require_redis_url())
     client.delete(DONE_KEY)
@@ -166,19 +208,28 @@ def run(
     bodies = {
         size: email_bodies(size, counts[size], seed=1000 * (i + 1)) for i, size in enumerate(sizes)
     }
-    noop: dict[tuple[str, int], float] = {}
+    noop: dict[tuple[str, int], tuple[float, float]] = {}
     for n in processes:
-        with celery_worker("bench.noop_worker", NOOP_QUEUE, child_env(base), log, n):
+        with celery_worker("bench.noop_worker", NOOP_QUEUE, child_env(base), log, n) as worker:
             measure_noop(base, [b"x" * 1000] * 4)
             for size in sizes:
-                noop[(size, n)] = measure_noop(base, bodies[size])
-                progress(f"  no-op {size} x{n}: {len(bodies[size]) / noop[(size, n)]:,.1f}/s")
+                with CpuMeter(psutil.Process(worker.pid)) as meter:
+                    seconds = measure_noop(base, bodies[size])
+                noop[(size, n)] = (seconds, meter.used[0] or 0.0)
+                progress(f"  no-op {size} x{n}: {len(bodies[size]) / seconds:,.1f}/s")
     rows: list[WorkerRow] = []
     stores = [("local", base)] + ([("s3", s3)] if s3 is not None else [])
     seed = 10_000_000
     for store, settings in stores:
         for n in processes:
-            with celery_worker("worker.main", settings.queue_name, child_env(settings), log, n):
+            s3_server = (
+                s3_server_process(settings.s3_endpoint_url)
+                if store == "s3" and settings.s3_endpoint_url
+                else None
+            )
+            with celery_worker(
+                "worker.main", settings.queue_name, child_env(settings), log, n
+            ) as worker:
                 # Warm up every process (database pool, object store client).
                 measure_kave(
                     settings,
@@ -193,14 +244,26 @@ def run(
                     # Fresh, distinct emails for every run: nothing is a duplicate.
                     run_bodies = email_bodies(size, len(bodies[size]), seed=seed)
                     seed += 10_000
-                    seconds, failed = measure_kave(settings, engine, run_bodies)
+                    with CpuMeter(psutil.Process(worker.pid), s3_server) as meter:
+                        seconds, failed = measure_kave(settings, engine, run_bodies)
+                    noop_seconds, noop_cpu = noop[(size, n)]
                     row = WorkerRow(
-                        size, store, n, len(run_bodies), seconds, noop[(size, n)], failed
+                        size,
+                        store,
+                        n,
+                        len(run_bodies),
+                        seconds,
+                        noop_seconds,
+                        failed,
+                        cpu_seconds=meter.used[0] or 0.0,
+                        noop_cpu_seconds=noop_cpu,
+                        s3_cpu_seconds=meter.used[1],
                     )
                     rows.append(row)
                     progress(
                         f"  worker {size} {store} x{n}: {row.rate:,.1f} emails/s "
-                        f"(no-op {row.noop_rate:,.1f}/s, {row.ratio:.0%})"
+                        f"(no-op {row.noop_rate:,.1f}/s, {row.ratio:.0%}); CPU "
+                        f"{row.cpu_ms:.1f} ms/email (no-op {row.noop_cpu_ms:.1f})"
                     )
     with engine.connect() as conn:
         stored = conn.execute(select(func.count()).select_from(Email)).scalar_one()
