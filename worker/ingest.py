@@ -131,15 +131,16 @@ def archive_body(ctx: IngestContext, envelope: Envelope, body: bytes) -> None:
 def process_delivery(
     ctx: IngestContext, envelope: Envelope, *, replaying: bool = False
 ) -> DeliveryResult:
-    tracker = LossTracker(ctx.redis, envelope.delivery_id)
-    died = tracker.take_previous_death()
-    if died:
-        log.warning("delivery.worker_lost_before", stage=died[0], losses=died[1])
     with ctx.session_factory() as session:
         # A single read needs no transaction: autocommit spares the BEGIN and ROLLBACK
         # round trips around it.
         session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
         done = storage.finished_indexes(session, envelope.delivery_id)
+    tracker = LossTracker(ctx.redis, envelope.delivery_id)
+    # This attempt works on the body now; and did a previous one die somewhere?
+    died = tracker.begin(BODY_STAGE)
+    if died:
+        log.warning("delivery.worker_lost_before", stage=died[0], losses=died[1])
 
     result = DeliveryResult(delivery_id=envelope.delivery_id)
     events = _load_events(ctx, envelope, tracker, died)
@@ -187,7 +188,6 @@ def process_delivery(
     except BaseException:
         tracker.leave()
         raise
-    tracker.leave()
 
     if not finished:
         writes = DeliveryWrites(
@@ -196,11 +196,17 @@ def process_delivery(
             finish_with_events=len(events),
             resolve=replaying,
         )
-        with ctx.session_factory() as session, session.begin():
-            writes.write(session)
-            reclaim_objects(session, ctx.object_store, archive=writes.named_archive)
+        try:
+            with ctx.session_factory() as session, session.begin():
+                writes.write(session)
+                reclaim_objects(session, ctx.object_store, archive=writes.named_archive)
+        except BaseException:
+            tracker.leave()  # every event is done: nothing here is a worker's loss
+            raise
     worker_metrics.delivery_finished(envelope.received_at, replaying=replaying)
-    _drop_redis_copy(ctx, envelope)
+    # The marker and the Redis copy of the body (also after a replay from the archive,
+    # whose envelope does not name it) go in one command.
+    tracker.leave_deleting(payload_redis_key(envelope.delivery_id))
     return result
 
 
@@ -209,14 +215,15 @@ def _load_events(
 ) -> list[Any] | None:
     """The batch's events; None when the delivery was dead-lettered instead."""
     if _lost_too_often(ctx, died, BODY_STAGE):
+        tracker.leave()  # not working on the body after all
         lost = PermanentDeliveryError(_worker_lost_message(ctx))
         dead_letter_delivery(ctx, envelope, "worker_lost", lost)
         worker_metrics.delivery_dead_lettered("worker_lost")
         return None
     try:
-        tracker.enter(BODY_STAGE)
-        # The body is handed over, not kept here: read_batch drops it before decoding
-        # the JSON (for a 55 MB body, one copy less at the worker's memory peak).
+        # The tracker is in the body stage (process_delivery). The body is handed over,
+        # not kept here: read_batch drops it before decoding the JSON (for a 55 MB body,
+        # one copy less at the worker's memory peak).
         return read_batch(_archived_body(ctx, envelope))
     except PermanentDeliveryError as exc:
         dead_letter_delivery(ctx, envelope, "unreadable", exc)
@@ -226,8 +233,7 @@ def _load_events(
     except parsing.BatchError as exc:
         dead_letter_delivery(ctx, envelope, "invalid_batch", exc)
         worker_metrics.delivery_dead_lettered("invalid_batch")
-        _drop_redis_copy(ctx, envelope)
-        tracker.leave()
+        tracker.leave_deleting(payload_redis_key(envelope.delivery_id))
         return None
     except INTERRUPTS:
         raise  # counted as a loss at the body (see process_delivery)
@@ -327,11 +333,6 @@ def read_event(ctx: IngestContext, envelope: Envelope, index: int) -> Any:
     if index >= len(events):
         raise PermanentDeliveryError(f"the batch has no event {index}")
     return events[index]
-
-
-def _drop_redis_copy(ctx: IngestContext, envelope: Envelope) -> None:
-    # Also after a replay from the archive, whose envelope does not name the Redis copy.
-    ctx.redis.delete(payload_redis_key(envelope.delivery_id))
 
 
 @dataclass(frozen=True)

@@ -30,18 +30,19 @@ class LossTracker:
         self.marker_key = f"kave:inflight:{delivery_id}"
         self.loss_key_prefix = f"kave:losses:{delivery_id}:"
 
-    def take_previous_death(self) -> tuple[str, int] | None:
-        """The stage a previous attempt died in and how often that happened, if any."""
-        stage = self.redis.get(self.marker_key)
-        if stage is None:
+    def begin(self, stage: str | int) -> tuple[str, int] | None:
+        """Enter ``stage``; and where a previous attempt died and how often it died there
+        (counted now), if one did. The marker is swapped in one command (``SET ... GET``,
+        Redis 6.2+), so an attempt that follows no death costs one round trip."""
+        previous = self.redis.set(self.marker_key, str(stage), ex=MARKER_TTL_SECONDS, get=True)
+        if previous is None:
             return None
-        name = stage.decode() if isinstance(stage, bytes) else str(stage)
+        name = previous.decode() if isinstance(previous, bytes) else str(previous)
         loss_key = self.loss_key_prefix + name
         pipe = self.redis.pipeline()
         pipe.incr(loss_key)
         pipe.expire(loss_key, MARKER_TTL_SECONDS)
-        pipe.delete(self.marker_key)
-        losses, _, _ = pipe.execute()
+        losses, _ = pipe.execute()
         return name, int(losses)
 
     def enter(self, stage: str | int) -> None:
@@ -51,3 +52,8 @@ class LossTracker:
         """The attempt ended without dying: nothing to count (best effort)."""
         with contextlib.suppress(redis_lib.RedisError):
             self.redis.delete(self.marker_key)
+
+    def leave_deleting(self, *keys: str) -> None:
+        """The attempt ended without dying, and ``keys`` are deleted in the same command;
+        unlike :meth:`leave`, a failure reaches the caller (its keys matter)."""
+        self.redis.delete(self.marker_key, *keys)

@@ -197,14 +197,20 @@ def test_reconcile_requeues_a_delivery_whose_task_was_lost(
 def test_loss_tracker_counts_deaths_per_stage(redis_client: redis.Redis) -> None:
     delivery_id = str(uuid.uuid4())
     tracker = LossTracker(redis_client, delivery_id)
-    assert tracker.take_previous_death() is None
+    assert tracker.begin("body") is None
     tracker.enter(4)  # ... and the process dies here
-    assert tracker.take_previous_death() == ("4", 1)
+    assert tracker.begin("body") == ("4", 1)
     tracker.enter(4)
-    assert tracker.take_previous_death() == ("4", 2)
+    assert tracker.begin("body") == ("4", 2)
     tracker.enter(5)
     tracker.leave()  # ended normally: nothing to count
-    assert tracker.take_previous_death() is None
+    assert tracker.begin("body") is None  # ... and dies in the body stage
+    assert tracker.begin("body") == ("body", 1)
+    body_copy = f"test:body:{delivery_id}"
+    redis_client.set(body_copy, b"x")
+    tracker.leave_deleting(body_copy)  # ended normally, and its body copy goes too
+    assert redis_client.exists(body_copy) == 0
+    assert tracker.begin("body") is None
 
 
 def test_envelope_round_trip_rejects_unknown_versions() -> None:
