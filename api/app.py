@@ -29,7 +29,7 @@ from api.tokens import routes as tokens
 from shared.db import make_engine, make_session_factory
 from shared.logging import configure_logging
 from shared.objectstore import make_object_store
-from shared.pipeline_metrics import PipelineCollector
+from shared.pipeline_metrics import PipelineCollector, scrape_redis
 from shared.queue import make_producer
 from shared.settings import Settings, get_settings
 from shared.web import health
@@ -59,16 +59,19 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.producer = producer
     app.state.rate_limits = ApiRateLimits.build(settings, redis)
     # The pipeline gauges (backlog, queue age, inbound silence) are read at scrape time
-    # with a blocking Redis client of their own; /metrics renders them in a thread, and
-    # the (sync) erasure route removes the receiver's body copies with it.
+    # with a blocking Redis client of their own (/metrics renders them in a thread); the
+    # (sync) erasure route removes the receiver's body copies with another, which retries.
     pipeline_redis = SyncRedis.from_url(
         settings.require_redis_url(),
         socket_timeout=settings.metrics_query_timeout_seconds,
         socket_connect_timeout=settings.metrics_query_timeout_seconds,
     )
+    scrape_client = scrape_redis(
+        settings.require_redis_url(), settings.metrics_query_timeout_seconds
+    )
     pipeline_collector = PipelineCollector(
         engine,
-        pipeline_redis,
+        scrape_client,
         settings.queue_name,
         silence_threshold_seconds=settings.inbound_silence_alert_seconds,
         timeout=settings.metrics_query_timeout_seconds,
@@ -79,6 +82,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         app.state.metrics.registry.unregister(pipeline_collector)
         pipeline_redis.close()
+        scrape_client.close()
         await redis.aclose()
         producer.close()
         engine.dispose()

@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from shared.contract import PROCESS_DELIVERY_TASK, RECONCILE_TASK, Envelope
-from shared.pipeline_metrics import PipelineCollector
+from shared.pipeline_metrics import PipelineCollector, scrape_redis
 from shared.queue import celery_config
 from shared.settings import Settings
 from tests.rows import add_stored_email
@@ -133,7 +133,7 @@ def test_queue_age_is_the_oldest_waiting_task(
 
 def test_unreachable_sources_leave_their_series_out(clean_db: Engine) -> None:
     registry = CollectorRegistry()
-    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)
+    dead = scrape_redis("redis://127.0.0.1:1/0", timeout=0.5)
     PipelineCollector(clean_db, dead, "kave").register(registry)
     assert scrape(registry, "kave_api_metrics_source_up", source="redis") == 0
     assert scrape(registry, "kave_queue_oldest_task_age_seconds", queue="kave") is None
