@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from shared import db as shared_db
 from shared.db import make_engine
 from shared.settings import Settings
 from tests.services import derive_settings
@@ -82,3 +83,47 @@ def test_errors_do_not_carry_bound_values(engine: Engine) -> None:
     assert secret not in str(caught.value)
     assert secret not in repr(caught.value)
     assert "parameters hidden" in str(caught.value)
+
+
+def _terminate_backend(base_settings: Settings, pid: int) -> None:
+    admin = make_engine(base_settings)
+    try:
+        with admin.connect() as conn:
+            conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    finally:
+        admin.dispose()
+
+
+def test_a_connection_that_died_while_idle_is_replaced_at_checkout(
+    base_settings: Settings,
+) -> None:
+    engine = make_engine(derive_settings(base_settings, db_pool_size=1, db_max_overflow=0))
+    try:
+        with engine.connect() as conn:
+            first = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        _terminate_backend(base_settings, first)
+        time.sleep(shared_db.PING_AFTER_IDLE_SECONDS + 0.2)
+        # Idle past the threshold: pinged at checkout, found dead, replaced; no error.
+        with engine.connect() as conn:
+            second = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        assert second != first
+    finally:
+        engine.dispose()
+
+
+def test_a_connection_used_just_before_is_not_pinged_and_a_dead_one_fails_once(
+    base_settings: Settings,
+) -> None:
+    engine = make_engine(derive_settings(base_settings, db_pool_size=1, db_max_overflow=0))
+    try:
+        with engine.connect() as conn:
+            first = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        _terminate_backend(base_settings, first)
+        # Checked in a moment ago: no ping, so its first statement finds it dead ...
+        with pytest.raises(OperationalError), engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        # ... and SQLAlchemy, seeing a disconnect, replaced it: the next checkout works.
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT pg_backend_pid()")).scalar_one() != first
+    finally:
+        engine.dispose()
