@@ -6,12 +6,14 @@ is published. Only when both succeeded within the time budget is the batch accep
 otherwise the caller answers 503 and Mandrill retries the batch later.
 
 The task messages are published by one thread per process (:class:`BatchPublisher`), not
-by a thread-pool call per request: Celery's ``send_task`` is blocking code, and publishing
+by a thread-pool call per request: publishing a task is blocking code, and publishing
 one message per Redis round trip costs ~0.45 ms of CPU each (message, LPUSH, and the
 task-sent event). The thread takes every envelope waiting at that moment and publishes
 them with kombu's ``Producer.batch()``, which sends them all in one Redis pipeline: under
 load ~0.15 ms each, and one thread wake-up per batch instead of one per request. Each
 request still waits for its own message to be flushed to Redis before it is answered.
+The messages are those ``send_task`` sends, built without its per-call work
+(:mod:`receiver.task_message`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import structlog
 from celery import Celery
 from redis.asyncio import Redis
 
+from receiver.task_message import TaskSender
 from shared.contract import (
     PROCESS_DELIVERY_TASK,
     Envelope,
@@ -70,6 +73,7 @@ class BatchPublisher:
 
     def __init__(self, celery: Celery) -> None:
         self.celery = celery
+        self.tasks = TaskSender(celery, PROCESS_DELIVERY_TASK)
         self._pending: queue.SimpleQueue[_Publication | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -148,15 +152,13 @@ class BatchPublisher:
                 loop.call_soon_threadsafe(_settle, items, error)
 
     def _send(self, producer: Any, envelope: Envelope) -> None:
-        self.celery.send_task(
-            PROCESS_DELIVERY_TASK,
+        self.tasks.send(
+            producer,
             kwargs={"envelope": envelope.to_message()},
             # Flower and worker logs show these reprs, never the envelope itself.
             argsrepr="()",
             kwargsrepr=envelope.summary(),
             headers={"request_id": envelope.request_id},
-            retry=False,
-            producer=producer,
         )
 
 
