@@ -36,7 +36,7 @@ import psutil
 import redis
 
 from bench import payloads
-from bench.stack import REPO, uvicorn
+from bench.stack import REPO, tree_cpu, uvicorn
 from shared.webhook import WEBHOOK_PATH
 
 LUA = REPO / "bench" / "post.lua"
@@ -75,17 +75,6 @@ def wrk(
     return result
 
 
-def _cpu_seconds(process: psutil.Process) -> float:
-    total = 0.0
-    for proc in [process, *process.children(recursive=True)]:
-        try:
-            times = proc.cpu_times()
-        except psutil.Error:
-            continue
-        total += times.user + times.system
-    return total
-
-
 @dataclass
 class Server:
     name: str
@@ -98,9 +87,9 @@ class Server:
         with ExitStack() as stack:
             if self.redis_url:
                 stack.enter_context(drained(self.redis_url))
-            before = _cpu_seconds(self.process)
+            before = tree_cpu(self.process)
             raw = wrk(self.base + WEBHOOK_PATH, body_file, signature, seconds=seconds)
-            cpu = _cpu_seconds(self.process) - before
+            cpu = tree_cpu(self.process) - before
         if self.redis_url:
             _reset(self.redis_url, self.store_dir)
         errors = sum(raw[k] for k in ("connect", "read", "write", "status", "timeout"))

@@ -160,7 +160,7 @@ def tree_cpu(process: psutil.Process) -> float:
     for proc in [process, *process.children(recursive=True)]:
         try:
             times = proc.cpu_times()
-        except psutil.NoSuchProcess:
+        except psutil.Error:  # gone (or a zombie) since the listing
             continue
         total += times.user + times.system
     return total
