@@ -85,45 +85,43 @@ def test_errors_do_not_carry_bound_values(engine: Engine) -> None:
     assert "parameters hidden" in str(caught.value)
 
 
-def _terminate_backend(base_settings: Settings, pid: int) -> None:
+@pytest.fixture
+def pool_of_one_dead_connection(base_settings: Settings) -> Iterator[tuple[Engine, int]]:
+    """An engine whose pool holds one connection, just checked in, whose server process
+    was then terminated (as a PostgreSQL restart leaves it); and that process's pid."""
+    engine = make_engine(derive_settings(base_settings, db_pool_size=1, db_max_overflow=0))
     admin = make_engine(base_settings)
     try:
+        with engine.connect() as conn:
+            pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
         with admin.connect() as conn:
             conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        yield engine, pid
     finally:
         admin.dispose()
+        engine.dispose()
+
+
+def _backend_pid(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
 
 
 def test_a_connection_that_died_while_idle_is_replaced_at_checkout(
-    base_settings: Settings,
+    pool_of_one_dead_connection: tuple[Engine, int],
 ) -> None:
-    engine = make_engine(derive_settings(base_settings, db_pool_size=1, db_max_overflow=0))
-    try:
-        with engine.connect() as conn:
-            first = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
-        _terminate_backend(base_settings, first)
-        time.sleep(shared_db.PING_AFTER_IDLE_SECONDS + 0.2)
-        # Idle past the threshold: pinged at checkout, found dead, replaced; no error.
-        with engine.connect() as conn:
-            second = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
-        assert second != first
-    finally:
-        engine.dispose()
+    engine, dead = pool_of_one_dead_connection
+    time.sleep(shared_db.PING_AFTER_IDLE_SECONDS + 0.2)
+    # Idle past the threshold: pinged at checkout, found dead, replaced; no error.
+    assert _backend_pid(engine) != dead
 
 
 def test_a_connection_used_just_before_is_not_pinged_and_a_dead_one_fails_once(
-    base_settings: Settings,
+    pool_of_one_dead_connection: tuple[Engine, int],
 ) -> None:
-    engine = make_engine(derive_settings(base_settings, db_pool_size=1, db_max_overflow=0))
-    try:
-        with engine.connect() as conn:
-            first = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
-        _terminate_backend(base_settings, first)
-        # Checked in a moment ago: no ping, so its first statement finds it dead ...
-        with pytest.raises(OperationalError), engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        # ... and SQLAlchemy, seeing a disconnect, replaced it: the next checkout works.
-        with engine.connect() as conn:
-            assert conn.execute(text("SELECT pg_backend_pid()")).scalar_one() != first
-    finally:
-        engine.dispose()
+    engine, dead = pool_of_one_dead_connection
+    # Checked in a moment ago: no ping, so its first statement finds it dead ...
+    with pytest.raises(OperationalError), engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+    # ... and SQLAlchemy, seeing a disconnect, replaced it: the next checkout works.
+    assert _backend_pid(engine) != dead
