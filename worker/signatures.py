@@ -11,34 +11,25 @@ against ``puremagic.from_string`` for every signature it knows.
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 from puremagic import PureMagic, magic_footer_array, magic_header_array, multi_part_dict
+from puremagic.main import max_foot, max_head
 
 __all__ = ["mime_type"]
 
-# (offset, length) -> signature bytes -> the rows with it, each with its place in
-# puremagic's list (which breaks ties, as puremagic's stable sort does).
-_HEADER_GROUPS: dict[tuple[int, int], dict[bytes, list[tuple[int, PureMagic]]]] = defaultdict(dict)
-for _place, _row in enumerate(magic_header_array):
-    _HEADER_GROUPS[(_row.offset, len(_row.byte_match))].setdefault(_row.byte_match, []).append(
-        (_place, _row)
-    )
-_HEADER_GROUPS = dict(_HEADER_GROUPS)
+_Groups = dict[tuple[int, int], dict[bytes, list[tuple[int, PureMagic]]]]
 
-_MAX_HEAD = max(
-    [row.offset + len(row.byte_match) for row in magic_header_array]
-    + [row.offset + len(row.byte_match) for rows in multi_part_dict.values() for row in rows]
-)
-_MAX_FOOT = max(
-    [len(row.byte_match) + abs(row.offset) for row in magic_footer_array]
-    + [
-        len(row.byte_match) + abs(row.offset)
-        for rows in multi_part_dict.values()
-        for row in rows
-        if row.offset < 0
-    ]
-)
+
+def _header_groups() -> _Groups:
+    """(offset, length) -> signature bytes -> the rows with it, each with its place in
+    puremagic's list (which breaks ties, as puremagic's stable sort does)."""
+    groups: _Groups = {}
+    for place, row in enumerate(magic_header_array):
+        by_bytes = groups.setdefault((row.offset, len(row.byte_match)), {})
+        by_bytes.setdefault(row.byte_match, []).append((place, row))
+    return groups
+
+
+_HEADER_GROUPS = _header_groups()
 
 
 def mime_type(content: bytes) -> str | None:
@@ -46,7 +37,8 @@ def mime_type(content: bytes) -> str | None:
     None where it finds none."""
     if not content:
         return None
-    head, foot = content[:_MAX_HEAD], content[-_MAX_FOOT:]
+    # The same head and tail puremagic reads (its longest offset + signature each way).
+    head, foot = content[:max_head], content[-max_foot:]
     found: list[tuple[int, PureMagic]] = []
     for (offset, length), rows in _HEADER_GROUPS.items():
         end = offset + length
