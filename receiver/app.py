@@ -83,6 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(RequestIdMiddleware)
     app.include_router(webhooks.router)
+    app.router.routes.append(webhooks.batch_route())
     app.include_router(health.router)
     app.include_router(metrics.router)
     return app
