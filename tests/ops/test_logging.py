@@ -81,6 +81,7 @@ _SCRIPT = textwrap.dedent(
         configure_logging(settings, process="probe")
         structlog.contextvars.bind_contextvars(request_id="rid-1", delivery_id="d-1")
         structlog.get_logger("kave.probe").info("probe.ours", token="t0ken", size=3)
+        structlog.get_logger("kave.probe").debug("probe.below_the_level")
         logging.getLogger("celery.worker.consumer").warning(
             "Connected to redis://:hunter2@redis:6379/0"
         )
@@ -118,6 +119,7 @@ def test_json_in_production_console_in_development_same_pipeline_for_foreign_log
     assert celery["logger"] == "celery.worker.consumer"
     assert "RuntimeError: boom" in uvicorn["exception"]
     assert "hunter2" not in result.stderr
+    assert "probe.below_the_level" not in result.stderr  # the level is INFO
 
     # Development: readable console lines, not JSON, with the same fields.
     dev_lines = development.splitlines()
