@@ -149,10 +149,19 @@ class _StreamLogger:
 
     def msg(self, message: str) -> None:
         handler = self._handler
-        with handler.lock or _NO_LOCK:
-            stream = handler.stream
-            stream.write(message + "\n")
-            stream.flush()
+        try:
+            with handler.lock or _NO_LOCK:
+                stream = handler.stream
+                stream.write(message + "\n")
+                stream.flush()
+        except Exception as exc:
+            # As the standard library's handlers do: a line that cannot be written (a
+            # closed or broken stream) never fails the code that logged it, a webhook
+            # already made durable or a task. The line is dropped; the error's kind is
+            # reported on the process's original stderr, when there is one.
+            with contextlib.suppress(Exception):
+                if sys.__stderr__ is not None:
+                    sys.__stderr__.write(f"--- Logging error: {type(exc).__name__} ---\n")
 
     # structlog calls the method named after the level; every level is one line.
     log = debug = info = warn = warning = msg

@@ -7,6 +7,7 @@ import logging
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 from typing import Any
 
 from shared.logging import REDACTED, add_celery_task_ids, redact_secrets, scrub_url_passwords
@@ -145,3 +146,43 @@ def test_celery_lines_outside_a_task_name_the_task_and_its_delivery() -> None:
         "event": "x",
         "_record": plain,
     }
+
+
+_CLOSED_STREAM_SCRIPT = textwrap.dedent(
+    """
+    import logging, sys
+    import structlog
+    from shared.logging import configure_logging
+    from shared.settings import Settings
+
+    configure_logging(Settings(_env_file=None, env="test"), process="probe")
+    log = structlog.get_logger("kave.probe")
+    log.info("probe.before")
+    # The stream goes away under the logger (a closed pipe, an interpreter shutting down).
+    (handler,) = logging.getLogger().handlers
+    closed = open(sys.argv[1], "w")
+    closed.close()
+    handler.setStream(closed)
+    log.info("probe.after", delivery_id="d-1")
+    print("still running")
+    """
+)
+
+
+def test_a_line_that_cannot_be_written_does_not_fail_the_code_that_logged_it(
+    tmp_path: Path,
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", _CLOSED_STREAM_SCRIPT, str(tmp_path / "closed.log")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "still running\n"
+    assert "probe.before" in result.stderr
+    assert "--- Logging error: ValueError ---" in result.stderr
+    assert "d-1" not in result.stderr  # the line itself is dropped, not dumped
