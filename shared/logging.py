@@ -149,11 +149,11 @@ class _StreamLogger:
 
     def msg(self, message: str) -> None:
         handler = self._handler
+        handler.acquire()
         try:
-            with handler.lock or _NO_LOCK:
-                stream = handler.stream
-                stream.write(message + "\n")
-                stream.flush()
+            stream = handler.stream
+            stream.write(message + "\n")
+            stream.flush()
         except Exception as exc:
             # As the standard library's handlers do: a line that cannot be written (a
             # closed or broken stream) never fails the code that logged it, a webhook
@@ -162,13 +162,12 @@ class _StreamLogger:
             with contextlib.suppress(Exception):
                 if sys.__stderr__ is not None:
                     sys.__stderr__.write(f"--- Logging error: {type(exc).__name__} ---\n")
+        finally:
+            handler.release()
 
     # structlog calls the method named after the level; every level is one line.
     log = debug = info = warn = warning = msg
     fatal = failure = err = error = critical = exception = msg
-
-
-_NO_LOCK = contextlib.nullcontext()
 
 
 def configure_logging(settings: Settings, process: str) -> None:
