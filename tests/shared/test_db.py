@@ -85,6 +85,11 @@ def test_errors_do_not_carry_bound_values(engine: Engine) -> None:
     assert "parameters hidden" in str(caught.value)
 
 
+def _backend_pid(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+
+
 @pytest.fixture
 def pool_of_one_dead_connection(base_settings: Settings) -> Iterator[tuple[Engine, int]]:
     """An engine whose pool holds one connection, just checked in, whose server process
@@ -92,19 +97,13 @@ def pool_of_one_dead_connection(base_settings: Settings) -> Iterator[tuple[Engin
     engine = make_engine(derive_settings(base_settings, db_pool_size=1, db_max_overflow=0))
     admin = make_engine(base_settings)
     try:
-        with engine.connect() as conn:
-            pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        pid = _backend_pid(engine)
         with admin.connect() as conn:
             conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
         yield engine, pid
     finally:
         admin.dispose()
         engine.dispose()
-
-
-def _backend_pid(engine: Engine) -> int:
-    with engine.connect() as conn:
-        return int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
 
 
 def test_a_connection_that_died_while_idle_is_replaced_at_checkout(
