@@ -226,13 +226,11 @@ def _load_events(
         # one copy less at the worker's memory peak).
         return read_batch(_archived_body(ctx, envelope))
     except PermanentDeliveryError as exc:
-        dead_letter_delivery(ctx, envelope, "unreadable", exc)
-        worker_metrics.delivery_dead_lettered("unreadable")
+        _dead_letter_body(ctx, envelope, tracker, "unreadable", exc)
         tracker.leave()
         return None
     except parsing.BatchError as exc:
-        dead_letter_delivery(ctx, envelope, "invalid_batch", exc)
-        worker_metrics.delivery_dead_lettered("invalid_batch")
+        _dead_letter_body(ctx, envelope, tracker, "invalid_batch", exc)
         tracker.leave_deleting(payload_redis_key(envelope.delivery_id))
         return None
     except INTERRUPTS:
@@ -247,6 +245,27 @@ def _archived_body(ctx: IngestContext, envelope: Envelope) -> bytes:
     if not archived:
         archive_body(ctx, envelope, body)
     return body
+
+
+def _dead_letter_body(
+    ctx: IngestContext,
+    envelope: Envelope,
+    tracker: LossTracker,
+    error_class: str,
+    exc: Exception,
+) -> None:
+    """Dead-letter a delivery whose body cannot be processed. When that cannot be
+    written (the database down), the task retries: the marker goes, so the next attempt
+    counts no worker lost at the body (three such outages would have turned it into a
+    ``worker_lost`` dead letter instead of saying what is wrong with the body)."""
+    try:
+        dead_letter_delivery(ctx, envelope, error_class, exc)
+    except INTERRUPTS:
+        raise  # out of time: the marker stays, as for any attempt cut off (see above)
+    except Exception:
+        tracker.leave()
+        raise
+    worker_metrics.delivery_dead_lettered(error_class)
 
 
 def _lost_too_often(ctx: IngestContext, died: tuple[str, int] | None, stage: str) -> bool:
