@@ -36,6 +36,7 @@ from bench import payloads
 from bench.noop_task import DONE_KEY, NOOP_QUEUE, NOOP_TASK
 from bench.stack import celery_worker, child_env, s3_server_process, tree_cpu, wait_until
 from receiver.enqueue import DeliveryQueue
+from shared.accepted import AcceptedLedger
 from shared.db import normalise_database_url
 from shared.models import Delivery, DeliveryStatus, Email
 from shared.objectstore import make_object_store
@@ -114,6 +115,7 @@ def enqueue_all(settings: Settings, bodies: list[bytes]) -> tuple[float, list[st
             object_store=make_object_store(settings),
             claim_check_threshold=settings.claim_check_threshold_bytes,
             timeout_seconds=30,
+            ledger=AcceptedLedger(settings.queue_name),
         )
         started = time.monotonic()
         try:

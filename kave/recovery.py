@@ -50,13 +50,14 @@ def register(commands: Any, load_settings: Loader) -> None:
     discard.set_defaults(handler=handler(_discard))
 
     reconcile = commands.add_parser(
-        "reconcile", help="queue again deliveries that were recorded but never finished"
+        "reconcile",
+        help="queue again deliveries that were recorded, or only accepted, and never finished",
     )
     reconcile.add_argument(
         "--older-than",
         type=int,
         default=None,
-        help="seconds since the last attempt (default KAVE_RECONCILE_AFTER_SECONDS)",
+        help="seconds since the last attempt or queuing (default KAVE_RECONCILE_AFTER_SECONDS)",
     )
     reconcile.set_defaults(handler=handler(_reconcile))
 

@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from receiver.metrics import MeteredDeliveryQueue, MetricsMiddleware, ReceiverMetrics
 from receiver.routes import metrics, webhooks
 from receiver.webhook_limit import WebhookFailureLimit
+from shared.accepted import AcceptedLedger
 from shared.logging import configure_logging
 from shared.objectstore import make_object_store
 from shared.queue import make_producer
@@ -47,6 +48,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         object_store=object_store,
         claim_check_threshold=settings.claim_check_threshold_bytes,
         timeout_seconds=settings.enqueue_timeout_seconds,
+        ledger=AcceptedLedger(settings.queue_name),
     )
     # Objects created so far live as long as the app: move them out of the collector's
     # view, so full collections under load stay short (they caused 80-120 ms p99 stalls).

@@ -1,9 +1,12 @@
 """Making an accepted batch durable before the receiver answers 200.
 
 The body is stored first (Redis for ordinary sizes; the object store above the claim
-check threshold, so Redis memory stays small), then a small envelope task pointing at it
-is published. Only when both succeeded within the time budget is the batch accepted;
-otherwise the caller answers 503 and Mandrill retries the batch later.
+check threshold, so Redis memory stays small), with the delivery's entry in the ledger
+of accepted deliveries (:mod:`shared.accepted`, in the same Redis command as the body),
+then a small envelope task pointing at it is published. Only when all succeeded within
+the time budget is the batch accepted; otherwise the caller answers 503, the entry is
+dropped with the body (which a timeout leaves for a day, see ``enqueue``), and Mandrill
+retries the batch later.
 
 The task messages are published by one thread per process (:class:`BatchPublisher`), not
 by a thread-pool call per request: publishing a task is blocking code, and publishing
@@ -23,6 +26,7 @@ import contextlib
 import hashlib
 import queue
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,6 +37,7 @@ from celery import Celery
 from redis.asyncio import Redis
 
 from receiver.task_message import TaskSender
+from shared.accepted import AcceptedLedger, accepted_entry
 from shared.contract import (
     PROCESS_DELIVERY_TASK,
     Envelope,
@@ -181,8 +186,10 @@ class DeliveryQueue:
         object_store: ObjectStore,
         claim_check_threshold: int,
         timeout_seconds: float,
+        ledger: AcceptedLedger,
     ) -> None:
         self.redis = redis
+        self.ledger = ledger
         self.celery = celery
         self.object_store = object_store
         self.claim_check_threshold = claim_check_threshold
@@ -220,10 +227,9 @@ class DeliveryQueue:
                 payload_store=store,
                 error_type=str(exc) if isinstance(exc, EnqueueError) else type(exc).__name__,
             )
-            if store == "redis":
-                # After a timeout the message may still reach Redis a moment later; its
-                # body then has a day to be processed instead of vanishing under it.
-                await self._forget_body(key, expire=isinstance(exc, TimeoutError))
+            # After a timeout the message may still reach Redis a moment later; its body
+            # then has a day to be processed instead of vanishing under it.
+            await self._forget(envelope, expire=isinstance(exc, TimeoutError))
             if isinstance(exc, EnqueueError):
                 raise
             raise EnqueueError(type(exc).__name__) from exc
@@ -231,20 +237,34 @@ class DeliveryQueue:
         return envelope
 
     async def _store_body(self, envelope: Envelope, body: bytes) -> None:
+        entry_key = self.ledger.key(envelope.delivery_id)
+        entry = accepted_entry(envelope, time.time())
         if envelope.payload_store == "object":
             await asyncio.to_thread(self.object_store.put, envelope.payload_key, body)
+            await self.redis.set(entry_key, entry)
         else:
-            await self.redis.set(envelope.payload_key, body)
+            await self.redis.mset({envelope.payload_key: body, entry_key: entry})
 
-    async def _forget_body(self, key: str, *, expire: bool) -> None:
-        # Best effort: a body left behind is only wasted memory, never a lost email.
+    async def _forget(self, envelope: Envelope, *, expire: bool) -> None:
+        """Drop what was stored of a batch answered 503: its ledger entry (it was not
+        accepted), and its Redis body (``expire``: in a day)."""
+        entry_key = self.ledger.key(envelope.delivery_id)
+        # Best effort: a body left behind is only wasted memory, never a lost email; an
+        # entry left behind is queued once by reconciliation, harmlessly (workers skip
+        # what is already stored).
         try:
-            if expire:
-                await asyncio.wait_for(self.redis.expire(key, ABANDONED_BODY_TTL_SECONDS), 0.5)
-            else:
-                await asyncio.wait_for(self.redis.delete(key), 0.5)
+            async with asyncio.timeout(0.5):
+                if envelope.payload_store != "redis":
+                    await self.redis.delete(entry_key)
+                elif expire:
+                    pipe = self.redis.pipeline(transaction=False)
+                    pipe.expire(envelope.payload_key, ABANDONED_BODY_TTL_SECONDS)
+                    pipe.delete(entry_key)
+                    await pipe.execute()
+                else:
+                    await self.redis.delete(envelope.payload_key, entry_key)
         except Exception:
-            log.warning("delivery.orphan_payload", payload_key=key)
+            log.warning("delivery.orphan_payload", payload_key=envelope.payload_key)
 
     def close(self) -> None:
         """Stop the publisher thread (it also stops by itself when idle)."""

@@ -15,7 +15,7 @@ from typing import Any, Literal
 PROCESS_DELIVERY_TASK = "kave.delivery.process"
 # kwargs: {"dead_letter_id": int}. Replays one dead letter from the delivery archive.
 REPLAY_DEAD_LETTER_TASK = "kave.dead_letter.replay"
-# No arguments. Re-enqueues deliveries that were recorded but never finished.
+# No arguments. Re-enqueues deliveries recorded, or only accepted, but never finished.
 RECONCILE_TASK = "kave.deliveries.reconcile"
 # No arguments. Deletes what the retention policy no longer keeps (kave purge).
 PURGE_TASK = "kave.retention.purge"

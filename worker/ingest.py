@@ -30,6 +30,7 @@ import structlog
 from redis import Redis
 from sqlalchemy.orm import Session
 
+from shared.accepted import AcceptedLedger
 from shared.contract import Envelope, archive_object_key, payload_redis_key
 from shared.formdata import EVENTS_FIELD, FormDecodeError, field_value_utf8
 from shared.lifecycle.objects import ArchiveRemovedMeanwhileError, reclaim
@@ -57,6 +58,9 @@ class IngestContext:
     session_factory: Callable[[], AbstractContextManager[Session]]
     object_store: ObjectStore
     redis: Redis
+    # The receiver's entries of accepted deliveries (shared.accepted) on the worker's
+    # queue: a delivery's entry goes with its body's copy when it ends.
+    ledger: AcceptedLedger
     max_worker_losses: int = 3
     email_limits: parsing.EmailLimits = parsing.DEFAULT_LIMITS
     # The process's upload threads, for a store whose puts wait on the network (None:
@@ -204,9 +208,10 @@ def process_delivery(
             tracker.leave()  # every event is done: nothing here is a worker's loss
             raise
     worker_metrics.delivery_finished(envelope.received_at, replaying=replaying)
-    # The marker and the Redis copy of the body (also after a replay from the archive,
-    # whose envelope does not name it) go in one command.
-    tracker.leave_deleting(payload_redis_key(envelope.delivery_id))
+    # The marker, the Redis copy of the body (also after a replay from the archive, whose
+    # envelope does not name it) and the delivery's entry in the ledger of accepted
+    # deliveries go in one command.
+    tracker.leave_deleting(*ctx.ledger.receiver_keys(envelope.delivery_id))
     return result
 
 
@@ -231,7 +236,7 @@ def _load_events(
         return None
     except parsing.BatchError as exc:
         _dead_letter_body(ctx, envelope, tracker, "invalid_batch", exc)
-        tracker.leave_deleting(payload_redis_key(envelope.delivery_id))
+        tracker.leave_deleting(*ctx.ledger.receiver_keys(envelope.delivery_id))
         return None
     except INTERRUPTS:
         raise  # counted as a loss at the body (see process_delivery)

@@ -1,20 +1,25 @@
-"""Reconciliation: deliveries recorded but never finished are queued again.
+"""Reconciliation: deliveries accepted or recorded but never finished are queued again.
 
 A delivery row exists from a worker's first attempt. If its task message is then lost
 (Redis restarted without the latest writes, a retry that was never published, a worker
 that died while Redis was away), nothing else would ever finish it; this job finds such
-deliveries by age and queues them again. Processing is idempotent, so queuing one that
-is merely slow costs a little work, never a duplicate.
+deliveries by age and queues them again. A message lost before any attempt (a worker
+killed between popping it and recording it unacknowledged) leaves no row: those
+deliveries are found in the ledger of accepted deliveries (:mod:`shared.accepted`).
+Processing is idempotent, so queuing one that is merely slow costs a little work,
+never a duplicate.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import structlog
 from sqlalchemy import func, select, update
 
+from shared import accepted
 from shared.contract import Envelope, payload_redis_key
 from shared.models import Delivery, DeliveryStatus
 from worker import ingest
@@ -45,7 +50,50 @@ def stale_deliveries(ctx: IngestContext, older_than_seconds: int) -> list[Delive
 def reconcile(
     ctx: IngestContext, *, publish: Callable[[Envelope], None], older_than_seconds: int
 ) -> list[str]:
-    """Queue stale deliveries again; returns their ids."""
+    """Queue stale deliveries again, recorded or only accepted; returns their ids."""
+    return [
+        *_requeue_recorded(ctx, publish, older_than_seconds),
+        *_requeue_unrecorded(ctx, publish, older_than_seconds),
+    ]
+
+
+def _requeue_unrecorded(
+    ctx: IngestContext, publish: Callable[[Envelope], None], older_than_seconds: int
+) -> list[str]:
+    """Accepted deliveries that no worker recorded, their task queued over
+    ``older_than_seconds`` ago: their message was lost before any attempt."""
+    requeued = []
+    for found in ctx.ledger.queued_before(ctx.redis, time.time() - older_than_seconds):
+        envelope = found.envelope
+        with ctx.session_factory() as session:
+            recorded = session.get(Delivery, envelope.delivery_id) is not None
+        if recorded:
+            ctx.redis.delete(found.key)  # its row says how it stands (see above)
+            continue
+        if not _body_exists(ctx, envelope):
+            # Not stored after all (a batch answered 503 whose entry outlived it):
+            # Mandrill retried it; nothing of this delivery can be processed.
+            ctx.redis.delete(found.key)
+            log.warning("delivery.unrecorded_without_body", delivery_id=envelope.delivery_id)
+            continue
+        # Stamp it first, so the next run does not queue it again meanwhile.
+        accepted.mark_queued(ctx.redis, found, time.time())
+        publish(envelope)
+        requeued.append(envelope.delivery_id)
+        log.warning("delivery.requeued", delivery_id=envelope.delivery_id, reason="unrecorded")
+    return requeued
+
+
+def _body_exists(ctx: IngestContext, envelope: Envelope) -> bool:
+    if envelope.payload_store == "redis":
+        return bool(ctx.redis.exists(envelope.payload_key))
+    return ctx.object_store.exists(envelope.payload_key)
+
+
+def _requeue_recorded(
+    ctx: IngestContext, publish: Callable[[Envelope], None], older_than_seconds: int
+) -> list[str]:
+    """Deliveries with a row, unfinished ``older_than_seconds`` after their last attempt."""
     requeued = []
     for delivery in stale_deliveries(ctx, older_than_seconds):
         envelope = ingest.envelope_for(delivery)

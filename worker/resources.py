@@ -17,6 +17,7 @@ from redis import Redis
 from sqlalchemy import Engine, event
 from sqlalchemy.engine import ExceptionContext
 
+from shared.accepted import AcceptedLedger
 from shared.db import make_engine, make_session_factory
 from shared.objectstore import make_object_store
 from shared.settings import Settings, get_settings
@@ -53,6 +54,7 @@ def ingest_context(settings: Settings | None = None) -> IngestContext:
             session_factory=make_session_factory(engine),
             object_store=make_object_store(settings),
             redis=redis,
+            ledger=AcceptedLedger(settings.queue_name),
             max_worker_losses=settings.max_worker_losses,
             email_limits=email_limits(settings),
             uploads=_upload_threads(settings),

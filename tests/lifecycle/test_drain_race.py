@@ -13,6 +13,7 @@ import redis
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from shared.accepted import AcceptedLedger
 from shared.contract import Envelope, archive_object_key
 from shared.lifecycle.objects import ArchiveRemovedMeanwhileError, drain, queue_deletions, reclaim
 from shared.models import Delivery, ObjectDeletion
@@ -25,7 +26,10 @@ from worker.parsing import ParsedEmail
 
 def _context(engine: Engine, store: S3ObjectStore, redis_client: redis.Redis) -> IngestContext:
     return IngestContext(
-        session_factory=sessionmaker(engine), object_store=store, redis=redis_client
+        session_factory=sessionmaker(engine),
+        object_store=store,
+        redis=redis_client,
+        ledger=AcceptedLedger("kave-test-drain-race"),
     )
 
 

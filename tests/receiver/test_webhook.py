@@ -6,6 +6,7 @@ Redis can be inspected exactly.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -18,11 +19,15 @@ from typing import Any
 import pytest
 import redis
 from fastapi.testclient import TestClient
+from redis.asyncio import Redis as AsyncRedis
 
 from kave.devstack import EmbeddedRedis
 from receiver.app import create_app
+from receiver.enqueue import ABANDONED_BODY_TTL_SECONDS, DeliveryQueue, EnqueueError
+from shared.accepted import AcceptedLedger
 from shared.contract import PROCESS_DELIVERY_TASK, archive_object_key
-from shared.objectstore import S3ObjectStore
+from shared.objectstore import S3ObjectStore, make_object_store
+from shared.queue import make_producer
 from shared.settings import MANDRILL_TEST_KEY, Settings
 from tests.services import FIXTURES, TEST_WEBHOOK_URL, derive_settings, free_port
 from tests.webhooks import WEBHOOK_PATH, fixture_events, signed_form
@@ -87,6 +92,46 @@ def test_signed_batch_is_accepted_and_queued_as_a_small_envelope(
     assert "raw_msg" not in json.dumps(envelope)
     stored = redis_client.get(f"kave:payload:{answer['delivery_id']}")
     assert stored == body
+    # And the ledger of accepted deliveries knows it, for when the message is lost.
+    entry_key = AcceptedLedger(idle_settings.queue_name).key(answer["delivery_id"])
+    entry = json.loads(redis_client.get(entry_key) or b"null")
+    assert entry["envelope"] == envelope
+    assert time.time() - 60 < entry["queued_at"] <= time.time()
+
+
+def test_a_batch_whose_task_cannot_be_published_leaves_no_ledger_entry(
+    idle_settings: Settings, redis_url: str, redis_client: redis.Redis
+) -> None:
+    """The body and the entry are stored, then the broker cannot be reached within the
+    time budget: the batch is refused (Mandrill sends it again). Its entry goes, so
+    reconciliation never queues it; the body stays a day, for a message that may still
+    have got through."""
+    refused = derive_settings(idle_settings, redis_url="redis://127.0.0.1:9/0")
+
+    async def enqueue() -> None:
+        client = AsyncRedis.from_url(redis_url)
+        queue = DeliveryQueue(
+            redis=client,
+            celery=make_producer(refused, "kave-test-refused"),
+            object_store=make_object_store(idle_settings),
+            claim_check_threshold=idle_settings.claim_check_threshold_bytes,
+            timeout_seconds=1,
+            ledger=AcceptedLedger(idle_settings.queue_name),
+        )
+        try:
+            with pytest.raises(EnqueueError):
+                await queue.enqueue(b"mandrill_events=%5B%5D", "req-refused")
+        finally:
+            queue.close()
+            await client.aclose()
+
+    ledger = AcceptedLedger(idle_settings.queue_name)
+    entries = set(redis_client.scan_iter(match=ledger.prefix + "*"))
+    bodies = set(redis_client.scan_iter(match="kave:payload:*"))
+    asyncio.run(enqueue())
+    assert set(redis_client.scan_iter(match=ledger.prefix + "*")) == entries
+    (body,) = set(redis_client.scan_iter(match="kave:payload:*")) - bodies
+    assert 0 < redis_client.ttl(body) <= ABANDONED_BODY_TTL_SECONDS
 
 
 def test_test_webhook_empty_batch_is_answered_200_and_not_queued(

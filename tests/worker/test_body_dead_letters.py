@@ -16,6 +16,7 @@ from sqlalchemy import Engine, create_engine, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from shared.accepted import AcceptedLedger
 from shared.contract import Envelope, payload_redis_key
 from shared.models import DeadLetter
 from shared.objectstore import S3ObjectStore
@@ -86,10 +87,12 @@ def test_a_dead_letter_that_cannot_be_written_is_retried_not_counted_as_a_loss(
     events, sha256 = BODIES[error_class]
     envelope = _received(redis_client, events, sha256=sha256)
     tracker = LossTracker(redis_client, envelope.delivery_id)
+    ledger = AcceptedLedger("kave-test-body-dead-letters")
     down = IngestContext(
         session_factory=_down_after_first(clean_db, unreachable),
         object_store=object_store,
         redis=redis_client,
+        ledger=ledger,
     )
 
     with pytest.raises(OperationalError):
@@ -99,7 +102,10 @@ def test_a_dead_letter_that_cannot_be_written_is_retried_not_counted_as_a_loss(
     assert redis_client.exists(payload_redis_key(envelope.delivery_id)) == 1
 
     up = IngestContext(
-        session_factory=sessionmaker(clean_db), object_store=object_store, redis=redis_client
+        session_factory=sessionmaker(clean_db),
+        object_store=object_store,
+        redis=redis_client,
+        ledger=ledger,
     )
     ingest.process_delivery(up, envelope)
 

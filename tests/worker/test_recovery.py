@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -14,6 +15,7 @@ import redis
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
 
+from shared.accepted import AcceptedLedger, accepted_entry
 from shared.contract import Envelope, archive_object_key
 from shared.models import DeadLetter, Delivery, DeliveryEvent, Email
 from shared.objectstore import S3ObjectStore, make_s3_client
@@ -160,7 +162,17 @@ def test_reprocess_dry_run_on_unchanged_code_reports_no_changes(
     assert "no changes" in kave(["reprocess", "--since", since, "--dry-run"], base_settings).stdout
 
 
-@pytest.mark.usefixtures("worker")
+@pytest.fixture
+def empty_ledger(base_settings: Settings, redis_client: redis.Redis) -> None:
+    """No entries of accepted deliveries on the session's queue but this test's: an
+    earlier test's delivery that ended without its worker deleting the entry (a dead
+    letter) would be looked at, and counted, by reconciliation."""
+    prefix = AcceptedLedger(base_settings.queue_name).prefix
+    for key in list(redis_client.scan_iter(match=prefix + "*")):
+        redis_client.delete(key)
+
+
+@pytest.mark.usefixtures("worker", "empty_ledger")
 def test_reconcile_requeues_a_delivery_whose_task_was_lost(
     engine: Engine, base_settings: Settings, object_store: S3ObjectStore
 ) -> None:
@@ -192,6 +204,72 @@ def test_reconcile_requeues_a_delivery_whose_task_was_lost(
         assert session.scalar(select(func.count()).select_from(Email)) == 1
     # A fresh delivery is left alone.
     assert "queued again 0" in kave(["reconcile", "--older-than", "60"], base_settings).stdout
+
+
+def test_reconcile_requeues_an_accepted_delivery_whose_task_was_lost_before_any_attempt(
+    engine: Engine,
+    base_settings: Settings,
+    service_dir: Path,
+    redis_client: redis.Redis,
+) -> None:
+    """The task message gone before any worker recorded the delivery, as when a worker
+    is killed between popping it and recording it unacknowledged: no row, only the
+    receiver's entry in the ledger of accepted deliveries. On a queue of its own, which
+    no worker consumes until the message is gone."""
+    settings = derive_settings(base_settings, queue_name=f"kave-lost-{uuid.uuid4().hex[:8]}")
+    entry = AcceptedLedger(settings.queue_name)
+    with services.receiver_process(settings, service_dir / "lost-receiver.log") as url:
+        response = post_events(url, fixture_events("inbound_reply.json"))
+    assert response.status_code == 200, response.text
+    delivery_id = response.json()["delivery_id"]
+    assert redis_client.delete(settings.queue_name) == 1  # the message, and only it, is lost
+    assert redis_client.exists(entry.key(delivery_id)) == 1
+    time.sleep(1.1)  # older than --older-than 1
+
+    result = kave(["reconcile", "--older-than", "1"], settings)
+
+    assert result.returncode == 0, result.stderr
+    assert "queued again 1 " in result.stdout
+    assert delivery_id in result.stdout
+    with services.worker_process(settings, service_dir / "lost-worker.log"):
+        wait_for_deliveries(engine, [delivery_id])
+        wait_until(
+            lambda: not redis_client.exists(entry.key(delivery_id)),
+            10,
+            "the ledger entry removed by the worker",
+        )
+    with Session(engine) as session:
+        assert session.scalar(select(func.count()).select_from(Email)) == 1
+        assert session.scalar(select(func.count()).select_from(DeadLetter)) == 0
+    assert "queued again 0 " in kave(["reconcile", "--older-than", "1"], settings).stdout
+
+
+@pytest.mark.usefixtures("empty_ledger")
+def test_reconcile_drops_an_entry_whose_body_was_never_stored(
+    engine: Engine, base_settings: Settings, redis_client: redis.Redis
+) -> None:
+    """A batch answered 503 whose entry outlived its body: nothing to process, and no
+    dead letter for a batch Mandrill sends again."""
+    envelope = Envelope(
+        delivery_id=str(uuid.uuid4()),
+        received_at=datetime.now(UTC).isoformat(),
+        body_sha256="0" * 64,
+        body_size=10,
+        payload_store="redis",
+        payload_key=f"kave:payload:{uuid.uuid4()}",
+        request_id="test",
+    )
+    key = AcceptedLedger(base_settings.queue_name).key(envelope.delivery_id)
+    redis_client.set(key, accepted_entry(envelope, time.time() - 3600))
+
+    result = kave(["reconcile", "--older-than", "60"], base_settings)
+
+    assert result.returncode == 0, result.stderr
+    assert "queued again 0 " in result.stdout
+    assert redis_client.exists(key) == 0
+    with Session(engine) as session:
+        assert session.get(Delivery, envelope.delivery_id) is None
+        assert session.scalar(select(func.count()).select_from(DeadLetter)) == 0
 
 
 def test_loss_tracker_counts_deaths_per_stage(redis_client: redis.Redis) -> None:
