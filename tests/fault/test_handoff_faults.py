@@ -122,6 +122,11 @@ def test_dispatcher_killed_handler_down_and_random_500s_lose_nothing(
         visibility_timeout_seconds=25,
         task_time_limit_seconds=20,
         unacked_restore_interval_seconds=1,
+        # The kill may also land between the broker handing a message over and the worker
+        # recording it unacknowledged: that message is gone, and the beat's reconciliation
+        # queues its delivery again from the receiver's ledger (shared/accepted.py).
+        reconcile_after_seconds=10,
+        reconcile_interval_seconds=3,
         worker_metrics_port=0,
     )
     http.fail_rate = 0.3
