@@ -9,6 +9,7 @@ command lines ``kave run`` and the benchmarks use.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -137,20 +138,47 @@ def truncate_all(engine: Engine) -> None:
 # --- Redis --------------------------------------------------------------------------
 
 
+MACHINE_REDIS = "redis://127.0.0.1:6379"
+# The machine Redis's databases a test session may take, one per session (0 and the
+# low numbers are left to whatever else uses that Redis).
+TEST_REDIS_DATABASES = range(15, 7, -1)
+
+
 @contextmanager
 def redis_server(tmp: Path) -> Iterator[str]:
-    url = os.environ.get("KAVE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    """A Redis database of this test session alone, emptied: ``KAVE_TEST_REDIS_URL`` when
+    set; else a database of the machine's Redis that no other session on this machine
+    holds; else (no Redis answers, or every database is taken) an embedded server."""
+    with ExitStack() as exits:
+        url = os.environ.get("KAVE_TEST_REDIS_URL") or _machine_redis_database(exits)
+        if url is None:
+            embedded = EmbeddedRedis(tmp / "redis", port=free_port())
+            url = embedded.start()
+            exits.callback(embedded.stop)
+        else:
+            # Each session empties its database at the start; two sessions sharing one
+            # (two checkouts, or a test run while CI runs) would wipe each other's queue.
+            redis.Redis.from_url(url).flushdb()
+        yield url
+
+
+def _machine_redis_database(exits: ExitStack) -> str | None:
+    """The URL of a database of the machine's Redis, held for this session by a lock
+    file that the operating system releases when the process ends (even on SIGKILL)."""
     try:
-        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+        redis.Redis.from_url(MACHINE_REDIS, socket_connect_timeout=1).ping()
     except redis.RedisError:
-        embedded = EmbeddedRedis(tmp / "redis", port=free_port())
+        return None
+    for number in TEST_REDIS_DATABASES:
+        lock = (Path(tempfile.gettempdir()) / f"kave-test-redis-db-{number}.lock").open("a")
         try:
-            yield embedded.start()
-        finally:
-            embedded.stop()
-        return
-    redis.Redis.from_url(url).flushdb()
-    yield url
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            continue  # another session on this machine holds it
+        exits.callback(lock.close)
+        return f"{MACHINE_REDIS}/{number}"
+    return None
 
 
 # --- processes ----------------------------------------------------------------------
