@@ -13,6 +13,10 @@ it together with the body's Redis copy when the delivery ends. Reconciliation qu
 again an entry older than ``KAVE_RECONCILE_AFTER_SECONDS`` whose delivery has no row, and
 drops an entry whose delivery has one (the row's own reconciliation takes over).
 
+An entry's task may also still be waiting in the queue, behind a backlog older than that
+age: reconciliation leaves alone every entry queued since the next message in line was
+(``AcceptedLedger.waiting_since``), so a long queue is not queued again on top of itself.
+
 Why one key per delivery, not a hash or a sorted set: the receiver writes it with the
 body in one ``MSET`` and the worker deletes it with the body in one ``DEL``, so neither
 side pays a round trip more. Reconciliation finds the entries with ``SCAN``, over a
@@ -21,9 +25,11 @@ keyspace that holds only work in flight.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from itertools import islice
 
 import structlog
@@ -57,6 +63,7 @@ class AcceptedLedger:
     """
 
     def __init__(self, queue_name: str) -> None:
+        self.queue_name = queue_name
         self.prefix = f"kave:accepted:{queue_name}:"
 
     def key(self, delivery_id: str) -> str:
@@ -80,13 +87,56 @@ class AcceptedLedger:
                 if found is not None and found.queued_at < cutoff:
                     yield found
 
+    def waiting_since(self, redis: Redis) -> float | None:
+        """When the next message in the queue's line was queued (unix time); None when
+        the queue is empty or that message names no delivery.
+
+        kombu's Redis transport pushes a task onto one end of the queue's list and
+        workers pop the other (messages it restores after a visibility timeout go back
+        at the popping end, ahead of the line), so every task still waiting was queued
+        at or after this time. A delivery queued before it is not waiting: it is being
+        worked on, or its message is lost.
+        """
+        message = redis.lindex(self.queue_name, -1)
+        envelope = _envelope_in_task_message(message) if message is not None else None
+        if envelope is None:
+            return None
+        key = self.key(envelope.delivery_id)
+        value = redis.get(key)
+        found = _parse(key, value) if value is not None else None
+        if found is not None:
+            return found.queued_at
+        # Its delivery ended (this is a spare copy of its message): it was queued no
+        # earlier than it was accepted.
+        try:
+            return datetime.fromisoformat(envelope.received_at).timestamp()
+        except ValueError:
+            return None
+
+
+def _envelope_in_task_message(message: bytes | str) -> Envelope | None:
+    """The envelope a queued ``process_delivery`` message carries, read from kombu's
+    Redis format (JSON, the body base64-encoded: Celery's protocol 2, ``[args, kwargs,
+    embed]``). Reading it here, rather than through a kombu channel, costs one LINDEX
+    and no consumer; anything else found there gives None, and the caller then knows
+    nothing about the line, as before this check existed."""
+    try:
+        payload = json.loads(message)
+        body = payload["body"]
+        if payload["properties"].get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        _, kwargs, _ = json.loads(body)
+        return Envelope.from_message(kwargs["envelope"])
+    except (ValueError, KeyError, TypeError, AttributeError, EnvelopeError):
+        return None
+
 
 def _glob_escape(text: str) -> str:
     """``text`` matched literally by SCAN's glob-style MATCH."""
     return "".join(f"\\{char}" if char in "*?[]\\" else char for char in text)
 
 
-def _parse(key: str, value: bytes) -> AcceptedDelivery | None:
+def _parse(key: str, value: bytes | str) -> AcceptedDelivery | None:
     try:
         data = json.loads(value)
         return AcceptedDelivery(

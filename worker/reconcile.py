@@ -61,9 +61,16 @@ def _requeue_unrecorded(
     ctx: IngestContext, publish: Callable[[Envelope], None], older_than_seconds: int
 ) -> list[str]:
     """Accepted deliveries that no worker recorded, their task queued over
-    ``older_than_seconds`` ago: their message was lost before any attempt."""
+    ``older_than_seconds`` ago and before the next task still waiting in the queue: their
+    message was lost before any attempt."""
+    cutoff = time.time() - older_than_seconds
+    waiting_since = ctx.ledger.waiting_since(ctx.redis)
+    if waiting_since is not None:
+        # Behind a backlog older than the cutoff, the deliveries queued since the next
+        # one in line may still be waiting: queuing them again would only lengthen it.
+        cutoff = min(cutoff, waiting_since)
     requeued = []
-    for found in ctx.ledger.queued_before(ctx.redis, time.time() - older_than_seconds):
+    for found in ctx.ledger.queued_before(ctx.redis, cutoff):
         envelope = found.envelope
         with ctx.session_factory() as session:
             recorded = session.get(Delivery, envelope.delivery_id) is not None

@@ -220,28 +220,55 @@ def test_reconcile_requeues_an_accepted_delivery_whose_task_was_lost_before_any_
     entry = AcceptedLedger(settings.queue_name)
     with services.receiver_process(settings, service_dir / "lost-receiver.log") as url:
         response = post_events(url, fixture_events("inbound_reply.json"))
-    assert response.status_code == 200, response.text
-    delivery_id = response.json()["delivery_id"]
-    assert redis_client.delete(settings.queue_name) == 1  # the message, and only it, is lost
-    assert redis_client.exists(entry.key(delivery_id)) == 1
-    time.sleep(1.1)  # older than --older-than 1
+        assert response.status_code == 200, response.text
+        delivery_id = response.json()["delivery_id"]
+        assert redis_client.delete(settings.queue_name) == 1  # the message, and only it, is lost
+        assert redis_client.exists(entry.key(delivery_id)) == 1
+        time.sleep(0.1)
+        # A later delivery still waits in the queue: the lost one was queued before it,
+        # so it cannot be waiting, and it is queued again all the same.
+        later = post_events(url, fixture_events("inbound.json"))
+    assert later.status_code == 200, later.text
+    later_id = later.json()["delivery_id"]
+    time.sleep(1.1)  # both older than --older-than 1
 
     result = kave(["reconcile", "--older-than", "1"], settings)
 
     assert result.returncode == 0, result.stderr
     assert "queued again 1 " in result.stdout
     assert delivery_id in result.stdout
+    assert later_id not in result.stdout
     with services.worker_process(settings, service_dir / "lost-worker.log"):
-        wait_for_deliveries(engine, [delivery_id])
+        wait_for_deliveries(engine, [delivery_id, later_id])
         wait_until(
             lambda: not redis_client.exists(entry.key(delivery_id)),
             10,
             "the ledger entry removed by the worker",
         )
     with Session(engine) as session:
-        assert session.scalar(select(func.count()).select_from(Email)) == 1
+        assert session.scalar(select(func.count()).select_from(Email)) == 2
         assert session.scalar(select(func.count()).select_from(DeadLetter)) == 0
     assert "queued again 0 " in kave(["reconcile", "--older-than", "1"], settings).stdout
+
+
+def test_reconcile_leaves_accepted_deliveries_still_waiting_in_the_queue(
+    base_settings: Settings, service_dir: Path, redis_client: redis.Redis
+) -> None:
+    """A backlog older than the reconcile age (no worker consumes this queue): every
+    delivery in it is still waiting, so none is queued again on top of the line."""
+    settings = derive_settings(base_settings, queue_name=f"kave-wait-{uuid.uuid4().hex[:8]}")
+    with services.receiver_process(settings, service_dir / "waiting-receiver.log") as url:
+        for name in ("inbound.json", "inbound_reply.json", "inbound.json"):
+            assert post_events(url, fixture_events(name)).status_code == 200
+    assert redis_client.llen(settings.queue_name) == 3
+    time.sleep(1.1)  # older than --older-than 1
+
+    result = kave(["reconcile", "--older-than", "1"], settings)
+
+    assert result.returncode == 0, result.stderr
+    assert "queued again 0 " in result.stdout
+    assert redis_client.llen(settings.queue_name) == 3
+    redis_client.delete(settings.queue_name)
 
 
 @pytest.mark.usefixtures("empty_ledger")
