@@ -14,6 +14,11 @@ quarter second (``FLUSHDB ASYNC``), as the workers would by taking the tasks and
 the bodies: without it the dataset grows by up to 100 MB/s and Redis spends the run
 rewriting its append-only file, which would measure the benchmark rather than the
 receiver. AOF (``everysec``) stays on, as in production.
+
+Redis's own latency monitor records every main-thread stall of 5 ms or more during the
+receiver's rounds (``LATENCY LATEST``: writing the AOF, forking for its rewrite): a
+webhook waits on Redis, so these show in its p99, and the report prints the largest of
+each kind next to the table.
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ from shared.webhook import WEBHOOK_PATH
 
 LUA = REPO / "bench" / "post.lua"
 CONNECTIONS = 32
+# Redis stalls recorded by its latency monitor: this long or longer.
+REDIS_STALL_THRESHOLD_MS = 5
 
 
 @dataclass
@@ -51,6 +58,9 @@ class WrkRun:
     p99_ms: float
     errors: int
     cpu_seconds: float  # user + system of the server processes during the run
+    # Redis's longest main-thread stall of each kind during the run (ms), for a server
+    # that writes to it; None when not recorded.
+    redis_stalls_ms: dict[str, int] | None = None
 
 
 def wrk(
@@ -84,9 +94,11 @@ class Server:
     store_dir: Path | None = None
 
     def run(self, body_file: Path, signature: str, seconds: float) -> WrkRun:
+        stalls: dict[str, int] | None = None
         with ExitStack() as stack:
             if self.redis_url:
                 stack.enter_context(drained(self.redis_url))
+                stalls = stack.enter_context(redis_stalls(self.redis_url))
             before = tree_cpu(self.process)
             raw = wrk(self.base + WEBHOOK_PATH, body_file, signature, seconds=seconds)
             cpu = tree_cpu(self.process) - before
@@ -100,6 +112,7 @@ class Server:
             p99_ms=raw["p99_us"] / 1000,
             errors=errors,
             cpu_seconds=cpu,
+            redis_stalls_ms=stalls,
         )
 
 
@@ -136,6 +149,18 @@ class Series:
         return 1000 * sum(r.cpu_seconds for r in self.runs) / requests if requests else 0.0
 
     @property
+    def redis_stalls_ms(self) -> dict[str, int] | None:
+        """The longest Redis stall of each kind over the rounds that recorded them."""
+        recorded = [run.redis_stalls_ms for run in self.runs if run.redis_stalls_ms is not None]
+        if not recorded:
+            return None
+        longest: dict[str, int] = {}
+        for stalls in recorded:
+            for kind, ms in stalls.items():
+                longest[kind] = max(ms, longest.get(kind, 0))
+        return longest
+
+    @property
     def rps_spread(self) -> tuple[float, float]:
         rates = [r.requests / r.seconds for r in self.runs if r.seconds]
         return (min(rates), max(rates)) if rates else (0.0, 0.0)
@@ -161,6 +186,7 @@ class ReceiverRow:
                 "p99_worst_ms": round(s.p99_worst_ms, 2),
                 "errors": s.errors,
                 "cpu_ms_per_request": round(s.cpu_ms_per_request, 3),
+                "redis_stalls_ms": s.redis_stalls_ms,
                 "rounds": [r.__dict__ for r in s.runs],
             }
 
@@ -190,6 +216,30 @@ def drained(redis_url: str, interval: float = 0.25) -> Iterator[None]:
     finally:
         stop.set()
         thread.join()
+        client.close()
+
+
+@contextmanager
+def redis_stalls(redis_url: str) -> Iterator[dict[str, int] | None]:
+    """The longest stall of each kind Redis's latency monitor records while the block
+    runs (ms), filled in when it ends; None where the monitor cannot be set (a Redis
+    given by KAVE_BENCH_REDIS_URL may refuse CONFIG SET)."""
+    client = redis.Redis.from_url(redis_url)
+    found: dict[str, int] = {}
+    try:
+        client.config_set("latency-monitor-threshold", REDIS_STALL_THRESHOLD_MS)
+        client.latency_reset()
+    except redis.ResponseError:
+        client.close()
+        yield None
+        return
+    try:
+        yield found
+        # Each entry: event name, time of the latest, latest ms, longest ms since reset.
+        for name, _, _, longest in client.latency_latest():
+            kind = name.decode() if isinstance(name, bytes) else str(name)
+            found[kind] = int(longest)
+    finally:
         client.close()
 
 

@@ -88,7 +88,24 @@ def receiver_section(data: dict[str, Any]) -> tuple[list[str], list[tuple[str, b
         ],
         rows,
     )
+    stalls = [
+        f"{row['size']}: {_stalls(row['kave'].get('redis_stalls_ms'))}" for row in data["rows"]
+    ]
+    lines += [
+        "",
+        "Redis's longest main-thread stalls during Kave's rounds (its latency monitor, "
+        f"events of {data.get('redis_stall_threshold_ms', 5)} ms or more; a webhook waits "
+        "on them): " + "; ".join(stalls) + ".",
+    ]
     return lines, checks
+
+
+def _stalls(stalls: dict[str, int] | None) -> str:
+    if stalls is None:
+        return "not recorded"
+    if not stalls:
+        return "none"
+    return ", ".join(f"{kind} {ms} ms" for kind, ms in sorted(stalls.items()))
 
 
 def worker_section(data: dict[str, Any]) -> tuple[list[str], list[tuple[str, bool]]]:

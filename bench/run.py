@@ -168,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
                         "--port 0", "--port <port>"
                     ),
                     "connections": receiver_bench.CONNECTIONS,
+                    "redis_stall_threshold_ms": receiver_bench.REDIS_STALL_THRESHOLD_MS,
                     "rows": [row.as_dict() for row in rows],
                 }
             if "worker" in stages:
