@@ -98,7 +98,7 @@ class AcceptedLedger:
         worked on, or its message is lost.
         """
         message = redis.lindex(self.queue_name, -1)
-        envelope = _envelope_in_task_message(message) if message is not None else None
+        envelope = queued_envelope(message) if message is not None else None
         if envelope is None:
             return None
         key = self.key(envelope.delivery_id)
@@ -114,12 +114,11 @@ class AcceptedLedger:
             return None
 
 
-def _envelope_in_task_message(message: bytes | str) -> Envelope | None:
-    """The envelope a queued ``process_delivery`` message carries, read from kombu's
-    Redis format (JSON, the body base64-encoded: Celery's protocol 2, ``[args, kwargs,
-    embed]``). Reading it here, rather than through a kombu channel, costs one LINDEX
-    and no consumer; anything else found there gives None, and the caller then knows
-    nothing about the line, as before this check existed."""
+def queued_envelope(message: bytes | str) -> Envelope | None:
+    """The envelope a ``process_delivery`` message in the queue's list carries, read
+    from kombu's Redis format (JSON, the body base64-encoded: Celery's protocol 2,
+    ``[args, kwargs, embed]``); None for anything else. Reading it here, rather than
+    through a kombu channel, costs one LINDEX and no consumer."""
     try:
         payload = json.loads(message)
         body = payload["body"]

@@ -7,7 +7,6 @@ duplicate deliveries, to real workers, on services started by this suite.
 
 from __future__ import annotations
 
-import base64
 import json
 import threading
 import time
@@ -21,6 +20,7 @@ import redis
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from shared.accepted import queued_envelope
 from shared.models import DeadLetter, DeliveryEvent
 from tests import services
 from tests.fault.stack import FaultStack, build_stack
@@ -108,7 +108,10 @@ def test_sigkill_of_a_whole_worker_then_a_new_worker(fresh: FaultStack) -> None:
     # A kill can also land between kombu popping a message (BRPOP) and recording it as
     # unacknowledged (celery#7950): that message is then in neither place. The oldest
     # one waiting is removed here as such a kill leaves it, so every run covers it.
-    lost = _delivery_id(client.rpop(queue))
+    popped = client.rpop(queue)
+    assert popped is not None, "no message waiting"
+    lost = queued_envelope(popped)
+    assert lost is not None
     fresh.start_worker(concurrency=2)
     # The dead worker's unacknowledged messages come back after the visibility timeout.
     bound = fresh.settings.visibility_timeout_seconds + 30
@@ -123,7 +126,7 @@ def test_sigkill_of_a_whole_worker_then_a_new_worker(fresh: FaultStack) -> None:
     )
     reconciled = kave(["reconcile", "--older-than", "1"], child_env(fresh.settings))
     assert reconciled.returncode == 0, reconciled.stdout + reconciled.stderr
-    assert lost in reconciled.stdout
+    assert lost.delivery_id in reconciled.stdout
     ledger.wait_until_finished(timeout=bound)
     elapsed = time.monotonic() - killed_at
     RESULTS["sigkill_whole_worker"] = {
@@ -133,15 +136,6 @@ def test_sigkill_of_a_whole_worker_then_a_new_worker(fresh: FaultStack) -> None:
     }
     assert elapsed <= bound
     assert_audit_clean(fresh)
-
-
-def _delivery_id(message: bytes | None) -> str:
-    """The delivery a queued task message is for (Celery's protocol 2, as kombu's Redis
-    transport stores it: JSON, the body base64-encoded)."""
-    assert message is not None, "no message waiting"
-    _, kwargs, _ = json.loads(base64.b64decode(json.loads(message)["body"]))
-    delivery_id: str = kwargs["envelope"]["delivery_id"]
-    return delivery_id
 
 
 def test_redis_killed_and_restarted(fresh: FaultStack) -> None:
@@ -164,7 +158,7 @@ def test_redis_killed_and_restarted(fresh: FaultStack) -> None:
     # in neither the queue nor the unacknowledged set; only the receiver's ledger still
     # names its delivery. Once the queue is drained, anything accepted before the kill
     # and still unrecorded is queued again (what is merely slow is skipped by workers).
-    client = redis.Redis.from_url(fresh.settings.require_redis_url())
+    client = redis_client(fresh)
     wait_until(lambda: client.llen(fresh.settings.queue_name) == 0, 60, "the queue drained")
     time.sleep(max(0.0, 6 - (time.monotonic() - killed_at)))
     reconciled = kave(["reconcile", "--older-than", "5"], child_env(fresh.settings))
