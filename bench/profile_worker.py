@@ -6,6 +6,9 @@ a scratch PostgreSQL database (as ``make bench`` starts them) and the local obje
 
     .venv/bin/python -m bench.profile_worker              # 200 x ~100 KB, cProfile top 25
     .venv/bin/python -m bench.profile_worker --memory     # one ~25 MB email, tracemalloc
+    .venv/bin/python -m bench.profile_worker --store s3 --s3-latency-ms 20 --top 0
+        # on the S3 server (moto), each request 20 ms late (bench.latency_proxy): what a
+        # worker waits for against a remote S3
 
 CPU mode prints the process CPU ms and wall ms per delivery (median of N; PostgreSQL's
 and Redis's own CPU are not included, the waits for them and for fsync are in wall) and
@@ -28,12 +31,12 @@ import time
 import tracemalloc
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import payloads, rss
+from bench import latency_proxy, payloads, rss
 from bench.run import services
 from shared.contract import Envelope, PayloadStore, archive_object_key, payload_redis_key
 from shared.logging import configure_logging
@@ -70,9 +73,15 @@ def _envelope(ctx: IngestContext, body: bytes) -> Envelope:
 
 
 @contextmanager
-def _context(tmp: Path) -> Iterator[IngestContext]:
-    with services(tmp, need_s3=False) as found:
-        settings = found.settings(log_level="WARNING")
+def _context(tmp: Path, store: str = "local", s3_latency_ms: float = 0) -> Iterator[IngestContext]:
+    with services(tmp, need_s3=store == "s3") as found, ExitStack() as stack:
+        settings = found.settings(log_level="WARNING", object_store=store)
+        if store == "s3" and s3_latency_ms:
+            assert found.s3_endpoint is not None
+            proxy = stack.enter_context(
+                latency_proxy.DelayingProxy(found.s3_endpoint, s3_latency_ms / 1000)
+            )
+            settings = settings.model_copy(update={"s3_endpoint_url": proxy.url})
         # As the worker configures it; WARNING keeps the per-event debug lines out of
         # the figures (the worker runs at INFO, and ingest logs nothing at INFO).
         configure_logging(settings, process="worker")
@@ -110,6 +119,8 @@ def profile_cpu(ctx: IngestContext, count: int, size: str, top: int) -> None:
         f"  wall ms/delivery: median {statistics.median(wall) * 1000:.2f}, "
         f"mean {statistics.fmean(wall) * 1000:.2f}"
     )
+    if not top:
+        return
     profiler = cProfile.Profile()
     for envelope in profiled:  # other emails of the same size, under cProfile
         profiler.enable()
@@ -208,11 +219,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory", action="store_true", help="the 25 MB email, tracemalloc")
     parser.add_argument("--count", type=int, default=200)
     parser.add_argument("--size", default="100KB", choices=sorted(payloads.SIZES))
-    parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--top", type=int, default=25, help="0: no cProfile")
+    parser.add_argument("--store", default="local", choices=["local", "s3"])
+    parser.add_argument(
+        "--s3-latency-ms", type=float, default=0, help="with --store s3: each request this late"
+    )
     args = parser.parse_args(argv)
     with (
         tempfile.TemporaryDirectory(prefix="kave-profile-") as scratch,
-        _context(Path(scratch)) as ctx,
+        _context(Path(scratch), args.store, args.s3_latency_ms) as ctx,
     ):
         if args.memory:
             profile_memory(ctx)

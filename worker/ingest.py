@@ -3,7 +3,8 @@
 Steps, each safe to repeat after a crash at any point:
 1. check whether a previous attempt died (``worker.losses``) and which events it finished;
 2. load the body (Redis, or the object store for claim-checked and already archived
-   bodies), check its sha256 against the envelope, archive it content-addressed;
+   bodies), check its sha256 against the envelope, archive it content-addressed (on S3,
+   while the first event is prepared: see ``PendingArchive``);
 3. process each event of the batch on its own, skipping those a previous attempt
    finished: prepare it (parse, upload its objects; ``prepare_event``), then write its
    result in one transaction (``commit_event``); an event that can never succeed becomes
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -132,6 +133,48 @@ def archive_body(ctx: IngestContext, envelope: Envelope, body: bytes) -> None:
     ctx.object_store.put(archive_object_key(envelope.body_sha256), body)
 
 
+# Bodies up to this size are archived while the first event is prepared: such a body is
+# held by the upload thread meanwhile, so bigger ones (claim-checked ones are archived
+# already) are archived first and dropped early, as read_batch expects.
+OVERLAPPED_ARCHIVE_MAX_BYTES = 1024 * 1024
+
+
+class PendingArchive:
+    """The body's archive put, still in flight on an upload thread or already done.
+
+    On S3 a put is a network round trip (tens of ms against a remote S3), and the first
+    event's parse and uploads do not need the archive: only the writes that name it do
+    (the delivery row, a dead letter of the delivery) and the deletion of the Redis copy.
+    Each of those waits for it first (``wait``), so no committed row ever names an
+    archive that is not stored, and the Redis copy goes only once it is.
+    """
+
+    def __init__(self, future: Future[None] | None = None) -> None:
+        self._future = future
+
+    @property
+    def in_flight(self) -> bool:
+        return self._future is not None
+
+    def wait(self) -> None:
+        """Return once the archive is stored; its failure is raised here."""
+        if self._future is not None:
+            self._future.result()
+            self._future = None
+
+
+def _overlaps_archive(ctx: IngestContext, envelope: Envelope, died: tuple[str, int] | None) -> bool:
+    """Whether this attempt archives the body while preparing the first event: on S3
+    (upload threads), for a body in Redis small enough to hold meanwhile, and not after
+    a death, so that a retry tells a death in the put from one in the first event."""
+    return (
+        died is None
+        and ctx.uploads is not None
+        and envelope.payload_store == "redis"
+        and envelope.body_size <= OVERLAPPED_ARCHIVE_MAX_BYTES
+    )
+
+
 def process_delivery(
     ctx: IngestContext, envelope: Envelope, *, replaying: bool = False
 ) -> DeliveryResult:
@@ -147,9 +190,10 @@ def process_delivery(
         log.warning("delivery.worker_lost_before", stage=died[0], losses=died[1])
 
     result = DeliveryResult(delivery_id=envelope.delivery_id)
-    events = _load_events(ctx, envelope, tracker, died)
-    if events is None:
+    loaded = _load_events(ctx, envelope, tracker, died)
+    if loaded is None:
         return result
+    events, archive = loaded
 
     result.event_count = len(events)
     pending = [index for index in range(len(events)) if index not in done]
@@ -162,10 +206,10 @@ def process_delivery(
         for index in pending:
             event = events[index]
             if _lost_too_often(ctx, died, str(index)):
+                archive.wait()  # its dead letter names the archive
                 result.count(_dead_letter_lost_event(ctx, envelope, index, event))
                 worker_metrics.event_dead_lettered(parsing.event_kind(event), "worker_lost")
                 continue
-            tracker.enter(index)
             last = index == pending[-1]
             writes = DeliveryWrites(
                 envelope,
@@ -173,7 +217,16 @@ def process_delivery(
                 finish_with_events=len(events) if last else None,
                 resolve=replaying,
             )
-            prepared = prepare_event(ctx, index, event)
+            if archive.in_flight:
+                # The marker stays at the body stage until the archive is stored: a
+                # death meanwhile counts there, and the next attempt, which does not
+                # overlap them (_overlaps_archive), tells which of the two it was.
+                prepared = prepare_event(ctx, index, event)
+                archive.wait()
+                tracker.enter(index)
+            else:
+                tracker.enter(index)
+                prepared = prepare_event(ctx, index, event)
             result.count(
                 commit_event(
                     ctx,
@@ -201,6 +254,7 @@ def process_delivery(
             resolve=replaying,
         )
         try:
+            archive.wait()  # no event was left to prepare meanwhile
             with ctx.session_factory() as session, session.begin():
                 writes.write(session)
                 reclaim_objects(session, ctx.object_store, archive=writes.named_archive)
@@ -217,8 +271,9 @@ def process_delivery(
 
 def _load_events(
     ctx: IngestContext, envelope: Envelope, tracker: LossTracker, died: tuple[str, int] | None
-) -> list[Any] | None:
-    """The batch's events; None when the delivery was dead-lettered instead."""
+) -> tuple[list[Any], PendingArchive] | None:
+    """The batch's events and the body's archive put; None when the delivery was
+    dead-lettered instead."""
     if _lost_too_often(ctx, died, BODY_STAGE):
         tracker.leave()  # not working on the body after all
         lost = PermanentDeliveryError(_worker_lost_message(ctx))
@@ -226,10 +281,12 @@ def _load_events(
         worker_metrics.delivery_dead_lettered("worker_lost")
         return None
     try:
-        # The tracker is in the body stage (process_delivery). The body is handed over,
-        # not kept here: read_batch drops it before decoding the JSON (for a 55 MB body,
-        # one copy less at the worker's memory peak).
-        return read_batch(_archived_body(ctx, envelope))
+        # The tracker is in the body stage (process_delivery).
+        if _overlaps_archive(ctx, envelope, died):
+            return _read_batch_archiving(ctx, envelope)
+        # The body is handed over, not kept here: read_batch drops it before decoding
+        # the JSON (for a 55 MB body, one copy less at the worker's memory peak).
+        return read_batch(_archived_body(ctx, envelope)), PendingArchive()
     except PermanentDeliveryError as exc:
         _dead_letter_body(ctx, envelope, tracker, "unreadable", exc)
         tracker.leave()
@@ -242,6 +299,22 @@ def _load_events(
         raise  # counted as a loss at the body (see process_delivery)
     except Exception:
         tracker.leave()
+        raise
+
+
+def _read_batch_archiving(
+    ctx: IngestContext, envelope: Envelope
+) -> tuple[list[Any], PendingArchive]:
+    """The batch's events, with the body's archive put started on an upload thread."""
+    assert ctx.uploads is not None
+    body, archived = fetch_body(ctx, envelope)
+    archive = PendingArchive(
+        None if archived else ctx.uploads.submit(archive_body, ctx, envelope, body)
+    )
+    try:
+        return read_batch(body), archive
+    except parsing.BatchError:
+        archive.wait()  # its dead letter names the archive, and the Redis copy goes
         raise
 
 

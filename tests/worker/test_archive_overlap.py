@@ -1,0 +1,257 @@
+"""On S3 the body's archive is put while the first event is parsed and uploaded, and
+every write that names the archive, and the deletion of the Redis copy, waits for it.
+
+The S3 server sits behind ``bench.latency_proxy``, which holds the chosen requests (the
+archive's, or all PUTs) before forwarding them, as a remote S3 is reached only a round
+trip later; it records when each request was in flight."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+import pytest
+import redis
+from botocore.exceptions import ClientError
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from bench import payloads
+from bench.latency_proxy import DelayingProxy, ProxiedRequest
+from shared.accepted import AcceptedLedger
+from shared.contract import Envelope, archive_object_key, payload_redis_key
+from shared.models import DeadLetter, Delivery, Email
+from shared.objectstore import ObjectNotFoundError, S3ObjectStore, make_s3_client
+from shared.settings import Settings
+from tests.webhooks import signed_form
+from worker import ingest
+from worker.ingest import IngestContext
+from worker.losses import BODY_STAGE, LossTracker
+
+pytestmark = pytest.mark.usefixtures("clean_db")
+
+ARCHIVE_PREFIX = "/deliveries/"
+
+
+def archive_puts(method: str, path: str) -> bool:
+    return method == "PUT" and ARCHIVE_PREFIX in path
+
+
+def all_puts(method: str, path: str) -> bool:
+    return method == "PUT"
+
+
+@pytest.fixture
+def uploads() -> Iterator[ThreadPoolExecutor]:
+    pool = ThreadPoolExecutor(max_workers=8)
+    yield pool
+    pool.shutdown()
+
+
+@contextmanager
+def context_through(
+    proxy: DelayingProxy,
+    settings: Settings,
+    engine: Engine,
+    redis_client: redis.Redis,
+    uploads: ThreadPoolExecutor,
+) -> Iterator[IngestContext]:
+    """An ingest context as a worker on S3 has one (upload threads), its store behind
+    ``proxy``, each request tried once."""
+    through = settings.model_copy(update={"s3_endpoint_url": proxy.url, "s3_max_attempts": 1})
+    assert settings.s3_bucket is not None
+    yield IngestContext(
+        session_factory=sessionmaker(engine),
+        object_store=S3ObjectStore(make_s3_client(through), settings.s3_bucket),
+        redis=redis_client,
+        ledger=AcceptedLedger("kave-test-archive-overlap"),
+        uploads=uploads,
+    )
+
+
+def received(redis_client: redis.Redis, events: str) -> Envelope:
+    """A batch as the receiver leaves it: its body in Redis."""
+    body, _ = signed_form(events)
+    delivery_id = str(uuid.uuid4())
+    redis_client.set(payload_redis_key(delivery_id), body)
+    return Envelope(
+        delivery_id=delivery_id,
+        received_at=datetime.now(UTC).isoformat(),
+        body_sha256=hashlib.sha256(body).hexdigest(),
+        body_size=len(body),
+        payload_store="redis",
+        payload_key=payload_redis_key(delivery_id),
+        request_id="test",
+    )
+
+
+def one_email() -> str:
+    return payloads.events_json([payloads.inbound_event(4096, seed=None)])
+
+
+def the_put(proxy: DelayingProxy, fragment: str) -> ProxiedRequest:
+    found = [r for r in proxy.requests if r.method == "PUT" and fragment in r.path]
+    assert len(found) == 1, [r.path for r in proxy.requests]
+    return found[0]
+
+
+def stored_raw_message_put(proxy: DelayingProxy) -> ProxiedRequest:
+    return the_put(proxy, "/messages/")
+
+
+def overlap(first: ProxiedRequest, second: ProxiedRequest) -> bool:
+    return first.started < second.ended and second.started < first.ended
+
+
+def archive_is_stored(store: S3ObjectStore, envelope: Envelope) -> bool:
+    try:
+        store.get(archive_object_key(envelope.body_sha256))
+    except ObjectNotFoundError:
+        return False
+    return True
+
+
+Fixtures = tuple[Settings, Engine, redis.Redis, ThreadPoolExecutor]
+
+
+@pytest.fixture
+def parts(
+    base_settings: Settings,
+    clean_db: Engine,
+    redis_client: redis.Redis,
+    uploads: ThreadPoolExecutor,
+) -> Fixtures:
+    return base_settings, clean_db, redis_client, uploads
+
+
+def run_through(
+    parts: Fixtures, delay: float, delayed: Callable[[str, str], bool], envelope: Envelope
+) -> tuple[DelayingProxy, ingest.DeliveryResult]:
+    settings, engine, client, uploads = parts
+    assert settings.s3_endpoint_url is not None
+    with (
+        DelayingProxy(settings.s3_endpoint_url, delay, delayed=delayed) as proxy,
+        context_through(proxy, settings, engine, client, uploads) as ctx,
+    ):
+        result = ingest.process_delivery(ctx, envelope)
+    return proxy, result
+
+
+def test_the_archive_is_put_while_the_first_email_is_uploaded(
+    parts: Fixtures, object_store: S3ObjectStore
+) -> None:
+    envelope = received(parts[2], one_email())
+    proxy, result = run_through(parts, 0.3, all_puts, envelope)
+
+    assert result.outcomes == {"stored": 1}
+    assert overlap(the_put(proxy, ARCHIVE_PREFIX), stored_raw_message_put(proxy))
+    assert archive_is_stored(object_store, envelope)
+
+
+def test_after_a_death_the_archive_is_put_before_the_first_event(
+    parts: Fixtures, object_store: S3ObjectStore
+) -> None:
+    """A retry after a death does not overlap them, so the marker tells a death in the
+    archive put (body stage) from one in the first event."""
+    client = parts[2]
+    envelope = received(client, one_email())
+    LossTracker(client, envelope.delivery_id).enter(BODY_STAGE)  # as a killed attempt left it
+
+    proxy, result = run_through(parts, 0.3, all_puts, envelope)
+
+    assert result.outcomes == {"stored": 1}
+    archive = the_put(proxy, ARCHIVE_PREFIX)
+    assert archive.ended <= stored_raw_message_put(proxy).started
+
+
+def test_the_delivery_is_recorded_and_its_redis_copy_dropped_only_once_archived(
+    parts: Fixtures, object_store: S3ObjectStore
+) -> None:
+    engine, client = parts[1], parts[2]
+    envelope = received(client, one_email())
+
+    # Only the archive is slow: the email is parsed and uploaded long before it is stored.
+    proxy, result = run_through(parts, 1.0, archive_puts, envelope)
+
+    assert result.outcomes == {"stored": 1}
+    assert archive_is_stored(object_store, envelope)  # as soon as the call returns
+    assert client.exists(payload_redis_key(envelope.delivery_id)) == 0
+    with Session(engine) as session:
+        delivery = session.get(Delivery, envelope.delivery_id)
+    assert delivery is not None
+    assert delivery.archive_key == archive_object_key(envelope.body_sha256)
+    assert overlap(the_put(proxy, ARCHIVE_PREFIX), stored_raw_message_put(proxy))
+
+
+def test_an_invalid_batch_is_dead_lettered_once_its_archive_is_stored(
+    parts: Fixtures, object_store: S3ObjectStore
+) -> None:
+    engine, client = parts[1], parts[2]
+    envelope = received(client, '{"not": "a list of events"}')
+
+    run_through(parts, 1.0, archive_puts, envelope)
+
+    assert archive_is_stored(object_store, envelope)
+    assert client.exists(payload_redis_key(envelope.delivery_id)) == 0
+    with Session(engine) as session:
+        letters = session.scalars(select(DeadLetter.error_class)).all()
+    assert letters == ["invalid_batch"]
+
+
+def test_a_failed_archive_put_records_nothing_and_the_retry_stores_the_email_once(
+    clean_db: Engine,
+    redis_client: redis.Redis,
+    object_store: S3ObjectStore,
+    uploads: ThreadPoolExecutor,
+) -> None:
+    envelope = received(redis_client, one_email())
+    tracker = LossTracker(redis_client, envelope.delivery_id)
+
+    def context(store: S3ObjectStore) -> IngestContext:
+        return IngestContext(
+            session_factory=sessionmaker(clean_db),
+            object_store=store,
+            redis=redis_client,
+            ledger=AcceptedLedger("kave-test-archive-overlap"),
+            uploads=uploads,
+        )
+
+    # S3 refuses the archive's PUT (its bucket does not exist) after the email's objects
+    # were uploaded: nothing may be recorded, the Redis copy stays, no death is counted.
+    refusing = ArchiveElsewhere(object_store, f"kave-missing-{uuid.uuid4().hex[:8]}")
+    with pytest.raises(ClientError):
+        ingest.process_delivery(context(refusing), envelope)
+
+    assert refusing.email_puts > 0
+    with Session(clean_db) as session:
+        assert session.get(Delivery, envelope.delivery_id) is None
+        assert session.scalars(select(Email)).all() == []
+    assert redis_client.exists(payload_redis_key(envelope.delivery_id)) == 1
+    assert redis_client.exists(tracker.marker_key) == 0
+
+    result = ingest.process_delivery(context(object_store), envelope)
+
+    assert result.outcomes == {"stored": 1}
+    assert archive_is_stored(object_store, envelope)
+    with Session(clean_db) as session:
+        assert len(session.scalars(select(Email)).all()) == 1
+
+
+class ArchiveElsewhere(S3ObjectStore):
+    """The real S3 store, except that the body's archive goes to ``bucket``."""
+
+    def __init__(self, store: S3ObjectStore, bucket: str) -> None:
+        super().__init__(store.client, store.bucket)
+        self.archive_bucket = bucket
+        self.email_puts = 0
+
+    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        if key.startswith(ARCHIVE_PREFIX.strip("/")):
+            S3ObjectStore(self.client, self.archive_bucket).put(key, data, content_type)
+            return
+        self.email_puts += 1
+        super().put(key, data, content_type)
