@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
+import uuid
+from datetime import UTC, datetime
 
 import httpx
+import redis
 from sqlalchemy import Engine, select
 
+from shared.contract import Envelope, payload_redis_key
 from shared.mandrill_signature import signed_form as mandrill_signed_form
 from shared.models import Delivery, DeliveryStatus
 from shared.webhook import WEBHOOK_PATH
@@ -22,6 +27,25 @@ def signed_form(
     events: str, *, key: str = TEST_WEBHOOK_KEY, url: str = TEST_WEBHOOK_URL
 ) -> tuple[bytes, dict[str, str]]:
     return mandrill_signed_form(key, url, events)
+
+
+def received_in_redis(
+    redis_client: redis.Redis, events: str, *, sha256: str | None = None
+) -> Envelope:
+    """A batch as the receiver leaves it for a worker (its body in Redis, no task sent);
+    ``sha256`` overrides the digest in the envelope."""
+    body, _ = signed_form(events)
+    delivery_id = str(uuid.uuid4())
+    redis_client.set(payload_redis_key(delivery_id), body)
+    return Envelope(
+        delivery_id=delivery_id,
+        received_at=datetime.now(UTC).isoformat(),
+        body_sha256=sha256 or hashlib.sha256(body).hexdigest(),
+        body_size=len(body),
+        payload_store="redis",
+        payload_key=payload_redis_key(delivery_id),
+        request_id="test",
+    )
 
 
 def post_events(base_url: str, events: str, **kwargs: str) -> httpx.Response:

@@ -7,12 +7,10 @@ trip later; it records when each request was in flight."""
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import UTC, datetime
 
 import pytest
 import redis
@@ -27,7 +25,7 @@ from shared.contract import Envelope, archive_object_key, payload_redis_key
 from shared.models import DeadLetter, Delivery, Email
 from shared.objectstore import ObjectNotFoundError, S3ObjectStore, make_s3_client
 from shared.settings import Settings
-from tests.webhooks import signed_form
+from tests.webhooks import received_in_redis
 from worker import ingest
 from worker.ingest import IngestContext
 from worker.losses import BODY_STAGE, LossTracker
@@ -70,22 +68,6 @@ def context_through(
         redis=redis_client,
         ledger=AcceptedLedger("kave-test-archive-overlap"),
         uploads=uploads,
-    )
-
-
-def received(redis_client: redis.Redis, events: str) -> Envelope:
-    """A batch as the receiver leaves it: its body in Redis."""
-    body, _ = signed_form(events)
-    delivery_id = str(uuid.uuid4())
-    redis_client.set(payload_redis_key(delivery_id), body)
-    return Envelope(
-        delivery_id=delivery_id,
-        received_at=datetime.now(UTC).isoformat(),
-        body_sha256=hashlib.sha256(body).hexdigest(),
-        body_size=len(body),
-        payload_store="redis",
-        payload_key=payload_redis_key(delivery_id),
-        request_id="test",
     )
 
 
@@ -144,7 +126,7 @@ def run_through(
 def test_the_archive_is_put_while_the_first_email_is_uploaded(
     parts: Fixtures, object_store: S3ObjectStore
 ) -> None:
-    envelope = received(parts[2], one_email())
+    envelope = received_in_redis(parts[2], one_email())
     proxy, result = run_through(parts, 0.3, all_puts, envelope)
 
     assert result.outcomes == {"stored": 1}
@@ -158,7 +140,7 @@ def test_after_a_death_the_archive_is_put_before_the_first_event(
     """A retry after a death does not overlap them, so the marker tells a death in the
     archive put (body stage) from one in the first event."""
     client = parts[2]
-    envelope = received(client, one_email())
+    envelope = received_in_redis(client, one_email())
     LossTracker(client, envelope.delivery_id).enter(BODY_STAGE)  # as a killed attempt left it
 
     proxy, result = run_through(parts, 0.3, all_puts, envelope)
@@ -172,7 +154,7 @@ def test_the_delivery_is_recorded_and_its_redis_copy_dropped_only_once_archived(
     parts: Fixtures, object_store: S3ObjectStore
 ) -> None:
     engine, client = parts[1], parts[2]
-    envelope = received(client, one_email())
+    envelope = received_in_redis(client, one_email())
 
     # Only the archive is slow: the email is parsed and uploaded long before it is stored.
     proxy, result = run_through(parts, 1.0, archive_puts, envelope)
@@ -191,7 +173,7 @@ def test_an_invalid_batch_is_dead_lettered_once_its_archive_is_stored(
     parts: Fixtures, object_store: S3ObjectStore
 ) -> None:
     engine, client = parts[1], parts[2]
-    envelope = received(client, '{"not": "a list of events"}')
+    envelope = received_in_redis(client, '{"not": "a list of events"}')
 
     run_through(parts, 1.0, archive_puts, envelope)
 
@@ -208,7 +190,7 @@ def test_a_failed_archive_put_records_nothing_and_the_retry_stores_the_email_onc
     object_store: S3ObjectStore,
     uploads: ThreadPoolExecutor,
 ) -> None:
-    envelope = received(redis_client, one_email())
+    envelope = received_in_redis(redis_client, one_email())
     tracker = LossTracker(redis_client, envelope.delivery_id)
 
     def context(store: S3ObjectStore) -> IngestContext:

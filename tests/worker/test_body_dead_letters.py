@@ -4,11 +4,8 @@ worker lost, so the retry records the right reason."""
 
 from __future__ import annotations
 
-import hashlib
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from datetime import UTC, datetime
 
 import pytest
 import redis
@@ -17,10 +14,10 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.accepted import AcceptedLedger
-from shared.contract import Envelope, payload_redis_key
+from shared.contract import payload_redis_key
 from shared.models import DeadLetter
 from shared.objectstore import S3ObjectStore
-from tests.webhooks import signed_form
+from tests.webhooks import received_in_redis
 from worker import ingest
 from worker.ingest import IngestContext
 from worker.losses import BODY_STAGE, LossTracker
@@ -52,23 +49,6 @@ def _down_after_first(up: Engine, down: Engine) -> SessionFactory:
     return session
 
 
-def _received(redis_client: redis.Redis, events: str, *, sha256: str | None = None) -> Envelope:
-    """A batch as the receiver leaves it (its body in Redis); ``sha256`` overrides the
-    digest in the envelope."""
-    body, _ = signed_form(events)
-    delivery_id = str(uuid.uuid4())
-    redis_client.set(payload_redis_key(delivery_id), body)
-    return Envelope(
-        delivery_id=delivery_id,
-        received_at=datetime.now(UTC).isoformat(),
-        body_sha256=sha256 or hashlib.sha256(body).hexdigest(),
-        body_size=len(body),
-        payload_store="redis",
-        payload_key=payload_redis_key(delivery_id),
-        request_id="test",
-    )
-
-
 # error class -> (events, the digest its envelope names; None: the body's own)
 BODIES: dict[str, tuple[str, str | None]] = {
     "unreadable": ("[]", "0" * 64),  # the body does not match its envelope
@@ -85,7 +65,7 @@ def test_a_dead_letter_that_cannot_be_written_is_retried_not_counted_as_a_loss(
     error_class: str,
 ) -> None:
     events, sha256 = BODIES[error_class]
-    envelope = _received(redis_client, events, sha256=sha256)
+    envelope = received_in_redis(redis_client, events, sha256=sha256)
     tracker = LossTracker(redis_client, envelope.delivery_id)
     ledger = AcceptedLedger("kave-test-body-dead-letters")
     down = IngestContext(
