@@ -113,7 +113,8 @@ def worker_section(data: dict[str, Any]) -> tuple[list[str], list[tuple[str, boo
         "### Worker: emails/s from enqueue to committed rows and stored objects",
         "",
         "Ceiling: a no-op Celery task carrying a message of the same size, same broker, "
-        "same worker options. CPU: the worker's processes (Celery's main process and its "
+        "same worker options, measured in rounds alternating with Kave's (emails: all "
+        "rounds together). CPU: the worker's processes (Celery's main process and its "
         "pool) per email, the no-op's per task, and the S3 server's (moto) per email.",
         "",
     ]

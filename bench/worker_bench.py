@@ -8,7 +8,12 @@ store above the claim-check threshold, then the envelope task) and the clock sto
 PostgreSQL shows every delivery processed. emails/s = N / (last commit - first enqueue).
 
 The ceiling is the same worker command line running ``bench.noop_worker`` with the same
-number of processes, fed N messages whose argument is a body of the same size.
+number of processes, fed N messages whose argument is a body of the same size. Both
+workers are up together, and each row is measured in rounds alternating no-op, Kave,
+no-op, Kave (``ROUNDS``), as the receiver stage alternates with its ceiling: the load of
+a shared machine drifts by a third within minutes, and a no-op measured once, minutes
+before the rows it divides, made the ratios swing with that drift. Rates and CPU sum the
+rounds.
 
 Each row also has the CPU time the worker's processes (the Celery main process and its
 pool) spent per email, and the no-op's per task: unlike the rates, these hardly move
@@ -46,6 +51,8 @@ from shared.settings import Settings
 # Emails per measurement, by size: enough for several seconds of work each.
 COUNTS = {"8KB": 240, "100KB": 200, "3MB": 30}
 QUICK_COUNTS = {"8KB": 80, "100KB": 60, "3MB": 10}
+# Pairs of no-op and Kave measurements per row (--quick: one).
+ROUNDS = 2
 DONE = (DeliveryStatus.PROCESSED, DeliveryStatus.FAILED)
 
 
@@ -205,20 +212,12 @@ def run(
     progress: Callable[[str], None] = print,
 ) -> list[WorkerRow]:
     counts = QUICK_COUNTS if quick else COUNTS
+    rounds = 1 if quick else ROUNDS
     engine = engine_for(base)
-    log = tmp / "worker.log"
-    bodies = {
+    # The no-op's messages: a body of each size (the same ones every round).
+    noop_bodies = {
         size: email_bodies(size, counts[size], seed=1000 * (i + 1)) for i, size in enumerate(sizes)
     }
-    noop: dict[tuple[str, int], tuple[float, float]] = {}
-    for n in processes:
-        with celery_worker("bench.noop_worker", NOOP_QUEUE, child_env(base), log, n) as worker:
-            measure_noop(base, [b"x" * 1000] * 4)
-            for size in sizes:
-                with CpuMeter(psutil.Process(worker.pid)) as meter:
-                    seconds = measure_noop(base, bodies[size])
-                noop[(size, n)] = (seconds, meter.used[0] or 0.0)
-                progress(f"  no-op {size} x{n}: {len(bodies[size]) / seconds:,.1f}/s")
     rows: list[WorkerRow] = []
     stores = [("local", base)] + ([("s3", s3)] if s3 is not None else [])
     seed = 10_000_000
@@ -229,10 +228,16 @@ def run(
                 if store == "s3" and settings.s3_endpoint_url
                 else None
             )
-            with celery_worker(
-                "worker.main", settings.queue_name, child_env(settings), log, n
-            ) as worker:
+            with (
+                celery_worker(
+                    "bench.noop_worker", NOOP_QUEUE, child_env(base), tmp / "noop-worker.log", n
+                ) as noop_worker,
+                celery_worker(
+                    "worker.main", settings.queue_name, child_env(settings), tmp / "worker.log", n
+                ) as worker,
+            ):
                 # Warm up every process (database pool, object store client).
+                measure_noop(base, [b"x" * 1000] * 4 * n)
                 measure_kave(
                     settings,
                     engine,
@@ -243,24 +248,22 @@ def run(
                 )
                 seed += 100
                 for size in sizes:
-                    # Fresh, distinct emails for every run: nothing is a duplicate.
-                    run_bodies = email_bodies(size, len(bodies[size]), seed=seed)
-                    seed += 10_000
-                    with CpuMeter(psutil.Process(worker.pid), s3_server) as meter:
-                        seconds, failed = measure_kave(settings, engine, run_bodies)
-                    noop_seconds, noop_cpu = noop[(size, n)]
-                    row = WorkerRow(
-                        size,
-                        store,
-                        n,
-                        len(run_bodies),
-                        seconds,
-                        noop_seconds,
-                        failed,
-                        cpu_seconds=meter.used[0] or 0.0,
-                        noop_cpu_seconds=noop_cpu,
-                        s3_cpu_seconds=meter.used[1],
-                    )
+                    row = WorkerRow(size, store, n, 0, 0.0, 0.0, 0, 0.0, 0.0, None)
+                    for _ in range(rounds):
+                        with CpuMeter(psutil.Process(noop_worker.pid)) as noop_meter:
+                            row.noop_seconds += measure_noop(base, noop_bodies[size])
+                        row.noop_cpu_seconds += noop_meter.used[0] or 0.0
+                        # Fresh, distinct emails for every run: nothing is a duplicate.
+                        run_bodies = email_bodies(size, counts[size], seed=seed)
+                        seed += 10_000
+                        with CpuMeter(psutil.Process(worker.pid), s3_server) as meter:
+                            seconds, failed = measure_kave(settings, engine, run_bodies)
+                        row.emails += len(run_bodies)
+                        row.seconds += seconds
+                        row.failed += failed
+                        row.cpu_seconds += meter.used[0] or 0.0
+                        if meter.used[1] is not None:
+                            row.s3_cpu_seconds = (row.s3_cpu_seconds or 0.0) + meter.used[1]
                     rows.append(row)
                     progress(
                         f"  worker {size} {store} x{n}: {row.rate:,.1f} emails/s "
