@@ -45,8 +45,8 @@ _HOP_BY_HOP = frozenset(
 class ProxiedRequest:
     method: str
     path: str
-    started: float  # time.monotonic()
-    ended: float
+    started: float  # time.monotonic(), once the request's headers were read
+    ended: float  # when its answer was ready to send: before the client could have it
 
 
 class DelayingProxy:
@@ -129,6 +129,9 @@ class DelayingProxy:
                     status, reason = response.status, response.reason
                 finally:
                     upstream.close()
+                # Recorded before the answer goes out: the client cannot have it, and send
+                # its next request, before this time.
+                proxy._record(ProxiedRequest(self.command, self.path, started, time.monotonic()))
                 self.send_response(status, reason)
                 for name, value in answer_headers:
                     self.send_header(name, value)
@@ -136,7 +139,6 @@ class DelayingProxy:
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(payload)
-                proxy._record(ProxiedRequest(self.command, self.path, started, time.monotonic()))
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
 
