@@ -248,7 +248,18 @@ def run(
                 )
                 seed += 100
                 for size in sizes:
-                    row = WorkerRow(size, store, n, 0, 0.0, 0.0, 0, 0.0, 0.0, None)
+                    # Filled in by the rounds, which it sums.
+                    row = WorkerRow(
+                        size,
+                        store,
+                        n,
+                        emails=0,
+                        seconds=0.0,
+                        noop_seconds=0.0,
+                        failed=0,
+                        cpu_seconds=0.0,
+                        noop_cpu_seconds=0.0,
+                    )
                     for _ in range(rounds):
                         with CpuMeter(psutil.Process(noop_worker.pid)) as noop_meter:
                             row.noop_seconds += measure_noop(base, noop_bodies[size])

@@ -7,10 +7,12 @@ trip later; it records when each request was in flight."""
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import pytest
 import redis
@@ -43,32 +45,48 @@ def all_puts(method: str, path: str) -> bool:
     return method == "PUT"
 
 
+@dataclass(frozen=True)
+class Worker:
+    """What an S3 worker's ingest runs on: the test's services and upload threads."""
+
+    settings: Settings
+    engine: Engine
+    redis: redis.Redis
+    uploads: ThreadPoolExecutor
+
+    def context(self, store: S3ObjectStore) -> IngestContext:
+        return IngestContext(
+            session_factory=sessionmaker(self.engine),
+            object_store=store,
+            redis=self.redis,
+            ledger=AcceptedLedger("kave-test-archive-overlap"),
+            uploads=self.uploads,
+        )
+
+    def process_through_proxy(
+        self, delay: float, delayed: Callable[[str, str], bool], envelope: Envelope
+    ) -> tuple[DelayingProxy, ingest.DeliveryResult]:
+        """Process the delivery with S3 behind a proxy holding ``delayed`` requests
+        ``delay`` seconds, each request tried once."""
+        assert self.settings.s3_endpoint_url is not None
+        assert self.settings.s3_bucket is not None
+        with DelayingProxy(self.settings.s3_endpoint_url, delay, delayed=delayed) as proxy:
+            through = self.settings.model_copy(
+                update={"s3_endpoint_url": proxy.url, "s3_max_attempts": 1}
+            )
+            store = S3ObjectStore(make_s3_client(through), self.settings.s3_bucket)
+            result = ingest.process_delivery(self.context(store), envelope)
+        return proxy, result
+
+
 @pytest.fixture
-def uploads() -> Iterator[ThreadPoolExecutor]:
-    pool = ThreadPoolExecutor(max_workers=8)
-    yield pool
-    pool.shutdown()
-
-
-@contextmanager
-def context_through(
-    proxy: DelayingProxy,
-    settings: Settings,
-    engine: Engine,
+def worker(
+    base_settings: Settings,
+    clean_db: Engine,
     redis_client: redis.Redis,
     uploads: ThreadPoolExecutor,
-) -> Iterator[IngestContext]:
-    """An ingest context as a worker on S3 has one (upload threads), its store behind
-    ``proxy``, each request tried once."""
-    through = settings.model_copy(update={"s3_endpoint_url": proxy.url, "s3_max_attempts": 1})
-    assert settings.s3_bucket is not None
-    yield IngestContext(
-        session_factory=sessionmaker(engine),
-        object_store=S3ObjectStore(make_s3_client(through), settings.s3_bucket),
-        redis=redis_client,
-        ledger=AcceptedLedger("kave-test-archive-overlap"),
-        uploads=uploads,
-    )
+) -> Worker:
+    return Worker(base_settings, clean_db, redis_client, uploads)
 
 
 def one_email() -> str:
@@ -81,7 +99,7 @@ def the_put(proxy: DelayingProxy, fragment: str) -> ProxiedRequest:
     return found[0]
 
 
-def stored_raw_message_put(proxy: DelayingProxy) -> ProxiedRequest:
+def raw_message_put(proxy: DelayingProxy) -> ProxiedRequest:
     return the_put(proxy, "/messages/")
 
 
@@ -97,68 +115,68 @@ def archive_is_stored(store: S3ObjectStore, envelope: Envelope) -> bool:
     return True
 
 
-Fixtures = tuple[Settings, Engine, redis.Redis, ThreadPoolExecutor]
+@contextmanager
+def rows_watched(
+    engine: Engine, store: S3ObjectStore, envelope: Envelope
+) -> Iterator[threading.Event]:
+    """While the block runs, look every 10 ms for the delivery's row; the event is set if
+    the row was ever committed while its archive was not in the store."""
+    named_missing_archive, stop = threading.Event(), threading.Event()
 
+    def watch() -> None:
+        while not stop.wait(0.01):
+            with Session(engine) as session:
+                row = session.get(Delivery, envelope.delivery_id)
+            if row is not None and not archive_is_stored(store, envelope):
+                named_missing_archive.set()
 
-@pytest.fixture
-def parts(
-    base_settings: Settings,
-    clean_db: Engine,
-    redis_client: redis.Redis,
-    uploads: ThreadPoolExecutor,
-) -> Fixtures:
-    return base_settings, clean_db, redis_client, uploads
-
-
-def run_through(
-    parts: Fixtures, delay: float, delayed: Callable[[str, str], bool], envelope: Envelope
-) -> tuple[DelayingProxy, ingest.DeliveryResult]:
-    settings, engine, client, uploads = parts
-    assert settings.s3_endpoint_url is not None
-    with (
-        DelayingProxy(settings.s3_endpoint_url, delay, delayed=delayed) as proxy,
-        context_through(proxy, settings, engine, client, uploads) as ctx,
-    ):
-        result = ingest.process_delivery(ctx, envelope)
-    return proxy, result
+    watcher = threading.Thread(target=watch, name="rows-watcher")
+    watcher.start()
+    try:
+        yield named_missing_archive
+    finally:
+        stop.set()
+        watcher.join()
 
 
 def test_the_archive_is_put_while_the_first_email_is_uploaded(
-    parts: Fixtures, object_store: S3ObjectStore
+    worker: Worker, object_store: S3ObjectStore
 ) -> None:
-    envelope = received_in_redis(parts[2], one_email())
-    proxy, result = run_through(parts, 0.3, all_puts, envelope)
+    envelope = received_in_redis(worker.redis, one_email())
+    proxy, result = worker.process_through_proxy(0.3, all_puts, envelope)
 
     assert result.outcomes == {"stored": 1}
-    assert overlap(the_put(proxy, ARCHIVE_PREFIX), stored_raw_message_put(proxy))
+    assert overlap(the_put(proxy, ARCHIVE_PREFIX), raw_message_put(proxy))
     assert archive_is_stored(object_store, envelope)
 
 
 def test_after_a_death_the_archive_is_put_before_the_first_event(
-    parts: Fixtures, object_store: S3ObjectStore
+    worker: Worker, object_store: S3ObjectStore
 ) -> None:
     """A retry after a death does not overlap them, so the marker tells a death in the
     archive put (body stage) from one in the first event."""
-    client = parts[2]
+    client = worker.redis
     envelope = received_in_redis(client, one_email())
     LossTracker(client, envelope.delivery_id).enter(BODY_STAGE)  # as a killed attempt left it
 
-    proxy, result = run_through(parts, 0.3, all_puts, envelope)
+    proxy, result = worker.process_through_proxy(0.3, all_puts, envelope)
 
     assert result.outcomes == {"stored": 1}
     archive = the_put(proxy, ARCHIVE_PREFIX)
-    assert archive.ended <= stored_raw_message_put(proxy).started
+    assert archive.ended <= raw_message_put(proxy).started
 
 
 def test_the_delivery_is_recorded_and_its_redis_copy_dropped_only_once_archived(
-    parts: Fixtures, object_store: S3ObjectStore
+    worker: Worker, object_store: S3ObjectStore
 ) -> None:
-    engine, client = parts[1], parts[2]
+    engine, client = worker.engine, worker.redis
     envelope = received_in_redis(client, one_email())
 
     # Only the archive is slow: the email is parsed and uploaded long before it is stored.
-    proxy, result = run_through(parts, 1.0, archive_puts, envelope)
+    with rows_watched(engine, object_store, envelope) as named_missing_archive:
+        proxy, result = worker.process_through_proxy(1.0, archive_puts, envelope)
 
+    assert not named_missing_archive.is_set()  # no moment with the row but no archive
     assert result.outcomes == {"stored": 1}
     assert archive_is_stored(object_store, envelope)  # as soon as the call returns
     assert client.exists(payload_redis_key(envelope.delivery_id)) == 0
@@ -166,16 +184,16 @@ def test_the_delivery_is_recorded_and_its_redis_copy_dropped_only_once_archived(
         delivery = session.get(Delivery, envelope.delivery_id)
     assert delivery is not None
     assert delivery.archive_key == archive_object_key(envelope.body_sha256)
-    assert overlap(the_put(proxy, ARCHIVE_PREFIX), stored_raw_message_put(proxy))
+    assert overlap(the_put(proxy, ARCHIVE_PREFIX), raw_message_put(proxy))
 
 
 def test_an_invalid_batch_is_dead_lettered_once_its_archive_is_stored(
-    parts: Fixtures, object_store: S3ObjectStore
+    worker: Worker, object_store: S3ObjectStore
 ) -> None:
-    engine, client = parts[1], parts[2]
+    engine, client = worker.engine, worker.redis
     envelope = received_in_redis(client, '{"not": "a list of events"}')
 
-    run_through(parts, 1.0, archive_puts, envelope)
+    worker.process_through_proxy(1.0, archive_puts, envelope)
 
     assert archive_is_stored(object_store, envelope)
     assert client.exists(payload_redis_key(envelope.delivery_id)) == 0
@@ -185,41 +203,29 @@ def test_an_invalid_batch_is_dead_lettered_once_its_archive_is_stored(
 
 
 def test_a_failed_archive_put_records_nothing_and_the_retry_stores_the_email_once(
-    clean_db: Engine,
-    redis_client: redis.Redis,
-    object_store: S3ObjectStore,
-    uploads: ThreadPoolExecutor,
+    worker: Worker, object_store: S3ObjectStore
 ) -> None:
-    envelope = received_in_redis(redis_client, one_email())
-    tracker = LossTracker(redis_client, envelope.delivery_id)
-
-    def context(store: S3ObjectStore) -> IngestContext:
-        return IngestContext(
-            session_factory=sessionmaker(clean_db),
-            object_store=store,
-            redis=redis_client,
-            ledger=AcceptedLedger("kave-test-archive-overlap"),
-            uploads=uploads,
-        )
+    envelope = received_in_redis(worker.redis, one_email())
+    tracker = LossTracker(worker.redis, envelope.delivery_id)
 
     # S3 refuses the archive's PUT (its bucket does not exist) after the email's objects
     # were uploaded: nothing may be recorded, the Redis copy stays, no death is counted.
     refusing = ArchiveElsewhere(object_store, f"kave-missing-{uuid.uuid4().hex[:8]}")
     with pytest.raises(ClientError):
-        ingest.process_delivery(context(refusing), envelope)
+        ingest.process_delivery(worker.context(refusing), envelope)
 
     assert refusing.email_puts > 0
-    with Session(clean_db) as session:
+    with Session(worker.engine) as session:
         assert session.get(Delivery, envelope.delivery_id) is None
         assert session.scalars(select(Email)).all() == []
-    assert redis_client.exists(payload_redis_key(envelope.delivery_id)) == 1
-    assert redis_client.exists(tracker.marker_key) == 0
+    assert worker.redis.exists(payload_redis_key(envelope.delivery_id)) == 1
+    assert worker.redis.exists(tracker.marker_key) == 0
 
-    result = ingest.process_delivery(context(object_store), envelope)
+    result = ingest.process_delivery(worker.context(object_store), envelope)
 
     assert result.outcomes == {"stored": 1}
     assert archive_is_stored(object_store, envelope)
-    with Session(clean_db) as session:
+    with Session(worker.engine) as session:
         assert len(session.scalars(select(Email)).all()) == 1
 
 

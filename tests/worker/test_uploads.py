@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -28,13 +27,6 @@ class CountingStore(S3ObjectStore):
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         self.puts.append(key)
         super().put(key, data, content_type)
-
-
-@pytest.fixture
-def uploads() -> Iterator[ThreadPoolExecutor]:
-    pool = ThreadPoolExecutor(max_workers=8)
-    yield pool
-    pool.shutdown()
 
 
 def email_with_attachments(count: int) -> parsing.ParsedEmail:
