@@ -237,6 +237,9 @@ def process_delivery(
                 )
             )
             recorded, finished = True, last
+        # When no event was left to prepare, the archive is waited for here: still at the
+        # body stage, as a put made before the events would have been.
+        archive.wait()
     except INTERRUPTS:
         # Out of time: the marker stays, so the next attempt counts a loss at this event
         # like a killed worker's, and an event that always runs out of time becomes a
@@ -254,7 +257,6 @@ def process_delivery(
             resolve=replaying,
         )
         try:
-            archive.wait()  # no event was left to prepare meanwhile
             with ctx.session_factory() as session, session.begin():
                 writes.write(session)
                 reclaim_objects(session, ctx.object_store, archive=writes.named_archive)

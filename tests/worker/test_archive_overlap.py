@@ -187,6 +187,29 @@ def test_the_delivery_is_recorded_and_its_redis_copy_dropped_only_once_archived(
     assert overlap(the_put(proxy, ARCHIVE_PREFIX), raw_message_put(proxy))
 
 
+def test_a_delivery_whose_events_were_all_done_is_finished_once_its_archive_is_stored(
+    worker: Worker, object_store: S3ObjectStore
+) -> None:
+    """An attempt that finds every event done (a previous one stored them, then failed
+    before the delivery's end and the copy's deletion) has nothing to overlap the put
+    with: it waits for it before the delivery's rows."""
+    envelope = received_in_redis(worker.redis, one_email())
+    body = worker.redis.get(envelope.payload_key)
+    worker.process_through_proxy(0.0, all_puts, envelope)
+    # As that previous attempt left it: the events done, the Redis copy still there, and
+    # (to see the order) the archive not stored yet.
+    assert body is not None
+    worker.redis.set(envelope.payload_key, body)
+    object_store.delete(archive_object_key(envelope.body_sha256))
+
+    proxy, result = worker.process_through_proxy(1.0, archive_puts, envelope)
+
+    assert result.outcomes == {}  # nothing left to do but the delivery's own rows
+    assert len([r for r in proxy.requests if r.method == "PUT"]) == 1
+    assert archive_is_stored(object_store, envelope)
+    assert worker.redis.exists(payload_redis_key(envelope.delivery_id)) == 0
+
+
 def test_an_invalid_batch_is_dead_lettered_once_its_archive_is_stored(
     worker: Worker, object_store: S3ObjectStore
 ) -> None:
