@@ -61,12 +61,13 @@ class WorkerRow:
     size: str
     store: str
     processes: int
-    emails: int
-    seconds: float
-    noop_seconds: float
-    failed: int
-    cpu_seconds: float  # the worker's processes, for the N emails
-    noop_cpu_seconds: float  # the no-op worker's processes, for its N tasks
+    # Sums over the row's rounds, from zero.
+    emails: int = 0
+    seconds: float = 0.0
+    noop_seconds: float = 0.0
+    failed: int = 0
+    cpu_seconds: float = 0.0  # the worker's processes, for the N emails
+    noop_cpu_seconds: float = 0.0  # the no-op worker's processes, for its N tasks
     s3_cpu_seconds: float | None = None  # the S3 server, for the N emails
 
     @property
@@ -248,18 +249,7 @@ def run(
                 )
                 seed += 100
                 for size in sizes:
-                    # Filled in by the rounds, which it sums.
-                    row = WorkerRow(
-                        size,
-                        store,
-                        n,
-                        emails=0,
-                        seconds=0.0,
-                        noop_seconds=0.0,
-                        failed=0,
-                        cpu_seconds=0.0,
-                        noop_cpu_seconds=0.0,
-                    )
+                    row = WorkerRow(size, store, n)
                     for _ in range(rounds):
                         with CpuMeter(psutil.Process(noop_worker.pid)) as noop_meter:
                             row.noop_seconds += measure_noop(base, noop_bodies[size])
