@@ -3,12 +3,13 @@
 Steps, each safe to repeat after a crash at any point:
 1. check whether a previous attempt died (``worker.losses``) and which events it finished;
 2. load the body (Redis, or the object store for claim-checked and already archived
-   bodies), check its sha256 against the envelope, archive it content-addressed (on S3,
-   while the first event is prepared: see ``PendingArchive``);
+   bodies), check its sha256 against the envelope, archive it content-addressed (on the
+   upload threads, while the first event is prepared: see ``worker.pending_puts``);
 3. process each event of the batch on its own, skipping those a previous attempt
-   finished: prepare it (parse, upload its objects; ``prepare_event``), then write its
-   result in one transaction (``commit_event``); an event that can never succeed becomes
-   a dead letter with its reason and the rest of the batch goes on;
+   finished: prepare it (parse, start uploading its objects; ``prepare_event``), then
+   write its result in one transaction that commits once they are stored
+   (``commit_event``); an event that can never succeed becomes a dead letter with its
+   reason and the rest of the batch goes on;
 4. mark the delivery processed and drop the Redis copy of the body.
 ``process_delivery`` decides what each event's transaction writes of the delivery's own
 rows (``DeliveryWrites``): the attempt with the first event, the end with the last, so
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -48,6 +49,7 @@ from worker.errors import (
 from worker.handoff_inline import NewDispatch
 from worker.interrupts import INTERRUPTS
 from worker.losses import BODY_STAGE, LossTracker
+from worker.pending_puts import PendingPuts
 
 log = structlog.get_logger(__name__)
 
@@ -139,33 +141,9 @@ def archive_body(ctx: IngestContext, envelope: Envelope, body: bytes) -> None:
 OVERLAPPED_ARCHIVE_MAX_BYTES = 1024 * 1024
 
 
-class PendingArchive:
-    """The body's archive put, still in flight on an upload thread or already done.
-
-    On S3 a put is a network round trip (tens of ms against a remote S3), and the first
-    event's parse and uploads do not need the archive: only the writes that name it do
-    (the delivery row, a dead letter of the delivery) and the deletion of the Redis copy.
-    Each of those waits for it first (``wait``), so no committed row ever names an
-    archive that is not stored, and the Redis copy goes only once it is.
-    """
-
-    def __init__(self, future: Future[None] | None = None) -> None:
-        self._future = future
-
-    @property
-    def in_flight(self) -> bool:
-        return self._future is not None
-
-    def wait(self) -> None:
-        """Return once the archive is stored; its failure is raised here."""
-        if self._future is not None:
-            self._future.result()
-            self._future = None
-
-
 def _overlaps_archive(ctx: IngestContext, envelope: Envelope, died: tuple[str, int] | None) -> bool:
-    """Whether this attempt archives the body while preparing the first event: on S3
-    (upload threads), for a body in Redis small enough to hold meanwhile, and not after
+    """Whether this attempt archives the body while preparing the first event: with
+    upload threads, for a body in Redis small enough to hold meanwhile, and not after
     a death, so that a retry tells a death in the put from one in the first event."""
     return (
         died is None
@@ -273,7 +251,7 @@ def process_delivery(
 
 def _load_events(
     ctx: IngestContext, envelope: Envelope, tracker: LossTracker, died: tuple[str, int] | None
-) -> tuple[list[Any], PendingArchive] | None:
+) -> tuple[list[Any], PendingPuts] | None:
     """The batch's events and the body's archive put; None when the delivery was
     dead-lettered instead."""
     if _lost_too_often(ctx, died, BODY_STAGE):
@@ -288,7 +266,7 @@ def _load_events(
             return _read_batch_archiving(ctx, envelope)
         # The body is handed over, not kept here: read_batch drops it before decoding
         # the JSON (for a 55 MB body, one copy less at the worker's memory peak).
-        return read_batch(_archived_body(ctx, envelope)), PendingArchive()
+        return read_batch(_archived_body(ctx, envelope)), PendingPuts()
     except PermanentDeliveryError as exc:
         _dead_letter_body(ctx, envelope, tracker, "unreadable", exc)
         tracker.leave()
@@ -304,14 +282,12 @@ def _load_events(
         raise
 
 
-def _read_batch_archiving(
-    ctx: IngestContext, envelope: Envelope
-) -> tuple[list[Any], PendingArchive]:
+def _read_batch_archiving(ctx: IngestContext, envelope: Envelope) -> tuple[list[Any], PendingPuts]:
     """The batch's events, with the body's archive put started on an upload thread."""
     assert ctx.uploads is not None
     body, archived = fetch_body(ctx, envelope)
-    archive = PendingArchive(
-        None if archived else ctx.uploads.submit(archive_body, ctx, envelope, body)
+    archive = PendingPuts(
+        [] if archived else [ctx.uploads.submit(archive_body, ctx, envelope, body)]
     )
     try:
         return read_batch(body), archive
@@ -495,20 +471,22 @@ def reclaim_objects(
 
 @dataclass(frozen=True)
 class PreparedEvent:
-    """An event made ready to write: parsed, its objects uploaded; or its permanent
-    failure. Nothing of it is in the database yet."""
+    """An event made ready to write: parsed, its objects uploaded or under way
+    (``objects``); or its permanent failure. Nothing of it is in the database yet."""
 
     index: int
     kind: str
     parsed: parsing.ParsedEmail | parsing.ParsedEvent | None
     failure: Exception | None = None
+    objects: PendingPuts = field(default_factory=PendingPuts)
 
     def failed(self, exc: Exception) -> PreparedEvent:
         return PreparedEvent(self.index, self.kind, None, exc)
 
 
 def prepare_event(ctx: IngestContext, index: int, event: Any) -> PreparedEvent:
-    """Parse an event and, for an email, upload its objects (before any row names them).
+    """Parse an event and, for an email, start uploading its objects (a transaction that
+    names them commits only once they are stored: ``commit_event``).
 
     A permanent failure is returned, to be recorded; anything else (a service down, an
     unknown error) is raised, for the task to retry.
@@ -519,8 +497,8 @@ def prepare_event(ctx: IngestContext, index: int, event: Any) -> PreparedEvent:
             # The limits are checked while parsing, so an email over one is refused
             # before anything of it is uploaded.
             email = _parse(lambda value: parsing.parse_inbound(value, ctx.email_limits), event)
-            storage.store_email_objects(ctx.object_store, email, uploads=ctx.uploads)
-            return PreparedEvent(index, kind, email)
+            objects = storage.start_email_objects(ctx.object_store, email, uploads=ctx.uploads)
+            return PreparedEvent(index, kind, email, objects=objects)
         return PreparedEvent(index, kind, _parse(parsing.parse_event, event))
     except Exception as exc:
         if event_failure_class(exc) is None:
@@ -550,6 +528,7 @@ def commit_event(
     bound = log.bind(event_index=prepared.index, kind=prepared.kind)
     if prepared.failure is None:
         fresh: list[NewDispatch] | None = [] if handed is not None else None
+        objects = prepared.objects
         try:
             with ctx.session_factory() as session, session.begin():
                 if delivery is not None:
@@ -564,6 +543,9 @@ def commit_event(
                     archive=delivery.named_archive if delivery is not None else None,
                     email=new_email if isinstance(new_email, parsing.ParsedEmail) else None,
                 )
+                # The rows name the email's objects, whose puts ran during the statements
+                # above: the commit waits for them, and a failed put rolls the rows back.
+                objects.wait()
         except Exception as exc:
             if event_failure_class(exc) is None:
                 raise  # transient or unknown: the task decides whether to retry
@@ -574,6 +556,8 @@ def commit_event(
             bound.debug("event.processed", outcome=outcome)
             worker_metrics.count_event(prepared.kind, outcome)
             return outcome
+        finally:
+            objects.cancel()  # after a failure, nothing will name those not started yet
 
     failure = prepared.failure
     assert failure is not None

@@ -42,6 +42,7 @@ from worker.columns import (
 )
 from worker.handoff_inline import NewDispatch
 from worker.parsing import Address, ParsedEmail, ParsedEvent
+from worker.pending_puts import PendingPuts
 
 
 def raw_message_key(sha256: str) -> str:
@@ -71,32 +72,35 @@ def email_objects(email: ParsedEmail) -> dict[str, tuple[bytes, str]]:
 def store_email_objects(
     store: ObjectStore, email: ParsedEmail, *, uploads: Executor | None = None
 ) -> None:
-    """Upload the raw message and each attachment; returns once every one is stored.
+    """Upload the raw message and each attachment; returns once every one is stored
+    (see :func:`start_email_objects`)."""
+    start_email_objects(store, email, uploads=uploads).wait()
+
+
+def start_email_objects(
+    store: ObjectStore, email: ParsedEmail, *, uploads: Executor | None = None
+) -> PendingPuts:
+    """Start uploading the raw message and each attachment.
 
     Keys are content-addressed: each distinct content is uploaded once (two attachments
     with the same bytes are one object), and uploading it again on a redelivery stores
     the same bytes. With ``uploads`` (the process's upload threads: boto3 clients are
-    thread-safe) the objects are put at once, else one after another; the caller writes
-    the rows that name them only after all succeeded, so a committed row never names a
+    thread-safe) the objects are put at once and this returns while they are under way,
+    else they are put here, one after another. The caller commits the rows that name
+    them only after :meth:`PendingPuts.wait` returned, so a committed row never names a
     missing object.
     """
     objects = email_objects(email)
-    if uploads is None or len(objects) == 1:
+    if uploads is None:
         for key, (data, content_type) in objects.items():
             store.put(key, data, content_type)
-        return
-    futures = [
-        uploads.submit(store.put, key, data, content_type)
-        for key, (data, content_type) in objects.items()
-    ]
-    try:
-        for future in futures:
-            future.result()  # the first failure propagates (and the task retries)
-    finally:
-        # After a failure or a time limit, uploads not yet started are dropped; those
-        # under way finish harmlessly (the next attempt writes the same bytes).
-        for future in futures:
-            future.cancel()
+        return PendingPuts()
+    return PendingPuts(
+        [
+            uploads.submit(store.put, key, data, content_type)
+            for key, (data, content_type) in objects.items()
+        ]
+    )
 
 
 # --- deliveries ---------------------------------------------------------------------

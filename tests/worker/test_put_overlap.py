@@ -1,23 +1,31 @@
-"""On S3 the body's archive is put while the first event is parsed and uploaded, and
-every write that names the archive, and the deletion of the Redis copy, waits for it.
+"""Objects are put on the upload threads while the worker goes on, and what names them
+waits: the body's archive is put while the first event is parsed and uploaded (every
+write that names the archive, and the deletion of the Redis copy, waits for it); an
+email's objects are put while its transaction's statements run, and it commits only
+once they are stored.
 
 The S3 server sits behind ``bench.latency_proxy``, which holds the chosen requests (the
-archive's, or all PUTs) before forwarding them, as a remote S3 is reached only a round
-trip later; it records when each request was in flight."""
+archive's, the email's, or all PUTs) before forwarding them, as a remote S3 is reached
+only a round trip later; it records when each request was in flight. The local store is
+slowed by a subclass that waits before each put, as a busy disk's fsync does."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 from botocore.exceptions import ClientError
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, event, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bench import payloads
@@ -25,12 +33,18 @@ from bench.latency_proxy import DelayingProxy, ProxiedRequest
 from shared.accepted import AcceptedLedger
 from shared.contract import Envelope, archive_object_key, payload_redis_key
 from shared.models import DeadLetter, Delivery, Email
-from shared.objectstore import ObjectNotFoundError, S3ObjectStore, make_s3_client
+from shared.objectstore import (
+    LocalObjectStore,
+    ObjectNotFoundError,
+    S3ObjectStore,
+    make_s3_client,
+)
 from shared.settings import Settings
 from tests.webhooks import received_in_redis
 from worker import ingest
 from worker.ingest import IngestContext
 from worker.losses import BODY_STAGE, LossTracker
+from worker.resources import ingest_context, release
 
 pytestmark = pytest.mark.usefixtures("clean_db")
 
@@ -43,6 +57,13 @@ def archive_puts(method: str, path: str) -> bool:
 
 def all_puts(method: str, path: str) -> bool:
     return method == "PUT"
+
+
+EMAIL_OBJECT_PREFIXES = ("messages/", "attachments/")
+
+
+def email_object_puts(method: str, path: str) -> bool:
+    return method == "PUT" and any(f"/{prefix}" in path for prefix in EMAIL_OBJECT_PREFIXES)
 
 
 @dataclass(frozen=True)
@@ -113,6 +134,30 @@ def archive_is_stored(store: S3ObjectStore, envelope: Envelope) -> bool:
     except ObjectNotFoundError:
         return False
     return True
+
+
+@contextmanager
+def email_transaction_timed() -> Iterator[dict[str, float]]:
+    """While the block runs: when (``time.monotonic()``, the proxy's clock) an email's
+    INSERT was sent, and when the transaction that sent it was about to commit (on any
+    engine: the worker's resources make their own)."""
+    seen: dict[str, float] = {}
+
+    def sent(_conn: Connection, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.startswith("INSERT INTO emails "):
+            seen.setdefault("insert", time.monotonic())
+
+    def committing(_conn: Connection) -> None:
+        if "insert" in seen:
+            seen.setdefault("commit", time.monotonic())
+
+    event.listen(Engine, "before_cursor_execute", sent)
+    event.listen(Engine, "commit", committing)
+    try:
+        yield seen
+    finally:
+        event.remove(Engine, "before_cursor_execute", sent)
+        event.remove(Engine, "commit", committing)
 
 
 @contextmanager
@@ -233,11 +278,13 @@ def test_a_failed_archive_put_records_nothing_and_the_retry_stores_the_email_onc
 
     # S3 refuses the archive's PUT (its bucket does not exist) after the email's objects
     # were uploaded: nothing may be recorded, the Redis copy stays, no death is counted.
-    refusing = ArchiveElsewhere(object_store, f"kave-missing-{uuid.uuid4().hex[:8]}")
+    refusing = SomeKeysElsewhere(
+        object_store, ARCHIVE_PREFIX.strip("/"), f"kave-missing-{uuid.uuid4().hex[:8]}"
+    )
     with pytest.raises(ClientError):
         ingest.process_delivery(worker.context(refusing), envelope)
 
-    assert refusing.email_puts > 0
+    assert refusing.other_puts > 0  # the email's objects
     with Session(worker.engine) as session:
         assert session.get(Delivery, envelope.delivery_id) is None
         assert session.scalars(select(Email)).all() == []
@@ -252,17 +299,102 @@ def test_a_failed_archive_put_records_nothing_and_the_retry_stores_the_email_onc
         assert len(session.scalars(select(Email)).all()) == 1
 
 
-class ArchiveElsewhere(S3ObjectStore):
-    """The real S3 store, except that the body's archive goes to ``bucket``."""
+class SomeKeysElsewhere(S3ObjectStore):
+    """The real S3 store, except that the keys under ``prefix`` go to ``bucket``."""
 
-    def __init__(self, store: S3ObjectStore, bucket: str) -> None:
+    def __init__(self, store: S3ObjectStore, prefix: str, bucket: str) -> None:
         super().__init__(store.client, store.bucket)
-        self.archive_bucket = bucket
-        self.email_puts = 0
+        self.prefix, self.elsewhere = prefix, bucket
+        self.other_puts = 0
 
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
-        if key.startswith(ARCHIVE_PREFIX.strip("/")):
-            S3ObjectStore(self.client, self.archive_bucket).put(key, data, content_type)
+        if key.startswith(self.prefix):
+            S3ObjectStore(self.client, self.elsewhere).put(key, data, content_type)
             return
-        self.email_puts += 1
+        self.other_puts += 1
         super().put(key, data, content_type)
+
+
+class SlowDisk(LocalObjectStore):
+    """The local store, waiting ``delay`` seconds before each put of an email's objects
+    (as a busy disk's fsync would); it records when each of those puts was stored."""
+
+    def __init__(self, root: Path, delay: float) -> None:
+        super().__init__(root)
+        self.delay = delay
+        self.stored_at: dict[str, float] = {}
+
+    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        if key.startswith(EMAIL_OBJECT_PREFIXES):
+            time.sleep(self.delay)
+        super().put(key, data, content_type)
+        self.stored_at[key] = time.monotonic()
+
+
+def test_an_email_commits_once_its_objects_are_stored_which_were_put_during_its_statements(
+    worker: Worker, object_store: S3ObjectStore
+) -> None:
+    envelope = received_in_redis(worker.redis, one_email())
+
+    with email_transaction_timed() as seen:
+        proxy, result = worker.process_through_proxy(0.5, email_object_puts, envelope)
+
+    assert result.outcomes == {"stored": 1}
+    email_puts = [the_put(proxy, "/messages/"), the_put(proxy, "/attachments/")]
+    # The rows were sent while the puts were held, and committed only once both were
+    # stored (a put's end is recorded before its answer leaves the proxy).
+    assert all(seen["insert"] < put.ended for put in email_puts)
+    assert all(seen["commit"] > put.ended for put in email_puts)
+    with Session(worker.engine) as session:
+        email = session.scalars(select(Email)).one()
+    assert object_store.get(email.raw_key)
+
+
+def test_a_failed_email_object_put_rolls_the_rows_back_and_the_retry_stores_the_email_once(
+    worker: Worker, object_store: S3ObjectStore
+) -> None:
+    envelope = received_in_redis(worker.redis, one_email())
+    tracker = LossTracker(worker.redis, envelope.delivery_id)
+
+    # S3 refuses the raw message's PUT (its bucket does not exist) while the statements
+    # that name it run: they are rolled back, the Redis copy stays, no death is counted.
+    refusing = SomeKeysElsewhere(object_store, "messages/", f"kave-missing-{uuid.uuid4().hex[:8]}")
+    with email_transaction_timed() as seen, pytest.raises(ClientError):
+        ingest.process_delivery(worker.context(refusing), envelope)
+
+    assert "insert" in seen  # the refusal came while the transaction was open
+    with Session(worker.engine) as session:
+        assert session.get(Delivery, envelope.delivery_id) is None
+        assert session.scalars(select(Email)).all() == []
+    assert worker.redis.exists(payload_redis_key(envelope.delivery_id)) == 1
+    assert worker.redis.exists(tracker.marker_key) == 0
+
+    result = ingest.process_delivery(worker.context(object_store), envelope)
+
+    assert result.outcomes == {"stored": 1}
+    with Session(worker.engine) as session:
+        email = session.scalars(select(Email)).one()
+    assert object_store.get(email.raw_key)
+
+
+def test_on_the_local_store_the_puts_overlap_too_and_the_commit_waits_for_them(
+    worker: Worker, tmp_path: Path
+) -> None:
+    """The worker's own resources for the local store: upload threads as on S3."""
+    settings = worker.settings.model_copy(
+        update={"object_store": "local", "local_store_dir": tmp_path}
+    )
+    try:
+        slow = SlowDisk(tmp_path, 0.5)
+        ctx = dataclasses.replace(ingest_context(settings), object_store=slow)
+        envelope = received_in_redis(worker.redis, one_email())
+        with email_transaction_timed() as seen:
+            result = ingest.process_delivery(ctx, envelope)
+    finally:
+        release()
+
+    assert result.outcomes == {"stored": 1}
+    email_objects = [key for key in slow.stored_at if key.startswith(EMAIL_OBJECT_PREFIXES)]
+    assert len(email_objects) == 2  # the raw message and the attachment
+    assert all(seen["insert"] < slow.stored_at[key] < seen["commit"] for key in email_objects)
+    assert slow.exists(archive_object_key(envelope.body_sha256))
