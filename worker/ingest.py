@@ -3,8 +3,8 @@
 Steps, each safe to repeat after a crash at any point:
 1. check whether a previous attempt died (``worker.losses``) and which events it finished;
 2. load the body (Redis, or the object store for claim-checked and already archived
-   bodies), check its sha256 against the envelope, archive it content-addressed (on the
-   upload threads, while the first event is prepared: see ``worker.pending_puts``);
+   bodies), check its sha256 against the envelope, archive it content-addressed (on S3,
+   on the upload threads while the first event is prepared: see ``worker.pending_puts``);
 3. process each event of the batch on its own, skipping those a previous attempt
    finished: prepare it (parse, start uploading its objects; ``prepare_event``), then
    write its result in one transaction that commits once they are stored
@@ -142,8 +142,8 @@ OVERLAPPED_ARCHIVE_MAX_BYTES = 1024 * 1024
 
 
 def _overlaps_archive(ctx: IngestContext, envelope: Envelope, died: tuple[str, int] | None) -> bool:
-    """Whether this attempt archives the body while preparing the first event: with
-    upload threads, for a body in Redis small enough to hold meanwhile, and not after
+    """Whether this attempt archives the body while preparing the first event: on S3
+    (upload threads), for a body in Redis small enough to hold meanwhile, and not after
     a death, so that a retry tells a death in the put from one in the first event."""
     return (
         died is None

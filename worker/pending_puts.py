@@ -1,10 +1,10 @@
 """Object puts under way on the process's upload threads, and the wait for them.
 
-A put is slow for a reason that needs no CPU here: an S3 round trip, or the local
-store's fsync. Started on the upload threads (``worker.resources``), it runs while the
-worker parses and writes its statements, and only what must not happen before the
-object is stored waits for it: a commit of rows that name it, the deletion of the body's
-Redis copy. That wait is :meth:`PendingPuts.wait`.
+An S3 put is slow for a reason that needs no CPU here: a network round trip. Started on
+the upload threads (``worker.resources``; the local store has none, and puts in turn),
+it runs while the worker parses and writes its statements, and only what must not
+happen before the object is stored waits for it: a commit of rows that name it, the
+deletion of the body's Redis copy. That wait is :meth:`PendingPuts.wait`.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Per-process resources of a worker: one database engine, one Redis client, one
-object store and its upload threads.
+object store (and, for S3, its upload threads).
 
 They are created lazily in the process that uses them (a prefork child after the fork),
 never inherited across a fork, so no connection is ever shared between processes.
@@ -64,12 +64,13 @@ def ingest_context(settings: Settings | None = None) -> IngestContext:
 
 
 def _upload_threads(settings: Settings) -> ThreadPoolExecutor | None:
-    """Threads that put objects while the worker goes on (``worker.pending_puts``),
-    started once per process (a pool per email cost ~1 ms of CPU an email). On S3 a put
-    waits on the network; on the local store on its fsync, which the parse and the
-    transaction's statements overlap (BENCHMARKS.md). None with a concurrency of 1:
-    every put is then made inline, one after another."""
-    if settings.upload_concurrency <= 1:
+    """Threads that put objects while the worker goes on (``worker.pending_puts``), for
+    S3, where each put waits on the network; started once per process (a pool per email
+    cost ~1 ms of CPU an email). None for the local store, whose put is a write and an
+    fsync: there the threads saved wall time with one process but cost more CPU (the
+    GIL handed back and forth) than they saved once the processes fill the cores
+    (BENCHMARKS.md)."""
+    if settings.object_store != "s3" or settings.upload_concurrency <= 1:
         return None
     return ThreadPoolExecutor(
         max_workers=settings.upload_concurrency, thread_name_prefix="kave-upload"
