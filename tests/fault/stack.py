@@ -102,6 +102,15 @@ class FaultStack:
         self.workers.append(worker)
         return worker
 
+    def worker_log_tails(self, lines: int = 60) -> str:
+        """The last lines of every worker's log, for a failure's message: the stack's
+        directory goes with the test run, and a rare failure should explain itself."""
+        tails = []
+        for worker in self.workers:
+            text = worker.log_path.read_text(errors="replace") if worker.log_path.exists() else ""
+            tails.append(f"--- {worker.name} ---\n" + "\n".join(text.splitlines()[-lines:]))
+        return "\n".join(tails)
+
     def stop_workers(self) -> None:
         for worker in self.workers:
             worker.stop()
