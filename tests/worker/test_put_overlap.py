@@ -138,6 +138,26 @@ def archive_is_stored(store: S3ObjectStore, envelope: Envelope) -> bool:
     return True
 
 
+def assert_nothing_recorded_then_the_retry_stores_once(
+    worker: Worker, store: S3ObjectStore, envelope: Envelope
+) -> None:
+    """After an attempt that a refused put ended: no row, the Redis copy kept and no
+    death counted; then the retry, with S3 answering, stores the email once."""
+    with Session(worker.engine) as session:
+        assert session.get(Delivery, envelope.delivery_id) is None
+        assert session.scalars(select(Email)).all() == []
+    assert worker.redis.exists(payload_redis_key(envelope.delivery_id)) == 1
+    assert worker.redis.exists(LossTracker(worker.redis, envelope.delivery_id).marker_key) == 0
+
+    result = ingest.process_delivery(worker.context(store), envelope)
+
+    assert result.outcomes == {"stored": 1}
+    assert archive_is_stored(store, envelope)
+    with Session(worker.engine) as session:
+        email = session.scalars(select(Email)).one()
+    assert store.get(email.raw_key)
+
+
 @contextmanager
 def email_transaction_timed() -> Iterator[dict[str, float]]:
     """While the block runs: when (``time.monotonic()``, the proxy's clock) an email's
@@ -276,7 +296,6 @@ def test_a_failed_archive_put_records_nothing_and_the_retry_stores_the_email_onc
     worker: Worker, object_store: S3ObjectStore
 ) -> None:
     envelope = received_in_redis(worker.redis, one_email())
-    tracker = LossTracker(worker.redis, envelope.delivery_id)
 
     # S3 refuses the archive's PUT (its bucket does not exist) after the email's objects
     # were uploaded: nothing may be recorded, the Redis copy stays, no death is counted.
@@ -287,18 +306,7 @@ def test_a_failed_archive_put_records_nothing_and_the_retry_stores_the_email_onc
         ingest.process_delivery(worker.context(refusing), envelope)
 
     assert refusing.other_puts > 0  # the email's objects
-    with Session(worker.engine) as session:
-        assert session.get(Delivery, envelope.delivery_id) is None
-        assert session.scalars(select(Email)).all() == []
-    assert worker.redis.exists(payload_redis_key(envelope.delivery_id)) == 1
-    assert worker.redis.exists(tracker.marker_key) == 0
-
-    result = ingest.process_delivery(worker.context(object_store), envelope)
-
-    assert result.outcomes == {"stored": 1}
-    assert archive_is_stored(object_store, envelope)
-    with Session(worker.engine) as session:
-        assert len(session.scalars(select(Email)).all()) == 1
+    assert_nothing_recorded_then_the_retry_stores_once(worker, object_store, envelope)
 
 
 class SomeKeysElsewhere(S3ObjectStore):
@@ -356,7 +364,6 @@ def test_a_failed_email_object_put_rolls_the_rows_back_and_the_retry_stores_the_
     worker: Worker, object_store: S3ObjectStore
 ) -> None:
     envelope = received_in_redis(worker.redis, one_email())
-    tracker = LossTracker(worker.redis, envelope.delivery_id)
 
     # S3 refuses the raw message's PUT (its bucket does not exist) while the statements
     # that name it run: they are rolled back, the Redis copy stays, no death is counted.
@@ -365,18 +372,7 @@ def test_a_failed_email_object_put_rolls_the_rows_back_and_the_retry_stores_the_
         ingest.process_delivery(worker.context(refusing), envelope)
 
     assert "insert" in seen  # the refusal came while the transaction was open
-    with Session(worker.engine) as session:
-        assert session.get(Delivery, envelope.delivery_id) is None
-        assert session.scalars(select(Email)).all() == []
-    assert worker.redis.exists(payload_redis_key(envelope.delivery_id)) == 1
-    assert worker.redis.exists(tracker.marker_key) == 0
-
-    result = ingest.process_delivery(worker.context(object_store), envelope)
-
-    assert result.outcomes == {"stored": 1}
-    with Session(worker.engine) as session:
-        email = session.scalars(select(Email)).one()
-    assert object_store.get(email.raw_key)
+    assert_nothing_recorded_then_the_retry_stores_once(worker, object_store, envelope)
 
 
 def test_on_the_local_store_an_email_commits_once_its_objects_are_stored(
