@@ -29,8 +29,9 @@ class PendingPuts:
         try:
             for future in self._futures:
                 future.result()
-        finally:
+        except BaseException:
             self.cancel()
+            raise
         self._futures = []
 
     def cancel(self) -> None:
