@@ -37,7 +37,6 @@ from shared.contract import Envelope, archive_object_key, payload_redis_key
 from shared.models import DeadLetter, Delivery, Email
 from shared.objectstore import (
     LocalObjectStore,
-    ObjectNotFoundError,
     S3ObjectStore,
     make_s3_client,
 )
@@ -131,11 +130,7 @@ def overlap(first: ProxiedRequest, second: ProxiedRequest) -> bool:
 
 
 def archive_is_stored(store: S3ObjectStore, envelope: Envelope) -> bool:
-    try:
-        store.get(archive_object_key(envelope.body_sha256))
-    except ObjectNotFoundError:
-        return False
-    return True
+    return store.exists(archive_object_key(envelope.body_sha256))
 
 
 def assert_nothing_recorded_then_the_retry_stores_once(
