@@ -40,11 +40,40 @@ def test_missing_objects_raise_not_found(store: ObjectStore) -> None:
         next(store.stream(key))
 
 
-def test_local_keys_cannot_escape_the_directory(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "key",
+    [
+        "../outside",
+        "a/../../outside",
+        "../objects-sibling/x",  # shares the root's name as a prefix
+        str(Path("/tmp") / "outside"),  # absolute: joining it would drop the root
+        "",
+        ".",
+    ],
+)
+def test_local_keys_cannot_escape_the_directory(tmp_path: Path, key: str) -> None:
     store = LocalObjectStore(tmp_path / "objects")
+    store.put("inside", b"x")
     with pytest.raises(ValueError, match="escapes"):
-        store.put("../outside", b"x")
-    assert not (tmp_path / "outside").exists()
+        store.put(key, b"y")
+    with pytest.raises(ValueError, match="escapes"):
+        store.get(key)
+    # Nothing was written anywhere but the one object inside.
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == [
+        "objects",
+        "objects/inside",
+    ]
+
+
+def test_local_put_makes_its_directories_and_leaves_nothing_aside(tmp_path: Path) -> None:
+    store = LocalObjectStore(tmp_path / "objects")
+    store.put("a/b/c/deep", b"one")
+    store.put("a/b/c/deep", b"one")  # again: replaced in place
+    store.put("a/b/other", b"two")
+    files = sorted(p.relative_to(store.root).as_posix() for p in store.root.rglob("*"))
+    assert files == ["a", "a/b", "a/b/c", "a/b/c/deep", "a/b/other"]
+    assert store.get("a/b/c/deep") == b"one"
+    assert (store.root / "a/b/other").stat().st_mode & 0o777 == 0o600
 
 
 def test_list_stat_and_delete(store: ObjectStore) -> None:
