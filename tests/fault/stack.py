@@ -8,6 +8,8 @@ celery processes.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import subprocess
 import uuid
@@ -60,6 +62,7 @@ class Worker:
     name: str
     process: subprocess.Popen[bytes]
     log_path: Path
+    concurrency: int
 
     def children(self) -> list[psutil.Process]:
         return psutil.Process(self.process.pid).children(recursive=True)
@@ -98,9 +101,35 @@ class FaultStack:
         name = f"fault-{uuid.uuid4().hex[:6]}"
         log_path = self.root / f"{name}.log"
         process = services.spawn_worker(self.settings, log_path, concurrency=concurrency, name=name)
-        worker = Worker(name, process, log_path)
+        worker = Worker(name, process, log_path, concurrency)
         self.workers.append(worker)
         return worker
+
+    def restart_exited_workers(self) -> list[str]:
+        """Start again, under its name and log, every worker whose main process has exited
+        on its own, as production's restart policies do (compose's `unless-stopped`, a
+        Deployment's pods, `kave run`'s supervisor); one line per restart: its exit code
+        and the last CRITICAL line of its log."""
+        restarted = []
+        for index, worker in enumerate(self.workers):
+            code = worker.process.poll()
+            if code is None:
+                continue
+            # Whatever the main process left behind (its pool children) goes first, as
+            # kave run's supervisor does before a restart.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(worker.process.pid, signal.SIGKILL)
+            log = worker.log_path.read_text(errors="replace")
+            critical = [line for line in log.splitlines() if "CRITICAL/" in line]
+            restarted.append(
+                f"{worker.name} exited with code {code}: "
+                + (critical[-1] if critical else "no CRITICAL line in its log")
+            )
+            process = services.spawn_worker(
+                self.settings, worker.log_path, concurrency=worker.concurrency, name=worker.name
+            )
+            self.workers[index] = Worker(worker.name, process, worker.log_path, worker.concurrency)
+        return restarted
 
     def worker_log_tails(self, lines: int = 60) -> str:
         """The last lines of every worker's log, for a failure's message: the stack's
