@@ -7,6 +7,9 @@ and waits until it serves: the receiver and the API answer ``/healthz``, a worke
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import socket
 import subprocess
 import time
@@ -75,6 +78,13 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = 30) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def kill_group(pgid: int) -> None:
+    """SIGKILL a process group (a ``spawn(..., new_session=True)`` process's pid): what a
+    dead main process left behind, such as a Celery worker's pool children."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # nothing left of it
+        os.killpg(pgid, signal.SIGKILL)
 
 
 def spawn(

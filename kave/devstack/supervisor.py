@@ -8,8 +8,6 @@ while it keeps crashing, and from 1 s again once it has stayed up for a minute. 
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
 import subprocess
 import time
@@ -17,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import FrameType
 
-from kave.devstack.processes import spawn
+from kave.devstack.processes import kill_group, spawn
 
 
 def _say(message: str) -> None:
@@ -112,15 +110,10 @@ class Supervisor:
         code = child.process.returncode
         # Whatever it left behind (a killed Celery worker's pool processes, its embedded
         # beat) would otherwise keep running next to its successor.
-        _kill_group(child.process.pid)
+        kill_group(child.process.pid)
         if now - child.started_at >= self.backoff.stable_seconds:
             child.next_delay = self.backoff.initial_seconds
         delay = child.next_delay
         child.next_delay = min(delay * 2, self.backoff.max_seconds)
         child.restart_at = now + delay
         self.say(f"{child.name} exited with code {code}; restarting in {delay:g} s")
-
-
-def _kill_group(pgid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):  # nothing left of it
-        os.killpg(pgid, signal.SIGKILL)

@@ -8,8 +8,6 @@ celery processes.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
 import subprocess
 import uuid
@@ -22,6 +20,7 @@ import redis
 from sqlalchemy import Engine
 
 from kave.devstack import EmbeddedPostgres, EmbeddedRedis, MotoServer
+from kave.devstack.processes import kill_group
 from shared.db import make_engine
 from shared.migrate import upgrade_to_head
 from shared.objectstore import S3ObjectStore, make_s3_client
@@ -117,8 +116,7 @@ class FaultStack:
                 continue
             # Whatever the main process left behind (its pool children) goes first, as
             # kave run's supervisor does before a restart.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(worker.process.pid, signal.SIGKILL)
+            kill_group(worker.process.pid)
             log = worker.log_path.read_text(errors="replace")
             critical = [line for line in log.splitlines() if "CRITICAL/" in line]
             restarted.append(
