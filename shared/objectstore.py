@@ -75,16 +75,15 @@ class LocalObjectStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
-        self._root_text = str(self.root)
-        self._root_prefix = os.path.join(self._root_text, "")  # "/root/": no "/root-x"
+        self._root_prefix = os.path.join(self.root, "")  # "/root/": not "/root-x"
 
     def _path(self, key: str) -> Path:
-        # Normalised as text, not resolved: resolve() costs a system call per component
-        # of the path (three of them are on every email's path, with three puts), and
-        # what this guards against is a key with ".." or an absolute path. The keys are
-        # Kave's own (see the module's docstring); a symlink inside the store is the
-        # store owner's doing (a subdirectory mounted elsewhere) and is followed.
-        path = os.path.normpath(os.path.join(self._root_text, key))
+        # Normalised as text, not resolved: resolve() costs a system call per path
+        # component, on each of an email's three puts, and what this guards against is
+        # a key with ".." or an absolute path. The keys are Kave's own (see the module's
+        # docstring); a symlink inside the store is the store owner's doing (a
+        # subdirectory mounted elsewhere) and is followed.
+        path = os.path.normpath(os.path.join(self._root_prefix, key))
         if not path.startswith(self._root_prefix):
             raise ValueError(f"object key escapes the store: {key!r}")
         return Path(path)
