@@ -136,6 +136,9 @@ def test_a_simple_sequence_is_refused(value: str) -> None:
         ("correct horse battery staple", PASSWORD_MIN_LENGTH),
         ("9f86d081884c7d65", PASSWORD_MIN_LENGTH),  # 16 hex digits
     ],
+    # Fixed ids: the generated values differ in each process, and pytest-xdist's workers
+    # must collect the same test names.
+    ids=["urlsafe-32", "urlsafe-48", "urlsafe-12", "letters-32", "passphrase", "hex-16"],
 )
 def test_random_values_pass(value: str, min_length: int) -> None:
     assert weakness(value, min_length=min_length) is None
