@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,17 @@ from shared.objectstore import S3ObjectStore, make_s3_client
 from shared.settings import Settings
 from tests import services
 from tests.services import S3_BUCKET
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Each test session flushes its Redis database: several sessions on the one that
+    # KAVE_TEST_REDIS_URL names would wipe each other's queues.
+    processes = getattr(config.option, "numprocesses", None)
+    if os.environ.get("KAVE_TEST_REDIS_URL") and processes not in (None, 0, 1):
+        raise pytest.UsageError(
+            "KAVE_TEST_REDIS_URL names one Redis database, for one test process: "
+            "make test TEST_PROCESSES=0, or pytest without -n"
+        )
 
 
 @pytest.fixture(scope="session")
