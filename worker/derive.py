@@ -175,10 +175,13 @@ def _latest_reply(text: str) -> str | None:
     try:
         # What EmailReplyParser(languages=...).parse_reply(text) does, with the header
         # expression tried at line starts only (worker/line_pattern.py): same result.
+        expressions = _reply_expressions()
         message = EmailMessage(
             text=text[:_MAX_REPLY_INPUT_CHARS],
             languages=list(_LANGUAGES),
-            _header_regex=_reply_headers(),  # duck-typed: findall and pattern
+            _header_regex=expressions.header,  # duck-typed: findall and pattern
+            _disclaimers_regex=expressions.disclaimers,
+            _signature_regex=expressions.signature,
         )
         found = message.read().latest_reply
     except INTERRUPTS:
@@ -189,11 +192,24 @@ def _latest_reply(text: str) -> str | None:
     return found.strip() if isinstance(found, str) else ""
 
 
+@dataclass(frozen=True)
+class _ReplyExpressions:
+    header: LineStartPattern
+    disclaimers: re.Pattern[str]
+    signature: re.Pattern[str]
+
+
 @cache
-def _reply_headers() -> LineStartPattern:
-    """The library's header expression for our languages, built once per process."""
+def _reply_expressions() -> _ReplyExpressions:
+    """The library's expressions for our languages, built once per process: it builds
+    them per message, and with each it formats the whole pattern for a debug line
+    (~0.06 ms of CPU an email here)."""
     prototype = EmailMessage(text="", languages=list(_LANGUAGES))
-    return LineStartPattern(prototype.HEADER_REGEX)
+    return _ReplyExpressions(
+        header=LineStartPattern(prototype.HEADER_REGEX),
+        disclaimers=prototype.DISCLAIMERS_REGEX,
+        signature=prototype.SIGNATURE_REGEX,
+    )
 
 
 def _html_reply_text(html: str) -> str:
