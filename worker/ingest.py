@@ -603,9 +603,7 @@ def _write_result(
 ) -> str:
     index, kind, parsed = prepared.index, prepared.kind, prepared.parsed
     if isinstance(parsed, parsing.ParsedEmail):
-        email_id, created = storage.insert_email(session, parsed, delivery_id, handed)
-        outcome = storage.outcome_for(created)
-        storage.record_outcome(session, delivery_id, index, kind, outcome, email_id=email_id)
+        _, outcome = storage.store_email(session, parsed, delivery_id, index, handed)
     else:
         assert parsed is not None
         event_id, created = storage.insert_event(session, parsed, delivery_id)

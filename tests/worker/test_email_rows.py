@@ -1,0 +1,142 @@
+"""An email's rows (worker.storage.store_email), on the real database: the email, its
+attachments and its event's outcome, written by one statement; and what a copy stored
+before, or a failure recorded before, makes of them."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from email.message import EmailMessage
+
+import pytest
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
+from shared.contract import Envelope, archive_object_key
+from shared.models import Attachment, DeliveryEvent, Email, EventOutcome
+from worker import parsing, storage
+
+pytestmark = pytest.mark.usefixtures("clean_db")
+
+
+def _delivery(engine: Engine) -> str:
+    """A delivery row, which the email's rows refer to."""
+    envelope = Envelope(
+        delivery_id=str(uuid.uuid4()),
+        received_at=datetime.now(UTC).isoformat(),
+        body_sha256=uuid.uuid4().hex * 2,
+        body_size=1,
+        payload_store="redis",
+        payload_key="kave:payload:x",
+        request_id="req-rows",
+    )
+    with Session(engine) as session, session.begin():
+        storage.record_delivery(session, envelope, archive_object_key(envelope.body_sha256))
+    return envelope.delivery_id
+
+
+def _email(message_id: str, files: list[tuple[str, bytes]]) -> parsing.ParsedEmail:
+    msg = EmailMessage()
+    msg["From"] = "Sender <sender@example.com>"
+    msg["To"] = "inbox@example.com"
+    msg["Subject"] = "rows"
+    msg["Message-ID"] = message_id
+    msg.set_content("Hello.\n")
+    for filename, content in files:
+        msg.add_attachment(
+            content, maintype="application", subtype="octet-stream", filename=filename
+        )
+    event = {"event": "inbound", "ts": 1700000000, "msg": {"raw_msg": msg.as_string()}}
+    return parsing.parse_inbound(event)
+
+
+def _store(engine: Engine, email: parsing.ParsedEmail, delivery_id: str, index: int) -> tuple:
+    with Session(engine) as session, session.begin():
+        return storage.store_email(session, email, delivery_id, index)
+
+
+def _outcome(engine: Engine, delivery_id: str, index: int) -> tuple:
+    with Session(engine) as session:
+        row = session.scalars(
+            select(DeliveryEvent).where(
+                DeliveryEvent.delivery_id == delivery_id, DeliveryEvent.index == index
+            )
+        ).one()
+        return row.kind, row.outcome, row.email_id, row.error
+
+
+def test_a_new_email_is_stored_with_its_attachments_in_order_and_its_outcome(
+    engine: Engine,
+) -> None:
+    delivery_id = _delivery(engine)
+    files = [("a.bin", b"first"), ("b.bin", b"second"), ("c.bin", b"first")]
+    email = _email("<new@example.com>", files)
+
+    email_id, outcome = _store(engine, email, delivery_id, 2)
+
+    assert outcome == EventOutcome.STORED
+    with Session(engine) as session:
+        row = session.get(Email, email_id)
+        assert row is not None
+        assert (row.message_id, row.delivery_id) == ("<new@example.com>", delivery_id)
+        assert row.raw_key == storage.raw_message_key(email.raw_sha256)
+        attachments = session.scalars(
+            select(Attachment).where(Attachment.email_id == email_id).order_by(Attachment.id)
+        ).all()
+    # Inserted in their order (ids ascending with positions), each with its own values.
+    assert [(a.position, a.filename, a.size) for a in attachments] == [
+        (0, "a.bin", 5),
+        (1, "b.bin", 6),
+        (2, "c.bin", 5),
+    ]
+    expected = storage.attachment_values(email)
+    assert [a.object_key for a in attachments] == [v["object_key"] for v in expected]
+    assert attachments[0].sha256 == attachments[2].sha256 != attachments[1].sha256
+    assert _outcome(engine, delivery_id, 2) == ("inbound", EventOutcome.STORED, email_id, None)
+
+
+def test_an_email_without_attachments_is_stored_alone(engine: Engine) -> None:
+    delivery_id = _delivery(engine)
+    email_id, outcome = _store(engine, _email("<plain@example.com>", []), delivery_id, 0)
+
+    assert outcome == EventOutcome.STORED
+    with Session(engine) as session:
+        assert session.scalar(select(func.count()).select_from(Attachment)) == 0
+        assert session.scalar(select(func.count()).select_from(Email)) == 1
+    assert _outcome(engine, delivery_id, 0)[1:3] == (EventOutcome.STORED, email_id)
+
+
+def test_a_copy_stored_before_is_a_duplicate_that_adds_no_row(engine: Engine) -> None:
+    email = _email("<twice@example.com>", [("a.bin", b"bytes")])
+    first_delivery, second_delivery = _delivery(engine), _delivery(engine)
+    email_id, _ = _store(engine, email, first_delivery, 0)
+
+    again_id, outcome = _store(engine, email, second_delivery, 0)
+
+    assert (again_id, outcome) == (email_id, EventOutcome.DUPLICATE)
+    with Session(engine) as session:
+        assert session.scalar(select(func.count()).select_from(Email)) == 1
+        assert session.scalar(select(func.count()).select_from(Attachment)) == 1
+        stored = session.get(Email, email_id)
+        assert stored is not None
+        assert stored.delivery_id == first_delivery  # the delivery that first brought it
+    assert _outcome(engine, second_delivery, 0)[1:3] == (EventOutcome.DUPLICATE, email_id)
+
+
+def test_a_failure_recorded_before_becomes_the_stored_result(engine: Engine) -> None:
+    delivery_id = _delivery(engine)
+    with Session(engine) as session, session.begin():
+        storage.record_outcome(
+            session, delivery_id, 0, "inbound", EventOutcome.FAILED, error="bad MIME"
+        )
+
+    email_id, outcome = _store(engine, _email("<fixed@example.com>", []), delivery_id, 0)
+
+    assert outcome == EventOutcome.STORED
+    assert _outcome(engine, delivery_id, 0) == ("inbound", EventOutcome.STORED, email_id, None)
+
+
+def test_the_statement_writes_every_column_of_an_attachment_row() -> None:
+    email = _email("<columns@example.com>", [("a.bin", b"x")])
+    (row,) = storage.attachment_values(email)
+    assert set(row) == set(storage.ATTACHMENT_COLUMNS)
