@@ -22,7 +22,7 @@ the work already committed is skipped on the next attempt.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -414,23 +414,26 @@ def read_event(ctx: IngestContext, envelope: Envelope, index: int) -> Any:
 class DeliveryWrites:
     """The delivery's own rows that an event's transaction writes too (see
     ``process_delivery``): decided by the delivery's owner, written first in the
-    transaction, since the delivery row must exist before rows refer to it."""
+    transaction (or in the statement of an email's rows: ``attempt``), since the
+    delivery row must exist before rows refer to it."""
 
     envelope: Envelope
     record_attempt: bool = False  # count the attempt (creating the row on the first)
     finish_with_events: int | None = None  # mark the delivery processed, with its count
     resolve: bool = False  # with the end: resolve its delivery-level dead letter (replay)
 
-    def write(self, session: Session) -> None:
+    def write(self, session: Session, *, attempt_written: bool = False) -> None:
+        """Write the delivery's rows; with ``attempt_written``, those that
+        :attr:`attempt` does not (a statement of the transaction wrote it)."""
         delivery_id = self.envelope.delivery_id
-        if self.named_archive is not None:
-            # With the end too, when this transaction writes both (one statement).
-            storage.record_delivery(
-                session,
-                self.envelope,
-                self.named_archive,
-                finish_with_events=self.finish_with_events,
-            )
+        if self.attempt is not None:
+            if not attempt_written:
+                storage.record_delivery(
+                    session,
+                    self.attempt.envelope,
+                    self.attempt.archive_key,
+                    finish_with_events=self.attempt.finish_with_events,
+                )
         elif self.finish_with_events is not None:
             storage.finish_delivery(session, delivery_id, event_count=self.finish_with_events)
         if self.finish_with_events is not None and self.resolve:
@@ -439,7 +442,20 @@ class DeliveryWrites:
     @property
     def named_archive(self) -> str | None:
         """The archive key a row of this transaction names (when it records an attempt)."""
-        return archive_object_key(self.envelope.body_sha256) if self.record_attempt else None
+        attempt = self.attempt
+        return attempt.archive_key if attempt is not None else None
+
+    @property
+    def attempt(self) -> storage.DeliveryAttempt | None:
+        """The attempt to record (with the end too, when this transaction writes both:
+        one statement), if this transaction records one."""
+        if not self.record_attempt:
+            return None
+        return storage.DeliveryAttempt(
+            self.envelope,
+            archive_object_key(self.envelope.body_sha256),
+            self.finish_with_events,
+        )
 
 
 def reclaim_objects(
@@ -459,9 +475,21 @@ def reclaim_objects(
     """
     objects = storage.email_objects(email) if email is not None else {}
     keys = [*objects, *([archive] if archive else [])]
-    if not keys:
-        return
-    for key in reclaim(session, keys):
+    if keys:
+        put_back_removed(store, reclaim(session, keys), archive=archive, email=email)
+
+
+def put_back_removed(
+    store: ObjectStore,
+    removed: Iterable[str],
+    *,
+    archive: str | None = None,
+    email: parsing.ParsedEmail | None = None,
+) -> None:
+    """Put back the claimed objects a drain ``removed`` (see :func:`reclaim_objects`):
+    an email's from its bytes; the archive's removal makes the attempt retry."""
+    objects = storage.email_objects(email) if email is not None else {}
+    for key in removed:
         if key == archive:
             raise ArchiveRemovedMeanwhileError(key)
         data, content_type = objects[key]
@@ -531,17 +559,14 @@ def commit_event(
         objects = prepared.objects
         try:
             with ctx.session_factory() as session, session.begin():
-                if delivery is not None:
-                    delivery.write(session)
                 outcome = _write_result(
-                    session, delivery_id, prepared, replaying=replaying, handed=fresh
-                )
-                new_email = prepared.parsed if outcome == EventOutcome.STORED else None
-                reclaim_objects(
                     session,
                     ctx.object_store,
-                    archive=delivery.named_archive if delivery is not None else None,
-                    email=new_email if isinstance(new_email, parsing.ParsedEmail) else None,
+                    delivery_id,
+                    prepared,
+                    delivery=delivery,
+                    replaying=replaying,
+                    handed=fresh,
                 )
                 # The rows name the email's objects, whose puts ran during the statements
                 # above: the commit waits for them, and a failed put rolls the rows back.
@@ -595,20 +620,36 @@ def process_event(
 
 def _write_result(
     session: Session,
+    store: ObjectStore,
     delivery_id: str,
     prepared: PreparedEvent,
     *,
+    delivery: DeliveryWrites | None,
     replaying: bool,
     handed: list[NewDispatch] | None = None,
 ) -> str:
+    """Write a prepared result's rows, the ``delivery`` rows and the claims on the
+    objects they name; returns the outcome."""
     index, kind, parsed = prepared.index, prepared.kind, prepared.parsed
+    archive = delivery.named_archive if delivery is not None else None
     if isinstance(parsed, parsing.ParsedEmail):
-        _, outcome = storage.store_email(session, parsed, delivery_id, index, handed)
+        # The delivery's attempt, the email's rows, the outcome and the claims on their
+        # objects go in one statement (worker.storage.store_email).
+        attempt = delivery.attempt if delivery is not None else None
+        stored = storage.store_email(session, parsed, delivery_id, index, handed, attempt=attempt)
+        if delivery is not None:
+            delivery.write(session, attempt_written=attempt is not None)
+        new_email = parsed if stored.outcome == EventOutcome.STORED else None
+        put_back_removed(store, stored.removed_keys, archive=archive, email=new_email)
+        outcome = stored.outcome
     else:
         assert parsed is not None
+        if delivery is not None:
+            delivery.write(session)
         event_id, created = storage.insert_event(session, parsed, delivery_id)
         outcome = storage.outcome_for(created)
         storage.record_outcome(session, delivery_id, index, kind, outcome, event_id=event_id)
+        reclaim_objects(session, store, archive=archive)
     if replaying:
         storage.resolve_dead_letter(session, delivery_id, index)
     return outcome

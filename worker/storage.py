@@ -10,11 +10,25 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import Executor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import ARRAY, Select, bindparam, func, literal, select, update
+from sqlalchemy import (
+    ARRAY,
+    Select,
+    and_,
+    any_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import Insert, aggregate_order_by, insert
 from sqlalchemy.orm import Session
 
@@ -29,6 +43,7 @@ from shared.models import (
     Email,
     Event,
     EventOutcome,
+    ObjectDeletion,
 )
 from shared.objectstore import ObjectStore
 from worker import derive, outbox, webhook_document
@@ -111,43 +126,42 @@ def start_email_objects(
 # reused with new parameters skips its construction, the coercion of each value and its
 # key (~1 ms per statement on this machine), and the connection skips the ORM's
 # bulk-insert path (see also worker.outbox).
-_DELIVERY_VALUES: dict[str, Any] = {
-    name: bindparam(name)
-    for name in (
-        "id",
-        "received_at",
-        "request_id",
-        "body_sha256",
-        "body_size",
-        "archive_key",
-        "status",
-        "event_count",
-        "handled_at",
-    )
-}
+_DELIVERY_COLUMNS = (
+    "id",
+    "received_at",
+    "request_id",
+    "body_sha256",
+    "body_size",
+    "archive_key",
+    "status",
+    "event_count",
+    "handled_at",
+)
+_DELIVERY_VALUES: dict[str, Any] = {name: bindparam(name) for name in _DELIVERY_COLUMNS}
 _ENSURE_DELIVERY = (
     insert(Delivery)
     .values(**_DELIVERY_VALUES, attempts=0)
     .on_conflict_do_nothing(index_elements=[Delivery.id])
 )
-_INSERT_ATTEMPT = insert(Delivery).values(
-    **_DELIVERY_VALUES, attempts=1, last_attempt_at=func.now()
-)
-_COUNT_ATTEMPT = {"attempts": Delivery.attempts + 1, "last_attempt_at": func.now()}
-_RECORD_ATTEMPT = _INSERT_ATTEMPT.on_conflict_do_update(
-    index_elements=[Delivery.id], set_=_COUNT_ATTEMPT
-)
-# A single-event delivery records its attempt and its end in one statement.
-_RECORD_ATTEMPT_AND_FINISH = _INSERT_ATTEMPT.on_conflict_do_update(
-    index_elements=[Delivery.id],
-    set_={
-        **_COUNT_ATTEMPT,
-        "status": _INSERT_ATTEMPT.excluded.status,
-        "event_count": _INSERT_ATTEMPT.excluded.event_count,
-        "error": None,
-        "handled_at": _INSERT_ATTEMPT.excluded.handled_at,
-    },
-)
+
+
+def _attempt_upsert(values: dict[str, Any], *, finish: bool) -> Insert:
+    """Record an attempt at a delivery, creating its row on the first one; with
+    ``finish``, also its end (a single-event delivery records both in one statement)."""
+    statement = insert(Delivery).values(**values, attempts=1, last_attempt_at=func.now())
+    counted: dict[str, Any] = {"attempts": Delivery.attempts + 1, "last_attempt_at": func.now()}
+    if finish:
+        counted.update(
+            status=statement.excluded.status,
+            event_count=statement.excluded.event_count,
+            error=None,
+            handled_at=statement.excluded.handled_at,
+        )
+    return statement.on_conflict_do_update(index_elements=[Delivery.id], set_=counted)
+
+
+_RECORD_ATTEMPT = _attempt_upsert(_DELIVERY_VALUES, finish=False)
+_RECORD_ATTEMPT_AND_FINISH = _attempt_upsert(_DELIVERY_VALUES, finish=True)
 _FINISH_DELIVERY = (
     update(Delivery)
     .where(Delivery.id == bindparam("delivery_id"))
@@ -182,21 +196,34 @@ def ensure_delivery(session: Session, envelope: Envelope, archive_key: str) -> N
     session.connection().execute(_ENSURE_DELIVERY, _delivery_row(envelope, archive_key))
 
 
+@dataclass(frozen=True)
+class DeliveryAttempt:
+    """An attempt at a delivery to record (creating its row on the first one), and its
+    end (processed, with that many events) when ``finish_with_events`` is set."""
+
+    envelope: Envelope
+    archive_key: str
+    finish_with_events: int | None = None
+
+    def row(self) -> dict[str, Any]:
+        row = _delivery_row(self.envelope, self.archive_key)
+        if self.finish_with_events is not None:
+            row.update(
+                status=DeliveryStatus.PROCESSED,
+                event_count=self.finish_with_events,
+                handled_at=datetime.now(UTC),
+            )
+        return row
+
+
 def record_delivery(
     session: Session, envelope: Envelope, archive_key: str, *, finish_with_events: int | None = None
 ) -> None:
     """Record an attempt at the delivery, creating its row on the first one; with
     ``finish_with_events``, also its end (processed, with that many events)."""
-    row = _delivery_row(envelope, archive_key)
-    if finish_with_events is None:
-        session.connection().execute(_RECORD_ATTEMPT, row)
-        return
-    row.update(
-        status=DeliveryStatus.PROCESSED,
-        event_count=finish_with_events,
-        handled_at=datetime.now(UTC),
-    )
-    session.connection().execute(_RECORD_ATTEMPT_AND_FINISH, row)
+    attempt = DeliveryAttempt(envelope, archive_key, finish_with_events)
+    statement = _RECORD_ATTEMPT if finish_with_events is None else _RECORD_ATTEMPT_AND_FINISH
+    session.connection().execute(statement, attempt.row())
 
 
 def finished_indexes(session: Session, delivery_id: str) -> set[int]:
@@ -449,21 +476,35 @@ def insert_email(
     return _existing_email_id(session, email), False
 
 
+@dataclass(frozen=True)
+class StoredEmail:
+    """What :func:`store_email` wrote: the email's id, the event's outcome, and the keys
+    among the objects it claimed whose objects a drain removed meanwhile (to be put back
+    before the commit, or the attempt retried for an archive)."""
+
+    email_id: int
+    outcome: str
+    removed_keys: tuple[str, ...]
+
+
 def store_email(
     session: Session,
     email: ParsedEmail,
     delivery_id: str,
     index: int,
     handed: list[NewDispatch] | None = None,
-) -> tuple[int, str]:
+    *,
+    attempt: DeliveryAttempt | None = None,
+) -> StoredEmail:
     """Store an email brought by event ``index`` of a delivery and record that event's
-    outcome; returns the email's id and the outcome (stored, or duplicate when a copy
-    was stored before). ``handed``: as for :func:`insert_email`.
+    outcome (stored, or duplicate when a copy was stored before). With ``attempt``, the
+    delivery's attempt (and end) is recorded too. The objects the new rows name (a new
+    email's, the archive an attempt names) are claimed back from retention and erasure
+    (``shared.lifecycle.objects.reclaim``). ``handed``: as for :func:`insert_email`.
 
-    A new email's row, its attachments' rows and the outcome are written by a single
-    statement (``_store_email_statement``): each statement costs a round trip to
-    PostgreSQL and SQLAlchemy's execution work, ~0.5 ms apiece on the bench machine,
-    where an email's whole write is a few ms.
+    All of it is one statement (``_store_email_statement``): each statement costs a round
+    trip to PostgreSQL and SQLAlchemy's execution work, ~0.5 ms apiece on the bench
+    machine, where an email's whole transaction took ~5 ms in five statements.
     """
     values = email_values(email)
     attachments = attachment_values(email)
@@ -471,18 +512,25 @@ def store_email(
         **values,
         "delivery_id": delivery_id,
         "event_index": index,
+        "email_object_keys": sorted(email_objects(email)),
+        "archive_keys": [attempt.archive_key] if attempt is not None else [],
         **{f"attachment_{name}": [row[name] for row in attachments] for name in ATTACHMENT_COLUMNS},
     }
-    connection = session.connection()
-    inserted = connection.execute(_store_email_statement(tuple(values)), params).first()
-    if inserted is None:
-        # The email was stored before: the statement wrote nothing.
+    if attempt is not None:
+        params.update({f"attempt_{name}": value for name, value in attempt.row().items()})
+    finish = attempt is not None and attempt.finish_with_events is not None
+    statement = _store_email_statement(tuple(values), attempt is not None, finish)
+    new_id, received_at, attachment_ids, removed = (
+        session.connection().execute(statement, params).one()
+    )
+    removed_keys = tuple(removed or ())
+    if new_id is None:
+        # The email was stored before: only the attempt and the claims were written.
         existing = _existing_email_id(session, email)
         record_outcome(
             session, delivery_id, index, "inbound", EventOutcome.DUPLICATE, email_id=existing
         )
-        return existing, EventOutcome.DUPLICATE
-    new_id, received_at, attachment_ids = inserted
+        return StoredEmail(existing, EventOutcome.DUPLICATE, removed_keys)
     # The ids come in the attachments' order (see _store_email_statement).
     for row, attachment_id in zip(attachments, attachment_ids or (), strict=True):
         row.update(email_id=new_id, id=attachment_id)
@@ -495,20 +543,27 @@ def store_email(
         attachments=attachments,
         handed=handed,
     )
-    return new_id, EventOutcome.STORED
+    return StoredEmail(new_id, EventOutcome.STORED, removed_keys)
 
 
 @cache
-def _store_email_statement(columns: tuple[str, ...]) -> Select[Any]:
-    """``WITH new_email AS (INSERT INTO emails ... ON CONFLICT DO NOTHING RETURNING ...),
+def _store_email_statement(
+    columns: tuple[str, ...], record_attempt: bool, finish: bool
+) -> Select[Any]:
+    """``WITH [delivery AS (INSERT INTO deliveries ... ON CONFLICT DO UPDATE ...),]
+    new_email AS (INSERT INTO emails ... ON CONFLICT DO NOTHING RETURNING ...),
     new_attachments AS (INSERT INTO attachments SELECT ... FROM new_email, unnest(...)),
-    outcome AS (INSERT INTO delivery_events SELECT ... FROM new_email ...)
-    SELECT id, received_at, the attachments' ids FROM new_email``.
+    outcome AS (INSERT INTO delivery_events SELECT ... FROM new_email ...),
+    reclaimed AS (DELETE FROM object_deletions ... RETURNING ...)
+    SELECT <the new email's id>, <its received_at>, <its attachments' ids>,
+    <the claimed keys whose objects were removed>``: always one row.
 
-    When the email exists already, ``new_email`` is empty, so nothing is inserted and no
-    row comes back. The foreign keys to the new email are checked at the statement's
-    end, when its row is there. Built once per column set (every email has the same
-    ones: ``email_values``).
+    When the email exists already, ``new_email`` is empty, so no email, attachment or
+    outcome row is inserted and its objects are not claimed (the row that names them
+    did that). Every part sees the rows of the others only through RETURNING, and the
+    foreign keys (to the delivery, to the new email) are checked at the statement's end,
+    when those rows are there. Built once per column set (every email has the same ones:
+    ``email_values``) and kind of attempt.
     """
     new_email = (
         insert(Email)
@@ -556,10 +611,44 @@ def _store_email_statement(columns: tuple[str, ...]) -> Select[Any]:
         .returning(DeliveryEvent.index)
         .cte("outcome")
     )
+    key_type = ARRAY(ObjectDeletion.key.type)
+    reclaimed = (
+        delete(ObjectDeletion)
+        .where(
+            or_(
+                ObjectDeletion.key == any_(bindparam("archive_keys", type_=key_type)),
+                and_(
+                    ObjectDeletion.key == any_(bindparam("email_object_keys", type_=key_type)),
+                    exists(select(new_email.c.id)),
+                ),
+            )
+        )
+        .returning(ObjectDeletion.key, ObjectDeletion.object_deleted_at)
+        .cte("reclaimed")
+    )
     attachment_ids = select(
         func.array_agg(aggregate_order_by(new_attachments.c.id, new_attachments.c.position))
     ).scalar_subquery()
-    return select(new_email.c.id, new_email.c.received_at, attachment_ids).add_cte(outcome)
+    removed_keys = (
+        select(func.array_agg(reclaimed.c.key))
+        .where(reclaimed.c.object_deleted_at.is_not(None))
+        .scalar_subquery()
+    )
+    statement = select(
+        select(new_email.c.id).scalar_subquery(),
+        select(new_email.c.received_at).scalar_subquery(),
+        attachment_ids,
+        removed_keys,
+    ).add_cte(outcome)
+    if record_attempt:
+        # Its columns under names of their own: emails have columns of the same names.
+        delivery_values: dict[str, Any] = {
+            name: bindparam(f"attempt_{name}") for name in _DELIVERY_COLUMNS
+        }
+        statement = statement.add_cte(
+            _attempt_upsert(delivery_values, finish=finish).cte("delivery")
+        )
+    return statement
 
 
 def _existing_email_id(session: Session, email: ParsedEmail) -> int:

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared.accepted import AcceptedLedger
 from shared.contract import Envelope, archive_object_key
 from shared.lifecycle.objects import ArchiveRemovedMeanwhileError, drain, queue_deletions, reclaim
-from shared.models import Delivery, ObjectDeletion
+from shared.models import Delivery, Email, ObjectDeletion
 from shared.objectstore import S3ObjectStore
 from tests.webhooks import fixture_events
 from worker import ingest, storage
@@ -118,3 +118,28 @@ def test_an_archive_removed_before_its_delivery_row_commits_is_retried(
         )
     with Session(clean) as session:  # the attempt was rolled back, to be retried
         assert session.get(Delivery, envelope.delivery_id) is None
+
+
+def test_an_archive_removed_before_an_emails_delivery_row_commits_is_retried(
+    clean: Engine, clean_store: S3ObjectStore, redis_client: redis.Redis
+) -> None:
+    # As above, for an email: its delivery row is written by the statement of its rows.
+    envelope = _envelope()
+    key = archive_object_key(envelope.body_sha256)
+    clean_store.put(key, b"mandrill_events=%5B%5D")
+    with Session(clean) as session, session.begin():
+        queue_deletions(session, [key])
+    assert drain(sessionmaker(clean), clean_store, grace_seconds=0).deleted == 1
+
+    ctx = _context(clean, clean_store, redis_client)
+    prepared, _ = _prepared_email(ctx)
+    with pytest.raises(ArchiveRemovedMeanwhileError):
+        ingest.commit_event(
+            ctx,
+            envelope.delivery_id,
+            prepared,
+            delivery=DeliveryWrites(envelope, record_attempt=True, finish_with_events=1),
+        )
+    with Session(clean) as session:  # nothing of the attempt committed
+        assert session.get(Delivery, envelope.delivery_id) is None
+        assert session.scalars(select(Email)).all() == []

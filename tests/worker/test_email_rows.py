@@ -1,10 +1,12 @@
-"""An email's rows (worker.storage.store_email), on the real database: the email, its
-attachments and its event's outcome, written by one statement; and what a copy stored
-before, or a failure recorded before, makes of them."""
+"""An email's rows (worker.storage.store_email), on the real database: the delivery's
+attempt, the email, its attachments, its event's outcome and the claims on their
+objects, written by one statement; and what a copy stored before, a failure recorded
+before, or objects queued for deletion make of them."""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import astuple
 from datetime import UTC, datetime
 from email.message import EmailMessage
 
@@ -13,15 +15,15 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from shared.contract import Envelope, archive_object_key
-from shared.models import Attachment, DeliveryEvent, Email, EventOutcome
+from shared.lifecycle.objects import queue_deletions
+from shared.models import Attachment, Delivery, DeliveryEvent, Email, EventOutcome, ObjectDeletion
 from worker import parsing, storage
 
 pytestmark = pytest.mark.usefixtures("clean_db")
 
 
-def _delivery(engine: Engine) -> str:
-    """A delivery row, which the email's rows refer to."""
-    envelope = Envelope(
+def _envelope() -> Envelope:
+    return Envelope(
         delivery_id=str(uuid.uuid4()),
         received_at=datetime.now(UTC).isoformat(),
         body_sha256=uuid.uuid4().hex * 2,
@@ -30,6 +32,11 @@ def _delivery(engine: Engine) -> str:
         payload_key="kave:payload:x",
         request_id="req-rows",
     )
+
+
+def _delivery(engine: Engine) -> str:
+    """A delivery row, which the email's rows refer to."""
+    envelope = _envelope()
     with Session(engine) as session, session.begin():
         storage.record_delivery(session, envelope, archive_object_key(envelope.body_sha256))
     return envelope.delivery_id
@@ -50,9 +57,15 @@ def _email(message_id: str, files: list[tuple[str, bytes]]) -> parsing.ParsedEma
     return parsing.parse_inbound(event)
 
 
-def _store(engine: Engine, email: parsing.ParsedEmail, delivery_id: str, index: int) -> tuple:
+def _store(
+    engine: Engine,
+    email: parsing.ParsedEmail,
+    delivery_id: str,
+    index: int,
+    attempt: storage.DeliveryAttempt | None = None,
+) -> storage.StoredEmail:
     with Session(engine) as session, session.begin():
-        return storage.store_email(session, email, delivery_id, index)
+        return storage.store_email(session, email, delivery_id, index, attempt=attempt)
 
 
 def _outcome(engine: Engine, delivery_id: str, index: int) -> tuple:
@@ -72,9 +85,9 @@ def test_a_new_email_is_stored_with_its_attachments_in_order_and_its_outcome(
     files = [("a.bin", b"first"), ("b.bin", b"second"), ("c.bin", b"first")]
     email = _email("<new@example.com>", files)
 
-    email_id, outcome = _store(engine, email, delivery_id, 2)
+    email_id, outcome, removed = astuple(_store(engine, email, delivery_id, 2))
 
-    assert outcome == EventOutcome.STORED
+    assert (outcome, removed) == (EventOutcome.STORED, ())
     with Session(engine) as session:
         row = session.get(Email, email_id)
         assert row is not None
@@ -97,7 +110,9 @@ def test_a_new_email_is_stored_with_its_attachments_in_order_and_its_outcome(
 
 def test_an_email_without_attachments_is_stored_alone(engine: Engine) -> None:
     delivery_id = _delivery(engine)
-    email_id, outcome = _store(engine, _email("<plain@example.com>", []), delivery_id, 0)
+    email_id, outcome, _ = astuple(
+        _store(engine, _email("<plain@example.com>", []), delivery_id, 0)
+    )
 
     assert outcome == EventOutcome.STORED
     with Session(engine) as session:
@@ -109,9 +124,9 @@ def test_an_email_without_attachments_is_stored_alone(engine: Engine) -> None:
 def test_a_copy_stored_before_is_a_duplicate_that_adds_no_row(engine: Engine) -> None:
     email = _email("<twice@example.com>", [("a.bin", b"bytes")])
     first_delivery, second_delivery = _delivery(engine), _delivery(engine)
-    email_id, _ = _store(engine, email, first_delivery, 0)
+    email_id = _store(engine, email, first_delivery, 0).email_id
 
-    again_id, outcome = _store(engine, email, second_delivery, 0)
+    again_id, outcome, _ = astuple(_store(engine, email, second_delivery, 0))
 
     assert (again_id, outcome) == (email_id, EventOutcome.DUPLICATE)
     with Session(engine) as session:
@@ -130,7 +145,9 @@ def test_a_failure_recorded_before_becomes_the_stored_result(engine: Engine) -> 
             session, delivery_id, 0, "inbound", EventOutcome.FAILED, error="bad MIME"
         )
 
-    email_id, outcome = _store(engine, _email("<fixed@example.com>", []), delivery_id, 0)
+    email_id, outcome, _ = astuple(
+        _store(engine, _email("<fixed@example.com>", []), delivery_id, 0)
+    )
 
     assert outcome == EventOutcome.STORED
     assert _outcome(engine, delivery_id, 0) == ("inbound", EventOutcome.STORED, email_id, None)
@@ -140,3 +157,89 @@ def test_the_statement_writes_every_column_of_an_attachment_row() -> None:
     email = _email("<columns@example.com>", [("a.bin", b"x")])
     (row,) = storage.attachment_values(email)
     assert set(row) == set(storage.ATTACHMENT_COLUMNS)
+
+
+def _attempt(envelope: Envelope, finish_with_events: int | None) -> storage.DeliveryAttempt:
+    return storage.DeliveryAttempt(
+        envelope, archive_object_key(envelope.body_sha256), finish_with_events
+    )
+
+
+@pytest.mark.parametrize("finish_with_events", [1, None])
+def test_the_delivery_attempt_is_recorded_by_the_same_statement(
+    engine: Engine, finish_with_events: int | None
+) -> None:
+    envelope = _envelope()
+    email = _email("<attempt@example.com>", [])
+
+    stored = _store(engine, email, envelope.delivery_id, 0, _attempt(envelope, finish_with_events))
+
+    assert stored.outcome == EventOutcome.STORED
+    with Session(engine) as session:
+        row = session.get(Delivery, envelope.delivery_id)
+        assert row is not None
+        assert (row.attempts, row.event_count) == (1, finish_with_events)
+        assert row.status == ("processed" if finish_with_events else "received")
+        assert row.archive_key == archive_object_key(envelope.body_sha256)
+        stored_email = session.get(Email, stored.email_id)
+        assert stored_email is not None
+        assert stored_email.delivery_id == envelope.delivery_id
+
+
+def test_a_duplicate_still_records_the_attempt_and_claims_only_the_archive(
+    engine: Engine,
+) -> None:
+    email = _email("<claims@example.com>", [("a.bin", b"claimed")])
+    _store(engine, email, _delivery(engine), 0)
+    envelope = _envelope()
+    archive = archive_object_key(envelope.body_sha256)
+    email_keys = set(storage.email_objects(email))
+    with Session(engine) as session, session.begin():
+        queue_deletions(session, [archive, *email_keys])
+
+    stored = _store(engine, email, envelope.delivery_id, 0, _attempt(envelope, 1))
+
+    assert stored.outcome == EventOutcome.DUPLICATE
+    assert stored.removed_keys == ()  # queued, not yet removed by a drain
+    with Session(engine) as session:
+        row = session.get(Delivery, envelope.delivery_id)
+        assert row is not None
+        assert (row.attempts, row.status) == (1, "processed")
+        # The archive's entry was claimed by the new delivery row; the email's objects'
+        # entries stay for the drain, which finds the existing row still names them.
+        assert set(session.scalars(select(ObjectDeletion.key))) == email_keys
+
+
+def test_a_new_email_claims_its_objects_and_reports_those_a_drain_removed(
+    engine: Engine,
+) -> None:
+    email = _email("<removed@example.com>", [("a.bin", b"removed"), ("b.bin", b"queued")])
+    raw_key, removed_key, queued_key = storage.email_objects(email)
+    envelope = _envelope()
+    with Session(engine) as session, session.begin():
+        queue_deletions(session, [raw_key, removed_key, queued_key, "attachments/other"])
+        # A drain removed one of them (the entry stays as its tombstone).
+        session.execute(
+            ObjectDeletion.__table__.update()
+            .where(ObjectDeletion.key == removed_key)
+            .values(object_deleted_at=datetime.now(UTC))
+        )
+
+    stored = _store(engine, email, envelope.delivery_id, 0, _attempt(envelope, 1))
+
+    assert stored.outcome == EventOutcome.STORED
+    assert stored.removed_keys == (removed_key,)
+    with Session(engine) as session:
+        assert set(session.scalars(select(ObjectDeletion.key))) == {"attachments/other"}
+
+
+def test_a_result_recorded_before_is_never_overwritten(engine: Engine) -> None:
+    delivery_id = _delivery(engine)
+    first = _store(engine, _email("<first@example.com>", []), delivery_id, 0)
+
+    # The same event again (a replay after the first email was erased, say): the new
+    # email is stored, the recorded result stays.
+    again = _store(engine, _email("<second@example.com>", []), delivery_id, 0)
+
+    assert again.email_id != first.email_id
+    assert _outcome(engine, delivery_id, 0)[1:3] == (EventOutcome.STORED, first.email_id)
