@@ -17,19 +17,24 @@ from typing import Any
 
 from sqlalchemy import (
     ARRAY,
+    LABEL_STYLE_NONE,
+    ColumnElement,
     Select,
     and_,
     any_,
     bindparam,
+    column,
     delete,
     exists,
     func,
-    literal,
+    literal_column,
+    null,
     or_,
     select,
+    true,
     update,
 )
-from sqlalchemy.dialects.postgresql import Insert, aggregate_order_by, insert
+from sqlalchemy.dialects.postgresql import JSONB, Insert, aggregate_order_by, insert
 from sqlalchemy.orm import Session
 
 from shared.contract import Envelope
@@ -145,16 +150,29 @@ _ENSURE_DELIVERY = (
 )
 
 
+def _constant(value: str | int) -> ColumnElement[Any]:
+    """A constant written into a statement's text, not sent as a parameter: psycopg
+    caches the parsing of a statement only up to 50 parameters (and 4,096 characters),
+    which the statement of an email's rows keeps within (tests/worker/test_email_rows.py).
+    Only Kave's own constants (words and numbers) go here."""
+    if isinstance(value, int):
+        return literal_column(str(int(value)))
+    if not value.replace("_", "").isalnum():
+        raise ValueError(f"not a constant word: {value!r}")
+    return literal_column(f"'{value}'")
+
+
 def _attempt_upsert(values: dict[str, Any], *, finish: bool) -> Insert:
     """Record an attempt at a delivery, creating its row on the first one; with
     ``finish``, also its end (a single-event delivery records both in one statement)."""
-    statement = insert(Delivery).values(**values, attempts=1, last_attempt_at=func.now())
-    counted: dict[str, Any] = {"attempts": Delivery.attempts + 1, "last_attempt_at": func.now()}
+    one = _constant(1)
+    statement = insert(Delivery).values(**values, attempts=one, last_attempt_at=func.now())
+    counted: dict[str, Any] = {"attempts": Delivery.attempts + one, "last_attempt_at": func.now()}
     if finish:
         counted.update(
             status=statement.excluded.status,
             event_count=statement.excluded.event_count,
-            error=None,
+            error=null(),
             handled_at=statement.excluded.handled_at,
         )
     return statement.on_conflict_do_update(index_elements=[Delivery.id], set_=counted)
@@ -514,10 +532,13 @@ def store_email(
         "event_index": index,
         "email_object_keys": sorted(email_objects(email)),
         "archive_keys": [attempt.archive_key] if attempt is not None else [],
-        **{f"attachment_{name}": [row[name] for row in attachments] for name in ATTACHMENT_COLUMNS},
+        "attachments": attachments,
     }
     if attempt is not None:
-        params.update({f"attempt_{name}": value for name, value in attempt.row().items()})
+        row = attempt.row()
+        if row.pop("id") != delivery_id:
+            raise ValueError("the attempt is at another delivery than the event's")
+        params.update({f"attempt_{name}": value for name, value in row.items()})
     finish = attempt is not None and attempt.finish_with_events is not None
     statement = _store_email_statement(tuple(values), attempt is not None, finish)
     new_id, received_at, attachment_ids, removed = (
@@ -572,22 +593,22 @@ def _store_email_statement(
         .returning(Email.id, Email.received_at)
         .cte("new_email")
     )
-    # One array per column, unnested side by side (they have the same length): a
-    # statement whose text does not depend on how many attachments there are.
+    # The attachments' rows as one JSON array, turned back into typed rows: a statement
+    # whose text does not depend on how many there are, with one parameter for them.
     attachment_table = Attachment.__table__
+    attachment_rows = (
+        func.jsonb_to_recordset(bindparam("attachments", type_=JSONB))
+        .table_valued(*(column(name, attachment_table.c[name].type) for name in ATTACHMENT_COLUMNS))
+        .render_derived(name="attachment", with_types=True)
+    )
     new_attachments = (
         insert(Attachment)
         .from_select(
             ["email_id", *ATTACHMENT_COLUMNS],
-            select(
-                new_email.c.id,
-                *(
-                    func.unnest(
-                        bindparam(f"attachment_{name}", type_=ARRAY(attachment_table.c[name].type))
-                    )
-                    for name in ATTACHMENT_COLUMNS
-                ),
-            ),
+            select(new_email.c.id, *(attachment_rows.c[name] for name in ATTACHMENT_COLUMNS))
+            .select_from(new_email)
+            .join(attachment_rows, true())
+            .set_label_style(LABEL_STYLE_NONE),
         )
         .returning(Attachment.position, Attachment.id)
         .cte("new_attachments")
@@ -597,16 +618,16 @@ def _store_email_statement(
         select(
             bindparam("delivery_id", type_=DeliveryEvent.delivery_id.type),
             bindparam("event_index", type_=DeliveryEvent.index.type),
-            literal("inbound", DeliveryEvent.kind.type),
-            literal(EventOutcome.STORED, DeliveryEvent.outcome.type),
+            _constant("inbound"),
+            _constant(EventOutcome.STORED),
             new_email.c.id,
-        ),
+        ).set_label_style(LABEL_STYLE_NONE),
     )
     outcome = (
         outcome_insert.on_conflict_do_update(
             index_elements=[DeliveryEvent.delivery_id, DeliveryEvent.index],
             set_=_outcome_overwrite(outcome_insert),
-            where=DeliveryEvent.outcome == EventOutcome.FAILED,
+            where=DeliveryEvent.outcome == _constant(EventOutcome.FAILED),
         )
         .returning(DeliveryEvent.index)
         .cte("outcome")
@@ -643,8 +664,9 @@ def _store_email_statement(
     if record_attempt:
         # Its columns under names of their own: emails have columns of the same names.
         delivery_values: dict[str, Any] = {
-            name: bindparam(f"attempt_{name}") for name in _DELIVERY_COLUMNS
+            name: bindparam(f"attempt_{name}") for name in _DELIVERY_COLUMNS if name != "id"
         }
+        delivery_values["id"] = bindparam("delivery_id")  # the delivery of the event
         statement = statement.add_cte(
             _attempt_upsert(delivery_values, finish=finish).cte("delivery")
         )

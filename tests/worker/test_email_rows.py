@@ -11,7 +11,9 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 
 import pytest
+from psycopg import _queries  # the limits of its statement cache (see the last test)
 from sqlalchemy import Engine, func, select
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from shared.contract import Envelope, archive_object_key
@@ -243,3 +245,20 @@ def test_a_result_recorded_before_is_never_overwritten(engine: Engine) -> None:
 
     assert again.email_id != first.email_id
     assert _outcome(engine, delivery_id, 0)[1:3] == (EventOutcome.STORED, first.email_id)
+
+
+@pytest.mark.parametrize(
+    ("record_attempt", "finish"), [(True, True), (True, False), (False, False)]
+)
+def test_the_statement_is_one_psycopg_keeps_parsed(record_attempt: bool, finish: bool) -> None:
+    # psycopg parses a statement's placeholders once and caches the result only for
+    # statements of up to 4,096 characters and 50 parameters (psycopg/_queries.py);
+    # over either, it parses this one on every email (~0.2 ms). A new column may need
+    # the statement made shorter (worker.storage._constant says how it was).
+    email = _email("<limits@example.com>", [("a.bin", b"x")])
+    statement = storage._store_email_statement(
+        tuple(storage.email_values(email)), record_attempt, finish
+    )
+    compiled = statement.compile(dialect=postgresql.psycopg.dialect())
+    assert len(str(compiled).encode()) <= _queries.MAX_CACHED_STATEMENT_LENGTH
+    assert len(compiled.params) <= _queries.MAX_CACHED_STATEMENT_PARAMS
