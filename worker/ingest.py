@@ -102,17 +102,20 @@ def load_body(ctx: IngestContext, envelope: Envelope) -> bytes:
     return fetch_body(ctx, envelope)[0]
 
 
-def fetch_body(ctx: IngestContext, envelope: Envelope) -> tuple[bytes, bool]:
-    """The body, and whether it came from the archive (then it needs no archiving)."""
+def fetch_body(
+    ctx: IngestContext, envelope: Envelope, redis_copy: bytes | None = None
+) -> tuple[bytes, bool]:
+    """The body, and whether it came from the archive (then it needs no archiving).
+    ``redis_copy``: the Redis copy, already read (None: read it here, if there is one)."""
     archive_key = archive_object_key(envelope.body_sha256)
     redis_key = (
         envelope.payload_key
         if envelope.payload_store == "redis"
         else payload_redis_key(envelope.delivery_id)
     )
-    body: bytes | None = None
+    body = redis_copy
     archived = False
-    if envelope.payload_store == "redis":
+    if body is None and envelope.payload_store == "redis":
         body = ctx.redis.get(redis_key)  # type: ignore[assignment]
     if body is None:
         try:
@@ -139,6 +142,9 @@ def archive_body(ctx: IngestContext, envelope: Envelope, body: bytes) -> None:
 # held by the upload thread meanwhile, so bigger ones (claim-checked ones are archived
 # already) are archived first and dropped early, as read_batch expects.
 OVERLAPPED_ARCHIVE_MAX_BYTES = 1024 * 1024
+# Bodies in Redis up to this size are read with the loss marker (one round trip less):
+# the caller holds such a body until the batch is read, so bigger ones are read there.
+PREFETCHED_BODY_MAX_BYTES = OVERLAPPED_ARCHIVE_MAX_BYTES
 
 
 def _overlaps_archive(ctx: IngestContext, envelope: Envelope, died: tuple[str, int] | None) -> bool:
@@ -162,13 +168,11 @@ def process_delivery(
         session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
         done = storage.finished_indexes(session, envelope.delivery_id)
     tracker = LossTracker(ctx.redis, envelope.delivery_id)
-    # This attempt works on the body now; and did a previous one die somewhere?
-    died = tracker.begin(BODY_STAGE)
-    if died:
-        log.warning("delivery.worker_lost_before", stage=died[0], losses=died[1])
+    died, redis_copy = _begin(tracker, envelope)
 
     result = DeliveryResult(delivery_id=envelope.delivery_id)
-    loaded = _load_events(ctx, envelope, tracker, died)
+    loaded = _load_events(ctx, envelope, tracker, died, redis_copy)
+    del redis_copy
     if loaded is None:
         return result
     events, archive = loaded
@@ -249,11 +253,28 @@ def process_delivery(
     return result
 
 
+def _begin(tracker: LossTracker, envelope: Envelope) -> tuple[tuple[str, int] | None, bytes | None]:
+    """This attempt works on the body now: did a previous one die somewhere? And the
+    body's Redis copy, read in the same round trip when small enough to hold meanwhile
+    (None: not read)."""
+    if envelope.payload_store == "redis" and envelope.body_size <= PREFETCHED_BODY_MAX_BYTES:
+        died, redis_copy = tracker.begin_reading(BODY_STAGE, envelope.payload_key)
+    else:
+        died, redis_copy = tracker.begin(BODY_STAGE), None
+    if died:
+        log.warning("delivery.worker_lost_before", stage=died[0], losses=died[1])
+    return died, redis_copy
+
+
 def _load_events(
-    ctx: IngestContext, envelope: Envelope, tracker: LossTracker, died: tuple[str, int] | None
+    ctx: IngestContext,
+    envelope: Envelope,
+    tracker: LossTracker,
+    died: tuple[str, int] | None,
+    redis_copy: bytes | None = None,
 ) -> tuple[list[Any], PendingPuts] | None:
     """The batch's events and the body's archive put; None when the delivery was
-    dead-lettered instead."""
+    dead-lettered instead. ``redis_copy``: the body's Redis copy, if already read."""
     if _lost_too_often(ctx, died, BODY_STAGE):
         tracker.leave()  # not working on the body after all
         lost = PermanentDeliveryError(_worker_lost_message(ctx))
@@ -263,10 +284,11 @@ def _load_events(
     try:
         # The tracker is in the body stage (process_delivery).
         if _overlaps_archive(ctx, envelope, died):
-            return _read_batch_archiving(ctx, envelope)
+            return _read_batch_archiving(ctx, envelope, redis_copy)
         # The body is handed over, not kept here: read_batch drops it before decoding
-        # the JSON (for a 55 MB body, one copy less at the worker's memory peak).
-        return read_batch(_archived_body(ctx, envelope)), PendingPuts()
+        # the JSON (for a 55 MB body, one copy less at the worker's memory peak; such a
+        # body is never read ahead: PREFETCHED_BODY_MAX_BYTES).
+        return read_batch(_archived_body(ctx, envelope, redis_copy)), PendingPuts()
     except PermanentDeliveryError as exc:
         _dead_letter_body(ctx, envelope, tracker, "unreadable", exc)
         tracker.leave()
@@ -282,10 +304,12 @@ def _load_events(
         raise
 
 
-def _read_batch_archiving(ctx: IngestContext, envelope: Envelope) -> tuple[list[Any], PendingPuts]:
+def _read_batch_archiving(
+    ctx: IngestContext, envelope: Envelope, redis_copy: bytes | None
+) -> tuple[list[Any], PendingPuts]:
     """The batch's events, with the body's archive put started on an upload thread."""
     assert ctx.uploads is not None
-    body, archived = fetch_body(ctx, envelope)
+    body, archived = fetch_body(ctx, envelope, redis_copy)
     archive = PendingPuts(
         [] if archived else [ctx.uploads.submit(archive_body, ctx, envelope, body)]
     )
@@ -296,8 +320,8 @@ def _read_batch_archiving(ctx: IngestContext, envelope: Envelope) -> tuple[list[
         raise
 
 
-def _archived_body(ctx: IngestContext, envelope: Envelope) -> bytes:
-    body, archived = fetch_body(ctx, envelope)
+def _archived_body(ctx: IngestContext, envelope: Envelope, redis_copy: bytes | None) -> bytes:
+    body, archived = fetch_body(ctx, envelope, redis_copy)
     if not archived:
         archive_body(ctx, envelope, body)
     return body

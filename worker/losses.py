@@ -15,6 +15,7 @@ task, and no library offers per-input crash accounting for Celery.
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 import redis as redis_lib
 from redis import Redis
@@ -34,7 +35,22 @@ class LossTracker:
         """Enter ``stage``; and where a previous attempt died and how often it died there
         (counted now), if one did. The marker is swapped in one command (``SET ... GET``,
         Redis 6.2+), so an attempt that follows no death costs one round trip."""
-        previous = self.redis.set(self.marker_key, str(stage), ex=MARKER_TTL_SECONDS, get=True)
+        return self._counted(
+            self.redis.set(self.marker_key, str(stage), ex=MARKER_TTL_SECONDS, get=True)
+        )
+
+    def begin_reading(self, stage: str | int, key: str) -> tuple[tuple[str, int] | None, Any]:
+        """:meth:`begin`, and the value of ``key`` read in the same round trip (the
+        worker reads the delivery's body from Redis next)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(self.marker_key, str(stage), ex=MARKER_TTL_SECONDS, get=True)
+        pipe.get(key)
+        previous, value = pipe.execute()
+        return self._counted(previous), value
+
+    def _counted(self, previous: Any) -> tuple[str, int] | None:
+        """Where a previous attempt died (the marker it left), and its losses there,
+        counted now; None when no attempt died."""
         if previous is None:
             return None
         name = previous.decode() if isinstance(previous, bytes) else str(previous)

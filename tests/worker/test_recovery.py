@@ -318,6 +318,22 @@ def test_loss_tracker_counts_deaths_per_stage(redis_client: redis.Redis) -> None
     assert tracker.begin("body") is None
 
 
+def test_loss_tracker_reads_a_key_with_the_marker_and_counts_deaths_the_same(
+    redis_client: redis.Redis,
+) -> None:
+    delivery_id = str(uuid.uuid4())
+    tracker = LossTracker(redis_client, delivery_id)
+    body_copy = f"test:body:{delivery_id}"
+    redis_client.set(body_copy, b"the body")
+    assert tracker.begin_reading("body", body_copy) == (None, b"the body")
+    tracker.enter(0)  # ... and the process dies here
+    assert tracker.begin_reading("body", body_copy) == (("0", 1), b"the body")
+    # ... and dies in the body stage; the copy is gone meanwhile (archived, say)
+    redis_client.delete(body_copy)
+    assert tracker.begin_reading("body", body_copy) == (("body", 1), None)
+    assert redis_client.get(tracker.marker_key) == b"body"
+
+
 def test_envelope_round_trip_rejects_unknown_versions() -> None:
     envelope = Envelope(
         delivery_id="d",
