@@ -42,7 +42,7 @@ import psutil
 import structlog
 from sqlalchemy import Engine, func, select
 
-from bench import payloads, stack, worker_bench
+from bench import disk, payloads, stack, worker_bench
 from bench.run import services
 from shared.models import Dispatch, DispatchStatus
 from shared.settings import Settings
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     os.environ[SECRET_ENV] = "whsec_" + base64.b64encode(os.urandom(32)).decode()
-    tmp = Path(tempfile.mkdtemp(prefix="kave-bench-handoff-"))
+    tmp = Path(tempfile.mkdtemp(prefix="kave-bench-handoff-", dir=disk.scratch_parent()))
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Answer204)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/hook"

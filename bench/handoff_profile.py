@@ -28,7 +28,7 @@ import time
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
-from bench import payloads, stack
+from bench import disk, payloads, stack
 from bench.handoff_bench import SECRET_ENV, _Answer204, routes_file
 from bench.profile_worker import _envelope
 from bench.run import services
@@ -107,7 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     url = f"http://127.0.0.1:{port}/hook"
     samples: dict[str, list[Sample]] = {mode: [] for mode in MODES}
     try:
-        with tempfile.TemporaryDirectory(prefix="kave-handoff-profile-") as scratch:
+        with tempfile.TemporaryDirectory(
+            prefix="kave-handoff-profile-", dir=disk.scratch_parent()
+        ) as scratch:
             tmp = Path(scratch)
             routes = {mode: routes_file(tmp, mode, url) for mode in MODES}
             with services(tmp, need_s3=False) as found:

@@ -36,7 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import latency_proxy, payloads, rss
+from bench import disk, latency_proxy, payloads, rss
 from bench.run import services
 from shared.contract import Envelope, PayloadStore, archive_object_key, payload_redis_key
 from shared.logging import configure_logging
@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     with (
-        tempfile.TemporaryDirectory(prefix="kave-profile-") as scratch,
+        tempfile.TemporaryDirectory(prefix="kave-profile-", dir=disk.scratch_parent()) as scratch,
         _context(Path(scratch), args.store, args.s3_latency_ms) as ctx,
     ):
         if args.memory:

@@ -226,7 +226,8 @@ def render(results: dict[str, Any]) -> str:
         "",
         f"Machine: {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, Python "
         f"{m['python']}, Redis {m.get('redis', '?')} (AOF everysec), "
-        f"load average at start {m['load_average_at_start']}",
+        f"load average at start {m['load_average_at_start']}, creating a file in the "
+        f"scratch directory {m.get('scratch_file_create_us', '?')} us",
         "",
     ]
     checks: list[tuple[str, bool]] = []

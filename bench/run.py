@@ -28,7 +28,7 @@ from typing import Any
 import psutil
 import structlog
 
-from bench import payloads, report, stack
+from bench import disk, payloads, report, stack
 from shared.settings import Settings
 
 STAGES = ("receiver", "worker", "memory", "growth")
@@ -121,6 +121,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="shorter runs (a smoke test)")
     parser.add_argument("--out", type=Path, default=Path("var/bench/results.json"))
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    parser.add_argument(
+        "--scratch-in",
+        type=Path,
+        default=disk.SCRATCH_PARENT,
+        help="where the scratch directory (object store, Redis files, logs) is made; "
+        "default var/bench, next to var/objects where `make run` keeps its objects",
+    )
     args = parser.parse_args(argv)
     stages = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(stages) - set(STAGES)
@@ -133,14 +140,21 @@ def main(argv: list[str] | None = None) -> int:
     # This process enqueues through receiver.enqueue, which logs every delivery: keep the
     # console for the table (the servers and workers log to files in the scratch dir).
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    tmp = Path(tempfile.mkdtemp(prefix="kave-bench-"))
+    # Not the system's temporary directory: what a file creation costs differs by
+    # directory on one disk, and the local store's puts pay it (bench/disk.py).
+    tmp = Path(tempfile.mkdtemp(prefix="kave-bench-", dir=disk.scratch_parent(args.scratch_in)))
+    tmp = tmp.resolve()
     started = time.monotonic()
     results: dict[str, Any] = {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
+        "machine": {**machine(), "scratch_file_create_us": disk.file_create_us(tmp)},
         "quick": args.quick,
     }
-    print(f"kave bench: stages {', '.join(stages)}; scratch {tmp}", flush=True)
+    print(
+        f"kave bench: stages {', '.join(stages)}; scratch {tmp} "
+        f"(creating a file there: {results['machine']['scratch_file_create_us']:g} us)",
+        flush=True,
+    )
 
     def progress(message: str) -> None:
         print(message, flush=True)
