@@ -4,7 +4,7 @@ The local object store creates a file for every object it puts (three for a ~100
 bench email), and the no-op task it is compared with creates none, so the worker's
 ratios depend on this cost. It is a property of the machine's file system, and it is not
 the same everywhere on one disk: on the 2-core VM of these benchmarks, ext4 took 0.5-1 ms
-of CPU to create a file under ``/tmp`` and 0.05 ms under the repository's ``var/``
+(kernel CPU) to create a file under ``/tmp`` and 0.05 ms under the repository's ``var/``
 (BENCHMARKS.md, seventh session). The run records the figure next to the machine's.
 """
 
@@ -21,7 +21,8 @@ from pathlib import Path
 # directory, like var/objects, the local store of `make run`).
 SCRATCH_PARENT = Path("var/bench")
 SAMPLES = 200
-# Like the store's key layout (worker/storage.py): a few files per fan-out directory.
+# The store spreads each kind of object over 256 directories (``sha256[:2]``,
+# worker/storage.py); 64 here puts a few files in each, as a store that is filling up.
 FAN_OUT = 64
 
 

@@ -142,8 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     # Not the system's temporary directory: what a file creation costs differs by
     # directory on one disk, and the local store's puts pay it (bench/disk.py).
-    tmp = Path(tempfile.mkdtemp(prefix="kave-bench-", dir=disk.scratch_parent(args.scratch_in)))
-    tmp = tmp.resolve()
+    scratch = tempfile.mkdtemp(prefix="kave-bench-", dir=disk.scratch_parent(args.scratch_in))
+    tmp = Path(scratch).resolve()  # printed, and handed to servers started elsewhere
     started = time.monotonic()
     results: dict[str, Any] = {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
