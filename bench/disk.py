@@ -6,6 +6,16 @@ ratios depend on this cost. It is a property of the machine's file system, and i
 the same everywhere on one disk: on the 2-core VM of these benchmarks, ext4 took 0.5-1 ms
 (kernel CPU) to create a file under ``/tmp`` and 0.05 ms under the repository's ``var/``
 (BENCHMARKS.md, seventh session). The run records the figure next to the machine's.
+
+Why, on that VM: its ext4 has no journal, and without one the kernel does not reuse an
+inode deleted in the last minute (six while its inode table block is not yet written
+back). Each creation walks past every such inode of the block group (``recently_deleted``
+in ``find_inode_bit``, perf), so a creation costs more the more files were deleted near
+it just before: ``/tmp`` is where every tool deletes its files, and the receiver stage's
+claim-checked bodies are deleted too (BENCHMARKS.md, eighth session). Hence each run's
+scratch directory gets a block group of its own (:func:`scratch_parent`), the worker
+stage runs before the receiver stage (``bench.run``), and the probe below leaves its
+files for the scratch directory's removal at the end.
 """
 
 from __future__ import annotations
@@ -13,6 +23,7 @@ from __future__ import annotations
 import os
 import shutil
 import statistics
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -28,24 +39,33 @@ FAN_OUT = 64
 
 def file_create_us(parent: Path, samples: int = SAMPLES) -> float:
     """Median wall time (microseconds) to create and close an empty file in a fresh
-    directory under ``parent``, the way the local store lays its objects out."""
-    scratch = Path(tempfile.mkdtemp(prefix="disk-probe-", dir=parent))
-    try:
-        times: list[float] = []
-        for index in range(samples):
-            directory = scratch / f"{index % FAN_OUT:02x}"
-            directory.mkdir(exist_ok=True)
-            started = time.perf_counter()
-            fd = os.open(directory / f"object-{index}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            times.append(time.perf_counter() - started)
-            os.close(fd)
-        return round(statistics.median(times) * 1e6, 1)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    directory under ``parent``, the way the local store lays its objects out. The files
+    stay: deleting them would make the creations that follow costlier (see above), and
+    they go with ``parent`` when the caller removes it."""
+    probe = Path(tempfile.mkdtemp(prefix="disk-probe-", dir=parent))
+    times: list[float] = []
+    for index in range(samples):
+        directory = probe / f"{index % FAN_OUT:02x}"
+        directory.mkdir(exist_ok=True)
+        started = time.perf_counter()
+        fd = os.open(directory / f"object-{index}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        times.append(time.perf_counter() - started)
+        os.close(fd)
+    return round(statistics.median(times) * 1e6, 1)
 
 
 def scratch_parent(parent: Path = SCRATCH_PARENT) -> Path:
     """``parent``, made if missing, for ``tempfile``'s ``dir=``: not the system's
-    temporary directory, where a file creation may cost ten times more."""
+    temporary directory, where a file creation may cost ten times more.
+
+    It is marked as a top of directory hierarchies (``chattr +T``) where the file system
+    takes the hint (ext2/3/4): each scratch directory made in it is then placed in a
+    block group of its own, away from the inodes that earlier runs deleted with their
+    scratch directories (see above). Elsewhere the mark is refused, harmlessly."""
     parent.mkdir(parents=True, exist_ok=True)
+    chattr = shutil.which("chattr")
+    if chattr:
+        subprocess.run(  # noqa: S603 - a path found just above, our own argument
+            [chattr, "+T", str(parent)], capture_output=True, check=False
+        )
     return parent
