@@ -13,9 +13,9 @@ back). Each creation walks past every such inode of the block group (``recently_
 in ``find_inode_bit``, perf), so a creation costs more the more files were deleted near
 it just before: ``/tmp`` is where every tool deletes its files, and the receiver stage's
 claim-checked bodies are deleted too (BENCHMARKS.md, eighth session). Hence each run's
-scratch directory gets a block group of its own (:func:`scratch_parent`), the worker
-stage runs before the receiver stage (``bench.run``), and the probe below leaves its
-files for the scratch directory's removal at the end.
+scratch directory is placed away from the others (:func:`scratch_parent`), and so is
+each directory in it (``bench.run``: the receiver stage puts its bodies in a store of its
+own), and the probe below leaves its files for the scratch directory's removal.
 """
 
 from __future__ import annotations
@@ -54,18 +54,24 @@ def file_create_us(parent: Path, samples: int = SAMPLES) -> float:
     return round(statistics.median(times) * 1e6, 1)
 
 
-def scratch_parent(parent: Path = SCRATCH_PARENT) -> Path:
-    """``parent``, made if missing, for ``tempfile``'s ``dir=``: not the system's
-    temporary directory, where a file creation may cost ten times more.
-
-    It is marked as a top of directory hierarchies (``chattr +T``) where the file system
-    takes the hint (ext2/3/4): each scratch directory made in it is then placed in a
-    block group of its own, away from the inodes that earlier runs deleted with their
-    scratch directories (see above). Elsewhere the mark is refused, harmlessly."""
-    parent.mkdir(parents=True, exist_ok=True)
+def spread_subdirectories(directory: Path) -> None:
+    """Mark ``directory`` as a top of directory hierarchies (``chattr +T``) where the
+    file system takes the hint (ext2/3/4): the allocator (Orlov's) then picks a block
+    group afresh for each subdirectory made in it, instead of its parent's, and the
+    files of that subdirectory's tree follow it there, away from the inodes deleted in
+    its siblings (see above). Elsewhere the mark is refused, harmlessly."""
     chattr = shutil.which("chattr")
     if chattr:
         subprocess.run(  # noqa: S603 - a path found just above, our own argument
-            [chattr, "+T", str(parent)], capture_output=True, check=False
+            [chattr, "+T", str(directory)], capture_output=True, check=False
         )
+
+
+def scratch_parent(parent: Path = SCRATCH_PARENT) -> Path:
+    """``parent``, made if missing, for ``tempfile``'s ``dir=``: not the system's
+    temporary directory, where a file creation may cost ten times more. Its scratch
+    directories spread over block groups (:func:`spread_subdirectories`): a run does not
+    create its files next to those an earlier run deleted with its scratch directory."""
+    parent.mkdir(parents=True, exist_ok=True)
+    spread_subdirectories(parent)
     return parent

@@ -96,26 +96,6 @@ def redis_server(tmp: Path) -> Iterator[tuple[str, str]]:
         server.stop()
 
 
-def compact_aof(redis_url: str, timeout: float = 60.0) -> None:
-    """Rewrite the append-only file now and wait for it: the next stage starts from a
-    compact file, as on a fresh server, instead of meeting a rewrite mid-measurement.
-    A Redis that refuses the command (given by KAVE_BENCH_REDIS_URL) is left as it is."""
-    client = redis.Redis.from_url(redis_url)
-    try:
-        try:
-            client.bgrewriteaof()
-        except redis.ResponseError:
-            return
-
-        def rewritten() -> bool:
-            info = client.info("persistence")
-            return not info["aof_rewrite_in_progress"] and not info["aof_rewrite_scheduled"]
-
-        wait_until(rewritten, timeout, "Redis's AOF rewrite")
-    finally:
-        client.close()
-
-
 # --- PostgreSQL ---------------------------------------------------------------------
 
 

@@ -1,6 +1,5 @@
-"""The benchmark's scratch directory and the state it starts its stages from: what
-`make bench` relies on to measure Kave rather than the machine's file system or an AOF
-rewrite (bench/disk.py, bench/stack.py)."""
+"""The benchmark's scratch directory: what `make bench` relies on to measure Kave's object
+puts rather than the inodes that earlier runs and stages deleted (bench/disk.py)."""
 
 from __future__ import annotations
 
@@ -9,11 +8,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import redis
 
-from bench import disk, stack
-from kave.devstack import EmbeddedRedis
-from tests.services import free_port
+from bench import disk
 
 
 def test_the_probe_leaves_its_files_for_the_scratch_directory_removal(tmp_path: Path) -> None:
@@ -35,7 +31,9 @@ def _topdir_marked(directory: Path) -> bool:
     return "T" in lsattr.stdout.split()[0]
 
 
-def test_the_scratch_parent_spreads_its_directories_over_block_groups(tmp_path: Path) -> None:
+def test_the_scratch_parent_and_what_is_marked_spread_their_directories(
+    tmp_path: Path,
+) -> None:
     chattr, lsattr = shutil.which("chattr"), shutil.which("lsattr")
     if not chattr or not lsattr:
         pytest.skip("no e2fsprogs here")
@@ -46,30 +44,11 @@ def test_the_scratch_parent_spreads_its_directories_over_block_groups(tmp_path: 
         pytest.skip("this file system takes no +T hint")
 
     parent = disk.scratch_parent(tmp_path / "var" / "bench")
+    scratch = parent / "kave-bench-x"
+    scratch.mkdir()
+    disk.spread_subdirectories(scratch)
 
     assert parent.is_dir()
     assert _topdir_marked(parent)
+    assert _topdir_marked(scratch)
     assert not _topdir_marked(tmp_path / "var")
-
-
-def test_compact_aof_rewrites_the_append_only_file_and_waits_for_it(tmp_path: Path) -> None:
-    server = EmbeddedRedis(tmp_path / "redis", port=free_port())
-    url = server.start()
-    client = redis.Redis.from_url(url)
-    try:
-        for index in range(200):
-            client.set(f"body:{index}", b"x" * 10_000)
-        client.flushdb()
-        before = client.info("persistence")
-        assert before["aof_current_size"] > 2_000_000  # the writes, then the flush
-
-        stack.compact_aof(url)
-
-        after = client.info("persistence")
-        assert after["aof_rewrite_in_progress"] == 0
-        assert after["aof_last_bgrewrite_status"] == "ok"
-        # The rewritten file holds the empty dataset, not the history of the writes.
-        assert after["aof_current_size"] < 10_000
-    finally:
-        client.close()
-        server.stop()
