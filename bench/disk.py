@@ -67,6 +67,14 @@ def spread_subdirectories(directory: Path) -> None:
         )
 
 
+def store_directory(scratch: Path, prefix: str) -> Path:
+    """A new directory in ``scratch`` (marked by :func:`spread_subdirectories`) for a
+    local object store, under a name no earlier run used: the allocator starts looking
+    for a subdirectory's block group at a hash of its name, so a fixed name would put
+    each run's store where the previous run's store was deleted."""
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=scratch))
+
+
 def scratch_parent(parent: Path = SCRATCH_PARENT) -> Path:
     """``parent``, made if missing, for ``tempfile``'s ``dir=``: not the system's
     temporary directory, where a file creation may cost ten times more. Its scratch

@@ -3,9 +3,9 @@
 Stages, run in this order (``--only`` picks some): ``receiver`` (wrk against the receiver
 and a bare FastAPI ceiling), ``worker`` (end-to-end emails/s against a no-op Celery task),
 ``memory`` (peak RSS for a 25 MB email), ``growth`` (per-event cost of a 1,000-event
-batch). Every stage starts the services it needs (see ``bench/stack.py``)
-and leaves nothing behind but ``--out`` (a JSON record of every figure) and the logs in
-the scratch directory.
+batch). Every stage starts the services it needs (see ``bench/stack.py``) and leaves
+nothing behind but ``--out`` (a JSON record of every figure) and the logs in the scratch
+directory.
 """
 
 from __future__ import annotations
@@ -43,6 +43,11 @@ class Services:
     database_url: str
     s3_endpoint: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # The local store of the worker, memory and growth stages.
+    objects: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.objects = disk.store_directory(self.tmp, "objects-")
 
     def settings(self, **changes: Any) -> Settings:
         values: dict[str, Any] = {
@@ -50,7 +55,7 @@ class Services:
             "database_url": self.database_url,
             "redis_url": self.redis_url,
             "object_store": "local",
-            "local_store_dir": self.tmp / "objects",
+            "local_store_dir": self.objects,
             "mandrill_webhook_urls": [payloads.BENCH_WEBHOOK_URL],
             "mandrill_webhook_keys": [payloads.BENCH_WEBHOOK_KEY],
             "queue_name": QUEUE,
@@ -142,7 +147,7 @@ def _receiver_stage(
     # each round (and overwritten, the same body every request), and the scratch
     # directory spreads its subdirectories over block groups (bench/disk.py), so the
     # worker's creations do not walk past these deleted inodes.
-    settings = found.settings(local_store_dir=tmp / "receiver-objects")
+    settings = found.settings(local_store_dir=disk.store_directory(tmp, "receiver-objects-"))
     rows = receiver_bench.run(
         stack.child_env(settings),
         tmp,

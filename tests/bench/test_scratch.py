@@ -52,3 +52,16 @@ def test_the_scratch_parent_and_what_is_marked_spread_their_directories(
     assert _topdir_marked(parent)
     assert _topdir_marked(scratch)
     assert not _topdir_marked(tmp_path / "var")
+
+
+def test_each_store_directory_has_a_name_no_other_run_used(tmp_path: Path) -> None:
+    # The allocator starts its search for a subdirectory's block group at a hash of the
+    # name: a fixed name would put every run's store where the last one was deleted.
+    first = disk.store_directory(tmp_path, "objects-")
+    second = disk.store_directory(tmp_path, "objects-")
+
+    assert first.is_dir()
+    assert second.is_dir()
+    assert first.parent == second.parent == tmp_path
+    assert first.name != second.name
+    assert first.name.startswith("objects-")
