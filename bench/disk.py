@@ -13,8 +13,8 @@ back). Each creation walks past every such inode of the block group (``recently_
 in ``find_inode_bit``, perf), so a creation costs more the more files were deleted near
 it just before: ``/tmp`` is where every tool deletes its files, and the receiver stage's
 claim-checked bodies are deleted too (BENCHMARKS.md, eighth session). Hence each run's
-scratch directory is placed away from the others (:func:`scratch_parent`), and so is
-each directory in it (``bench.run``: the receiver stage puts its bodies in a store of its
+scratch directory is placed away from the others (:func:`scratch`), and so is each
+directory in it (``bench.run``: the receiver stage puts its bodies in a store of its
 own), and the probe below leaves its files for the scratch directory's removal.
 """
 
@@ -26,6 +26,8 @@ import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 # Where the benchmarks make their scratch directories (relative to the working
@@ -83,3 +85,17 @@ def scratch_parent(parent: Path = SCRATCH_PARENT) -> Path:
     parent.mkdir(parents=True, exist_ok=True)
     spread_subdirectories(parent)
     return parent
+
+
+@contextmanager
+def scratch(prefix: str, parent: Path = SCRATCH_PARENT, *, keep: bool = False) -> Iterator[Path]:
+    """A new scratch directory in :func:`scratch_parent` (absolute: it is handed to
+    servers started elsewhere), its subdirectories spread over block groups too; removed
+    at the end unless ``keep``. Every benchmark that puts objects makes its scratch here."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=scratch_parent(parent))).resolve()
+    spread_subdirectories(path)
+    try:
+        yield path
+    finally:
+        if not keep:
+            shutil.rmtree(path, ignore_errors=True)

@@ -26,11 +26,9 @@ import base64
 import json
 import logging
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from contextlib import ExitStack
@@ -142,57 +140,55 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     os.environ[SECRET_ENV] = "whsec_" + base64.b64encode(os.urandom(32)).decode()
-    tmp = Path(tempfile.mkdtemp(prefix="kave-bench-handoff-", dir=disk.scratch_parent()))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Answer204)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/hook"
-    modes = ("off", "celery", "http")
-    ratios: dict[str, list[float]] = {"celery": [], "http": []}
-    workers: dict[str, Worker] = {}
-    try:
-        with services(tmp, need_s3=False) as found, ExitStack() as running:
-            for mode in modes:
-                settings = found.settings(
-                    queue_name=f"kave-bench-{mode}",
-                    handoff_routes_file=routes_file(tmp, mode, url),
-                    worker_metrics_port=0,
-                )
-                log = tmp / f"worker-{mode}.log"
-                process = running.enter_context(
-                    stack.celery_worker(
-                        "worker.main", settings.queue_name, stack.child_env(settings), log, 1
+    with disk.scratch("kave-bench-handoff-", keep=os.environ.get("KEEP") is not None) as tmp:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _Answer204)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        modes = ("off", "celery", "http")
+        ratios: dict[str, list[float]] = {"celery": [], "http": []}
+        workers: dict[str, Worker] = {}
+        try:
+            with services(tmp, need_s3=False) as found, ExitStack() as running:
+                for mode in modes:
+                    settings = found.settings(
+                        queue_name=f"kave-bench-{mode}",
+                        handoff_routes_file=routes_file(tmp, mode, url),
+                        worker_metrics_port=0,
                     )
-                )
-                workers[mode] = Worker(mode, settings, process)
-                # Warm-up: database pool, object store, route table, HTTP client.
-                workers[mode].batch(worker_bench.email_bodies("8KB", 4, 10_000 * len(workers)))
-                workers[mode].cpu = workers[mode].emails = 0
-            # Short batches, the modes taking turns (the order rotating): the machine's
-            # drift, which moves a mode's figure by a fifth within minutes, weighs on all
-            # three alike.
-            for number in range(args.batches):
-                order = modes[number % 3 :] + modes[: number % 3]
-                per_email: dict[str, float] = {}
-                for mode in order:
-                    seed = 1_000_000 * (modes.index(mode) + 1) + number * args.batch
-                    bodies = worker_bench.email_bodies("8KB", args.batch, seed)
-                    per_email[mode] = workers[mode].batch(bodies)
-                for mode, listed in ratios.items():
-                    listed.append(per_email[mode] / per_email["off"] - 1)
-                print(
-                    f"  batch {number + 1}: "
-                    + ", ".join(f"{m} {per_email[m] * 1000:.2f}" for m in modes)
-                    + " ms CPU per email",
-                    flush=True,
-                )
-    finally:
-        server.shutdown()
-        for worker in workers.values():
-            worker.engine.dispose()
-        for log in sorted(tmp.glob("worker-*.log")):
-            print(f"({log.name}: {log.stat().st_size} bytes)")
-        if os.environ.get("KEEP") is None:
-            shutil.rmtree(tmp, ignore_errors=True)
+                    log = tmp / f"worker-{mode}.log"
+                    process = running.enter_context(
+                        stack.celery_worker(
+                            "worker.main", settings.queue_name, stack.child_env(settings), log, 1
+                        )
+                    )
+                    workers[mode] = Worker(mode, settings, process)
+                    # Warm-up: database pool, object store, route table, HTTP client.
+                    workers[mode].batch(worker_bench.email_bodies("8KB", 4, 10_000 * len(workers)))
+                    workers[mode].cpu = workers[mode].emails = 0
+                # Short batches, the modes taking turns (the order rotating): the machine's
+                # drift, which moves a mode's figure by a fifth within minutes, weighs on all
+                # three alike.
+                for number in range(args.batches):
+                    order = modes[number % 3 :] + modes[: number % 3]
+                    per_email: dict[str, float] = {}
+                    for mode in order:
+                        seed = 1_000_000 * (modes.index(mode) + 1) + number * args.batch
+                        bodies = worker_bench.email_bodies("8KB", args.batch, seed)
+                        per_email[mode] = workers[mode].batch(bodies)
+                    for mode, listed in ratios.items():
+                        listed.append(per_email[mode] / per_email["off"] - 1)
+                    print(
+                        f"  batch {number + 1}: "
+                        + ", ".join(f"{m} {per_email[m] * 1000:.2f}" for m in modes)
+                        + " ms CPU per email",
+                        flush=True,
+                    )
+        finally:
+            server.shutdown()
+            for worker in workers.values():
+                worker.engine.dispose()
+            for log in sorted(tmp.glob("worker-*.log")):
+                print(f"({log.name}: {log.stat().st_size} bytes)")
     parse_ms, derive_ms = derive_share()
     off = workers["off"].cpu / workers["off"].emails
     for mode, listed in ratios.items():

@@ -23,7 +23,6 @@ import multiprocessing
 import os
 import statistics
 import sys
-import tempfile
 import time
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -107,10 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     url = f"http://127.0.0.1:{port}/hook"
     samples: dict[str, list[Sample]] = {mode: [] for mode in MODES}
     try:
-        with tempfile.TemporaryDirectory(
-            prefix="kave-handoff-profile-", dir=disk.scratch_parent()
-        ) as scratch:
-            tmp = Path(scratch)
+        with disk.scratch("kave-handoff-profile-") as tmp:
             routes = {mode: routes_file(tmp, mode, url) for mode in MODES}
             with services(tmp, need_s3=False) as found:
                 settings = found.settings(log_level="WARNING")

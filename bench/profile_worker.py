@@ -25,7 +25,6 @@ import hashlib
 import io
 import pstats
 import statistics
-import tempfile
 import threading
 import time
 import tracemalloc
@@ -226,8 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     with (
-        tempfile.TemporaryDirectory(prefix="kave-profile-", dir=disk.scratch_parent()) as scratch,
-        _context(Path(scratch), args.store, args.s3_latency_ms) as ctx,
+        disk.scratch("kave-profile-") as scratch,
+        _context(scratch, args.store, args.s3_latency_ms) as ctx,
     ):
         if args.memory:
             profile_memory(ctx)

@@ -17,7 +17,6 @@ import platform
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -41,13 +40,10 @@ class Services:
     tmp: Path
     redis_url: str
     database_url: str
+    # The local store of the worker, memory and growth stages (disk.store_directory).
+    objects: Path
     s3_endpoint: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-    # The local store of the worker, memory and growth stages.
-    objects: Path = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.objects = disk.store_directory(self.tmp, "objects-")
 
     def settings(self, **changes: Any) -> Settings:
         values: dict[str, Any] = {
@@ -79,7 +75,7 @@ def services(tmp: Path, need_s3: bool) -> Iterator[Services]:
         stack.redis_server(tmp) as (redis_url, redis_version),
         stack.postgres_database(tmp) as database_url,
     ):
-        found = Services(tmp, redis_url, database_url)
+        found = Services(tmp, redis_url, database_url, disk.store_directory(tmp, "objects-"))
         found.extra["redis_version"] = redis_version
         if not need_s3:
             yield found
@@ -169,36 +165,8 @@ def _receiver_stage(
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default=",".join(STAGES), help="stages, comma-separated")
-    parser.add_argument("--quick", action="store_true", help="shorter runs (a smoke test)")
-    parser.add_argument("--out", type=Path, default=Path("var/bench/results.json"))
-    parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
-    parser.add_argument(
-        "--scratch-in",
-        type=Path,
-        default=disk.SCRATCH_PARENT,
-        help="where the scratch directory (object store, Redis files, logs) is made; "
-        "default var/bench, next to var/objects where `make run` keeps its objects",
-    )
-    args = parser.parse_args(argv)
-    stages = [s.strip() for s in args.only.split(",") if s.strip()]
-    unknown = set(stages) - set(STAGES)
-    if unknown:
-        parser.error(f"unknown stage(s) {', '.join(sorted(unknown))}; choose from {STAGES}")
-    if "receiver" in stages and not shutil.which("wrk"):
-        print("bench: wrk is not installed; `make bench` installs it (apt-get install wrk)")
-        return 2
-
-    # This process enqueues through receiver.enqueue, which logs every delivery: keep the
-    # console for the table (the servers and workers log to files in the scratch dir).
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    # Not the system's temporary directory: what a file creation costs differs by
-    # directory on one disk, and the local store's puts pay it (bench/disk.py).
-    scratch = tempfile.mkdtemp(prefix="kave-bench-", dir=disk.scratch_parent(args.scratch_in))
-    tmp = Path(scratch).resolve()  # printed, and handed to servers started elsewhere
-    disk.spread_subdirectories(tmp)
+def _run_stages(tmp: Path, stages: list[str], args: argparse.Namespace) -> dict[str, Any]:
+    """Every figure of the run; written to ``--out`` even when a stage fails."""
     started = time.monotonic()
     results: dict[str, Any] = {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -235,8 +203,38 @@ def main(argv: list[str] | None = None) -> int:
         results["elapsed_seconds"] = round(time.monotonic() - started, 1)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=2, default=str))
-        if not args.keep:
-            shutil.rmtree(tmp, ignore_errors=True)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default=",".join(STAGES), help="stages, comma-separated")
+    parser.add_argument("--quick", action="store_true", help="shorter runs (a smoke test)")
+    parser.add_argument("--out", type=Path, default=Path("var/bench/results.json"))
+    parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    parser.add_argument(
+        "--scratch-in",
+        type=Path,
+        default=disk.SCRATCH_PARENT,
+        help="where the scratch directory (object store, Redis files, logs) is made; "
+        "default var/bench, next to var/objects where `make run` keeps its objects",
+    )
+    args = parser.parse_args(argv)
+    stages = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = set(stages) - set(STAGES)
+    if unknown:
+        parser.error(f"unknown stage(s) {', '.join(sorted(unknown))}; choose from {STAGES}")
+    if "receiver" in stages and not shutil.which("wrk"):
+        print("bench: wrk is not installed; `make bench` installs it (apt-get install wrk)")
+        return 2
+
+    # This process enqueues through receiver.enqueue, which logs every delivery: keep the
+    # console for the table (the servers and workers log to files in the scratch dir).
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    # Not the system's temporary directory: what a file creation costs differs by
+    # directory on one disk, and the local store's puts pay it (bench/disk.py).
+    with disk.scratch("kave-bench-", args.scratch_in, keep=args.keep) as tmp:
+        results = _run_stages(tmp, stages, args)
     print()
     print(report.render(results))
     print(f"\n(figures in {args.out}; {results['elapsed_seconds']:.0f} s)")

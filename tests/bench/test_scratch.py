@@ -31,9 +31,7 @@ def _topdir_marked(directory: Path) -> bool:
     return "T" in lsattr.stdout.split()[0]
 
 
-def test_the_scratch_parent_and_what_is_marked_spread_their_directories(
-    tmp_path: Path,
-) -> None:
+def test_a_scratch_directory_and_its_parent_spread_their_directories(tmp_path: Path) -> None:
     chattr, lsattr = shutil.which("chattr"), shutil.which("lsattr")
     if not chattr or not lsattr:
         pytest.skip("no e2fsprogs here")
@@ -42,16 +40,22 @@ def test_the_scratch_parent_and_what_is_marked_spread_their_directories(
     refused = subprocess.run([chattr, "+T", str(control)], capture_output=True, check=False)
     if refused.returncode != 0:
         pytest.skip("this file system takes no +T hint")
+    parent = tmp_path / "var" / "bench"
 
-    parent = disk.scratch_parent(tmp_path / "var" / "bench")
-    scratch = parent / "kave-bench-x"
-    scratch.mkdir()
-    disk.spread_subdirectories(scratch)
-
-    assert parent.is_dir()
-    assert _topdir_marked(parent)
-    assert _topdir_marked(scratch)
+    with disk.scratch("kave-bench-", parent) as scratch:
+        assert scratch.is_dir()
+        assert scratch.parent == parent.resolve()
+        assert _topdir_marked(parent)
+        assert _topdir_marked(scratch)
     assert not _topdir_marked(tmp_path / "var")
+    assert not scratch.exists()  # removed at the end
+
+
+def test_a_scratch_directory_kept_on_request(tmp_path: Path) -> None:
+    with disk.scratch("kave-bench-", tmp_path, keep=True) as scratch:
+        (scratch / "worker.log").write_text("kept")
+
+    assert (scratch / "worker.log").read_text() == "kept"
 
 
 def test_each_store_directory_has_a_name_no_other_run_used(tmp_path: Path) -> None:
