@@ -16,6 +16,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
+from receiver.body import BodyPace
+from receiver.in_flight import InFlight
 from receiver.metrics import MeteredDeliveryQueue, MetricsMiddleware, ReceiverMetrics
 from receiver.routes import metrics, webhooks
 from receiver.webhook_limit import WebhookFailureLimit
@@ -75,6 +77,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
+    app.state.in_flight = InFlight(settings)
+    app.state.body_pace = BodyPace.from_settings(settings)
     install_error_handlers(app)
     app.state.metrics = ReceiverMetrics()
     # Inside RequestIdMiddleware (added after it), so its log line has the request id.

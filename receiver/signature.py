@@ -9,7 +9,10 @@ Order matters, cheapest first, and nothing hostile costs more than the body itse
 1. before a byte of the body is read: the media type (415), a declared length over
    ``KAVE_MAX_BODY_BYTES`` (413) and a missing ``X-Mandrill-Signature`` (401). Mandrill
    signs every POST, so an unsigned one is refused without reading what it carries;
-2. the body, read with its cap (413 when a body without a length exceeds it);
+   then the client's share of requests in flight (429, :mod:`receiver.in_flight`);
+2. the body, read with its cap (413 when a body without a length exceeds it), within
+   the process's budget of buffered bytes (503) and at a minimum pace (408), see
+   :mod:`receiver.body`;
 3. the form is scanned, not decoded: more than ``KAVE_MAX_FORM_FIELDS`` pieces between
    '&', or a field name over :data:`MAX_NAME_BYTES`, is refused (400) before anything is
    built per field, so a body of a million ``&a`` is as cheap to refuse as one of eight;
@@ -23,8 +26,10 @@ in pieces of at most 512 KB (hashlib releases the GIL on them; the rest gives it
 least every switch interval), so other requests, the HEAD checks among them, keep their
 latency while a 55 MB batch or a hostile body is verified.
 
-Every refusal except 503 (our configuration, not the client's fault) is counted against
-the client by :mod:`receiver.webhook_limit`, which may turn it into 429.
+Every refusal of something the client could have done right (:data:`COUNTED`) is counted
+against the client by :mod:`receiver.webhook_limit`, which may turn it into 429. Not
+counted: 503 (our configuration or our load), the in-flight 429 (already a limit), and
+408 (its connection is closed, and a slow link is not a wrong request).
 """
 
 from __future__ import annotations
@@ -39,7 +44,8 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Scope
 
-from receiver.body import payload_too_large, read_body_limited
+from receiver.body import BodyPace, BodyTooSlowError, payload_too_large, read_body_limited
+from receiver.in_flight import BufferFullError, ClientOverLimitError, Ticket
 from receiver.webhook_limit import WebhookFailureLimit
 from shared.formdata import (
     EVENTS_FIELD,
@@ -86,6 +92,9 @@ class Verdict(StrEnum):
     BAD_FORM = "bad_form"  # not UTF-8, no mandrill_events, a long name, bad length: 400
     TOO_MANY_FIELDS = "too_many_fields"  # more than KAVE_MAX_FORM_FIELDS: 400
     LIMITED = "limited"  # a refusal past the client's failure limit: 429
+    CLIENT_IN_FLIGHT = "client_in_flight"  # the client's requests in flight are at the cap: 429
+    BUFFER_FULL = "buffer_full"  # the process's buffered bytes are at the cap: 503
+    TOO_SLOW = "too_slow"  # the body stopped arriving or came too slowly: 408
 
 
 # Refusals that count against the client: everything it could have done right.
@@ -248,11 +257,35 @@ def verify_batch(
 # --- the gate ---------------------------------------------------------------------------
 
 
-async def _read_body(request: Request, settings: Settings, declared_size: int | None) -> bytes:
+async def _read_body(
+    request: Request, settings: Settings, declared_size: int | None, ticket: Ticket
+) -> bytes:
+    pace: BodyPace = request.app.state.body_pace
     try:
-        return await read_body_limited(request, settings.max_body_bytes, declared_size)
+        return await read_body_limited(
+            request, settings.max_body_bytes, declared_size, ticket=ticket, pace=pace
+        )
     except PayloadTooLargeError as exc:
         raise Refused(Verdict.TOO_LARGE, exc) from None
+    except BodyTooSlowError as exc:
+        log.warning(
+            "webhook.body_too_slow",
+            received=exc.received,
+            declared=declared_size,
+            client=ticket.client,
+        )
+        raise Refused(Verdict.TOO_SLOW, exc) from None
+    except BufferFullError as exc:
+        log.warning("webhook.buffer_full", declared=declared_size, client=ticket.client)
+        raise Refused(Verdict.BUFFER_FULL, exc) from None
+
+
+def _take_slot(ticket: Ticket) -> None:
+    try:
+        ticket.take_slot()
+    except ClientOverLimitError as exc:
+        log.warning("webhook.client_in_flight_limited", client=ticket.client)
+        raise Refused(Verdict.CLIENT_IN_FLIGHT, exc) from None
 
 
 def _check_body(
@@ -275,11 +308,12 @@ def _detached(refused: Refused, body_length: int | None = None) -> Judged:
     return refused
 
 
-async def _judge(request: Request, settings: Settings) -> Judged:
+async def _judge(request: Request, settings: Settings, ticket: Ticket) -> Judged:
     """The verified batch, or the refusal (returned, never raised: see :func:`_detached`)."""
     try:
         signature, declared_size = _check_before_reading(request, settings)
-        body = await _read_body(request, settings, declared_size)
+        _take_slot(ticket)
+        body = await _read_body(request, settings, declared_size, ticket)
     except Refused as refused:
         return _detached(refused)
 
@@ -291,9 +325,11 @@ async def _judge(request: Request, settings: Settings) -> Judged:
     return await run_in_threadpool(_check_body, body, signature, seen_url, settings)
 
 
-async def verified_batch(request: Request) -> VerifiedBatch:
-    """The batch of this request, verified; raises the refusal's :class:`ApiError`."""
-    judged = await _judge(request, request.app.state.settings)
+async def verified_batch(request: Request, ticket: Ticket) -> VerifiedBatch:
+    """The batch of this request, verified; raises the refusal's :class:`ApiError`.
+    ``ticket`` holds the request's share of the process (:mod:`receiver.in_flight`); the
+    caller closes it once the batch is no longer held."""
+    judged = await _judge(request, request.app.state.settings, ticket)
     if isinstance(judged, VerifiedBatch):
         _record(request, Verdict.OK)
         return judged

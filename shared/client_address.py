@@ -10,6 +10,7 @@ Used by the receiver (webhooks with bad signatures) and the API (the token endpo
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 
 from starlette.requests import Request
@@ -17,6 +18,9 @@ from starlette.requests import Request
 Network = IPv4Network | IPv6Network
 
 
+# The receiver asks on every webhook POST (its per-client cap), and parsing an address
+# costs more than the rest of the lookup; a bounded cache keeps a rotating header cheap.
+@lru_cache(maxsize=4096)
 def _parse_hop(value: str) -> IPv4Address | IPv6Address | None:
     value = value.strip()
     if value.startswith("[") and "]" in value:  # "[2001:db8::1]:443"
@@ -36,6 +40,7 @@ def _trusted(address: IPv4Address | IPv6Address | None, proxies: Sequence[Networ
     return address is not None and any(address in network for network in proxies)
 
 
+@lru_cache(maxsize=4096)
 def _bucket_name(address: IPv4Address | IPv6Address) -> str:
     if isinstance(address, IPv6Address):
         return str(IPv6Network((address, 64), strict=False))

@@ -68,6 +68,47 @@ def parse_rate(value: str) -> RateLimit:
     return RateLimit(int(match.group(1)), _PERIODS[match.group(2)])
 
 
+# What each kind of process reads, as the variables production cannot run without:
+# docker-compose.yml and deploy/kubernetes give each container only its own secrets
+# (KAVE_PROCESS says which process it is), so a process must not demand the others'.
+# "all" (KAVE_PROCESS unset) is one process that does everything: it demands them all.
+ProcessName = Literal["all", "receiver", "api", "worker", "beat", "flower", "migrate"]
+PROCESS_NEEDS: dict[str, frozenset[str]] = {
+    # Verifies and enqueues webhooks; large bodies go to the object store (claim-check).
+    # It never opens the database: /readyz checks Redis only.
+    "receiver": frozenset(
+        {
+            "KAVE_REDIS_URL",
+            "KAVE_MANDRILL_WEBHOOK_URLS",
+            "KAVE_MANDRILL_WEBHOOK_KEYS",
+            "KAVE_OBJECT_STORE",
+            "KAVE_METRICS_TOKEN",
+        }
+    ),
+    "api": frozenset(
+        {
+            "KAVE_DATABASE_URL",
+            "KAVE_REDIS_URL",
+            "KAVE_OBJECT_STORE",
+            "KAVE_JWT_SECRET_KEY",
+            "KAVE_METRICS_TOKEN",
+        }
+    ),
+    "worker": frozenset({"KAVE_DATABASE_URL", "KAVE_REDIS_URL", "KAVE_OBJECT_STORE"}),
+    # Beat only sends the periodic tasks; the workers run them.
+    "beat": frozenset({"KAVE_REDIS_URL"}),
+    "flower": frozenset({"KAVE_REDIS_URL", "FLOWER_BASIC_AUTH"}),
+    "migrate": frozenset({"KAVE_DATABASE_URL"}),
+}
+PROCESS_NEEDS["all"] = (
+    PROCESS_NEEDS["receiver"]
+    | PROCESS_NEEDS["api"]
+    | PROCESS_NEEDS["worker"]
+    | PROCESS_NEEDS["beat"]
+    | PROCESS_NEEDS["migrate"]
+)
+
+
 class SettingsError(RuntimeError):
     """The configuration cannot work; the message says which variable to set."""
 
@@ -83,6 +124,8 @@ class Settings(BaseSettings):
     )
 
     env: Literal["development", "test", "production"] = "development"
+    # Which process reads these settings (PROCESS_NEEDS): what production demands.
+    process: ProcessName = "all"
 
     # --- services -------------------------------------------------------------------
     database_url: str | None = None
@@ -112,6 +155,26 @@ class Settings(BaseSettings):
     claim_check_threshold_bytes: int = Field(default=1 * MIB, ge=0)
     # Mandrill gives up on a slow answer; we would rather say 503 and let it retry.
     enqueue_timeout_seconds: float = Field(default=1.5, gt=0)
+    # Bytes all webhook bodies being received or handled may hold in one receiver
+    # process; past it a POST is answered 503 with Retry-After (Mandrill retries). The
+    # default holds two batches of the default KAVE_MAX_BODY_BYTES plus room for smaller
+    # ones, and leaves the Kubernetes memory limit room for the process itself and for
+    # the copies a large body briefly costs while it is stored. Never below
+    # max_body_bytes, or a batch of the largest accepted size could never be accepted.
+    receiver_max_buffered_bytes: int = Field(default=256 * MIB, gt=0)
+    # Webhook POSTs one client address (see KAVE_TRUSTED_PROXIES) may have in flight in
+    # one receiver process; past it 429 with Retry-After, before the body is read.
+    # Generous: Mandrill may post several batches at once from one address, and behind a
+    # proxy missing from KAVE_TRUSTED_PROXIES every client shares the proxy's address.
+    receiver_max_requests_per_client: int = Field(default=64, ge=1)
+    # A body must keep arriving: a POST whose next bytes take longer than the idle
+    # timeout, or that has received fewer than min_rate x (elapsed - grace) bytes, is
+    # answered 408 and its connection closed. A body of N bytes may thus take up to
+    # grace + N / min_rate; the default rate is far below any working link's, so only a
+    # client that trickles on purpose (holding a connection and its buffer) is dropped.
+    receiver_body_idle_seconds: float = Field(default=30.0, gt=0)
+    receiver_body_grace_seconds: float = Field(default=10.0, ge=0)
+    receiver_body_min_rate_bytes: int = Field(default=64 * 1024, gt=0)
 
     # --- database pool (one engine per process) -------------------------------------
     db_pool_size: int = Field(default=5, ge=1)
@@ -247,6 +310,9 @@ class Settings(BaseSettings):
     # POST /api/v1/auth/token, per user on the rest of the API, and per client on refused
     # webhook POSTs (401, 400, 413, 415; correctly signed webhooks are never limited).
     rate_limit_token: str = "10/minute"  # noqa: S105 - a rate, not a secret
+    # Failed logins per account name (any address; unknown names too): then 429 for that
+    # account, even for the right password, until failures leave the window.
+    rate_limit_login_failures: str = "5/minute"
     rate_limit_api: str = "600/minute"
     rate_limit_webhook_signature_failures: str = "30/minute"
 
@@ -281,7 +347,12 @@ class Settings(BaseSettings):
         # working directory for a path.
         return None if value == "" else value
 
-    @field_validator("rate_limit_token", "rate_limit_api", "rate_limit_webhook_signature_failures")
+    @field_validator(
+        "rate_limit_token",
+        "rate_limit_login_failures",
+        "rate_limit_api",
+        "rate_limit_webhook_signature_failures",
+    )
     @classmethod
     def _check_rate(cls, value: str) -> str:
         parse_rate(value)
@@ -301,7 +372,13 @@ class Settings(BaseSettings):
             )
         if self.object_store == "s3" and not self.s3_bucket:
             raise ValueError("KAVE_OBJECT_STORE=s3 needs KAVE_S3_BUCKET")
+        if self.receiver_max_buffered_bytes < self.max_body_bytes:
+            raise ValueError(
+                "KAVE_RECEIVER_MAX_BUFFERED_BYTES must be at least KAVE_MAX_BODY_BYTES, "
+                "or a batch of the largest accepted size is always refused"
+            )
         if self.env == "production":
+            needs = PROCESS_NEEDS[self.process]
             missing = [
                 name
                 for name, value in (
@@ -310,18 +387,18 @@ class Settings(BaseSettings):
                     ("KAVE_MANDRILL_WEBHOOK_URLS", self.mandrill_webhook_urls),
                     ("KAVE_MANDRILL_WEBHOOK_KEYS", self.mandrill_webhook_keys),
                 )
-                if not value
+                if name in needs and not value
             ]
             if missing:
                 raise ValueError(
                     "production settings missing: " + ", ".join(missing) + " (see .env.example)"
                 )
-            if self.object_store == "local":
+            if self.object_store == "local" and "KAVE_OBJECT_STORE" in needs:
                 raise ValueError(
                     "KAVE_OBJECT_STORE=local is for development; set KAVE_OBJECT_STORE=s3 "
                     "and KAVE_S3_BUCKET in production"
                 )
-            problems = self._weak_secrets()
+            problems = self._weak_secrets(needs)
             if problems:
                 raise ValueError(
                     "production refuses missing or weak secrets: "
@@ -331,11 +408,14 @@ class Settings(BaseSettings):
                 )
         return self
 
-    def _weak_secrets(self) -> list[str]:
-        """One line per secret that production must not run with; never the value."""
+    def _weak_secrets(self, needs: frozenset[str]) -> list[str]:
+        """One line per secret that production must not run with; never the value.
+        A secret this process does not need is checked only when it is given."""
         problems: list[str] = []
 
         def check(name: str, value: str | None, min_length: int = PASSWORD_MIN_LENGTH) -> None:
+            if value is None and name not in needs:
+                return
             reason = weakness(value, min_length=min_length)
             if reason:
                 problems.append(f"{name} {reason}")
@@ -376,6 +456,8 @@ class Settings(BaseSettings):
                 problems.append("KAVE_S3_ACCESS_KEY_ID is a placeholder (a well-known value)")
             if secret is not None:
                 check("KAVE_S3_SECRET_ACCESS_KEY", secret.get_secret_value())
+        if self.flower_basic_auth is None and "FLOWER_BASIC_AUTH" in needs:
+            problems.append("FLOWER_BASIC_AUTH is not set (user:password): Flower would be open")
         if self.flower_basic_auth is not None:
             entries = self.flower_basic_auth.get_secret_value().split(",")
             for number, entry in enumerate(entries, start=1):

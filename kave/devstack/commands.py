@@ -17,10 +17,18 @@ HOST = "127.0.0.1"
 def uvicorn_command(
     app_factory: str, port: int, *, workers: int | None = None, options: Sequence[str] = ()
 ) -> list[str]:
-    """uvicorn serving ``app_factory`` (``module:function`` returning the app) on 127.0.0.1."""
+    """uvicorn serving ``app_factory`` (``module:function`` returning the app) on 127.0.0.1.
+
+    ``--no-proxy-headers``: uvicorn would otherwise replace the client address with
+    ``X-Forwarded-For`` for peers in its own allow-list (loopback by default) before the
+    app sees it, so a client on the same host could rotate that header past every
+    per-client limit. Who the client is gets decided in one place,
+    :mod:`shared.client_address`, which believes the header only from
+    ``KAVE_TRUSTED_PROXIES``.
+    """
     command = [
         PYTHON, "-m", "uvicorn", app_factory, "--factory",
-        "--host", HOST, "--port", str(port), "--no-access-log",
+        "--host", HOST, "--port", str(port), "--no-access-log", "--no-proxy-headers",
     ]  # fmt: skip
     if workers is not None:
         command += ["--workers", str(workers)]

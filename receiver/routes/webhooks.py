@@ -13,11 +13,15 @@ document, so nothing else changes. Its answers:
 - 400: the form has no ``mandrill_events`` field, is not valid UTF-8, or has more than
   ``KAVE_MAX_FORM_FIELDS`` fields;
 - 401: ``X-Mandrill-Signature`` is missing (the body is not read) or wrong;
+- 408: the body stopped arriving, or arrived too slowly (the connection is closed);
 - 413: the body is larger than ``KAVE_MAX_BODY_BYTES``;
 - 415: the body is not ``application/x-www-form-urlencoded``;
 - 429: too many refused webhook requests from this client (see ``Retry-After``); a
-  correctly signed batch is never refused;
-- 503: the batch could not be made durable; Mandrill retries it.
+  correctly signed batch is never refused for that. Also (before the body is read)
+  when this client already has ``KAVE_RECEIVER_MAX_REQUESTS_PER_CLIENT`` in flight;
+- 503: the batch could not be made durable, or the process already holds
+  ``KAVE_RECEIVER_MAX_BUFFERED_BYTES`` of webhook bodies (``Retry-After``); Mandrill
+  retries it.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from starlette.routing import Match, Route
 from starlette.types import Receive, Scope, Send
 
 from receiver.enqueue import DeliveryQueue, EnqueueError
+from receiver.in_flight import InFlight
 from receiver.signature import verified_batch
 from shared.web.errors import ServiceUnavailableError
 from shared.web.request_id import current_request_id
@@ -47,18 +52,21 @@ async def url_check() -> Response:
 
 async def receive_batch(request: Request) -> Response:
     """Verify the batch, store it durably and queue it for the workers; the answer."""
-    batch = await verified_batch(request)
-    if batch.is_empty:
-        return _accepted(None)
-    queue: DeliveryQueue = request.app.state.delivery_queue
-    try:
-        envelope = await queue.enqueue(batch.body, current_request_id())
-    except EnqueueError:
-        raise ServiceUnavailableError(
-            "the batch could not be queued (queue or object store unreachable); "
-            "it was not accepted and Mandrill will retry it"
-        ) from None
-    return _accepted(envelope.delivery_id)
+    in_flight: InFlight = request.app.state.in_flight
+    # The ticket's bytes stay reserved while the body is held: verified, then stored.
+    with in_flight.ticket(request) as ticket:
+        batch = await verified_batch(request, ticket)
+        if batch.is_empty:
+            return _accepted(None)
+        queue: DeliveryQueue = request.app.state.delivery_queue
+        try:
+            envelope = await queue.enqueue(batch.body, current_request_id())
+        except EnqueueError:
+            raise ServiceUnavailableError(
+                "the batch could not be queued (queue or object store unreachable); "
+                "it was not accepted and Mandrill will retry it"
+            ) from None
+        return _accepted(envelope.delivery_id)
 
 
 class _ReceiveBatch:
