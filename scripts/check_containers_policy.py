@@ -4,7 +4,8 @@ Run by scripts/check-containers after the Compose-schema check and hadolint. Rea
 docker-compose.yml (anchors and merge keys resolved by the YAML loader, variables left as
 written, so "${FLOWER_BASIC_AUTH:?...}" can be seen to be required), optionally the output
 of `docker compose config --format json` (variables substituted, everything normalised),
-the two Dockerfiles and .dockerignore. Prints one line per finding; exits 1 if any.
+the two Dockerfiles and .dockerignore (and kave.env, if there is one). Prints one line
+per finding; exits 1 if any.
 
     python scripts/check_containers_policy.py [--resolved compose.json] [--root DIR]
 """
@@ -53,6 +54,47 @@ SECRET_VARIABLES = (
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)([^}]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 # The password part of a service URL (scheme://user:PASSWORD@host...).
 _URL_PASSWORD = re.compile(r"^[a-z][a-z0-9+.-]*://[^:/@]*:(?P<password>.*)@[^@]*$")
+_S3 = ("KAVE_S3_ACCESS_KEY_ID", "KAVE_S3_SECRET_ACCESS_KEY")
+# The secrets and service addresses each Kave process reads (shared/settings.py
+# PROCESS_NEEDS plus the S3 key pair; tests/ops/test_process_settings.py keeps them in
+# step). A service gets exactly these of SCOPED_VARIABLES: the public receiver never
+# holds the database URL or the JWT key, beat and the migration almost nothing.
+PROCESS_VARIABLES: dict[str, frozenset[str]] = {
+    "receiver": frozenset(
+        {"KAVE_REDIS_URL", *_S3, "KAVE_MANDRILL_WEBHOOK_KEYS", "KAVE_METRICS_TOKEN"}
+    ),
+    "api": frozenset(
+        {"KAVE_DATABASE_URL", "KAVE_REDIS_URL", *_S3, "KAVE_JWT_SECRET_KEY", "KAVE_METRICS_TOKEN"}
+    ),
+    "worker": frozenset({"KAVE_DATABASE_URL", "KAVE_REDIS_URL", *_S3}),
+    "beat": frozenset({"KAVE_REDIS_URL"}),
+    "flower": frozenset({"KAVE_REDIS_URL", "FLOWER_BASIC_AUTH"}),
+    "migrate": frozenset({"KAVE_DATABASE_URL"}),
+}
+SCOPED_VARIABLES = frozenset(
+    {
+        *set().union(*PROCESS_VARIABLES.values()),
+        "KAVE_FLOWER_BASIC_AUTH",
+        "POSTGRES_PASSWORD",
+        "REDIS_PASSWORD",
+        "REDISCLI_AUTH",
+        "MINIO_ROOT_PASSWORD",
+    }
+)
+# The env files a Kave service may read: non-secret tuning for all, the hand-off routes
+# file and its signing secrets for the workers. Never .env: it holds every secret.
+ENV_FILES: dict[str, frozenset[str]] = {
+    name: frozenset({"kave.env", "handoff.env"} if name == "worker" else {"kave.env"})
+    for name in KAVE_SERVICES
+}
+# Capabilities a service may add back after cap_drop: [ALL]: what the entrypoints of the
+# postgres and redis images need to hand their data directory to their own user.
+CAP_ADD = {
+    "postgres": frozenset({"CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"}),
+    "redis": frozenset({"CHOWN", "DAC_OVERRIDE", "SETGID", "SETUID"}),
+}
+# The Kave processes write only to /tmp (beat's schedule, the worker's metrics files).
+WRITES_TMP = KAVE_SERVICES
 TASK_TIME_LIMIT_SECONDS = 240  # shared.settings default; the worker must outlive a task
 RECEIVER_DRAIN_SECONDS = 30  # uvicorn --timeout-graceful-shutdown
 
@@ -67,6 +109,9 @@ RECEIVER_CMD = [
     "--timeout-graceful-shutdown",
     "30",
     "--no-access-log",
+    # The client address is Kave's to decide (KAVE_TRUSTED_PROXIES): uvicorn must not
+    # rewrite it from X-Forwarded-For first.
+    "--no-proxy-headers",
 ]
 
 # The management API: the receiver's image, its own process.
@@ -226,7 +271,10 @@ def check_compose(doc: Any, where: str, findings: Findings, *, raw: bool) -> Non
     _check_backing_services(services, check, raw=raw)
     _check_start_order(services, check)
     _check_settings(services, check)
+    _check_process_variables(services, check)
     _check_secrets(services, check, raw=raw)
+    _check_hardening(services, check, raw=raw)
+    _check_uvicorn(services, check)
 
 
 def _check_images_and_restarts(services: Services, check: Check) -> None:
@@ -464,26 +512,159 @@ def _check_start_order(services: Services, check: Check) -> None:
 def _check_settings(services: Services, check: Check) -> None:
     for name in KAVE_SERVICES:
         env = as_env(services[name].get("environment"))
+        reads = PROCESS_VARIABLES[name]
         database_url = env.get("KAVE_DATABASE_URL", "")
         check(env.get("KAVE_ENV") == "production", name, "KAVE_ENV must be production")
-        check(
-            re.fullmatch(r"redis://:.+@redis:6379/\d+", env.get("KAVE_REDIS_URL", "")),
-            name,
-            "KAVE_REDIS_URL must be redis://:PASSWORD@redis:6379/N (the redis service)",
-        )
-        check(
-            database_url.startswith("postgresql+psycopg://") and "@postgres:5432/" in database_url,
-            name,
-            "KAVE_DATABASE_URL must be postgresql+psycopg://...@postgres:5432/...",
-        )
-        check(
-            env.get("KAVE_OBJECT_STORE") == "s3"
-            and env.get("KAVE_S3_ENDPOINT_URL") == "http://minio:9000",
-            name,
-            "KAVE_OBJECT_STORE=s3 with KAVE_S3_ENDPOINT_URL=http://minio:9000",
-        )
+        if "KAVE_REDIS_URL" in reads:
+            check(
+                re.fullmatch(r"redis://:.+@redis:6379/\d+", env.get("KAVE_REDIS_URL", "")),
+                name,
+                "KAVE_REDIS_URL must be redis://:PASSWORD@redis:6379/N (the redis service)",
+            )
+        if "KAVE_DATABASE_URL" in reads:
+            check(
+                database_url.startswith("postgresql+psycopg://")
+                and "@postgres:5432/" in database_url,
+                name,
+                "KAVE_DATABASE_URL must be postgresql+psycopg://...@postgres:5432/...",
+            )
+        if "KAVE_S3_SECRET_ACCESS_KEY" in reads:
+            check(
+                env.get("KAVE_OBJECT_STORE") == "s3"
+                and env.get("KAVE_S3_ENDPOINT_URL") == "http://minio:9000",
+                name,
+                "KAVE_OBJECT_STORE=s3 with KAVE_S3_ENDPOINT_URL=http://minio:9000",
+            )
     images = {services[name].get("image") for name in ("migrate", "worker", "flower")}
     check(len(images) == 1, "migrate", "migrate, worker and flower must run the same image")
+
+
+def env_file_paths(service: dict[str, Any]) -> list[str]:
+    """The env files of a service (short or long syntax), as written."""
+    files = service.get("env_file") or []
+    if isinstance(files, str | dict):
+        files = [files]
+    return [str(f.get("path") if isinstance(f, dict) else f) for f in files]
+
+
+def _check_process_variables(services: Services, check: Check) -> None:
+    """Each Kave service gets only the secrets and addresses its process reads."""
+    for name in KAVE_SERVICES:
+        svc = services[name]
+        env = as_env(svc.get("environment"))
+        reads = PROCESS_VARIABLES[name]
+        check(
+            env.get("KAVE_PROCESS") == name,
+            name,
+            f"set KAVE_PROCESS: {name} (production then demands what {name} reads, no more)",
+        )
+        for variable in sorted(SCOPED_VARIABLES - reads):
+            check(
+                variable not in env,
+                name,
+                f"gets {variable}, which {name} does not read (least privilege: only "
+                f"{', '.join(sorted(reads))})",
+            )
+        for variable in sorted(reads - env.keys()):
+            check(False, name, f"{variable} is missing ({name} refuses to start without it)")
+        for path in env_file_paths(svc):
+            base = Path(path).name
+            check(
+                base in ENV_FILES[name],
+                name,
+                f"env_file {path}: hands every variable in it to the container; "
+                f"only {', '.join(sorted(ENV_FILES[name]))} (never .env, it holds every secret)",
+            )
+
+
+def _check_hardening(services: Services, check: Check, *, raw: bool) -> None:
+    """A memory limit, a read-only root with tmpfs where it writes, no capabilities,
+    no privilege gain: for every container."""
+    for name, svc in services.items():
+        memory = svc.get("mem_limit") or (
+            ((svc.get("deploy") or {}).get("resources") or {}).get("limits") or {}
+        ).get("memory")
+        if raw:
+            check(memory, name, "needs a memory limit (mem_limit)")
+        else:
+            size = byte_size(memory)
+            check(size, name, f"mem_limit resolved to {memory!r}, not a size")
+        check(svc.get("read_only") is True, name, "needs read_only: true (tmpfs where it writes)")
+        check(
+            [str(c).upper() for c in svc.get("cap_drop") or []] == ["ALL"],
+            name,
+            "needs cap_drop: [ALL]",
+        )
+        extra = {str(c).upper() for c in svc.get("cap_add") or []} - CAP_ADD.get(name, set())
+        check(not extra, name, f"cap_add {sorted(extra)}: not needed by this service")
+        check(
+            any(
+                re.fullmatch(r"no-new-privileges(?:[:=]true)?", str(o))
+                for o in svc.get("security_opt") or []
+            ),
+            name,
+            'needs security_opt: ["no-new-privileges:true"]',
+        )
+        if name in WRITES_TMP:
+            check(
+                any(str(t).split(":")[0] == "/tmp" for t in as_list(svc.get("tmpfs"))),  # noqa: S108
+                name,
+                "needs a tmpfs on /tmp (its root file system is read-only)",
+            )
+
+
+_SIZE = re.compile(r"(\d+)\s*([bkmg]?)b?", re.IGNORECASE)
+
+
+def byte_size(value: Any) -> int | None:
+    """A compose size (805306368, "768m", "2g") in bytes; None if it is not one."""
+    match = _SIZE.fullmatch(str(value if value is not None else "").strip())
+    if not match:
+        return None
+    power = " kmg".index(match.group(2).lower() or " ")
+    return int(match.group(1)) * 1024**power or None
+
+
+def as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _check_uvicorn(services: Services, check: Check) -> None:
+    for name, svc in services.items():
+        argv = as_argv(svc.get("command"))
+        if any("uvicorn" in arg for arg in argv):
+            check(
+                "--no-proxy-headers" in argv
+                and not any(
+                    a.startswith(("--proxy-headers", "--forwarded-allow-ips")) for a in argv
+                ),
+                name,
+                "run uvicorn with --no-proxy-headers: the client address is decided by Kave "
+                "(KAVE_TRUSTED_PROXIES), not rewritten from X-Forwarded-For by uvicorn",
+            )
+
+
+def check_tuning_env_file(path: Path, findings: Findings) -> None:
+    """kave.env reaches every Kave container: no secret and no address with a password."""
+    if not path.is_file():
+        return
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        key = line.split("=", 1)[0].strip().removeprefix("export ").strip()
+        if not key or key.startswith("#"):
+            continue
+        findings.check(
+            key not in SCOPED_VARIABLES and not SECRET_NAME.search(key),
+            f"{path.name}:{number}",
+            f"{key} reaches every Kave container from here; set it in .env (compose hands "
+            "it only to the services that read it)",
+        )
+        findings.check(
+            not key.startswith("KAVE_HANDOFF_") and key != "KAVE_PROCESS",
+            f"{path.name}:{number}",
+            f"{key} belongs to handoff.env (workers only) or to docker-compose.yml",
+        )
 
 
 def variables(text: str) -> list[tuple[str, str]]:
@@ -535,21 +716,25 @@ def _check_secrets(services: Services, check: Check, *, raw: bool) -> None:
     minio_password = as_env(services["minio"].get("environment")).get("MINIO_ROOT_PASSWORD")
     for name in KAVE_SERVICES:
         env = as_env(services[name].get("environment"))
+        reads = PROCESS_VARIABLES[name]
         for variable, expected, server in (
             ("KAVE_REDIS_URL", redis_password, "redis --requirepass"),
             ("KAVE_DATABASE_URL", postgres_password, "postgres POSTGRES_PASSWORD"),
         ):
+            if variable not in reads:
+                continue
             match = _URL_PASSWORD.match(env.get(variable, ""))
             check(
                 match and match.group("password") == expected,
                 name,
                 f"the password in {variable} must be {server}",
             )
-        check(
-            env.get("KAVE_S3_SECRET_ACCESS_KEY") == minio_password,
-            name,
-            "KAVE_S3_SECRET_ACCESS_KEY must be minio's MINIO_ROOT_PASSWORD",
-        )
+        if "KAVE_S3_SECRET_ACCESS_KEY" in reads:
+            check(
+                env.get("KAVE_S3_SECRET_ACCESS_KEY") == minio_password,
+                name,
+                "KAVE_S3_SECRET_ACCESS_KEY must be minio's MINIO_ROOT_PASSWORD",
+            )
 
 
 # --- Dockerfiles -----------------------------------------------------------------------
@@ -647,19 +832,13 @@ def check_dockerfile(path: Path, own: str, findings: Findings) -> None:
             "a `sh -c` CMD must `exec` the server so it is PID 1 and gets SIGTERM",
         )
 
-    own_req = f"requirements/{own}.txt"
-    f.check(
-        re.search(rf"pip install [^\n]*-r {re.escape(own_req)}", text),
-        where,
-        f"must pip install -r {own_req}",
-    )
-    for req in re.findall(r"requirements/(\w+)\.txt", text):
-        f.check(req == own, where, f"installs requirements/{req}.txt; only {own_req} belongs here")
-    f.check(
-        re.search(r"pip install [^\n]*--no-deps \.", text),
-        where,
-        "must install the project with pip install --no-deps .",
-    )
+    _check_installs(text, instructions, own, where, f)
+    if any("uvicorn" in arg for arg in cmd):
+        f.check(
+            "--no-proxy-headers" in cmd,
+            where,
+            "run uvicorn with --no-proxy-headers: the client address is decided by Kave",
+        )
     if own == "receiver":
         f.check(cmd == RECEIVER_CMD, where, f"CMD must be {RECEIVER_CMD}")
     else:
@@ -669,6 +848,33 @@ def check_dockerfile(path: Path, own: str, findings: Findings) -> None:
             where,
             "CMD must run celery -A worker.main worker ... -Q kave",
         )
+
+
+def _check_installs(
+    text: str, instructions: list[tuple[str, str]], own: str, where: str, f: Findings
+) -> None:
+    """Only the image's own pins, each with its hashes; the project itself without deps."""
+    own_req = f"requirements/{own}.txt"
+    f.check(
+        re.search(rf"pip install [^\n]*-r {re.escape(own_req)}", text),
+        where,
+        f"must pip install -r {own_req}",
+    )
+    for kw, rest in instructions:
+        if kw == "RUN" and re.search(r"pip install\b[^&;|]*\s-r\s", rest):
+            f.check(
+                re.search(r"pip install\b[^&;|]*--require-hashes", rest),
+                where,
+                "pip install -r must use --require-hashes (a package that does not match "
+                "its pinned hash must fail the build)",
+            )
+    for req in re.findall(r"requirements/(\w+)\.txt", text):
+        f.check(req == own, where, f"installs requirements/{req}.txt; only {own_req} belongs here")
+    f.check(
+        re.search(r"pip install [^\n]*--no-deps \.", text),
+        where,
+        "must install the project with pip install --no-deps .",
+    )
 
 
 def check_dockerignore(path: Path, findings: Findings) -> None:
@@ -706,6 +912,7 @@ def main(argv: Iterable[str] | None = None) -> int:
     check_dockerfile(root / "Dockerfile.receiver", "receiver", findings)
     check_dockerfile(root / "Dockerfile.worker", "worker", findings)
     check_dockerignore(root / ".dockerignore", findings)
+    check_tuning_env_file(root / "kave.env", findings)
 
     for item in findings.items:
         print(f"policy: {item}")

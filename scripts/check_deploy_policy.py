@@ -4,9 +4,11 @@ Run by scripts/check-deploy with the deploy tools' Python (it needs PyYAML and
 jsonschema, which kubernetes-validate brings). Checks the rendered manifests (KEDA kinds
 against deploy/kubernetes/schemas/keda.json, which kubernetes-validate cannot), the
 properties the README promises (no Secret shipped, only the receiver public, the
-receiver ready on /readyz, KEDA on the configured queue, one beat), and that every
-metric the alert rules and the Grafana dashboard use is one Kave exports. Prints one
-line per finding; exits 1 if any.
+receiver ready on /readyz, KEDA on the configured queue, one beat), least privilege
+(each component given only the secrets its process reads, uvicorn never trusting
+X-Forwarded-For itself, egress denied by default and opened per component), and that
+every metric the alert rules and the Grafana dashboard use is one Kave exports. Prints
+one line per finding; exits 1 if any.
 
     python scripts/check_deploy_policy.py RENDERED.yaml [--root DIR]
 """
@@ -39,6 +41,39 @@ CORE_KINDS = {
 }
 KEDA_KINDS = {"ScaledObject", "TriggerAuthentication"}
 COMPONENTS = {"receiver", "api", "worker", "beat", "flower"}
+_S3_KEYS = {"KAVE_S3_ACCESS_KEY_ID", "KAVE_S3_SECRET_ACCESS_KEY"}
+# The Secret keys each component's process reads (shared/settings.py PROCESS_NEEDS, plus
+# the S3 key pair; tests/ops/test_process_settings.py keeps the two in step), by the
+# component label of its pod template. No other key of a Secret may reach it: the
+# public receiver never holds the database URL or the JWT key.
+SECRET_KEYS = {
+    "receiver": {"KAVE_REDIS_URL", *_S3_KEYS, "KAVE_MANDRILL_WEBHOOK_KEYS", "KAVE_METRICS_TOKEN"},
+    "api": {
+        "KAVE_DATABASE_URL",
+        "KAVE_REDIS_URL",
+        *_S3_KEYS,
+        "KAVE_JWT_SECRET_KEY",
+        "KAVE_METRICS_TOKEN",
+    },
+    "worker": {"KAVE_DATABASE_URL", "KAVE_REDIS_URL", *_S3_KEYS},
+    "beat": {"KAVE_REDIS_URL"},
+    "flower": {"KAVE_REDIS_URL", "FLOWER_BASIC_AUTH"},
+    "migrate": {"KAVE_DATABASE_URL"},
+}
+# Left out of the Secret, the pod's IAM role is used instead: the only optional keys.
+OPTIONAL_SECRET_KEYS = _S3_KEYS
+# Whole Secrets (envFrom) a component may take: the hand-off signing secrets, whose names
+# the routes file chooses (README, "Handing emails to your platform").
+WHOLE_SECRETS: dict[str, set[str]] = {"worker": {"kave-handoff"}}
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|_KEYS?$|AUTH", re.IGNORECASE)
+# Which components each egress policy may open a way out for (all: every Kave pod).
+EGRESS_POLICIES = {
+    "kave-egress-dns": {"receiver", "api", "worker", "beat", "flower", "migrate"},
+    "kave-egress-redis": {"receiver", "api", "worker", "beat", "flower"},
+    "kave-egress-postgresql": {"api", "worker", "migrate"},
+    "kave-egress-object-store": {"receiver", "api", "worker"},
+    "kave-egress-handoff": {"worker"},
+}
 # Metric sources: every "kave_..." name given to a Counter, Gauge, Histogram or family.
 METRIC_SOURCES = ("receiver", "worker", "shared", "api")
 SUFFIXES = ("_total", "_bucket", "_count", "_sum", "_created")
@@ -78,7 +113,12 @@ def check_manifests(docs: list[dict[str, Any]], root: Path) -> Iterator[str]:
     yield from check_workloads(deployments)
     if not by_kind.get("Job"):
         yield "the migration Job is missing"
+    workloads = [*by_kind.get("Deployment", []), *by_kind.get("Job", [])]
+    yield from check_process_settings(workloads)
+    yield from check_config_holds_no_secret(by_kind.get("ConfigMap", []))
+    yield from check_uvicorn(workloads)
     yield from check_network_policies(by_kind.get("NetworkPolicy", []))
+    yield from check_egress(by_kind.get("NetworkPolicy", []))
     yield from check_scaling(by_kind)
 
 
@@ -117,6 +157,124 @@ def check_workloads(deployments: dict[str, dict[str, Any]]) -> Iterator[str]:
             sources = container.get("envFrom", [])
             if any("secretRef" in s and s["secretRef"].get("optional") for s in sources):
                 yield f"{name(deployment)}: a Secret marked optional (secrets are required)"
+
+
+def component(workload: dict[str, Any]) -> str:
+    labels = workload["spec"]["template"].get("metadata", {}).get("labels", {})
+    return str(labels.get("app.kubernetes.io/component", "?"))
+
+
+def check_process_settings(workloads: list[dict[str, Any]]) -> Iterator[str]:
+    """Each process is told which it is and given only the Secret keys it reads."""
+    for workload in workloads:
+        part = component(workload)
+        allowed = SECRET_KEYS.get(part)
+        where = f"{workload['kind']}/{name(workload)}"
+        if allowed is None:
+            yield f"{where}: component {part!r} has no entry in SECRET_KEYS (add what it reads)"
+            continue
+        for container in containers(workload):
+            env = container.get("env", [])
+            process = [e.get("value") for e in env if e.get("name") == "KAVE_PROCESS"]
+            if process != [part]:
+                yield f"{where}: set KAVE_PROCESS={part} (production checks what {part} reads)"
+            given: set[str] = set()
+            for entry in env:
+                ref = entry.get("valueFrom", {}).get("secretKeyRef")
+                if ref is None:
+                    if SECRET_NAME.search(entry.get("name", "")) and "value" in entry:
+                        yield f"{where}: {entry['name']} written in the manifest (use a Secret)"
+                    continue
+                given.add(ref.get("key"))
+                if ref.get("key") not in allowed:
+                    yield (
+                        f"{where}: gets {ref.get('key')} from Secret {ref.get('name')}, "
+                        f"which {part} does not read (only {', '.join(sorted(allowed))})"
+                    )
+                if ref.get("optional") and ref.get("key") not in OPTIONAL_SECRET_KEYS:
+                    yield f"{where}: {ref.get('key')} marked optional (secrets are required)"
+            for key in sorted(allowed - OPTIONAL_SECRET_KEYS - given):
+                yield f"{where}: {key} is missing ({part} refuses to start without it)"
+            for source in container.get("envFrom", []):
+                secret = source.get("secretRef", {}).get("name")
+                if secret is not None and secret not in WHOLE_SECRETS.get(part, set()):
+                    yield (
+                        f"{where}: takes the whole Secret {secret} (envFrom): name the keys "
+                        f"{part} reads with secretKeyRef instead"
+                    )
+
+
+def check_config_holds_no_secret(configmaps: list[dict[str, Any]]) -> Iterator[str]:
+    """kave-config reaches every pod: no secret in it, and no worker-only setting."""
+    for config in configmaps:
+        for key in config.get("data", {}):
+            if key in set().union(*SECRET_KEYS.values()) or SECRET_NAME.search(key):
+                yield f"ConfigMap/{name(config)}: {key} reaches every pod; put it in a Secret"
+            if key == "KAVE_HANDOFF_ROUTES_FILE":
+                yield (
+                    f"ConfigMap/{name(config)}: KAVE_HANDOFF_ROUTES_FILE belongs to the "
+                    "worker's env (beat and Flower would demand the routes' secrets)"
+                )
+
+
+def check_uvicorn(workloads: list[dict[str, Any]]) -> Iterator[str]:
+    """uvicorn must not rewrite the client address from X-Forwarded-For: Kave decides it
+    in one place (KAVE_TRUSTED_PROXIES, shared/client_address.py)."""
+    for workload in workloads:
+        for container in containers(workload):
+            argv = [str(a) for a in [*container.get("command", []), *container.get("args", [])]]
+            if not any("uvicorn" in a for a in argv):
+                continue
+            if "--no-proxy-headers" not in argv or any(
+                a.startswith(("--proxy-headers", "--forwarded-allow-ips")) for a in argv
+            ):
+                yield f"{workload['kind']}/{name(workload)}: run uvicorn with --no-proxy-headers"
+
+
+def selected_components(policy: dict[str, Any]) -> set[str]:
+    """The Kave components a NetworkPolicy's podSelector picks."""
+    selector = policy["spec"].get("podSelector", {})
+    everything = set(SECRET_KEYS)
+    chosen = set(everything)
+    labels = selector.get("matchLabels", {})
+    if "app.kubernetes.io/component" in labels:
+        chosen &= {labels["app.kubernetes.io/component"]}
+    for expression in selector.get("matchExpressions", []):
+        if expression.get("key") == "app.kubernetes.io/component":
+            values = set(expression.get("values", []))
+            chosen = chosen & values if expression.get("operator") == "In" else chosen - values
+    return chosen
+
+
+def check_egress(policies: list[dict[str, Any]]) -> Iterator[str]:
+    """Egress denied by default; DNS for all; each component only its services, by port,
+    to the addresses the overlay names."""
+    egress = [p for p in policies if "Egress" in p["spec"].get("policyTypes", [])]
+    if not any(
+        not p["spec"].get("egress") and selected_components(p) == set(SECRET_KEYS) for p in egress
+    ):
+        yield "no default-deny egress NetworkPolicy for every Kave pod"
+    if not any(
+        name(p) == "kave-egress-dns" and selected_components(p) == set(SECRET_KEYS) for p in egress
+    ):
+        yield "NetworkPolicy kave-egress-dns (every Kave pod to the cluster DNS) is missing"
+    for policy in egress:
+        rules = policy["spec"].get("egress", [])
+        if not rules:
+            continue
+        where = f"NetworkPolicy/{name(policy)}"
+        allowed = EGRESS_POLICIES.get(name(policy))
+        if allowed is None:
+            yield f"{where}: an egress policy the check does not know (add it to EGRESS_POLICIES)"
+            continue
+        extra = selected_components(policy) - allowed
+        if extra:
+            yield f"{where}: opens egress for {', '.join(sorted(extra))}, which do not use it"
+        for rule in rules:
+            if not rule.get("ports"):
+                yield f"{where}: an egress rule without ports opens every port"
+            if not rule.get("to"):
+                yield f"{where}: an egress rule without `to` reaches any address (overlay: set it)"
 
 
 def check_scaling(by_kind: dict[str, list[dict[str, Any]]]) -> Iterator[str]:

@@ -4,7 +4,9 @@ scripts/check_deploy_policy.py is run by `scripts/check-deploy` (part of `make l
 the manifests `kubectl kustomize` renders. These tests run it on the real rendering and
 on copies broken in each way it guards against: a Secret in the manifests, a second
 public component, KEDA watching another queue than the workers consume, a misspelt KEDA
-field, and an alert or dashboard query on a metric Kave does not export.
+field, an alert or dashboard query on a metric Kave does not export; and least
+privilege: a component given a secret its process does not read (or a whole Secret, or
+none of what it needs), uvicorn trusting X-Forwarded-For itself, egress left open.
 """
 
 from __future__ import annotations
@@ -128,3 +130,152 @@ def test_an_unknown_metric_in_a_rule_or_panel_is_reported(tmp_path: Path) -> Non
 )
 def test_metric_names_are_read_from_promql(expr: str, metrics: set[str]) -> None:
     assert policy.referenced_metrics(expr) == metrics
+
+
+# --- least privilege ------------------------------------------------------------------------
+
+
+def container(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    first: dict[str, Any] = find(docs, kind, name)["spec"]["template"]["spec"]["containers"][0]
+    return first
+
+
+def secret_env(key: str) -> dict[str, Any]:
+    return {"name": key, "valueFrom": {"secretKeyRef": {"name": "kave-secrets", "key": key}}}
+
+
+def give_receiver_the_database(docs: list[dict[str, Any]]) -> None:
+    container(docs, "Deployment", "kave-receiver")["env"].append(secret_env("KAVE_DATABASE_URL"))
+
+
+def give_receiver_the_jwt_key(docs: list[dict[str, Any]]) -> None:
+    container(docs, "Deployment", "kave-receiver")["env"].append(secret_env("KAVE_JWT_SECRET_KEY"))
+
+
+def give_beat_every_secret(docs: list[dict[str, Any]]) -> None:
+    container(docs, "Deployment", "kave-beat")["envFrom"].append(
+        {"secretRef": {"name": "kave-secrets"}}
+    )
+
+
+def take_the_jwt_key_from_the_api(docs: list[dict[str, Any]]) -> None:
+    api = container(docs, "Deployment", "kave-api")
+    api["env"] = [e for e in api["env"] if e["name"] != "KAVE_JWT_SECRET_KEY"]
+
+
+def mislabel_the_worker_process(docs: list[dict[str, Any]]) -> None:
+    for entry in container(docs, "Deployment", "kave-worker")["env"]:
+        if entry["name"] == "KAVE_PROCESS":
+            entry["value"] = "all"
+
+
+def make_the_migration_database_optional(docs: list[dict[str, Any]]) -> None:
+    for entry in container(docs, "Job", "kave-migrate")["env"]:
+        if entry["name"] == "KAVE_DATABASE_URL":
+            entry["valueFrom"]["secretKeyRef"]["optional"] = True
+
+
+def put_a_secret_in_the_config(docs: list[dict[str, Any]]) -> None:
+    config = next(d for d in docs if d["kind"] == "ConfigMap")
+    config["data"]["KAVE_METRICS_TOKEN"] = "x"
+
+
+def let_uvicorn_trust_proxy_headers(name: str) -> Any:
+    def change(docs: list[dict[str, Any]]) -> None:
+        server = container(docs, "Deployment", name)
+        server["command"] = [a for a in server["command"] if a != "--no-proxy-headers"]
+
+    return change
+
+
+def drop_policy(name: str) -> Any:
+    def change(docs: list[dict[str, Any]]) -> None:
+        docs.remove(find(docs, "NetworkPolicy", name))
+
+    return change
+
+
+def let_the_receiver_reach_postgresql(docs: list[dict[str, Any]]) -> None:
+    policy_doc = find(docs, "NetworkPolicy", "kave-egress-postgresql")
+    policy_doc["spec"]["podSelector"]["matchExpressions"][1]["values"].append("receiver")
+
+
+def open_every_port_to_redis(docs: list[dict[str, Any]]) -> None:
+    del find(docs, "NetworkPolicy", "kave-egress-redis")["spec"]["egress"][0]["ports"]
+
+
+def reach_any_address(docs: list[dict[str, Any]]) -> None:
+    del find(docs, "NetworkPolicy", "kave-egress-handoff")["spec"]["egress"][0]["to"]
+
+
+@pytest.mark.parametrize(
+    ("change", "finding"),
+    [
+        (
+            give_receiver_the_database,
+            "Deployment/kave-receiver: gets KAVE_DATABASE_URL from Secret kave-secrets, "
+            "which receiver does not read",
+        ),
+        (
+            give_receiver_the_jwt_key,
+            "Deployment/kave-receiver: gets KAVE_JWT_SECRET_KEY from Secret kave-secrets",
+        ),
+        (give_beat_every_secret, "Deployment/kave-beat: takes the whole Secret kave-secrets"),
+        (
+            take_the_jwt_key_from_the_api,
+            "Deployment/kave-api: KAVE_JWT_SECRET_KEY is missing",
+        ),
+        (mislabel_the_worker_process, "Deployment/kave-worker: set KAVE_PROCESS=worker"),
+        (
+            make_the_migration_database_optional,
+            "Job/kave-migrate: KAVE_DATABASE_URL marked optional",
+        ),
+        (put_a_secret_in_the_config, "KAVE_METRICS_TOKEN reaches every pod"),
+        (
+            let_uvicorn_trust_proxy_headers("kave-receiver"),
+            "Deployment/kave-receiver: run uvicorn with --no-proxy-headers",
+        ),
+        (
+            let_uvicorn_trust_proxy_headers("kave-api"),
+            "Deployment/kave-api: run uvicorn with --no-proxy-headers",
+        ),
+        (drop_policy("kave-default-deny-egress"), "no default-deny egress NetworkPolicy"),
+        (drop_policy("kave-egress-dns"), "NetworkPolicy kave-egress-dns"),
+        (
+            let_the_receiver_reach_postgresql,
+            "NetworkPolicy/kave-egress-postgresql: opens egress for receiver",
+        ),
+        (open_every_port_to_redis, "NetworkPolicy/kave-egress-redis: an egress rule without ports"),
+        (reach_any_address, "NetworkPolicy/kave-egress-handoff: an egress rule without `to`"),
+    ],
+)
+def test_the_policy_catches_each_planted_least_privilege_violation(
+    rendered: list[dict[str, Any]], change: Any, finding: str
+) -> None:
+    docs = copy.deepcopy(rendered)
+    change(docs)
+    found = findings(docs)
+    assert any(finding in f for f in found), found
+
+
+def test_the_receiver_pods_hold_neither_the_database_url_nor_the_jwt_key(
+    rendered: list[dict[str, Any]],
+) -> None:
+    receiver = container(rendered, "Deployment", "kave-receiver")
+    names = {entry["name"] for entry in receiver["env"]}
+    assert "KAVE_DATABASE_URL" not in names
+    assert "KAVE_JWT_SECRET_KEY" not in names
+    assert all("secretRef" not in source for source in receiver["envFrom"])
+    egress = {
+        policy_doc["metadata"]["name"]
+        for policy_doc in rendered
+        if policy_doc["kind"] == "NetworkPolicy"
+        and "Egress" in policy_doc["spec"].get("policyTypes", [])
+        and "receiver" in policy.selected_components(policy_doc)
+    }
+    assert egress == {
+        "kave-default-deny-egress",
+        "kave-egress-dns",
+        "kave-egress-redis",
+        "kave-egress-object-store",
+    }

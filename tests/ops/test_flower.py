@@ -1,7 +1,9 @@
-"""Flower, as compose and `kave run` start it: basic auth on, no payloads in task details."""
+"""Flower, as compose and `kave run` start it: basic auth on, no payloads in task details;
+and in production it does not start at all without basic auth, or with a weak password."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,8 +19,6 @@ from shared.settings import Settings
 from tests.ops.support import events_json, json_lines, unique_inbound
 from tests.services import REPO, TEST_WEBHOOK_KEY, child_env, free_port, wait_until
 from tests.webhooks import post_events, wait_for_deliveries
-
-pytestmark = pytest.mark.usefixtures("worker", "clean_db")
 
 AUTH = ("ops", "flower-pw-0e7c")
 
@@ -55,6 +55,7 @@ def flower(base_settings: Settings, tmp_path: Path) -> Iterator[tuple[str, Path]
         process.wait(timeout=30)
 
 
+@pytest.mark.usefixtures("worker", "clean_db")
 def test_flower_needs_basic_auth_and_shows_ids_and_sizes_never_payloads(
     flower: tuple[str, Path], receiver: str, engine: Engine
 ) -> None:
@@ -90,3 +91,56 @@ def test_flower_needs_basic_auth_and_shows_ids_and_sizes_never_payloads(
     assert lines
     assert {line["process"] for line in lines} == {"flower"}
     assert AUTH[1] not in log_path.read_text()
+
+
+def start_production_flower(tmp_path: Path, **extra: str) -> subprocess.CompletedProcess[str]:
+    """``celery -A worker.flower flower`` as the flower container runs it (KAVE_ENV and
+    KAVE_PROCESS as compose and Kubernetes set them), from a directory without .env.
+    Refused, it exits before it needs Redis; let through, it would serve (then the
+    timeout fails the test)."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("KAVE_", "FLOWER_"))
+    }
+    env |= {
+        "PYTHONPATH": str(REPO),
+        "KAVE_ENV": "production",
+        "KAVE_PROCESS": "flower",
+        # Nothing listens on port 1: only the settings matter here.
+        "KAVE_REDIS_URL": "redis://:Xq7v2Lm9-redis-Pw8s3Kd1@127.0.0.1:1/0",
+        **extra,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "worker.flower", "flower", f"--port={free_port()}"],
+        check=False,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_production_flower_refuses_to_start_without_basic_auth(tmp_path: Path) -> None:
+    result = start_production_flower(tmp_path)
+    assert result.returncode != 0
+    assert "FLOWER_BASIC_AUTH" in result.stderr
+    assert "Traceback" not in result.stderr
+    # Whatever KAVE_PROCESS says: Flower checks it itself.
+    result = start_production_flower(tmp_path, KAVE_PROCESS="beat")
+    assert result.returncode != 0
+    assert "refusing to start in production without basic auth" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("auth", ["admin:admin", "ops:flower-pw", "no-colon-Xq7v2Lm9Pw8s3Kd1"])
+def test_production_flower_refuses_a_weak_or_malformed_basic_auth(
+    tmp_path: Path, auth: str
+) -> None:
+    result = start_production_flower(tmp_path, FLOWER_BASIC_AUTH=auth)
+    assert result.returncode != 0
+    assert "FLOWER_BASIC_AUTH" in result.stderr
+    assert "Traceback" not in result.stderr
+    # The message names the rule, never the password.
+    assert (auth.partition(":")[2] or auth) not in result.stderr
