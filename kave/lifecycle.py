@@ -47,8 +47,8 @@ def register(commands: Any, load_settings: Loader) -> None:
 
     erase = commands.add_parser(
         "erase",
-        help="erase an email, or everything that mentions an address (GDPR); "
-        "see README 'Retention and erasure'",
+        help="erase an email, or everything that mentions an address (GDPR), objects "
+        "included, for good; see README 'Retention and erasure'",
     )
     selector = erase.add_mutually_exclusive_group(required=True)
     selector.add_argument("--address", help="an email address (matched case-insensitively)")
@@ -149,8 +149,9 @@ def _erase(args: argparse.Namespace, settings: Settings) -> int:
         f"objects deleted {objects.deleted}, still named by other rows {objects.still_referenced}"
     )
     if objects.deferred:
+        # Never this erasure's objects (they go whatever their age): a purge's leftovers.
         print(
-            f"{objects.deferred} objects were written in the last "
+            f"{objects.deferred} objects an earlier purge queued were written in the last "
             f"{settings.orphan_grace_seconds} s and are kept for now: the next kave purge, "
             "kave erase or kave audit --repair removes them if no row names them then"
         )

@@ -8,6 +8,7 @@ against the configured database, Redis and object store.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import click
 from sqlalchemy import Select
 
+from shared.lifecycle.erased import ERASURE, ArchiveRemovedError, refusal
 from shared.models import DeadLetter, DeadLetterStatus
 from shared.queries.dead_letters import DeadLetterFilters, discard_open, select_dead_letters
 from shared.queries.deliveries import get_delivery
@@ -135,18 +137,23 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
     create_celery_app(settings).set_current()
     context = _context(settings)
     results: dict[str, int] = {}
+    refusals: list[str] = []
     with click.progressbar(ids, label="replaying", show_pos=True) as bar:
         for dead_letter_id in bar:
             try:
                 outcome = replay_dead_letter(context, dead_letter_id)
             except LookupError:
                 outcome = "not_found"
+            except ArchiveRemovedError as exc:
+                outcome = "refused"
+                refusals.append(f"kave: dead letter {dead_letter_id} not replayed: {exc}")
             results[outcome] = results.get(outcome, 0) + 1
-    failed = results.get("failed", 0)
+    for line in refusals:
+        print(line, file=sys.stderr)
     print(f"replayed {len(ids)}: " + ", ".join(f"{k} {v}" for k, v in sorted(results.items())))
     if results.get(NOT_OPEN):
         print("(not_open: already replayed or discarded)")
-    return 1 if failed else 0
+    return 1 if results.get("failed") or refusals else 0
 
 
 def _discard(args: argparse.Namespace, settings: Settings) -> int:
@@ -185,6 +192,9 @@ def _reprocess(args: argparse.Namespace, settings: Settings) -> int:
         if found is None:
             print(f"kave: no delivery {args.delivery}")
             return 2
+        if found.archive_removed_reason == ERASURE:
+            print(f"kave: {refusal(found, 'reprocessed')}", file=sys.stderr)
+            return 1
         deliveries = [found]
     else:
         deliveries = deliveries_between(context, since=args.since, until=args.until)

@@ -309,6 +309,9 @@ class ObjectDeletion(Base):
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     queued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     object_deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Queued by an erasure: removed by the next drain whatever the object's age (no
+    # grace), since no row may keep erased content alive (shared/lifecycle/objects.py).
+    without_grace: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
 
 
 class Erasure(Base):

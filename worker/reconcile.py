@@ -7,7 +7,8 @@ deliveries by age and queues them again. A message lost before any attempt (a wo
 killed between popping it and recording it unacknowledged) leaves no row: those
 deliveries are found in the ledger of accepted deliveries (:mod:`shared.accepted`).
 Processing is idempotent, so queuing one that is merely slow costs a little work,
-never a duplicate.
+never a duplicate. A delivery whose archive was erased or removed is never queued again
+(``shared.lifecycle.erased``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ def stale_deliveries(ctx: IngestContext, older_than_seconds: int) -> list[Delive
                 select(Delivery)
                 .where(
                     Delivery.status == DeliveryStatus.RECEIVED,
+                    Delivery.archive_removed_at.is_(None),
                     func.coalesce(Delivery.last_attempt_at, Delivery.created_at) < cutoff,
                 )
                 .order_by(Delivery.received_at)

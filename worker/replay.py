@@ -2,6 +2,8 @@
 
 Replays are safe: a replayed event goes through the same idempotent writes as the first
 attempt, so an email that meanwhile arrived in another batch is found, not duplicated.
+A delivery whose archive was erased (or removed by retention) is refused with
+:class:`~shared.lifecycle.erased.ArchiveRemovedError`, before anything is read or written.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import structlog
 from sqlalchemy import select
 
+from shared.lifecycle.erased import ArchiveRemovedError, check_processable, refusal
 from shared.models import DeadLetter, DeadLetterStatus, Delivery, EventOutcome
 from worker import ingest
 from worker.errors import PermanentDeliveryError
@@ -21,7 +24,8 @@ NOT_OPEN = "not_open"
 
 
 def replay_dead_letter(ctx: IngestContext, dead_letter_id: int) -> str:
-    """Replay one open dead letter; returns the new outcome (or ``not_open``)."""
+    """Replay one open dead letter; returns the new outcome (or ``not_open``). Raises
+    :class:`ArchiveRemovedError` when its delivery's archive was erased or removed."""
     with ctx.session_factory() as session:
         row = session.execute(
             select(DeadLetter, Delivery)
@@ -31,9 +35,15 @@ def replay_dead_letter(ctx: IngestContext, dead_letter_id: int) -> str:
     if row is None:
         raise LookupError(f"no dead letter {dead_letter_id}")
     dead_letter, delivery = row
+    dispatch = dead_letter.kind == "dispatch" and (dead_letter.event_index or 0) < 0
+    # Before the status: an erasure discards the dead letters it makes unreplayable, and
+    # "erased" is the answer the operator needs, not "not open".
+    refused = None if dispatch else refusal(delivery, "replayed")
+    if refused is not None:
+        raise ArchiveRemovedError(refused)
     if dead_letter.status != DeadLetterStatus.OPEN:
         return NOT_OPEN
-    if dead_letter.kind == "dispatch" and (dead_letter.event_index or 0) < 0:
+    if dispatch:
         # Hand-off hook (issue 10): a dispatch's dead letter replays the dispatch (its
         # event_index is minus the dispatch id); delivered, it resolves the dead letter.
         from worker.handoff_tasks import dispatch_context, replay_dispatch
@@ -58,6 +68,8 @@ def replay_dead_letter(ctx: IngestContext, dead_letter_id: int) -> str:
     try:
         event = ingest.read_event(ctx, envelope, dead_letter.event_index)
     except (PermanentDeliveryError, BatchError) as exc:
+        # An erasure that ran since the check above took the archive: say so, record nothing.
+        check_processable(ctx.session_factory, delivery.id, "replayed")
         ingest.dead_letter_delivery(ctx, envelope, "unreadable", exc)
         return EventOutcome.FAILED
     return ingest.process_event(ctx, delivery.id, dead_letter.event_index, event, replaying=True)

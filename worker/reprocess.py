@@ -2,7 +2,9 @@
 
 Every accepted delivery's body is archived, so the parser can be run again over it and
 the stored rows brought up to date. It is idempotent: on unchanged code it changes
-nothing, and run twice it changes things once. With ``dry_run`` it only reports.
+nothing, and run twice it changes things once. With ``dry_run`` it only reports. A
+delivery whose archive was erased or removed by retention is left alone (action
+``not_reprocessable``), asked again just before it is read.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import structlog
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
+from shared.lifecycle.erased import refusal
 from shared.models import Attachment, Delivery, DeliveryEvent, Email, Event, EventOutcome
 from worker import ingest, parsing, storage
 from worker.errors import PermanentDeliveryError
@@ -31,7 +34,7 @@ _BOOKKEEPING = frozenset({"id", "delivery_id", "received_at", "created_at", "ded
 class Change:
     delivery_id: str
     event_index: int | None
-    action: str  # create | update | resolve | now_fails | unreadable
+    action: str  # create | update | resolve | now_fails | unreadable | not_reprocessable
     detail: str
 
     def __str__(self) -> str:
@@ -56,6 +59,12 @@ def deliveries_between(
 def reprocess(ctx: IngestContext, deliveries: list[Delivery], *, dry_run: bool) -> list[Change]:
     changes: list[Change] = []
     for delivery in deliveries:
+        with ctx.session_factory() as session:
+            current = session.get(Delivery, delivery.id)  # an erasure may have run since
+        refused = refusal(current, "reprocessed") if current is not None else None
+        if refused is not None:
+            changes.append(Change(delivery.id, None, "not_reprocessable", f"({refused})"))
+            continue
         envelope = ingest.envelope_for(delivery)
         try:
             events = ingest.read_batch(ingest.load_body(ctx, envelope))

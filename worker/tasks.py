@@ -20,6 +20,7 @@ from shared.contract import (
     Envelope,
     EnvelopeError,
 )
+from shared.lifecycle.erased import ArchiveRemovedError, is_erased, remove_erased_archive
 from shared.lifecycle.purge import purge
 from shared.settings import get_settings
 from worker import handoff_tasks, ingest, reconcile, replay
@@ -55,7 +56,10 @@ def described_failures(task: Callable[P, R]) -> Callable[P, R]:
 
 @shared_task(name=PROCESS_DELIVERY_TASK, bind=True, max_retries=None)
 @described_failures
-def process_delivery(self: Task, envelope: dict[str, Any]) -> dict[str, Any] | None:
+def process_delivery(
+    self: Task, envelope: dict[str, Any], requeued: bool = False
+) -> dict[str, Any] | None:
+    """``requeued``: queued again by reconciliation (not by the receiver)."""
     try:
         parsed = Envelope.from_message(envelope)
     except EnvelopeError as exc:
@@ -67,6 +71,9 @@ def process_delivery(self: Task, envelope: dict[str, Any]) -> dict[str, Any] | N
     context = ingest_context()
     retry: tuple[TaskFailure, float] | None = None
     try:
+        # Inside the retry policy: a database that is down is retried, not a lost task.
+        if _seen_before(self, requeued) and _refuse_erased(context, parsed):
+            return None
         result = ingest.process_delivery(context, parsed)
     except Exception as exc:
         decision = decide(
@@ -103,6 +110,26 @@ def process_delivery(self: Task, envelope: dict[str, Any]) -> dict[str, Any] | N
     return {"delivery_id": result.delivery_id, "outcomes": result.outcomes}
 
 
+def _seen_before(task: Task, requeued: bool) -> bool:
+    """Whether this delivery may have been recorded, and so erased, before this attempt:
+    a retry, a redelivery (a worker died holding it) or reconciliation's queuing. The
+    receiver's first message comes before any row, so it skips the check."""
+    redelivered = bool((task.request.delivery_info or {}).get("redelivered"))
+    return requeued or redelivered or bool(task.request.retries)
+
+
+def _refuse_erased(context: ingest.IngestContext, envelope: Envelope) -> bool:
+    """Drop a queued delivery that was erased meanwhile, with what is left of it: the
+    Redis copy of its body, its ledger entry and an archive an earlier attempt may have
+    written back. True when it was refused."""
+    if not is_erased(context.session_factory, envelope.delivery_id):
+        return False
+    context.redis.delete(*context.ledger.receiver_keys(envelope.delivery_id))
+    remove_erased_archive(context.session_factory, context.object_store, envelope.delivery_id)
+    log.warning("delivery.refused_erased")
+    return True
+
+
 def retry_later(task: Task, exc: Exception, countdown: float, *, summary: str) -> NoReturn:
     """Schedule the retry; if the broker cannot take it, give the message back instead.
 
@@ -126,6 +153,10 @@ def replay_dead_letter(self: Task, dead_letter_id: int) -> str:
     retry: tuple[TaskFailure, float] | None = None
     try:
         outcome = replay.replay_dead_letter(ingest_context(), dead_letter_id)
+    except ArchiveRemovedError:
+        # Final: no retry would change it (the API refuses such a replay up front).
+        log.warning("dead_letter.replay_refused", reason="archive_removed")
+        return "refused"
     except Exception as exc:
         decision = decide(
             exc,
@@ -173,7 +204,7 @@ def purge_by_retention() -> dict[str, int]:
 def publish_delivery(envelope: Envelope) -> None:
     """Queue a delivery again, with the same small message the receiver sends."""
     process_delivery.apply_async(
-        kwargs={"envelope": envelope.to_message()},
+        kwargs={"envelope": envelope.to_message(), "requeued": True},
         argsrepr="()",
         kwargsrepr=envelope.summary(),
         headers={"request_id": envelope.request_id},

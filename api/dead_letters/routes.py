@@ -17,7 +17,8 @@ from api.pagination import DEFAULT_PAGE_SIZE, CursorParam, PageSize, parse_curso
 from api.params import IdPath, text_filter
 from api.ratelimit import limit_api_requests
 from shared.contract import REPLAY_DEAD_LETTER_TASK
-from shared.models import DeadLetter, DeadLetterStatus
+from shared.lifecycle.erased import refusal
+from shared.models import DeadLetter, DeadLetterStatus, Delivery
 from shared.queries import dead_letters as shared_dead_letters
 from shared.queries.dead_letters import DeadLetterFilters
 from shared.web.errors import ConflictError, NotFoundError, ServiceUnavailableError
@@ -42,6 +43,20 @@ def _open_dead_letter(session: Session, dead_letter_id: int, action: str) -> Dea
             f"only open dead letters can be {action}"
         )
     return dead_letter
+
+
+def _refuse_removed_archive(session: Session, dead_letter_id: int) -> None:
+    """409 when the dead letter's delivery was erased or its archive removed (checked
+    before the status: an erasure also discards its dead letters, and says why)."""
+    dead_letter = shared_dead_letters.get_dead_letter(session, dead_letter_id)
+    if dead_letter is None or (
+        dead_letter.kind == "dispatch" and (dead_letter.event_index or 0) < 0
+    ):
+        return  # not found (404 below), or a hand-off's, which replays no archive
+    delivery = session.get(Delivery, dead_letter.delivery_id)
+    refused = refusal(delivery, "replayed") if delivery is not None else None
+    if refused is not None:
+        raise ConflictError(f"dead letter {dead_letter_id} cannot be replayed: {refused}")
 
 
 @router.get(
@@ -103,7 +118,9 @@ def get_dead_letter(dead_letter_id: IdPath, session: SessionDep) -> DeadLetterDe
         "Queues the event (or delivery) to be processed again from the delivery archive, "
         "after the cause was fixed. Safe to repeat: processing is idempotent, so nothing "
         "already stored is stored twice. The dead letter becomes `replayed` when the "
-        "replay succeeds; if it fails again it stays open with the new error."
+        "replay succeeds; if it fails again it stays open with the new error. A delivery "
+        "that was erased (`kave erase`, `DELETE /emails/{id}`), or whose archive the "
+        "retention policy removed, is refused with 409: nothing can bring it back."
     ),
     response_model=ReplayQueued,
     responses=error_responses(404, 409),
@@ -115,6 +132,7 @@ def replay_dead_letter(
     user: CurrentUser,
     request_id: RequestIdDep,
 ) -> ReplayQueued:
+    _refuse_removed_archive(session, dead_letter_id)
     _open_dead_letter(session, dead_letter_id, "replayed")
     try:
         result = producer.send_task(

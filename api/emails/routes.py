@@ -177,7 +177,8 @@ def get_raw_email(email_id: IdPath, session: SessionDep, store: ObjectStoreDep) 
     description=(
         "Erases the email and its raw message, its attachments unless another email still "
         "names the same content, and the raw webhook archive of every delivery that "
-        "brought it (those deliveries can no longer be reprocessed). An `erasures` record "
+        "brought it (those deliveries can never be replayed, retried or reprocessed). The "
+        "objects are deleted before the answer, whatever their age. An `erasures` record "
         "keeps who, when and counts, never the content. To erase everything that mentions "
         "an address, use `kave erase --address`."
     ),

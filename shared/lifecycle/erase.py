@@ -10,19 +10,24 @@ What goes, in one transaction (``erase_rows``):
 - the raw webhook archive of every delivery that brought one of them, or (address
   selector) whose still-unresolved body mentions it: the archive holds the whole batch,
   so it is removed whole and the delivery is marked ``archive_removed_reason =
-  'erasure'`` (it can no longer be reprocessed or replayed; the other rows it produced
-  stay). Every delivery with the same body loses the same archive;
+  'erasure'`` (it can never be reprocessed, replayed, retried or reconciled again:
+  ``shared.lifecycle.erased``; the other rows it produced stay). Every delivery with the
+  same body loses the same archive. Their open dead letters are discarded (none can be
+  replayed any more) and an unfinished one is marked failed;
 - the delivery outcomes keep their place (the audit still sees each event accounted
   for) as ``outcome = 'erased'`` without the email or event id;
 - an ``erasures`` record: who, when, the kind of selector and the sha256 of the
   selector (never the address), and counts.
 
-Then (``drain``) the objects of those rows go: the raw messages and archives, and each
-attachment object unless another email still names the same content. The object keys
-are queued in the same transaction as the rows, so a crash between the two leaves a
-to-do list that the next ``kave erase``, ``kave purge`` or ``kave audit --repair``
-finishes. Mail still in the queue when the erasure runs is stored after it: erase again
-once the queue is empty. Attachment contents are not searched for the address.
+Then (``drain``), before :func:`erase` returns, the objects of those rows go, whatever
+their age: the raw messages and archives, and each attachment object unless another
+email still names the same content. The object keys are queued in the same transaction
+as the rows, marked ``without_grace``, so a crash between the two leaves a to-do list
+that the next ``kave erase``, ``kave purge`` or ``kave audit --repair`` finishes at once.
+A worker storing a new email with the same content at that moment keeps its objects
+(the drain's lock and tombstone, ``shared.lifecycle.objects``). Mail still in the queue
+when the erasure runs is stored after it: erase again once the queue is empty.
+Attachment contents are not searched for the address.
 """
 
 from __future__ import annotations
@@ -41,11 +46,13 @@ from sqlalchemy.orm import Session
 
 from shared.contract import payload_redis_key
 from shared.formdata import FormDecodeError, decode_form, events_field
+from shared.lifecycle.erased import ERASURE
 from shared.lifecycle.objects import (
     DrainResult,
     SessionFactory,
     drain,
     queue_deletions,
+    referenced,
     rowcount,
 )
 from shared.models import (
@@ -64,7 +71,9 @@ from shared.objectstore import ObjectNotFoundError, ObjectStore
 
 log = structlog.get_logger(__name__)
 
-REASON = "erasure"
+REASON = ERASURE
+# Why a delivery that was still unfinished when it was erased ends failed.
+ERASED_UNFINISHED = "erased on request before it was finished (kave erase); it cannot be retried"
 
 # Every stored field of an email that can carry an address, as one lower-cased text.
 _EMAIL_TEXT = func.lower(
@@ -103,6 +112,7 @@ class ErasureResult:
     counts: dict[str, int]
     objects: DrainResult = field(default_factory=DrainResult)
     deliveries: list[str] = field(default_factory=list)  # whose archive was removed
+    keys: list[str] = field(default_factory=list)  # the objects the erased rows named
 
 
 def address_pattern(needle: str) -> str:
@@ -148,8 +158,14 @@ def erase(
     result = erase_rows(session_factory, store, actor=actor, address=address, email_id=email_id)
     if redis is not None and result.deliveries:
         redis.delete(*(payload_redis_key(d) for d in result.deliveries))
-    # Everything queued, not only this erasure's keys: a rerun finishes a crashed one.
-    result.objects = drain(session_factory, store, grace_seconds=grace_seconds)
+    # This erasure's keys first, waiting for a worker that holds one of them; then
+    # everything else queued: a rerun finishes a crashed erasure (its keys are queued
+    # without grace too) and an interrupted purge (those keep the grace).
+    result.objects = drain(
+        session_factory, store, grace_seconds=grace_seconds, keys=result.keys, wait_for_workers=True
+    )
+    result.objects.add(_remove_written_back(session_factory, store, result.keys))
+    result.objects.add(drain(session_factory, store, grace_seconds=grace_seconds))
     if not result.objects.deferred:
         with session_factory() as session, session.begin():
             session.execute(
@@ -191,7 +207,7 @@ def erase_rows(
             if not email_ids:
                 raise NothingToEraseError(f"no email {email_id}")
             event_ids = []
-        counts, archived = _erase_in(session, email_ids, event_ids, mentioned)
+        counts, archived, keys = _erase_in(session, email_ids, event_ids, mentioned)
         kind, value = ("address", needle) if needle is not None else ("email", str(email_id))
         record = Erasure(
             actor=actor[:128],
@@ -203,13 +219,32 @@ def erase_rows(
         session.flush()
         erasure_id = record.id
     log.info("erasure.rows_erased", erasure_id=erasure_id, **counts)
-    return ErasureResult(erasure_id=erasure_id, counts=counts, deliveries=archived)
+    return ErasureResult(erasure_id=erasure_id, counts=counts, deliveries=archived, keys=keys)
+
+
+def _remove_written_back(
+    session_factory: SessionFactory, store: ObjectStore, keys: list[str]
+) -> DrainResult:
+    """Drain again the erased keys whose object is there although no row names it: a
+    worker that was holding an erased delivery's body when the rows went may have put
+    its archive back and claimed the pending entry before the drain reached it."""
+    if not keys:
+        return DrainResult()
+    with session_factory() as session:
+        named = referenced(session, keys)
+    back = [key for key in keys if key not in named and store.exists(key)]
+    if not back:
+        return DrainResult()
+    with session_factory() as session, session.begin():
+        queue_deletions(session, back, without_grace=True)
+    log.warning("erasure.objects_written_back", count=len(back))
+    return drain(session_factory, store, grace_seconds=0, keys=back, wait_for_workers=True)
 
 
 def _erase_in(
     session: Session, email_ids: list[int], event_ids: list[int], mentioned: list[str]
-) -> tuple[dict[str, int], list[str]]:
-    """The counts, and the deliveries whose archive goes."""
+) -> tuple[dict[str, int], list[str], list[str]]:
+    """The counts, the deliveries whose archive goes, and the object keys queued."""
     delivery_ids = set(mentioned)
     keys: set[str] = set()
     if email_ids:
@@ -237,6 +272,27 @@ def _erase_in(
         .returning(Delivery.id)
     ).all()
     keys.update(archive_keys)
+    # Every delivery of those archives, also one erased before: none can be replayed.
+    erased = select(Delivery.id).where(
+        Delivery.archive_key.in_(archive_keys), Delivery.archive_removed_reason == REASON
+    )
+    dead_letters = rowcount(
+        session,
+        update(DeadLetter)
+        .where(
+            DeadLetter.delivery_id.in_(erased),
+            DeadLetter.status == DeadLetterStatus.OPEN,
+            # A hand-off's dead letter replays a dispatch of a stored email, not the archive.
+            DeadLetter.kind.is_distinct_from("dispatch"),
+        )
+        .values(status=DeadLetterStatus.DISCARDED, resolved_at=func.now()),
+    )
+    # One still waiting for a retry is finished here: the retry refuses it.
+    session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(erased), Delivery.status == DeliveryStatus.RECEIVED)
+        .values(status=DeliveryStatus.FAILED, error=ERASED_UNFINISHED, handled_at=func.now())
+    )
 
     outcomes = rowcount(
         session,
@@ -247,16 +303,17 @@ def _erase_in(
     attachments = rowcount(session, delete(Attachment).where(Attachment.email_id.in_(email_ids)))
     emails = rowcount(session, delete(Email).where(Email.id.in_(email_ids)))
     events = rowcount(session, delete(Event).where(Event.id.in_(event_ids)))
-    queued = queue_deletions(session, keys)
+    queued = queue_deletions(session, keys, without_grace=True)
     counts = {
         "emails": emails,
         "attachments": attachments,
         "events": events,
         "outcomes": outcomes,
         "archives": len(archives),
+        "dead_letters_discarded": dead_letters,
         "objects_queued": queued,
     }
-    return counts, list(archives)
+    return counts, list(archives), sorted(k for k in keys if k)
 
 
 def _unresolved_deliveries_mentioning(

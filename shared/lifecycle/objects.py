@@ -10,7 +10,9 @@ removes each object whose key no row names.
 Objects are content-addressed, so a worker may be uploading the very content a drain is
 about to remove, for a new email that will name it. Two things keep that email whole:
 
-- an object written less than ``grace`` ago is left (its entry waits for a later run);
+- an object written less than ``grace`` ago is left (its entry waits for a later run),
+  unless an erasure queued it (``without_grace``): erased content goes at once, and the
+  next point alone keeps a concurrent writer's email whole;
 - each key is drained in a transaction that holds its ``object_deletions`` row locked
   from the reference check to the delete, and leaves the row behind as a tombstone
   (``object_deleted_at``). A worker commits the rows of a new email together with
@@ -18,6 +20,10 @@ about to remove, for a new email that will name it. Two things keep that email w
   holds one) and names the keys a drain removed meanwhile: the worker puts those objects
   back before it commits, from the bytes it still holds. Tombstones older than
   ``TOMBSTONE_SECONDS`` (far beyond any task's time limit) are forgotten.
+
+The grace is still what protects a body the receiver claim-checked into the archive
+moments ago (it holds no row yet, and no other copy): an erasure of an identical batch
+removes that one too, which is the batch it erases.
 """
 
 from __future__ import annotations
@@ -29,7 +35,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import structlog
-from sqlalchemy import CompoundSelect, CursorResult, Executable, delete, func, select, text, union
+from sqlalchemy import (
+    CompoundSelect,
+    CursorResult,
+    Executable,
+    case,
+    delete,
+    func,
+    select,
+    text,
+    union,
+)
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -70,16 +86,26 @@ def referenced(session: Session, keys: Iterable[str]) -> set[str]:
     return set(session.scalars(referenced_keys_query(keys)))
 
 
-def queue_deletions(session: Session, keys: Iterable[str]) -> int:
+def queue_deletions(session: Session, keys: Iterable[str], *, without_grace: bool = False) -> int:
     """Queue keys whose rows this transaction removes (idempotent; a tombstone of an
-    earlier drain becomes a pending entry again)."""
-    rows = [{"key": key} for key in sorted(set(keys)) if key]
+    earlier drain becomes a pending entry again). ``without_grace``: an erasure's keys,
+    removed by the next drain whatever the object's age; a pending entry keeps the flag
+    once it has it."""
+    rows = [{"key": key, "without_grace": without_grace} for key in sorted(set(keys)) if key]
     if rows:
         statement = insert(ObjectDeletion).values(rows)
+        pending = ObjectDeletion.object_deleted_at.is_(None)
         session.execute(
             statement.on_conflict_do_update(
                 index_elements=[ObjectDeletion.key],
-                set_={"queued_at": func.now(), "object_deleted_at": None},
+                set_={
+                    "queued_at": func.now(),
+                    "object_deleted_at": None,
+                    "without_grace": case(
+                        (pending, ObjectDeletion.without_grace | statement.excluded.without_grace),
+                        else_=statement.excluded.without_grace,
+                    ),
+                },
             )
         )
     return len(rows)
@@ -126,9 +152,14 @@ def drain(
     batch_size: int = 500,
     progress: Callable[[DrainResult], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    wait_for_workers: bool = False,
 ) -> DrainResult:
     """Remove the queued objects no row names (only ``keys`` among them when given);
-    ``should_stop`` is asked between batches (what is left waits for the next run)."""
+    ``should_stop`` is asked between batches (what is left waits for the next run).
+
+    An entry a committing worker holds (``reclaim``) is skipped, as another drain's is;
+    with ``wait_for_workers`` (an erasure's own keys) the drain waits for that commit
+    instead, so that a rolled-back worker leaves no object of the erasure behind."""
     total = DrainResult()
     only = sorted(set(keys)) if keys is not None else None
     after = ""
@@ -146,7 +177,7 @@ def drain(
         cutoff = datetime.now(UTC) - timedelta(seconds=grace_seconds)
         result = DrainResult()
         for key in batch:
-            _drain_key(session_factory, store, key, cutoff, result)
+            _drain_key(session_factory, store, key, cutoff, result, wait=wait_for_workers)
         if result.deleted:
             log.info("objects.deleted", count=result.deleted, deferred=result.deferred)
         total.add(result)
@@ -162,6 +193,8 @@ def _drain_key(
     key: str,
     cutoff: datetime,
     result: DrainResult,
+    *,
+    wait: bool = False,
 ) -> None:
     """One key, in one transaction that keeps its entry locked until the object is gone
     (see the module docstring)."""
@@ -169,7 +202,7 @@ def _drain_key(
         entry = session.scalar(
             select(ObjectDeletion)
             .where(ObjectDeletion.key == key, ObjectDeletion.object_deleted_at.is_(None))
-            .with_for_update(skip_locked=True)
+            .with_for_update(skip_locked=not wait)
         )
         if entry is None:
             return  # reclaimed by a worker, or another drain has it
@@ -178,7 +211,7 @@ def _drain_key(
             session.delete(entry)
             return
         found = store.stat(key)
-        if found is not None and found.modified_at > cutoff:
+        if found is not None and not entry.without_grace and found.modified_at > cutoff:
             result.deferred += 1
             return
         if found is not None:

@@ -8,11 +8,11 @@ from typing import Any
 
 import redis
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
 
 from shared.contract import REPLAY_DEAD_LETTER_TASK
-from shared.models import DeadLetter
+from shared.models import DeadLetter, Delivery
 from shared.settings import Settings
 from tests.api.conftest import T0, Rows, minutes
 
@@ -113,3 +113,43 @@ def test_discard_marks_it_resolved_once(
     assert row.resolved_at is not None
     again = client.post(f"{DEAD_LETTERS}/{dead_letter.id}/discard", headers=auth)
     assert again.status_code == 409
+
+
+def test_a_dead_letter_of_an_erased_or_purged_delivery_is_not_replayed(
+    client: TestClient,
+    auth: dict[str, str],
+    rows: Rows,
+    *,
+    redis_client: redis.Redis,
+    api_settings: Settings,
+    clean_db: Engine,
+) -> None:
+    erased = rows.dead_letter(rows.delivery())
+    purged = rows.dead_letter(rows.delivery())
+    handoff = rows.dead_letter(erased_delivery := rows.delivery(), kind="dispatch", event_index=-7)
+    with Session(clean_db) as session, session.begin():
+        for dead_letter, reason in ((erased, "erasure"), (purged, "retention")):
+            session.execute(
+                update(Delivery)
+                .where(Delivery.id == dead_letter.delivery_id)
+                .values(archive_removed_at=func.now(), archive_removed_reason=reason)
+            )
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id == erased_delivery.id)
+            .values(archive_removed_at=func.now(), archive_removed_reason="erasure")
+        )
+
+    response = client.post(f"{DEAD_LETTERS}/{erased.id}/replay", headers=auth)
+    assert response.status_code == 409
+    assert response.json()["status"] == "error"
+    message = response.json()["message"]
+    assert f"delivery {erased.delivery_id} was erased on request" in message
+    assert "cannot be replayed" in message
+    response = client.post(f"{DEAD_LETTERS}/{purged.id}/replay", headers=auth)
+    assert response.status_code == 409
+    assert "removed by the retention policy" in response.json()["message"]
+    assert queued(redis_client, api_settings) == []
+    assert stored(clean_db, erased.id).status == "open"  # refused, not changed
+    # A hand-off's dead letter replays a dispatch of a stored email, not the archive.
+    assert client.post(f"{DEAD_LETTERS}/{handoff.id}/replay", headers=auth).status_code == 202
