@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): requirements/dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements/dev.txt
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/dev.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
@@ -46,12 +46,17 @@ bench: $(STAMP)
 	bench/ensure-wrk
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
-# Recompile the pins after editing requirements/*.in.
+# Recompile the pins after editing requirements/*.in or deploy/tools-requirements.in.
+# Existing pins are kept (add --upgrade-package NAME to move one). Every pin carries the
+# hashes of its files, and every install uses --require-hashes: a tampered or substituted
+# file of a pinned version fails the install.
+PIP_COMPILE := $(BIN)/pip-compile --quiet --generate-hashes --strip-extras \
+	--no-emit-index-url --no-emit-find-links
 requirements: $(STAMP)
 	cd requirements && for name in base receiver worker dev; do \
-		../$(BIN)/pip-compile --quiet --strip-extras --no-emit-index-url \
-			--no-emit-find-links $$name.in -o $$name.txt || exit 1; \
+		../$(PIP_COMPILE) $$name.in -o $$name.txt || exit 1; \
 	done
+	cd deploy && ../$(PIP_COMPILE) tools-requirements.in -o tools-requirements.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
