@@ -2,8 +2,9 @@
 
 Run with ``uvicorn api.app:create_app --factory`` (compose service ``api``). Serves
 ``/api/v1/...`` (JWT bearer tokens from ``POST /api/v1/auth/token``, per-user rate
-limits), its docs at ``/api/v1/docs`` and ``/api/v1/openapi.json``, ``/healthz`` and
-``/readyz`` for its own probes, and ``/metrics`` of its own requests.
+limits), its docs at ``/api/v1/docs`` (Swagger UI from ``/api/v1/docs-assets``, no CDN)
+and ``/api/v1/openapi.json``, ``/healthz`` and ``/readyz`` for its own probes, and
+``/metrics`` of its own requests.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from api.attachments import routes as attachments
 from api.dead_letters import routes as dead_letters
 from api.deliveries import routes as deliveries
 from api.dispatches import routes as dispatches
+from api.docs_page import install_docs
 from api.emails import routes as emails
 from api.events import routes as events
 from api.metrics import ApiMetrics
@@ -97,7 +99,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
         openapi_url=f"{API_PREFIX}/openapi.json",
-        docs_url=f"{API_PREFIX}/docs",
+        # Served by install_docs below, from this process rather than a CDN.
+        docs_url=None,
         redoc_url=None,
     )
     app.state.settings = settings
@@ -116,6 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=["X-Request-ID", "Retry-After", "Content-Disposition"],
             max_age=600,
         )
+    install_docs(app, prefix=API_PREFIX)
     app.include_router(health.router)
     app.include_router(metrics.router)
     for router in (tokens, emails, attachments, events, deliveries, dead_letters, dispatches):

@@ -5,6 +5,11 @@ on passwords longer than 72 bytes instead of silently truncating them. Such pass
 refused with a clear message; truncating would make every password that shares its first
 72 bytes match.
 
+A new password must also pass the production secret-strength rules
+(shared/secret_strength.py: length, placeholders, variety, patterns, sequences) and must
+not contain its user's name: the token endpoint is online, but a guessable password
+falls to a handful of tries spread over time and addresses.
+
 Tokens are JWTs signed with HS256 (python-jose). Decoding always pins the algorithm, so a
 token whose header says ``none``, ``RS256`` or anything else is refused whatever it carries,
 and ``sub``, ``iat`` and ``exp`` are required. ``sub`` is the user's id, not its name: a
@@ -20,6 +25,8 @@ from functools import lru_cache
 import bcrypt
 from jose import JWTError, jwt
 
+from shared.secret_strength import PASSWORD_MIN_LENGTH, weakness
+
 TOKEN_PATH = "/api/v1/auth/token"  # noqa: S105 - a URL path, not a secret
 JWT_ALGORITHM = "HS256"
 # bcrypt reads at most this many bytes of a password; bcrypt 5 raises beyond it.
@@ -32,6 +39,10 @@ class PasswordTooLongError(ValueError):
     """The password is longer than bcrypt can hash."""
 
 
+class WeakPasswordError(ValueError):
+    """The password is too easy to guess; the message says which rule it fails."""
+
+
 class InvalidTokenError(ValueError):
     """The token is malformed, forged, expired or incomplete; the message says which."""
 
@@ -42,6 +53,22 @@ def check_password_length(password: str) -> None:
         raise PasswordTooLongError(
             f"passwords are limited to {MAX_PASSWORD_BYTES} bytes of UTF-8 "
             f"(bcrypt ignores the rest); this one has {size}"
+        )
+
+
+def check_new_password(password: str, *, user_name: str) -> None:
+    """Refuse a password a user is about to be given: :class:`PasswordTooLongError` past
+    bcrypt's limit, :class:`WeakPasswordError` when it is guessable. Messages never quote
+    the password."""
+    check_password_length(password)
+    reason = weakness(password, min_length=PASSWORD_MIN_LENGTH)
+    if reason is None and len(user_name) >= 3 and user_name.lower() in password.lower():
+        reason = "contains the user name"
+    if reason is not None:
+        raise WeakPasswordError(
+            f"the password {reason}; use a passphrase of several random words or a "
+            f"random string of at least {PASSWORD_MIN_LENGTH} characters (e.g. from a "
+            "password manager, or: python -c 'import secrets; print(secrets.token_urlsafe(24))')"
         )
 
 

@@ -3,6 +3,7 @@
 The password is read from standard input when it is not a terminal (one line, for
 scripts: ``printf '%s\\n' "$PASSWORD" | kave users create ops``) and asked twice at a
 prompt otherwise; it is never an argument, where it would show in ``ps`` and shell history.
+It must pass the production secret-strength rules (``api.auth.check_new_password``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from shared.models import User
 from shared.settings import Settings
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
-MIN_PASSWORD_LENGTH = 12
 
 
 class UserError(Exception):
@@ -48,15 +48,14 @@ def read_password(stdin: TextIO) -> str:
     return password
 
 
-def check_password(password: str) -> str:
-    from api.auth import PasswordTooLongError, check_password_length
+def check_password(password: str, name: str) -> str:
+    """The password, if fit for user ``name`` (api.auth.check_new_password's rules)."""
+    from api.auth import PasswordTooLongError, WeakPasswordError, check_new_password
 
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise UserError(f"the password is too short: use at least {MIN_PASSWORD_LENGTH} characters")
     try:
-        check_password_length(password)
-    except PasswordTooLongError as exc:
-        raise UserError(str(exc)) from None
+        check_new_password(password, user_name=name)
+    except (PasswordTooLongError, WeakPasswordError) as exc:
+        raise UserError(f"{exc}; nothing was changed") from None
     return password
 
 
@@ -65,7 +64,7 @@ def create_user(settings: Settings, name: str, password: str, *, admin: bool = F
     from api.auth import hash_password
 
     check_name(name)
-    password_hash = hash_password(check_password(password))
+    password_hash = hash_password(check_password(password, name))
     engine = make_engine(settings)
     try:
         with make_session_factory(engine)() as session:

@@ -25,9 +25,18 @@ File shape::
             url: https://platform.example/hooks/mail
             secret_env: KAVE_HANDOFF_SECRET_PLATFORM   # env var holding the signing secret
             timeout_seconds: 10
+            allow_insecure_http: false  # true: an http:// url is accepted in production
 
 Secrets never live in the file: an HTTP handler names the environment variable holding its
-Standard Webhooks secret (``whsec_`` + base64, or any string of at least 24 bytes).
+Standard Webhooks secret, ``whsec_`` + the base64 of at least 24 random bytes. The key is
+decoded exactly as the Standard Webhooks libraries decode it (prefix removed, base64,
+padding optional), so what the handler's library verifies with is what Kave signs with.
+Any other form is refused: a raw string would be signed as its own bytes here but
+base64-decoded by the handler's library, and no signature would ever verify.
+
+In production (``KAVE_ENV=production`` in the process's environment) an ``http://``
+handler URL is refused unless its route says ``allow_insecure_http: true``: the signature
+stops forgery, not reading, and the bodies carry whole emails.
 """
 
 from __future__ import annotations
@@ -60,12 +69,19 @@ __all__ = [
     "Route",
     "RouteError",
     "RouteTable",
+    "check_http_target",
     "load_routes",
     "parse_routes",
     "signing_key",
 ]
 
 MIN_SECRET_BYTES = 24
+SECRET_PREFIX = "whsec_"  # noqa: S105 - the form of a secret, not one
+# The standard base64 alphabet, padding optional (the libraries add it before decoding).
+_BASE64 = re.compile(r"^[A-Za-z0-9+/]*={0,2}$")
+_GENERATE_HINT = (
+    "python -c \"import base64,os; print('whsec_' + base64.b64encode(os.urandom(32)).decode())\""
+)
 _NAME = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 _TASK = r"^kave\.handlers\.[A-Za-z0-9_.-]{1,100}$"
 _ENV_NAME = r"^[A-Z_][A-Z0-9_]{0,127}$"
@@ -107,6 +123,7 @@ class HttpTarget(_Strict):
     url: HttpUrl
     secret_env: Annotated[str, Field(pattern=_ENV_NAME)]
     timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 10.0
+    allow_insecure_http: bool = False
 
 
 class CeleryHandler(_Strict):
@@ -181,26 +198,53 @@ def matches(match: Match, email: MatchInput) -> bool:
 
 
 def signing_key(target: HttpTarget, environ: Mapping[str, str] | None = None) -> bytes:
-    """The HMAC key of an HTTP handler: ``whsec_`` + base64 is decoded (Standard Webhooks),
-    any other value is used as UTF-8 bytes."""
-    secret = (environ if environ is not None else os.environ).get(target.secret_env, "")
-    if secret.startswith("whsec_"):
-        try:
-            key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
-        except ValueError as exc:
-            raise RouteError(f"{target.secret_env} is not whsec_ + base64") from exc
-    else:
-        key = secret.encode("utf-8")
-    if len(key) < MIN_SECRET_BYTES:
-        # An empty or short key signs nothing anyone could not forge.
+    """The HMAC key of an HTTP handler, decoded from its ``whsec_`` + base64 secret as the
+    Standard Webhooks libraries decode it; :class:`RouteError` for any other form. The
+    messages never quote the secret."""
+    name = target.secret_env
+    # A trailing newline (a secret mounted from a file) is ignored by the libraries too;
+    # leading blanks are not, so they are refused below as a missing prefix.
+    secret = (environ if environ is not None else os.environ).get(name, "").rstrip()
+    fix = f"set it to whsec_ + base64 of {MIN_SECRET_BYTES}+ random bytes ({_GENERATE_HINT})"
+    if not secret:
+        raise RouteError(f"{name} must hold a secret and is empty or unset; {fix}")
+    if not secret.startswith(SECRET_PREFIX):
         raise RouteError(
-            f"{target.secret_env} must hold a secret of at least {MIN_SECRET_BYTES} bytes"
+            f"{name} must hold a secret in the Standard Webhooks form and does not start "
+            f"with whsec_ (the handler's library would base64-decode it, so no signature "
+            f"would verify); {fix}"
+        )
+    encoded = secret.removeprefix(SECRET_PREFIX)
+    if not _BASE64.match(encoded) or len(encoded.rstrip("=")) % 4 == 1:
+        raise RouteError(f"{name} must hold a secret whose part after whsec_ is base64; {fix}")
+    key = base64.b64decode(encoded.rstrip("=") + "==")
+    if len(key) < MIN_SECRET_BYTES:
+        # A short key signs nothing anyone could not forge.
+        raise RouteError(
+            f"{name} must hold a secret of at least {MIN_SECRET_BYTES} bytes and decodes to "
+            f"{len(key)}; {fix}"
         )
     return key
 
 
+def _is_production(environ: Mapping[str, str] | None) -> bool:
+    return (environ if environ is not None else os.environ).get("KAVE_ENV") == "production"
+
+
+def check_http_target(target: HttpTarget, environ: Mapping[str, str] | None = None) -> None:
+    """Refuse what an HTTP handler may not be: a secret not in the Standard Webhooks form,
+    or, in production, a plain ``http://`` URL its route did not allow."""
+    signing_key(target, environ)
+    if target.url.scheme == "http" and not target.allow_insecure_http and _is_production(environ):
+        raise RouteError(
+            f"handler url {target.url} is plain http:// and KAVE_ENV is production; use "
+            "https://, or set allow_insecure_http: true on the route if the handler is "
+            "reached over a network you trust (bodies carry whole emails)"
+        )
+
+
 def parse_routes(data: Any, environ: Mapping[str, str] | None = None) -> RouteTable:
-    """Validate a decoded routes document (and that every HTTP handler's secret is set)."""
+    """Validate a decoded routes document, and every HTTP handler's secret and URL."""
     try:
         table = RouteTable.model_validate(data)
     except ValidationError as exc:
@@ -211,7 +255,7 @@ def parse_routes(data: Any, environ: Mapping[str, str] | None = None) -> RouteTa
     for route in table.routes:
         if isinstance(route.handler, HttpHandler):
             try:
-                signing_key(route.handler.http, environ)
+                check_http_target(route.handler.http, environ)
             except RouteError as exc:
                 raise RouteError(f"route {route.name!r}: {exc}") from None
     return table

@@ -18,13 +18,19 @@ Lua script and reports how long until the next request fits. What it does not do
   retried.
 * **Refusal**: a :class:`TooManyRequestsError` whose message names the limit and whose
   ``Retry-After`` is when the request blocking this one leaves the window.
+* **Give-back**: :meth:`RedisRateLimit.take` counts an attempt that can be uncounted
+  afterwards (the per-account login limit counts failed logins only). Counting first and
+  uncounting on success, rather than counting only after a failure, keeps the limit
+  atomic: a burst of parallel attempts cannot all pass before the first failure lands.
 """
 
 from __future__ import annotations
 
 import math
 import time
+import uuid
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import cast
 
 from pyrate_limiter import Decision, Rate, RateItem, RedisBucket
@@ -78,9 +84,15 @@ class RedisRateLimit:
         Raises ``redis.exceptions.RedisError`` when Redis cannot be reached: the caller
         decides whether that closes the door (the API) or not (the webhook).
         """
+        return (await self.take(identity)).refusal
+
+    async def take(self, identity: str) -> Taken:
+        """Count one request of ``identity`` as :meth:`hit` does, and say how to uncount
+        it (:meth:`give_back`); errors as :meth:`hit`."""
         redis = self.store.redis
         key = self.key(identity)
-        item = RateItem(identity, time.time_ns() // 1_000_000)
+        # A name of its own, so that give_back finds this entry and no other.
+        item = RateItem(f"{identity}.{uuid.uuid4().hex}", time.time_ns() // 1_000_000)
         bucket = RedisBucket(self._rates, redis, key, await self.store.script_sha())
         try:
             decision = await cast(Awaitable[Decision], bucket.put_decision(item))
@@ -92,10 +104,40 @@ class RedisRateLimit:
             pipe.pexpire(key, self.window_ms)
             await pipe.execute()
         if decision.allowed:
-            return None
+            return Taken(key, item.name, item.timestamp, refusal=None)
         retry_after = max(1, math.ceil((decision.retry_after_ms or 0) / 1000))
-        return TooManyRequestsError(
+        refusal = TooManyRequestsError(
             f"{self._refusal} (limit {self.rate.limit} per {self.rate.seconds} s); "
             f"retry in {retry_after} s",
             retry_after=retry_after,
         )
+        return Taken(key, item.name, item.timestamp, refusal=refusal)
+
+    async def give_back(self, taken: Taken) -> None:
+        """Uncount a request counted by :meth:`take` (nothing if it was refused)."""
+        if taken.refusal is not None:
+            return
+        redis = self.store.redis
+        # pyrate-limiter names the entry "<item name>:<random id>:1"; the item name is ours.
+        members = cast(
+            list[bytes | str],
+            await redis.zrangebyscore(taken.key, taken.timestamp, taken.timestamp),
+        )
+        prefix = f"{taken.name}:"
+        mine = [
+            member
+            for member in members
+            if (member.decode() if isinstance(member, bytes) else member).startswith(prefix)
+        ]
+        if mine:
+            await redis.zrem(taken.key, *mine)
+
+
+@dataclass(frozen=True, slots=True)
+class Taken:
+    """One counted request: where its entry is, and the refusal if it was over the limit."""
+
+    key: str
+    name: str
+    timestamp: int
+    refusal: TooManyRequestsError | None

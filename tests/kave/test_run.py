@@ -14,7 +14,7 @@ from shared.webhook import WEBHOOK_PATH
 from tests.kave.support import env_without_kave_settings, kave, kave_run
 from tests.services import FIXTURES, wait_until
 
-PASSWORD = "a long enough password"
+PASSWORD = "ivory lantern drifts past nine"
 
 
 def _worker(run_pid: int) -> psutil.Process:

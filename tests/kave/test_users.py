@@ -18,7 +18,7 @@ from shared.settings import Settings
 from tests.kave.support import kave
 from tests.services import child_env, derive_settings
 
-PASSWORD = "a long enough password"
+PASSWORD = "ivory lantern drifts past nine"
 TOKEN = "/api/v1/auth/token"
 
 
@@ -51,9 +51,9 @@ def test_create_then_disable(client: TestClient, base_settings: Settings, clean_
     assert not user.is_admin
     assert PASSWORD not in user.password_hash
     assert _token_status(client) == 200
-    assert _token_status(client, "a long enough passworD") == 401
+    assert _token_status(client, "ivory lantern drifts past ninE") == 401
 
-    again = kave_users(["create", "ops"], base_settings, stdin="another password!\n")
+    again = kave_users(["create", "ops"], base_settings, stdin="quartz meadow folds seven kites\n")
     assert again.returncode == 1
     assert "exists already" in again.stderr
 
@@ -74,8 +74,14 @@ def test_create_admin(base_settings: Settings, clean_db: Engine) -> None:
     ("args", "stdin", "message"),
     [
         (["create", "ops"], "é" * 37 + "\n", "limited to 72 bytes"),
-        (["create", "ops"], "short\n", "too short"),
-        (["create", "ops"], "", "too short"),
+        (["create", "ops"], "k7#Qv2m\n", "is too short (at least 16 characters)"),
+        (["create", "ops"], "", "is empty"),
+        (["create", "ops"], "correct-horse-password\n", "is a placeholder"),
+        (["create", "ops"], "P@ssw0rd-for-the-api\n", "is a placeholder"),
+        (["create", "ops"], "abababababababab\n", "too few different characters"),
+        (["create", "ops"], "abcdefghijklmnopqrs\n", "is a simple sequence"),
+        (["create", "ops"], "ab1Z?-ab1Z?-ab1Z?-\n", "repeats a short pattern"),
+        (["create", "operator"], "operator-lantern-drift\n", "contains the user name"),
         (["create", "-bad name"], PASSWORD + "\n", "invalid user name"),
         (["disable", "nobody"], "", "no user 'nobody'"),
     ],
@@ -86,5 +92,7 @@ def test_refusals_say_why_and_change_nothing(
     result = kave_users(args, base_settings, stdin=stdin)
     assert result.returncode != 0
     assert message in result.stderr
+    if stdin.strip():
+        assert stdin.strip() not in result.stdout + result.stderr  # never echoed
     with Session(clean_db) as session:
         assert session.scalars(select(User)).all() == []

@@ -1,12 +1,18 @@
-"""Tests for shared.handoff_routes: validation and first-match routing (pure)."""
+"""Tests for shared.handoff_routes: validation and first-match routing (pure), and that
+hand-off signatures verify with the Standard Webhooks reference library."""
 
 from __future__ import annotations
 
 import base64
 import json
+import os
+import re
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from standardwebhooks import Webhook
 
 from shared.handoff_routes import (
     HttpHandler,
@@ -17,6 +23,7 @@ from shared.handoff_routes import (
     parse_routes,
     signing_key,
 )
+from worker.dispatch import sign
 
 ROUTES = Path(__file__).resolve().parents[1] / "fixtures" / "handoff" / "routes.yaml"
 SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
@@ -98,13 +105,92 @@ def test_invalid_routes_are_refused_with_where(document: object, problem: str) -
         parse_routes(document, {})
 
 
-def test_signing_key_decodes_whsec_and_refuses_short_secrets() -> None:
+def test_signing_key_decodes_whsec() -> None:
     table = load_routes(ROUTES, ENV)
     handler = table.routes[1].handler
     assert isinstance(handler, HttpHandler)
     assert signing_key(handler.http, ENV) == b"k" * 32
-    with pytest.raises(RouteError, match="at least 24 bytes"):
-        signing_key(handler.http, {"KAVE_HANDOFF_SECRET_PLATFORM": "short"})
+    # A secret mounted from a file ends with a newline; the libraries ignore it too.
+    assert signing_key(handler.http, {"KAVE_HANDOFF_SECRET_PLATFORM": SECRET + "\n"}) == b"k" * 32
+
+
+def _http_route(url: str = "https://platform.example/hooks", **extra: object) -> dict[str, object]:
+    target = {"url": url, "secret_env": "KAVE_HANDOFF_SECRET_PLATFORM", **extra}
+    return {"routes": [{"name": "platform", "handler": {"http": target}}]}
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        os.urandom(32),  # base64 with padding ("=")
+        os.urandom(24),  # none needed
+        os.urandom(64),
+    ],
+)
+@pytest.mark.parametrize("padded", [True, False])
+def test_signatures_verify_with_the_standard_webhooks_library(key: bytes, padded: bool) -> None:
+    encoded = base64.b64encode(key).decode()
+    secret = "whsec_" + (encoded if padded else encoded.rstrip("="))
+    table = parse_routes(_http_route(), {"KAVE_HANDOFF_SECRET_PLATFORM": secret})
+    handler = table.routes[0].handler
+    assert isinstance(handler, HttpHandler)
+    derived = signing_key(handler.http, {"KAVE_HANDOFF_SECRET_PLATFORM": secret})
+    assert derived == key
+    body, message_id, timestamp = b'{"email": {"id": 1}}', "dispatch-7-abc", int(time.time())
+    headers = {
+        "webhook-id": message_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": sign(derived, message_id, timestamp, body),
+    }
+    reference = Webhook(secret)
+    assert reference.verify(body, headers) == {"email": {"id": 1}}
+    moment = datetime.fromtimestamp(timestamp, tz=UTC)
+    assert reference.sign(message_id, moment, body) == headers["webhook-signature"]
+
+
+@pytest.mark.parametrize(
+    ("secret", "problem"),
+    [
+        ("", "is empty or unset"),
+        ("   ", "is empty or unset"),
+        # A raw string: the handler's library would base64-decode it into another key.
+        ("a-raw-signing-secret-of-40-characters-xyz", "does not start with whsec_"),
+        (base64.b64encode(os.urandom(32)).decode(), "does not start with whsec_"),
+        (" " + SECRET, "does not start with whsec_"),
+        ("whsec_" + "not base64 at all!" * 3, "part after whsec_ is base64"),
+        ("whsec_" + base64.urlsafe_b64encode(b"\xfb\xff" * 16).decode(), "is base64"),
+        ("whsec_" + "QUJD" * 10 + "A", "is base64"),  # one character past a full group
+        ("whsec_" + base64.b64encode(os.urandom(16)).decode(), "decodes to 16"),
+    ],
+)
+def test_secrets_not_in_the_standard_webhooks_form_are_refused_naming_the_route(
+    secret: str, problem: str
+) -> None:
+    with pytest.raises(RouteError) as refused:
+        parse_routes(_http_route(), {"KAVE_HANDOFF_SECRET_PLATFORM": secret})
+    message = str(refused.value)
+    assert message.startswith("route 'platform': KAVE_HANDOFF_SECRET_PLATFORM must hold")
+    assert problem in message
+    assert "whsec_ + base64" in message  # says what to set instead
+    if secret.strip():
+        assert secret.removeprefix("whsec_") not in message
+
+
+def test_plain_http_handlers_are_refused_in_production_unless_the_route_allows_it() -> None:
+    production = {**ENV, "KAVE_ENV": "production"}
+    with pytest.raises(RouteError) as refused:
+        parse_routes(_http_route("http://platform.internal/hooks"), production)
+    message = str(refused.value)
+    assert message.startswith("route 'platform': handler url http://platform.internal/hooks")
+    assert "allow_insecure_http: true" in message
+    allowed = _http_route("http://platform.internal/hooks", allow_insecure_http=True)
+    assert parse_routes(allowed, production).routes[0].name == "platform"
+    assert parse_routes(_http_route("https://platform.example/hooks"), production).routes
+    # Outside production (a laptop, the tests) http:// is fine.
+    assert parse_routes(_http_route("http://127.0.0.1:9/hooks"), ENV).routes
+    # The fixture's http handler, loaded the way a production worker would.
+    with pytest.raises(RouteError, match=re.escape("route 'invoices': handler url http://")):
+        load_routes(ROUTES, production)
 
 
 def test_json_routes_and_unreadable_files(tmp_path: Path) -> None:

@@ -14,10 +14,12 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -26,8 +28,11 @@ import redis
 from celery import Celery
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
 
 from shared.contract import DISPATCH_SWEEP_TASK
+from shared.handoff_routes import HttpHandler, parse_routes
 from shared.models import Attachment, DeadLetter, Dispatch, DispatchStatus, Email
 from shared.queue import celery_config
 from shared.settings import Settings
@@ -363,3 +368,53 @@ def test_the_sweep_publishes_a_dispatch_whose_publish_was_lost(
 
 
 _ = handoff_platform  # the module the platform worker runs (imported for its verify())
+
+
+def test_the_signed_post_verifies_with_the_standard_webhooks_library(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The dispatcher's real POST, received over HTTP and checked by the reference library,
+    with a secret written without base64 padding (as some providers print them)."""
+    secret = "whsec_" + base64.b64encode(os.urandom(32)).decode().rstrip("=")
+    monkeypatch.setenv("PLATFORM_REFERENCE_HANDOFF_SECRET", secret)
+    received: list[tuple[dict[str, str], bytes]] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["content-length"]))
+            received.append((dict(self.headers.items()), body))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/hooks/mail"
+        table = parse_routes(
+            {
+                "routes": [
+                    {
+                        "name": "web",
+                        "handler": {
+                            "http": {"url": url, "secret_env": "PLATFORM_REFERENCE_HANDOFF_SECRET"}
+                        },
+                    }
+                ]
+            }
+        )
+        handler = table.routes[0].handler
+        assert isinstance(handler, HttpHandler)
+        body = b'{"email": {"id": 42, "subject": "caf\xc3\xa9"}}'
+        assert dispatch.post_signed(handler.http, "dispatch-1-key", body) == 204
+    finally:
+        server.shutdown()
+        server.server_close()
+    [(headers, sent)] = received
+    assert sent == body
+    assert Webhook(secret).verify(sent, headers) == {"email": {"id": 42, "subject": "café"}}
+    with pytest.raises(WebhookVerificationError):
+        Webhook("whsec_" + base64.b64encode(os.urandom(32)).decode()).verify(sent, headers)
