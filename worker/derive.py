@@ -60,6 +60,17 @@ __all__ = [
 # Reply parsing runs regular expressions over the body; past this size the "new text" is not
 # what an agent reads anyway, and the cost must stay bounded (the bench budget is per email).
 _MAX_REPLY_INPUT_CHARS: Final = 100_000
+# Markup is most of an HTML body; quotequail and inscriptis read this much of it.
+_MAX_HTML_INPUT_CHARS: Final = 3 * _MAX_REPLY_INPUT_CHARS
+# A reply header ("On ... wrote:", an Outlook "From:/Sent:" block) is a few short lines:
+# longer lines are not tried, and a try sees a bounded window (worker/line_pattern.py),
+# since some of the header expressions are quadratic or cubic in a line's length.
+_MAX_HEADER_LINE_CHARS: Final = 160
+_MAX_HEADER_LINES: Final = 24
+# flufl.bounce's detectors run a couple of dozen expressions over every body line. What
+# they look for (the report, the failure text) comes first in a bounce; the returned
+# message after it (which can be the bulk of the bytes) is not read past this.
+_MAX_BOUNCE_BYTES: Final = 64 * 1024
 _MAX_REASON_CHARS: Final = 64
 _MAX_BOUNCED: Final = 100
 # "david" in the library's table is a test persona, not a language.
@@ -180,8 +191,8 @@ def _latest_reply(text: str) -> str | None:
             text=text[:_MAX_REPLY_INPUT_CHARS],
             languages=list(_LANGUAGES),
             _header_regex=expressions.header,  # duck-typed: findall and pattern
-            _disclaimers_regex=expressions.disclaimers,
-            _signature_regex=expressions.signature,
+            _disclaimers_regex=_NOT_NEEDED,
+            _signature_regex=_NOT_NEEDED,
         )
         found = message.read().latest_reply
     except INTERRUPTS:
@@ -192,30 +203,48 @@ def _latest_reply(text: str) -> str | None:
     return found.strip() if isinstance(found, str) else ""
 
 
+class _NotNeeded:
+    """The signature and disclaimer expressions, not run: ``latest_reply`` is the first
+    reply's ``content``, which they do not change (the library uses what they find for
+    ``EmailReply.body``, which nothing here reads), and they are quadratic on runs of
+    blank lines (``\\s*^`` tries every start of a run, then the whole run)."""
+
+    pattern = ""
+
+    def findall(self, text: str) -> list[str]:
+        return []
+
+    def search(self, text: str) -> None:
+        return None
+
+
+_NOT_NEEDED: Final = _NotNeeded()
+
+
 @dataclass(frozen=True)
 class _ReplyExpressions:
     header: LineStartPattern
-    disclaimers: re.Pattern[str]
-    signature: re.Pattern[str]
 
 
 @cache
 def _reply_expressions() -> _ReplyExpressions:
-    """The library's expressions for our languages, built once per process: it builds
-    them per message, and with each it formats the whole pattern for a debug line
+    """The library's header expression for our languages, built once per process: it
+    builds it per message, and with it formats the whole pattern for a debug line
     (~0.06 ms of CPU an email here)."""
     prototype = EmailMessage(text="", languages=list(_LANGUAGES))
     return _ReplyExpressions(
-        header=LineStartPattern(prototype.HEADER_REGEX),
-        disclaimers=prototype.DISCLAIMERS_REGEX,
-        signature=prototype.SIGNATURE_REGEX,
+        header=LineStartPattern(
+            prototype.HEADER_REGEX,
+            max_line_chars=_MAX_HEADER_LINE_CHARS,
+            max_lines=_MAX_HEADER_LINES,
+        ),
     )
 
 
 def _html_reply_text(html: str) -> str:
     """The text of the unquoted part of an HTML body (blockquotes, Gmail/Apple quote blocks
     are cut by quotequail; inscriptis renders the rest with the layout a reader sees)."""
-    html = html[: _MAX_REPLY_INPUT_CHARS * 4]
+    html = html[:_MAX_HTML_INPUT_CHARS]
     try:
         shown = "".join(chunk for keep, chunk in quotequail.quote_html(html) if keep)
     except INTERRUPTS:
@@ -284,7 +313,7 @@ def _rfc3834_reason(pairs: list[tuple[str, str]]) -> str | None:
 def _bounced_addresses(raw: bytes) -> tuple[str, ...]:
     try:
         # flufl.bounce's detectors were written against the compat32 Message API.
-        message = message_from_bytes(raw, policy=email_policy.compat32)
+        message = message_from_bytes(raw[:_MAX_BOUNCE_BYTES], policy=email_policy.compat32)
         temporary, permanent = all_failures(message)
     except INTERRUPTS:
         raise  # a soft time limit must reach the task (worker/interrupts.py)

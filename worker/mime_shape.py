@@ -124,7 +124,9 @@ def _header_section(
     that ended it when that line is not the blank separator (a body or boundary line,
     to be looked at by the caller); b"" when a blank line or the input ended it."""
     size = 0
-    header = b""  # the Content-Type header, unfolded
+    # The Content-Type header's lines, unfolded: joined once at the end, since adding
+    # each line to a bytes object copies all before it (quadratic in folded lines).
+    pieces: list[bytes] = []
     in_content_type = False
     while True:
         line = lines.readline()
@@ -140,11 +142,12 @@ def _header_section(
         size += len(line)
         if line[:1] in (b" ", b"\t"):
             if in_content_type:
-                header += line.rstrip(b"\r\n")
+                pieces.append(line.rstrip(b"\r\n"))
             continue
-        in_content_type = not header and line[:13].lower() == b"content-type:"
+        in_content_type = not pieces and line[:13].lower() == b"content-type:"
         if in_content_type:
-            header = line.rstrip(b"\r\n")
+            pieces.append(line.rstrip(b"\r\n"))
+    header = b"".join(pieces)
     content_type: tuple[bytes, bytes] | None = None
     boundary: bytes | None = None
     found = _CONTENT_TYPE.match(header)

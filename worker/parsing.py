@@ -41,7 +41,7 @@ from email.policy import Policy
 from email.utils import getaddresses, parsedate_to_datetime
 from typing import Any, Final, TypeVar
 
-from worker import columns, mime_shape
+from worker import charsets, columns, mime_shape
 from worker.columns import storable_text
 from worker.interrupts import INTERRUPTS
 
@@ -70,6 +70,7 @@ _MAX_EXTENSION_CHARS: Final = 16
 DEFAULT_CONTENT_TYPE: Final = "application/octet-stream"
 _BODY_TYPES: Final = frozenset({"text/plain", "text/html"})
 _MESSAGE_ID_TOKEN: Final = re.compile(r"<[^<>\s]+>")
+_LEADING_DOTS_AND_BLANKS: Final = re.compile(r"^[.\s]+")
 
 _T = TypeVar("_T")
 # The MIME parser is fed pieces of this many bytes (see _parse_mime).
@@ -185,6 +186,9 @@ class ParsedEmail:
     dkim_valid: bool | None
     mandrill_ts: datetime | None  # event "ts" as a UTC datetime
     attachments: tuple[ParsedAttachment, ...]
+    # A body part or header declared a charset that is not a mail charset (punycode,
+    # utf-7, unicode_escape...: worker.charsets); its text was read as unknown 8-bit data.
+    charset_refused: bool = False
 
     @property
     def dedup_key(self) -> str:
@@ -225,15 +229,32 @@ class _RememberedHeaders(HeaderRegistry):
     holds at most a few MB of parse trees.
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        memo: dict[tuple[str, str], BaseHeader] | None = None,
+        budget: _HeaderBudget | None = None,
+    ) -> None:
         super().__init__()
-        self._parsed: dict[tuple[str, str], BaseHeader] = {}
+        self._parsed: dict[tuple[str, str], BaseHeader] = {} if memo is None else memo
+        self._budget = budget
+
+    def for_email(self) -> _RememberedHeaders:
+        """The registry of one email's parse: this one's memo, and a budget of characters
+        of long (not remembered) values, since a part's accessors parse its Content-Type
+        again and again: past the budget a long value is read only as far as a short one,
+        and that parse is remembered."""
+        return _RememberedHeaders(self._parsed, _HeaderBudget(_LONG_HEADER_BUDGET))
 
     def __call__(self, name: str, value: str) -> BaseHeader:
         key = (name, value)
         header = self._parsed.get(key)
         if header is None:
-            header = super().__call__(name, value)
+            remembered = len(name) + len(value) <= _REMEMBERED_CHARS
+            if not remembered and self._budget and not self._budget.take(len(value)):
+                return self(name, _cut_at_separator(value, _REMEMBERED_CHARS - len(name)))
+            # Every header the policy parses passes here: the one place where a refused
+            # charset of an encoded word or parameter is kept from its codec.
+            header = super().__call__(name, _parseable_header(value))
             if len(name) + len(value) <= _REMEMBERED_CHARS:
                 if len(self._parsed) >= _REMEMBERED_HEADERS:
                     self._parsed.clear()
@@ -243,7 +264,53 @@ class _RememberedHeaders(HeaderRegistry):
 
 _REMEMBERED_HEADERS: Final = 512
 _REMEMBERED_CHARS: Final = 256
-_POLICY: Final = policy.default.clone(header_factory=_RememberedHeaders())
+# The policy's header parser costs microseconds a character, more for long values (each
+# token it takes copies the rest of the value: quadratic), and far more in address lists
+# and parameters. So it parses no value longer than _MAX_PARSED_HEADER_CHARS: the factory
+# cuts such a value at its last separator (what the MIME parser and the part accessors
+# read of Content-Type and Content-Disposition, type, boundary, charset and name, comes
+# first); the header list decodes it with the stdlib's older decoder (up to
+# _MAX_LEGACY_DECODED_CHARS, beyond which it is kept as sent) and the address fields
+# read it with the older, linear address parser. And per email at most
+# _PARSED_HEADER_BUDGET characters of header values are parsed by it for the header list
+# and the addresses (shortest first; the rest take the same older paths).
+_MAX_PARSED_HEADER_CHARS: Final = 4 * 1024
+_MAX_LEGACY_DECODED_CHARS: Final = 64 * 1024
+_PARSED_HEADER_BUDGET: Final = 32 * 1024
+_LONG_HEADER_BUDGET: Final = 32 * 1024
+# Display names longer than a header line are kept as sent: decode_header is quadratic
+# in the number of encoded words.
+_MAX_DECODED_NAME_CHARS: Final = 998
+_HEADERS: Final = _RememberedHeaders()
+_POLICY: Final = policy.default.clone(header_factory=_HEADERS)
+
+
+def _parseable_header(value: str) -> str:
+    """What the policy parses of a header value: refused charsets neutralised
+    (worker.charsets), and cut at a separator when longer than _MAX_PARSED_HEADER_CHARS."""
+    return _cut_at_separator(charsets.neutralize_header(value)[0], _MAX_PARSED_HEADER_CHARS)
+
+
+def _cut_at_separator(value: str, limit: int) -> str:
+    """``value`` if at most ``limit`` long, else cut at its last separator before it."""
+    if len(value) <= limit:
+        return value
+    head = value[: max(limit, 0)]
+    cut = max(head.rfind(separator) for separator in (",", ";", " ", "\t"))
+    return head[:cut] if cut > 0 else head
+
+
+class _HeaderBudget:
+    """The characters of header values one email may still have decoded by the policy."""
+
+    def __init__(self, chars: int = _PARSED_HEADER_BUDGET) -> None:
+        self.chars = chars
+
+    def take(self, chars: int) -> bool:
+        if chars > self.chars:
+            return False
+        self.chars -= chars
+        return True
 
 
 # --------------------------------------------------------------------------- public functions
@@ -346,7 +413,8 @@ def _parse_inbound(
     _check_entry_count(msg, limits)
     message = _parse_mime(raw, limits.max_mime_parts)
     parts = _mime_parts(message, limits)
-    from_address, from_name = _sender(message, msg)
+    budget = _HeaderBudget()
+    from_address, from_name = _sender(message, msg, budget)
     spam_score, spam_rules = _spam_report(msg.get("spam_report"))
     spf_result, spf_detail = _spf(msg.get("spf"))
     dkim_signed, dkim_valid = _dkim(msg.get("dkim"))
@@ -358,17 +426,17 @@ def _parse_inbound(
         envelope_recipient=_opt_nonblank(msg.get("email")),
         from_address=from_address,
         from_name=from_name,
-        to=_addresses(message, "To"),
-        cc=_addresses(message, "Cc"),
-        bcc=_addresses(message, "Bcc"),
-        reply_to=_addresses(message, "Reply-To"),
+        to=_addresses(message, "To", budget),
+        cc=_addresses(message, "Cc", budget),
+        bcc=_addresses(message, "Bcc", budget),
+        reply_to=_addresses(message, "Reply-To", budget),
         subject=subject if subject is not None else _opt_str(msg.get("subject")),
         sent_at=_date(_id_header(message, msg, "Date")),
         in_reply_to=_first_message_id(_id_header(message, msg, "In-Reply-To")),
         references=_message_ids(_id_header(message, msg, "References")),
         text_body=_body(msg.get("text"), parts, "text/plain"),
         html_body=_body(msg.get("html"), parts, "text/html"),
-        headers=_all_headers(message),
+        headers=_all_headers(message, budget),
         tags=_tags(msg.get("tags")),
         spam_score=spam_score,
         spam_rules=spam_rules,
@@ -378,6 +446,8 @@ def _parse_inbound(
         dkim_valid=dkim_valid,
         mandrill_ts=_timestamp(event.get("ts")),
         attachments=_attachments(msg, parts, limits),
+        charset_refused=any(part.charset_refused for part in parts)
+        or _headers_refuse_charset(message),
     )
 
 
@@ -391,7 +461,11 @@ def _parse_mime(raw: bytes, max_entities: int) -> Message:
         # a 24 MB email). The pieces are decoded as it decodes the whole (ASCII with
         # surrogateescape, byte by byte), and the parser does not depend on where they
         # are cut; the result is the same message.
-        parser = BytesFeedParser(policy=_POLICY.clone(message_factory=_Entities(max_entities)))
+        parser = BytesFeedParser(
+            policy=_POLICY.clone(
+                message_factory=_Entities(max_entities), header_factory=_HEADERS.for_email()
+            )
+        )
         view = memoryview(raw)
         for start in range(0, len(raw), _FEED_BYTES):
             parser.feed(view[start : start + _FEED_BYTES].tobytes())
@@ -428,8 +502,10 @@ class _Entities:
         return EmailMessage(policy=policy)
 
 
-def _sender(message: Message, msg: Mapping[str, Any]) -> tuple[str | None, str | None]:
-    found = _addresses(message, "From")
+def _sender(
+    message: Message, msg: Mapping[str, Any], budget: _HeaderBudget
+) -> tuple[str | None, str | None]:
+    found = _addresses(message, "From", budget)
     if found:
         return found[0].address, found[0].name
     return _opt_nonblank(msg.get("from_email")), _opt_nonblank(msg.get("from_name"))
@@ -502,6 +578,8 @@ def _header(message: Message, name: str) -> str | None:
 
 
 def _decoded_header(name: str, raw: str) -> str:
+    if len(raw) > _MAX_PARSED_HEADER_CHARS:
+        return _legacy_decoded(raw)
     try:
         return storable_text(str(_POLICY.header_fetch_parse(name, raw)))
     except INTERRUPTS:
@@ -511,9 +589,17 @@ def _decoded_header(name: str, raw: str) -> str:
         return storable_text(_unfold(raw))
 
 
-def _all_headers(message: Message) -> tuple[tuple[str, str], ...]:
+def _all_headers(message: Message, budget: _HeaderBudget) -> tuple[tuple[str, str], ...]:
+    pairs = _raw_headers(message)
+    values = [""] * len(pairs)
+    # Shortest first, so that a few huge values cannot leave the Subject undecoded.
+    for index in sorted(range(len(pairs)), key=lambda index: len(pairs[index][1])):
+        name, raw = pairs[index]
+        values[index] = (
+            _decoded_header(name, raw) if budget.take(len(raw)) else _legacy_decoded(raw)
+        )
     return tuple(
-        (storable_text(name), _decoded_header(name, raw)) for name, raw in _raw_headers(message)
+        (storable_text(name), value) for (name, _), value in zip(pairs, values, strict=True)
     )
 
 
@@ -522,10 +608,13 @@ def _unfold(value: str) -> str:
     return value.replace("\r", "").replace("\n", "")
 
 
-def _addresses(message: Message, name: str) -> tuple[Address, ...]:
+def _addresses(message: Message, name: str, budget: _HeaderBudget) -> tuple[Address, ...]:
     raws = _raw_values(message, name)
     if not raws:
         return ()
+    longest = max(len(raw) for raw in raws)
+    if longest > _MAX_PARSED_HEADER_CHARS or not budget.take(sum(len(raw) for raw in raws)):
+        return _legacy_addresses(raws)
     try:
         return _policy_addresses(name, raws)
     except INTERRUPTS:
@@ -556,9 +645,19 @@ def _legacy_addresses(raws: list[str]) -> tuple[Address, ...]:
     return tuple(found)
 
 
-def _decode_words(text: str) -> str:
+def _legacy_decoded(raw: str) -> str:
+    """A header value decoded by the stdlib's older decoder, or as sent when too long."""
+    text = _unfold(raw).strip()  # as the policy gives a value: without outer blanks
+    if len(text) <= _MAX_LEGACY_DECODED_CHARS:
+        text = _decode_words(text, _MAX_LEGACY_DECODED_CHARS)
+    return storable_text(text)
+
+
+def _decode_words(text: str, max_chars: int = _MAX_DECODED_NAME_CHARS) -> str:
+    if len(text) > max_chars:
+        return text
     try:
-        return str(make_header(decode_header(text)))
+        return str(make_header(decode_header(charsets.neutralize_header(text)[0])))
     except INTERRUPTS:
         raise
     except Exception:
@@ -654,6 +753,7 @@ class _MimePart:
     sha256: str
     nested: bool  # inside a message/* part (a forwarded or bounced message)
     text: str | None = field(repr=False)  # decoded text for text/plain and text/html parts
+    charset_refused: bool = False  # the text's declared charset is not a mail charset
 
 
 def _mime_parts(root: Message, limits: EmailLimits = DEFAULT_LIMITS) -> list[_MimePart]:
@@ -694,6 +794,7 @@ def _mime_part(part: Message, nested: bool) -> _MimePart:
     content_type = _guard(part.get_content_type, DEFAULT_CONTENT_TYPE)[: columns.CONTENT_TYPE_CHARS]
     data = _part_bytes(part)
     filename = _guard(part.get_filename, None)
+    text, refused = _part_text(part, data) if content_type in _BODY_TYPES else (None, False)
     return _MimePart(
         filename=storable_text(filename) if isinstance(filename, str) else None,
         content_type=content_type,
@@ -702,7 +803,8 @@ def _mime_part(part: Message, nested: bool) -> _MimePart:
         data=data,
         sha256=_sha256_bytes(data),
         nested=nested,
-        text=_part_text(part, data) if content_type in _BODY_TYPES else None,
+        text=text,
+        charset_refused=refused,
     )
 
 
@@ -765,20 +867,35 @@ def decode_base64_lines(payload: str, piece_chars: int = _BASE64_PIECE_CHARS) ->
     return b"".join(pieces)
 
 
-def _part_text(part: Message, data: bytes) -> str:
+def _part_text(part: Message, data: bytes) -> tuple[str, bool]:
+    """The text of a body part, and whether its declared charset was refused."""
+    charset = _guard(part.get_content_charset, None)
+    refused = charsets.is_refused(charset)
     encoding = (_raw_header(part, "Content-Transfer-Encoding") or "").lower()
     if encoding not in ("base64", "quoted-printable"):
         # Unencoded 8-bit text was transcoded to UTF-8 by Mandrill whatever charset the part
         # still declares, so UTF-8 is the truth when it decodes.
         try:
-            return storable_text(data.decode("utf-8"))
+            return storable_text(data.decode("utf-8")), refused
         except UnicodeDecodeError:
             pass
-    charset = _guard(part.get_content_charset, None) or "utf-8"
-    try:
-        return storable_text(data.decode(charset, "replace"))
-    except LookupError:  # an unknown charset name
-        return storable_text(data.decode("utf-8", "replace"))
+    # Only a mail charset's codec (worker.charsets): anything else is read as UTF-8.
+    text, refused = charsets.decode_text(data, charset)
+    return storable_text(text), refused
+
+
+def _headers_refuse_charset(root: Message) -> bool:
+    """Whether a header of the message or of any of its parts names a refused charset
+    in an encoded word or parameter (the parser read it as unknown 8-bit data)."""
+    stack = [root]
+    while stack:
+        part = stack.pop()
+        if any(charsets.neutralize_header(value)[1] for _, value in _raw_headers(part)):
+            return True
+        children = part.get_payload() if part.is_multipart() else None
+        if isinstance(children, list):
+            stack.extend(child for child in children if isinstance(child, Message))
+    return False
 
 
 def _content_id(raw: str | None) -> str | None:
@@ -1048,11 +1165,9 @@ def _clean_filename(name: object) -> str | None:
     # Category C: controls, format characters (e.g. the right-to-left override used to
     # disguise extensions), lone surrogates, private use and unassigned code points.
     base = "".join(char for char in base if not unicodedata.category(char).startswith("C"))
-    # Leading dots would make hidden files or "." / ".."; strip whitespace each round too.
-    previous = None
-    while base != previous:
-        previous = base
-        base = base.strip().lstrip(".")
+    # Leading dots would make hidden files or "." / ".."; blanks among them go too. One
+    # match of the leading run, not a strip per dot: that is quadratic on ". . . .".
+    base = _LEADING_DOTS_AND_BLANKS.sub("", base.rstrip(), count=1)
     if len(base) > columns.FILENAME_CHARS:
         base = _truncate_filename(base)
     return base or None

@@ -150,6 +150,24 @@ def test_reply_text_keeps_an_unquoted_email_whole_and_none_without_body() -> Non
     assert reply_text("   ", None) is None
 
 
+def test_reply_headers_are_looked_for_in_lines_of_up_to_160_characters() -> None:
+    # Some header expressions are quadratic or cubic in a line's length, so longer lines
+    # are not tried (worker/line_pattern.py): such a "header" stays in the reply text.
+    for name_length, cut in ((100, True), (150, False)):
+        header = f"On Mon, Jan 5, 2026 at 9:00 AM {'n' * name_length} <a@example.com> wrote:"
+        body = f"New text.\n\n{header}\n> old text\n"
+        expected = "New text." if cut else body.strip()
+        assert reply_text(body, None) == expected, name_length
+
+
+def test_reply_header_found_in_a_wrapped_attribution_and_after_blank_runs() -> None:
+    body = (
+        "New text.\n" + "\n" * 5000 + "On Mon, Jan 5, 2026 at 9:00 AM Support\n"
+        "<support@example.com> wrote:\n> old text\n"
+    )
+    assert reply_text(body, None) == "New text."
+
+
 def test_reply_text_through_the_parser() -> None:
     body = (REPLIES / "gmail_plain.txt").read_text(encoding="utf-8")
     derived = derive_email(inbound(message({"Message-ID": "<a@x.org>"}, body)))

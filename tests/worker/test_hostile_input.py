@@ -5,8 +5,10 @@ the rest of the batch is stored.
 
 from __future__ import annotations
 
+import base64
 import json
 import time
+import uuid
 
 import pytest
 from sqlalchemy import Engine, func, select
@@ -168,3 +170,54 @@ def test_a_deeply_nested_event_fails_alone_or_fails_the_batch_at_once(
         assert (outcomes, letters) == (["failed", "stored"], [(0, "invalid_event", 1)])
     else:
         assert outcomes == ["stored", "stored"]
+
+
+def test_quadratic_shaped_mail_is_stored_at_once(receiver: str, engine: Engine) -> None:
+    """Bodies that cost the reply parser and the charset decoders quadratic time (15.8 s
+    for 31.5 KiB of newlines and dashes; 11.9 s for 391 KiB of punycode) are stored on
+    the first attempt, with the refused charset read as UTF-8."""
+    newlines = plain_email("-" * 64 * 1024 + "\r\n" * 64 * 1024 + "-")
+    on_lines = plain_email("On " + "a " * 50_000 + "\r\n")
+    punycode = charset_email("punycode", b"x-" + b"a" * 400_000)
+    batch = [hostile_mail.inbound_event(raw) for raw in (newlines, on_lines, punycode)]
+
+    started = time.monotonic()
+    delivery_id = send(receiver, json.dumps(batch))
+    wait_for_deliveries(engine, [delivery_id], timeout=120)
+    elapsed = time.monotonic() - started
+
+    assert dead_letters(engine, delivery_id) == []
+    with Session(engine) as session:
+        outcomes = session.scalars(
+            select(DeliveryEvent.outcome).where(DeliveryEvent.delivery_id == delivery_id)
+        ).all()
+        replies = {
+            (row.text_body or "")[:8]: (row.reply_text, row.text_body, row.subject)
+            for row in session.scalars(select(Email).where(Email.delivery_id == delivery_id))
+        }
+    assert outcomes == ["stored", "stored", "stored"]
+    dashes, on_line, refused = replies["--------"], replies["On a a a"], replies["x-aaaaaa"]
+    assert dashes[0] == "-" * 64 * 1024  # without the blank lines that follow
+    assert on_line[0] is not None
+    assert on_line[0].startswith("On a a a")
+    # The refused charset's bytes read as UTF-8, not decoded by the punycode codec.
+    assert refused[1] == "x-" + "a" * 400_000
+    assert refused[2] == "x-aaa"
+    print(f"\n3 quadratic-shaped emails ({len(json.dumps(batch)) / 1e6:.1f} MB): {elapsed:.2f} s")
+
+
+def plain_email(body: str) -> str:
+    return (
+        "From: a@example.org\r\nTo: inbox@example.com\r\nSubject: shapes\r\n"
+        f"Message-ID: <{uuid.uuid4().hex}@example.org>\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n\r\n" + body
+    )
+
+
+def charset_email(charset: str, body: bytes) -> str:
+    return (
+        "From: a@example.org\r\nTo: inbox@example.com\r\nSubject: =?punycode?q?x-aaa?=\r\n"
+        f"Message-ID: <{uuid.uuid4().hex}@example.org>\r\n"
+        f"Content-Type: text/plain; charset={charset}\r\nContent-Transfer-Encoding: base64\r\n"
+        "\r\n" + base64.encodebytes(body).decode("ascii")
+    )

@@ -1073,3 +1073,125 @@ def test_the_header_memo_keeps_no_long_header_between_emails() -> None:
     finally:
         tracemalloc.stop()
     assert kept < 1_000_000, kept  # the 30 names are 3 MB
+
+
+# --------------------------------------------------------------------------- charsets
+
+
+def charset_raw(charset: str, body: bytes, subject: str = "hi") -> str:
+    encoded = base64.b64encode(body).decode("ascii")
+    return (
+        f"From: a@example.com\nTo: b@example.com\nSubject: {subject}\nMIME-Version: 1.0\n"
+        f"Content-Type: text/plain; charset={charset}\n"
+        f"Content-Transfer-Encoding: base64\n\n{encoded}\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("charset", "body", "text"),
+    [
+        ("iso-8859-1", "K\u00f6ln".encode("latin-1"), "K\u00f6ln"),
+        ("windows-1251", "\u041c\u0438\u0440".encode("cp1251"), "\u041c\u0438\u0440"),
+        ("koi8-r", "\u041c\u0438\u0440".encode("koi8-r"), "\u041c\u0438\u0440"),
+        ("shift_jis", "\u65e5\u672c".encode("shift_jis"), "\u65e5\u672c"),
+        ("iso-2022-jp", "\u65e5\u672c".encode("iso-2022-jp"), "\u65e5\u672c"),
+        ("gb18030", "\u4e2d\u6587".encode("gb18030"), "\u4e2d\u6587"),
+        ("big5", "\u4e2d\u6587".encode("big5"), "\u4e2d\u6587"),
+        ("euc-kr", "\ud55c\uad6d".encode("euc-kr"), "\ud55c\uad6d"),
+        ("x-no-such-charset", b"caf\xc3\xa9", "caf\u00e9"),
+    ],
+)
+def test_mail_charsets_decode_with_their_codec(charset: str, body: bytes, text: str) -> None:
+    result = parse_inbound(inbound_event(charset_raw(charset, body), text=None))
+    assert result.text_body == text
+    assert result.charset_refused is False
+
+
+@pytest.mark.parametrize(
+    ("charset", "body", "text"),
+    [
+        # Decoded by its codec this would be "xa\u0080" (after a quadratic decode).
+        ("punycode", b"x-aaa", "x-aaa"),
+        ("utf-7", b"+AGE-", "+AGE-"),
+        ("unicode_escape", b"\\u0041\\x00", "\\u0041\\x00"),
+        ("raw-unicode-escape", b"\\u0041", "\\u0041"),
+        ("idna", b"xn--caf-dma", "xn--caf-dma"),
+        # A text codec's alias padded with what the codec lookup drops.
+        ("--punycode--", b"x-aaa", "x-aaa"),
+        # Bytes-to-bytes codecs are not text at all.
+        ("base64", b"aGk=", "aGk="),
+        ("zlib", b"x\x9c", "x\ufffd"),
+    ],
+)
+def test_a_refused_charset_is_read_as_utf8_and_flagged(
+    charset: str, body: bytes, text: str
+) -> None:
+    result = parse_inbound(inbound_event(charset_raw(charset, body), text=None))
+    assert result.text_body == text
+    assert result.charset_refused is True
+
+
+def test_a_refused_charset_in_an_encoded_word_never_reaches_its_codec() -> None:
+    subject = "=?punycode?q?x-aaa?= and =?utf-8?q?caf=C3=A9?="
+    result = parse_inbound(inbound_event(charset_raw("utf-8", b"hi", subject=subject)))
+    # The refused word is read as unknown 8-bit (its ASCII as it is); the other is decoded.
+    assert result.subject == "x-aaa and caf\u00e9"
+    assert ("Subject", "x-aaa and caf\u00e9") in result.headers
+    assert result.charset_refused is True
+
+
+def test_a_refused_charset_in_a_parameter_neither_fails_nor_decodes() -> None:
+    # The policy's parameter parser decodes RFC 2231 values with their charset: with
+    # punycode that raised (the whole email failed to parse) and is quadratic.
+    raw = (
+        "From: a@example.com\nTo: b@example.com\nMIME-Version: 1.0\n"
+        'Content-Type: multipart/mixed; boundary="B"\n\n'
+        "--B\nContent-Type: text/plain; charset*=punycode''x-aaa\n\nhello\n"
+        "--B\nContent-Type: application/octet-stream\n"
+        "Content-Disposition: attachment; filename*=punycode''x-aaa.bin\n"
+        "Content-Transfer-Encoding: base64\n\nAAAA\n--B--\n"
+    )
+    result = parse_inbound(inbound_event(raw, text=None))
+    assert result.text_body == "hello"
+    (attachment,) = result.attachments
+    assert attachment.filename == "x-aaa.bin"
+    assert result.charset_refused is True
+
+
+def test_mail_without_a_refused_charset_is_not_flagged() -> None:
+    assert parsed("inbound.json").charset_refused is False
+
+
+# --------------------------------------------------------------------------- long headers
+
+
+def test_a_long_address_list_is_read_whole() -> None:
+    # Past the length the policy parses, the older linear parser reads the list.
+    recipients = [f"r{number}@example.com" for number in range(2000)]
+    raw = SIMPLE_RAW.replace("To: ", "Cc: " + ",\n ".join(recipients) + "\nTo: ", 1)
+    assert len(raw) > 32_000
+    result = parse_inbound(inbound_event(raw))
+    assert [address.address for address in result.cc] == recipients
+    cc_value = dict(result.headers)["Cc"]
+    assert cc_value.startswith("r0@example.com, r1@example.com") or cc_value.startswith(
+        "r0@example.com,r1@example.com"
+    )
+    assert "r1999@example.com" in cc_value
+
+
+def test_a_long_subject_of_encoded_words_is_decoded_whole() -> None:
+    words = " ".join(["=?utf-8?q?caf=C3=A9?="] * 400)  # 8 KB, past the policy's length
+    result = parse_inbound(inbound_event(charset_raw("utf-8", b"hi", subject=words)))
+    # Adjacent encoded words join without the blanks between them (RFC 2047 6.2).
+    assert result.subject == "caf\u00e9" * 400
+    assert dict(result.headers)["Subject"] == "caf\u00e9" * 400
+
+
+def test_many_long_headers_are_kept_undecoded_past_the_budget() -> None:
+    # Shortest first: the short Subject is decoded even behind 64 KB of long headers.
+    long_headers = "".join(f"X-Long-{n}: " + "w " * 2000 + "\n" for n in range(16))
+    raw = long_headers + charset_raw("utf-8", b"hi", subject="=?utf-8?q?caf=C3=A9?=")
+    result = parse_inbound(inbound_event(raw))
+    headers = dict(result.headers)
+    assert headers["Subject"] == "caf\u00e9"
+    assert headers["X-Long-15"] == ("w " * 2000).strip()
