@@ -154,6 +154,9 @@ class Email(Base):
     bounced_addresses: Mapped[list[Any]] = mapped_column(
         default=list, server_default=text("'[]'::jsonb")
     )
+    # A text part declared a charset that is not a mail charset (worker.charsets): its
+    # text was read as UTF-8 with replacement instead.
+    charset_refused: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
     delivery_id: Mapped[str] = mapped_column(ForeignKey("deliveries.id"), index=True)
     received_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), index=True

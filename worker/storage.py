@@ -408,6 +408,7 @@ def email_values(email: ParsedEmail) -> dict[str, Any]:
             "spf_detail": email.spf_detail,
             "dkim_signed": email.dkim_signed,
             "dkim_valid": email.dkim_valid,
+            "charset_refused": email.charset_refused,
         }
     )
     # datetimes are not touched by without_nul; add them after.

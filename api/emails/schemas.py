@@ -85,6 +85,7 @@ class EmailDetail(EmailSummary):
             "auto_submitted": False,
             "auto_submitted_reason": None,
             "bounced_addresses": [],
+            "charset_refused": False,
             "attachments": [ATTACHMENT_EXAMPLE],
         }
     )
@@ -122,6 +123,10 @@ class EmailDetail(EmailSummary):
         description="Why: e.g. `auto-submitted:auto-replied`, `precedence:bulk`, `dsn`."
     )
     bounced_addresses: list[str] = Field(description="Addresses a bounce reports as failed.")
+    charset_refused: bool = Field(
+        description="A text part declared a charset that is not a mail charset (punycode, "
+        "utf-7, ...): its text was read as UTF-8, with U+FFFD for bytes that are not."
+    )
     attachments: list[AttachmentOut]
 
 

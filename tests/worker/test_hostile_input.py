@@ -192,7 +192,12 @@ def test_quadratic_shaped_mail_is_stored_at_once(receiver: str, engine: Engine) 
             select(DeliveryEvent.outcome).where(DeliveryEvent.delivery_id == delivery_id)
         ).all()
         replies = {
-            (row.text_body or "")[:8]: (row.reply_text, row.text_body, row.subject)
+            (row.text_body or "")[:8]: (
+                row.reply_text,
+                row.text_body,
+                row.subject,
+                row.charset_refused,
+            )
             for row in session.scalars(select(Email).where(Email.delivery_id == delivery_id))
         }
     assert outcomes == ["stored", "stored", "stored"]
@@ -203,6 +208,8 @@ def test_quadratic_shaped_mail_is_stored_at_once(receiver: str, engine: Engine) 
     # The refused charset's bytes read as UTF-8, not decoded by the punycode codec.
     assert refused[1] == "x-" + "a" * 400_000
     assert refused[2] == "x-aaa"
+    # The row says its text is not what the declared charset would have given.
+    assert (dashes[3], on_line[3], refused[3]) == (False, False, True)
     print(f"\n3 quadratic-shaped emails ({len(json.dumps(batch)) / 1e6:.1f} MB): {elapsed:.2f} s")
 
 
