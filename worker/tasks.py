@@ -54,12 +54,14 @@ def described_failures(task: Callable[P, R]) -> Callable[P, R]:
     return run
 
 
+# A message header, not a task argument: a worker of the previous release, still running
+# during a rolling upgrade, ignores an unknown header but fails on an unknown argument.
+REQUEUED_HEADER = "kave_requeued"
+
+
 @shared_task(name=PROCESS_DELIVERY_TASK, bind=True, max_retries=None)
 @described_failures
-def process_delivery(
-    self: Task, envelope: dict[str, Any], requeued: bool = False
-) -> dict[str, Any] | None:
-    """``requeued``: queued again by reconciliation (not by the receiver)."""
+def process_delivery(self: Task, envelope: dict[str, Any]) -> dict[str, Any] | None:
     try:
         parsed = Envelope.from_message(envelope)
     except EnvelopeError as exc:
@@ -72,7 +74,7 @@ def process_delivery(
     retry: tuple[TaskFailure, float] | None = None
     try:
         # Inside the retry policy: a database that is down is retried, not a lost task.
-        if _seen_before(self, requeued) and _refuse_erased(context, parsed):
+        if _seen_before(self) and _refuse_erased(context, parsed):
             return None
         result = ingest.process_delivery(context, parsed)
     except Exception as exc:
@@ -110,11 +112,13 @@ def process_delivery(
     return {"delivery_id": result.delivery_id, "outcomes": result.outcomes}
 
 
-def _seen_before(task: Task, requeued: bool) -> bool:
+def _seen_before(task: Task) -> bool:
     """Whether this delivery may have been recorded, and so erased, before this attempt:
-    a retry, a redelivery (a worker died holding it) or reconciliation's queuing. The
-    receiver's first message comes before any row, so it skips the check."""
+    a retry, a redelivery (a worker died holding it) or reconciliation's queuing (its
+    message header :data:`REQUEUED_HEADER`). The receiver's first message comes before
+    any row, so it skips the check."""
     redelivered = bool((task.request.delivery_info or {}).get("redelivered"))
+    requeued = bool(getattr(task.request, REQUEUED_HEADER, False))
     return requeued or redelivered or bool(task.request.retries)
 
 
@@ -204,8 +208,8 @@ def purge_by_retention() -> dict[str, int]:
 def publish_delivery(envelope: Envelope) -> None:
     """Queue a delivery again, with the same small message the receiver sends."""
     process_delivery.apply_async(
-        kwargs={"envelope": envelope.to_message(), "requeued": True},
+        kwargs={"envelope": envelope.to_message()},
         argsrepr="()",
         kwargsrepr=envelope.summary(),
-        headers={"request_id": envelope.request_id},
+        headers={"request_id": envelope.request_id, REQUEUED_HEADER: True},
     )

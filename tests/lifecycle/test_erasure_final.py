@@ -53,6 +53,7 @@ from worker import ingest
 from worker.celery_app import create_celery_app
 from worker.ingest import DeliveryWrites, IngestContext
 from worker.parsing import ParsedEmail
+from worker.tasks import REQUEUED_HEADER
 
 pytestmark = pytest.mark.usefixtures("worker", "clean")
 
@@ -206,6 +207,13 @@ def test_erase_by_address_leaves_nothing_and_nothing_brings_it_back(
         PROCESS_DELIVERY_TASK, kwargs={"envelope": envelope.to_message()}, retries=1
     )
     wait_until(lambda: first in refused_lines(worker), 60, "the refused retry")
+    # Reconciliation's queuing is a first attempt that says so in a header: refused too.
+    create_celery_app(settings).send_task(
+        PROCESS_DELIVERY_TASK,
+        kwargs={"envelope": envelope.to_message()},
+        headers={REQUEUED_HEADER: True},
+    )
+    wait_until(lambda: refused_lines(worker).count(first) >= 2, 60, "the refused re-queue")
     assert held_anywhere(engine, clean_store, address, secret) == []
 
     audit = kave(["audit", "--grace", "0"], settings)
