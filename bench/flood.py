@@ -27,9 +27,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import shutil
 import statistics
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -39,7 +37,7 @@ from pathlib import Path
 import httpx
 import structlog
 
-from bench import payloads, stack
+from bench import disk, payloads, stack
 from bench import rss as proc_memory
 from bench.hostile_webhooks import FORGED_SIGNATURE, HeadProbe, RssSampler, percentile
 from shared.webhook import WEBHOOK_PATH
@@ -359,15 +357,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     args = parser.parse_args(argv)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    tmp = Path(tempfile.mkdtemp(prefix="kave-flood-"))
-    try:
-        declared = int(args.declared_mib * MIB)
-        return run(args.connections, declared, args.piece, args.every, tmp)
-    finally:
+    with disk.scratch("flood-", keep=args.keep) as tmp:
         if args.keep:
             print(f"scratch kept: {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        return run(args.connections, int(args.declared_mib * MIB), args.piece, args.every, tmp)
 
 
 if __name__ == "__main__":

@@ -7,17 +7,36 @@ import copy
 import importlib.util
 import json
 import re
+import shutil
+import subprocess
 import uuid
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import httpx
+import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.webhooks import fixture_events
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def rendered_example_overlay() -> list[dict[str, Any]]:
+    """The objects of deploy/kubernetes/example as ``kubectl kustomize`` renders them
+    (the test is skipped where kubectl is missing)."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl not installed: it renders the Kustomize overlay")
+    out = subprocess.run(
+        [kubectl, "kustomize", str(ROOT / "deploy/kubernetes/example")],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
 
 
 def load_script(name: str) -> ModuleType:

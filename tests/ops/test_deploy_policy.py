@@ -14,30 +14,19 @@ from __future__ import annotations
 import copy
 import json
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from tests.ops.support import ROOT, load_script
+from tests.ops.support import ROOT, load_script, rendered_example_overlay
 
 policy = load_script("check_deploy_policy")
 
 
 @pytest.fixture(scope="module")
 def rendered() -> list[dict[str, Any]]:
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl not installed: it renders the Kustomize overlay")
-    out = subprocess.run(
-        [kubectl, "kustomize", str(ROOT / "deploy/kubernetes/example")],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return [doc for doc in yaml.safe_load_all(out) if doc]
+    return rendered_example_overlay()
 
 
 def findings(docs: list[dict[str, Any]]) -> list[str]:

@@ -11,19 +11,16 @@ tables in step with PROCESS_NEEDS, and start a real receiver with its subset.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-import yaml
 from pydantic import ValidationError
 
 from shared.settings import PROCESS_NEEDS, Settings
-from tests.ops.support import ROOT, load_script
+from tests.ops.support import ROOT, load_script, rendered_example_overlay
 from tests.ops.test_compose_secrets import resolve
 from tests.services import free_port, wait_until
 
@@ -159,16 +156,7 @@ def test_a_secret_a_process_does_not_need_is_still_refused_when_weak(
 @pytest.fixture(scope="module")
 def workloads() -> dict[str, dict[str, str]]:
     """component -> the environment its container gets in the rendered example overlay."""
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl not installed: it renders the Kustomize overlay")
-    out = subprocess.run(
-        [kubectl, "kustomize", str(ROOT / "deploy/kubernetes/example")],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    docs: list[dict[str, Any]] = [doc for doc in yaml.safe_load_all(out) if doc]
+    docs = rendered_example_overlay()
     configs = {d["metadata"]["name"]: d.get("data", {}) for d in docs if d["kind"] == "ConfigMap"}
     result: dict[str, dict[str, str]] = {}
     for doc in docs:
