@@ -23,7 +23,7 @@ import tracemalloc
 from collections.abc import Callable
 from typing import Any, Final
 
-from worker import derive, parsing
+from worker.ingest import derive, parsing
 
 MIB: Final = 1024 * 1024
 # The worker's caps, far above these emails, so that each is parsed and derived in full.
@@ -169,7 +169,7 @@ FAMILIES: Final[dict[str, Callable[[int], str]]] = {
     "dash_newline_run": lambda n: plain("-" * (n // 2) + "\n" * (n // 2) + "-"),
     "whitespace_newline": lambda n: plain("x\n" + _fill(" \t\r\n", n) + "x\n"),
     "on_attribution_line": lambda n: plain("On " + _fill("a ", n)),
-    # Lines just under the length a reply header is looked for in (worker.derive).
+    # Lines just under the length a reply header is looked for in (worker.ingest.derive).
     "on_attribution_lines": lambda n: plain(_fill("On " + "a " * 77 + "\n", n)),
     "skrev_lines": lambda n: plain(_fill("Den " + "skrev " * 25 + "\n", n)),
     "schrieb_lines": lambda n: plain(_fill("Am " + "Am schrieb " * 14 + "\n", n)),

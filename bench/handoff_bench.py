@@ -118,7 +118,7 @@ class Worker:
 
 def derive_share(samples: int = 200) -> tuple[float, float]:
     """ms per email of parse_inbound and of derive.email_columns, in this process."""
-    from worker import derive, parsing
+    from worker.ingest import derive, parsing
 
     events = [json.loads(payloads.email_events("8KB", seed=i))[0] for i in range(samples)]
     started = time.process_time()

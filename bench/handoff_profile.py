@@ -1,7 +1,7 @@
 """The hand-off's CPU per email in-process, without Celery's own per-task costs.
 
 ``python -m bench.handoff_profile [--emails N] [--rounds R]``: the steadier companion of
-``bench.handoff_bench``. Runs ``worker.ingest.process_delivery`` and then, as the ingest
+``bench.handoff_bench``. Runs ``worker.ingest.batch.process_delivery`` and then, as the ingest
 task does, ``worker.handoff_tasks.hand_off_new`` directly against the services
 ``make bench`` starts (private Redis, scratch database, local object store), for N
 distinct 8 KB emails per mode and round, the modes (off, celery, http) alternating:
@@ -33,7 +33,7 @@ from bench.profile_worker import _envelope
 from bench.run import services
 from shared.logging import configure_logging
 from shared.settings import get_settings
-from worker.ingest import IngestContext
+from worker.ingest.context import IngestContext
 
 MODES = ("off", "celery", "http")
 Sample = tuple[float, float]  # CPU seconds: the whole email, its hand-off alone
@@ -62,7 +62,8 @@ def _use_routes(path: Path | None) -> None:
 
 def _run(ctx: IngestContext, emails: int, seed: int, expect_dispatch: bool) -> list[Sample]:
     """Ingest and hand off ``emails`` fresh 8 KB emails; CPU seconds (whole, hand-off)."""
-    from worker import handoff_tasks, ingest
+    from worker import handoff_tasks
+    from worker.ingest.batch import process_delivery
 
     bodies = [
         payloads.sign(payloads.email_events("8KB", seed=seed + i)).body for i in range(emails)
@@ -70,7 +71,7 @@ def _run(ctx: IngestContext, emails: int, seed: int, expect_dispatch: bool) -> l
     samples: list[Sample] = []
     for envelope in [_envelope(ctx, body) for body in bodies]:
         started = time.process_time()
-        result = ingest.process_delivery(ctx, envelope)
+        result = process_delivery(ctx, envelope)
         stored = time.process_time()
         handoff_tasks.hand_off_new(result.new_dispatches)
         ended = time.process_time()

@@ -20,7 +20,8 @@ from collections.abc import Callable
 from typing import Any
 
 from bench import hostile_mail
-from worker import mime_shape, parsing
+from worker.ingest import parsing
+from worker.ingest.parsing import mime_shape
 
 UNLIMITED = parsing.EmailLimits(
     max_mime_parts=10**9, max_nesting_depth=10**6, max_header_bytes=10**12, max_attachments=10**9

@@ -1,7 +1,7 @@
 """Profile the worker's ingest in-process: CPU per delivery, and the copies of a big
 email's body alive at its peak.
 
-Runs ``worker.ingest.process_delivery`` directly (no Celery) against a private Redis,
+Runs ``worker.ingest.batch.process_delivery`` directly (no Celery) against a private Redis,
 a scratch PostgreSQL database (as ``make bench`` starts them) and the local object store:
 
     .venv/bin/python -m bench.profile_worker              # 200 x ~100 KB, cProfile top 25
@@ -40,8 +40,11 @@ from bench.run import services
 from shared.contract import Envelope, PayloadStore, archive_object_key, payload_redis_key
 from shared.logging import configure_logging
 from shared.settings import Settings
-from worker import ingest, parsing, storage
-from worker.ingest import IngestContext
+from worker.ingest import parsing
+from worker.ingest.batch import process_delivery
+from worker.ingest.context import IngestContext
+from worker.ingest.parsing import attachments, inbound
+from worker.ingest.storage import emails as stored_emails
 from worker.resources import ingest_context, release
 
 MB = 2**20
@@ -97,7 +100,7 @@ def profile_cpu(ctx: IngestContext, count: int, size: str, top: int) -> None:
         for i in range(2 * count + 10)
     ]
     for body in bodies[:10]:  # warm-up: connections, imports, caches
-        ingest.process_delivery(ctx, _envelope(ctx, body))
+        process_delivery(ctx, _envelope(ctx, body))
     timed = [_envelope(ctx, body) for body in bodies[10 : 10 + count]]
     profiled = [_envelope(ctx, body) for body in bodies[10 + count :]]
     del bodies
@@ -105,7 +108,7 @@ def profile_cpu(ctx: IngestContext, count: int, size: str, top: int) -> None:
     wall: list[float] = []
     for envelope in timed:  # without the profiler: the figures
         c0, w0 = time.process_time(), time.perf_counter()
-        result = ingest.process_delivery(ctx, envelope)
+        result = process_delivery(ctx, envelope)
         cpu.append(time.process_time() - c0)
         wall.append(time.perf_counter() - w0)
         assert result.outcomes == {"stored": 1}, result.outcomes
@@ -123,7 +126,7 @@ def profile_cpu(ctx: IngestContext, count: int, size: str, top: int) -> None:
     profiler = cProfile.Profile()
     for envelope in profiled:  # other emails of the same size, under cProfile
         profiler.enable()
-        ingest.process_delivery(ctx, envelope)
+        process_delivery(ctx, envelope)
         profiler.disable()
     for order in ("cumulative", "tottime"):
         out = io.StringIO()
@@ -149,7 +152,7 @@ def _big_body(seed: int) -> bytes:
 
 def profile_memory(ctx: IngestContext) -> None:
     small = payloads.sign(payloads.email_events("8KB", seed=78)).body
-    ingest.process_delivery(ctx, _envelope(ctx, small))
+    process_delivery(ctx, _envelope(ctx, small))
     # First without tracemalloc (which costs memory itself): the process's peak RSS, as
     # bench/memory_bench.py reads it for the worker's pool child.
     envelope = _envelope(ctx, _big_body(seed=76))
@@ -157,7 +160,7 @@ def profile_memory(ctx: IngestContext) -> None:
     print(f"one email, POST {post / MB:.1f} MB")
     idle = rss.status_bytes("self", "VmRSS")
     if rss.reset_peak("self"):
-        result = ingest.process_delivery(ctx, envelope)
+        result = process_delivery(ctx, envelope)
         assert result.outcomes == {"stored": 1}, result.outcomes
         peak = rss.status_bytes("self", "VmHWM")
         print(
@@ -183,12 +186,12 @@ def profile_memory(ctx: IngestContext) -> None:
     # read_batch: a wrapper would keep the body it is handed alive.)
     points: list[tuple[Any, str]] = [
         (parsing, "parse_batch"),
-        (parsing, "_parse_mime"),
-        (parsing, "_mime_parts"),
-        (parsing, "_attachments"),
-        (parsing, "_decode_base64"),
+        (inbound, "parse_mime"),
+        (inbound, "mime_parts"),
+        (inbound, "collect_attachments"),
+        (attachments, "_decode_base64"),
         (ctx.object_store, "put"),
-        (storage, "insert_email"),
+        (stored_emails, "insert_email"),
     ]
     originals = [(owner, name, getattr(owner, name)) for owner, name in points]
     for owner, name, original in originals:
@@ -197,7 +200,7 @@ def profile_memory(ctx: IngestContext) -> None:
     try:
         tracemalloc.reset_peak()
         before = tracemalloc.get_traced_memory()[0]
-        result = ingest.process_delivery(ctx, envelope)
+        result = process_delivery(ctx, envelope)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

@@ -29,8 +29,9 @@ from bench.stack import celery_worker, child_env
 from bench.worker_bench import email_bodies, measure_noop
 from shared.contract import archive_object_key
 from shared.objectstore import ObjectStore, make_object_store
-from worker import parsing, storage
-from worker.ingest import read_batch
+from worker.ingest import parsing
+from worker.ingest.batch import read_batch
+from worker.ingest.storage.objects import email_objects
 
 SIZE = "100KB"
 Objects = list[tuple[str, bytes]]
@@ -40,7 +41,7 @@ def objects_of(body: bytes) -> Objects:
     """What the worker puts for this webhook body: its archive and its email's objects."""
     email = parsing.parse_inbound(read_batch(body)[0])
     archive = (archive_object_key(hashlib.sha256(body).hexdigest()), body)
-    return [archive, *((key, data) for key, (data, _) in storage.email_objects(email).items())]
+    return [archive, *((key, data) for key, (data, _) in email_objects(email).items())]
 
 
 def put_in_turn(store: ObjectStore, objects: Objects, threads: ThreadPoolExecutor) -> None:

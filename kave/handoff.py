@@ -79,7 +79,7 @@ def _validate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _test(args: argparse.Namespace, settings: Settings) -> int:
-    from worker.derive import mailbox_hash
+    from worker.ingest.derive import mailbox_hash
 
     table = _table(args, settings)
     if table is None:

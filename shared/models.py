@@ -145,7 +145,7 @@ class Email(Base):
     dkim_signed: Mapped[bool | None] = mapped_column(Boolean)
     dkim_valid: Mapped[bool | None] = mapped_column(Boolean)
     mandrill_ts: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    # Derived at parse time for the hand-off (worker.derive; re-derived by `kave reprocess`).
+    # Derived at parse time for the hand-off (worker.ingest.derive; re-derived by `kave reprocess`).
     conversation_id: Mapped[str | None] = mapped_column(Text, index=True)
     mailbox_hash: Mapped[str | None] = mapped_column(Text, index=True)
     reply_text: Mapped[str | None] = mapped_column(Text)
@@ -154,8 +154,8 @@ class Email(Base):
     bounced_addresses: Mapped[list[Any]] = mapped_column(
         default=list, server_default=text("'[]'::jsonb")
     )
-    # A text part declared a charset that is not a mail charset (worker.charsets): its
-    # text was read as UTF-8 with replacement instead.
+    # A text part declared a charset that is not a mail charset
+    # (worker.ingest.parsing.charsets): its text was read as UTF-8 with replacement instead.
     charset_refused: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
     delivery_id: Mapped[str] = mapped_column(ForeignKey("deliveries.id"), index=True)
     received_at: Mapped[datetime] = mapped_column(
@@ -186,7 +186,8 @@ class Attachment(Base):
     # Set when retention removed this row's claim on the object (the row stays; the
     # object goes once no other attachment row still names it).
     content_removed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    # The type its bytes say it is (worker.derive), and whether that contradicts content_type.
+    # The type its bytes say it is (worker.ingest.derive), and whether that contradicts
+    # content_type.
     sniffed_type: Mapped[str | None] = mapped_column(String(255))
     type_mismatch: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
 

@@ -1,7 +1,7 @@
 """The object-store interface and its two implementations.
 
 Keys are always built by Kave from sha256 digests (see ``shared.contract`` and
-``worker.storage``), never from user input, so writing the same content twice writes the
+``worker.ingest.storage``), never from user input, so writing the same content twice writes the
 same key: puts are idempotent and there is one object per distinct content.
 """
 

@@ -57,9 +57,10 @@ from shared.models import (
     DispatchStatus,
     Email,
 )
-from worker import handoff_inline, handoff_metrics, storage
-from worker.columns import ERROR_CLASS_CHARS
+from worker import handoff_inline, handoff_metrics
 from worker.handoff_inline import NewDispatch
+from worker.ingest.columns import ERROR_CLASS_CHARS
+from worker.ingest.storage.dead_letters import record_dead_letter, resolve_dead_letter
 from worker.interrupts import INTERRUPTS
 from worker.webhook_document import ATTACHMENT_COLUMNS, BODY_COLUMNS, document
 
@@ -431,9 +432,9 @@ def _record(session: Session, ctx: DispatchContext, tried: _Attempt) -> tuple[st
     if outcome == "delivered" and claimed.failed_before:
         # Only a dispatch that failed can have a dead letter (a replay keeps last_error):
         # one statement less on the common path.
-        storage.resolve_dead_letter(session, claimed.delivery_id, dead_letter_index(claimed.id))
+        resolve_dead_letter(session, claimed.delivery_id, dead_letter_index(claimed.id))
     elif outcome == "dead":
-        storage.record_dead_letter(
+        record_dead_letter(
             session,
             claimed.delivery_id,
             dead_letter_index(claimed.id),

@@ -32,9 +32,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.lifecycle.objects import ArchiveRemovedMeanwhileError
 from shared.settings import Settings
-from worker.columns import REASON_CHARS
+from worker.ingest.columns import REASON_CHARS
+from worker.ingest.parsing import LimitExceededError, PermanentEventError
 from worker.interrupts import INTERRUPTS
-from worker.parsing import LimitExceededError, PermanentEventError
 
 
 class PermanentDeliveryError(Exception):

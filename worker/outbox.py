@@ -43,7 +43,7 @@ def configured_routes() -> RouteTable | None:
 
 
 def match_input(values: Mapping[str, Any]) -> MatchInput:
-    """What routes look at, from an email row's column values (worker.storage.email_values)."""
+    """What routes look at, from an email row's column values (worker.ingest.rows.email_values)."""
     return MatchInput(
         recipient=values.get("envelope_recipient"),
         sender=values.get("from_address"),

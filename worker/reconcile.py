@@ -23,9 +23,9 @@ from sqlalchemy import func, select, update
 from shared import accepted
 from shared.contract import Envelope, payload_redis_key
 from shared.models import Delivery, DeliveryStatus
-from worker import ingest
 from worker.errors import PermanentDeliveryError
-from worker.ingest import IngestContext
+from worker.ingest.batch import dead_letter_delivery
+from worker.ingest.context import IngestContext, envelope_for
 
 log = structlog.get_logger(__name__)
 
@@ -105,12 +105,12 @@ def _requeue_recorded(
     """Deliveries with a row, unfinished ``older_than_seconds`` after their last attempt."""
     requeued = []
     for delivery in stale_deliveries(ctx, older_than_seconds):
-        envelope = ingest.envelope_for(delivery)
+        envelope = envelope_for(delivery)
         if not ctx.object_store.exists(delivery.archive_key):
             redis_key = payload_redis_key(delivery.id)
             if not ctx.redis.exists(redis_key):
                 lost = PermanentDeliveryError("the body is neither in Redis nor in the archive")
-                ingest.dead_letter_delivery(ctx, envelope, "unreadable", lost)
+                dead_letter_delivery(ctx, envelope, "unreadable", lost)
                 continue
             envelope = Envelope(**{**envelope.to_message(), "payload_store": "redis",
                                    "payload_key": redis_key})  # fmt: skip

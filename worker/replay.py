@@ -13,10 +13,11 @@ from sqlalchemy import select
 
 from shared.lifecycle.erased import ArchiveRemovedError, check_processable, refusal
 from shared.models import DeadLetter, DeadLetterStatus, Delivery, EventOutcome
-from worker import ingest
 from worker.errors import PermanentDeliveryError
-from worker.ingest import IngestContext
-from worker.parsing import BatchError
+from worker.ingest.batch import dead_letter_delivery, process_delivery, read_event
+from worker.ingest.commit import process_event
+from worker.ingest.context import IngestContext, envelope_for
+from worker.ingest.parsing import BatchError
 
 log = structlog.get_logger(__name__)
 
@@ -52,10 +53,10 @@ def replay_dead_letter(ctx: IngestContext, dead_letter_id: int) -> str:
         if handoff is None:
             raise LookupError("the hand-off is off (no KAVE_HANDOFF_ROUTES_FILE)")
         return replay_dispatch(handoff, -(dead_letter.event_index or 0))
-    envelope = ingest.envelope_for(delivery)
+    envelope = envelope_for(delivery)
     structlog.contextvars.bind_contextvars(delivery_id=delivery.id)
     if dead_letter.event_index is None:
-        result = ingest.process_delivery(ctx, envelope, replaying=True)
+        result = process_delivery(ctx, envelope, replaying=True)
         with ctx.session_factory() as session:
             still_open = session.scalar(
                 select(DeadLetter.status).where(DeadLetter.id == dead_letter_id)
@@ -66,10 +67,10 @@ def replay_dead_letter(ctx: IngestContext, dead_letter_id: int) -> str:
             else (f"processed {result.event_count} events")
         )
     try:
-        event = ingest.read_event(ctx, envelope, dead_letter.event_index)
+        event = read_event(ctx, envelope, dead_letter.event_index)
     except (PermanentDeliveryError, BatchError) as exc:
         # An erasure that ran since the check above took the archive: say so, record nothing.
         check_processable(ctx.session_factory, delivery.id, "replayed")
-        ingest.dead_letter_delivery(ctx, envelope, "unreadable", exc)
+        dead_letter_delivery(ctx, envelope, "unreadable", exc)
         return EventOutcome.FAILED
-    return ingest.process_event(ctx, delivery.id, dead_letter.event_index, event, replaying=True)
+    return process_event(ctx, delivery.id, dead_letter.event_index, event, replaying=True)

@@ -19,9 +19,16 @@ from sqlalchemy.orm import Session
 
 from shared.lifecycle.erased import refusal
 from shared.models import Attachment, Delivery, DeliveryEvent, Email, Event, EventOutcome
-from worker import ingest, parsing, storage
 from worker.errors import PermanentDeliveryError
-from worker.ingest import IngestContext
+from worker.ingest import parsing
+from worker.ingest.batch import load_body, read_batch
+from worker.ingest.commit import process_event
+from worker.ingest.context import IngestContext, envelope_for
+from worker.ingest.rows import attachment_values, email_values, event_values
+from worker.ingest.storage.dead_letters import resolve_dead_letter
+from worker.ingest.storage.deliveries import finish_delivery, record_outcome
+from worker.ingest.storage.emails import insert_email, outcome_for
+from worker.ingest.storage.objects import store_email_objects
 from worker.interrupts import INTERRUPTS
 
 log = structlog.get_logger(__name__)
@@ -65,9 +72,9 @@ def reprocess(ctx: IngestContext, deliveries: list[Delivery], *, dry_run: bool) 
         if refused is not None:
             changes.append(Change(delivery.id, None, "not_reprocessable", f"({refused})"))
             continue
-        envelope = ingest.envelope_for(delivery)
+        envelope = envelope_for(delivery)
         try:
-            events = ingest.read_batch(ingest.load_body(ctx, envelope))
+            events = read_batch(load_body(ctx, envelope))
         except (PermanentDeliveryError, parsing.BatchError) as exc:
             changes.append(Change(delivery.id, None, "unreadable", str(exc)))
             continue
@@ -86,7 +93,7 @@ def reprocess(ctx: IngestContext, deliveries: list[Delivery], *, dry_run: bool) 
             )
         if not dry_run and len(outcomes) < len(events):
             with ctx.session_factory() as session, session.begin():
-                storage.finish_delivery(session, delivery.id, event_count=len(events))
+                finish_delivery(session, delivery.id, event_count=len(events))
     return changes
 
 
@@ -129,7 +136,7 @@ def _reprocess_event(
         if isinstance(parsed, parsing.ParsedEmail):
             _apply_email(ctx, delivery_id, index, parsed)
         else:
-            ingest.process_event(ctx, delivery_id, index, event, replaying=True)
+            process_event(ctx, delivery_id, index, event, replaying=True)
     return changes
 
 
@@ -147,9 +154,9 @@ def _compare_email(
     row = session.scalars(select(Email).where(Email.dedup_key == email.dedup_key)).one_or_none()
     if row is None:
         return Change(delivery_id, index, "create", f"email {email.message_id or ''}".strip())
-    changed = _differences(row, storage.email_values(email))
-    # Computed once: each attachment's values include its sniffed type (worker.derive).
-    wanted = storage.attachment_values(email)
+    changed = _differences(row, email_values(email))
+    # Computed once: each attachment's values include its sniffed type (worker.ingest.derive).
+    wanted = attachment_values(email)
     stored = [
         {name: getattr(a, name) for name in values}
         for a, values in zip(row.attachments, wanted, strict=False)
@@ -167,7 +174,7 @@ def _compare_event(
     row = session.scalars(select(Event).where(Event.dedup_key == event.dedup_key)).one_or_none()
     if row is None:
         return Change(delivery_id, index, "create", f"{event.kind} event")
-    changed = _differences(row, storage.event_values(event))
+    changed = _differences(row, event_values(event))
     if not changed:
         return None
     return Change(delivery_id, index, "update", f"event {row.id}: " + ", ".join(changed))
@@ -176,19 +183,17 @@ def _compare_event(
 def _apply_email(
     ctx: IngestContext, delivery_id: str, index: int, email: parsing.ParsedEmail
 ) -> None:
-    storage.store_email_objects(ctx.object_store, email, uploads=ctx.uploads)
+    store_email_objects(ctx.object_store, email, uploads=ctx.uploads)
     with ctx.session_factory() as session, session.begin():
-        email_id, created = storage.insert_email(session, email, delivery_id)
+        email_id, created = insert_email(session, email, delivery_id)
         if not created:
-            session.execute(
-                update(Email).where(Email.id == email_id).values(**storage.email_values(email))
-            )
+            session.execute(update(Email).where(Email.id == email_id).values(**email_values(email)))
             session.execute(delete(Attachment).where(Attachment.email_id == email_id))
-            rows = storage.attachment_values(email)
+            rows = attachment_values(email)
             if rows:
                 session.execute(insert(Attachment), [{**r, "email_id": email_id} for r in rows])
-        storage.record_outcome(
-            session, delivery_id, index, "inbound", storage.outcome_for(created), email_id=email_id
+        record_outcome(
+            session, delivery_id, index, "inbound", outcome_for(created), email_id=email_id
         )
-        storage.resolve_dead_letter(session, delivery_id, index)
+        resolve_dead_letter(session, delivery_id, index)
     log.info("email.reprocessed", email_id=email_id, created=created)

@@ -21,9 +21,9 @@ from shared.accepted import AcceptedLedger
 from shared.db import make_engine, make_session_factory
 from shared.objectstore import make_object_store
 from shared.settings import Settings, get_settings
-from worker.ingest import IngestContext
+from worker.ingest.context import IngestContext
+from worker.ingest.parsing import EmailLimits
 from worker.interrupts import INTERRUPTS
-from worker.parsing import EmailLimits
 
 log = structlog.get_logger(__name__)
 

@@ -23,9 +23,11 @@ from shared.contract import (
 from shared.lifecycle.erased import ArchiveRemovedError, is_erased, remove_erased_archive
 from shared.lifecycle.purge import purge
 from shared.settings import get_settings
-from worker import handoff_tasks, ingest, reconcile, replay
+from worker import handoff_tasks, reconcile, replay
 from worker import metrics as worker_metrics
 from worker.errors import GiveUp, TaskFailure, decide, describe
+from worker.ingest import batch
+from worker.ingest.context import IngestContext
 from worker.interrupts import INTERRUPTS
 from worker.resources import ingest_context
 
@@ -76,7 +78,7 @@ def process_delivery(self: Task, envelope: dict[str, Any]) -> dict[str, Any] | N
         # Inside the retry policy: a database that is down is retried, not a lost task.
         if _seen_before(self) and _refuse_erased(context, parsed):
             return None
-        result = ingest.process_delivery(context, parsed)
+        result = batch.process_delivery(context, parsed)
     except Exception as exc:
         decision = decide(
             exc,
@@ -88,9 +90,7 @@ def process_delivery(self: Task, envelope: dict[str, Any]) -> dict[str, Any] | N
         if isinstance(decision, GiveUp):
             # If even this write fails the delivery stays unfinished, and
             # reconciliation re-enqueues it later.
-            ingest.dead_letter_delivery(
-                context, parsed, decision.error_class, exc, decision.message
-            )
+            batch.dead_letter_delivery(context, parsed, decision.error_class, exc, decision.message)
             worker_metrics.delivery_dead_lettered(decision.error_class)
             return None
         log.warning(
@@ -122,7 +122,7 @@ def _seen_before(task: Task) -> bool:
     return requeued or redelivered or bool(task.request.retries)
 
 
-def _refuse_erased(context: ingest.IngestContext, envelope: Envelope) -> bool:
+def _refuse_erased(context: IngestContext, envelope: Envelope) -> bool:
     """Drop a queued delivery that was erased meanwhile, with what is left of it: the
     Redis copy of its body, its ledger entry and an archive an earlier attempt may have
     written back. True when it was refused."""

@@ -33,7 +33,7 @@ from shared.models import (
 from tests.fault.stack import FaultStack
 from tests.services import wait_until
 from tests.webhooks import WEBHOOK_PATH, signed_form
-from worker.storage import attachment_key
+from worker.ingest.rows import attachment_key
 
 
 def inbound_event(tag: str) -> tuple[dict[str, Any], str]:

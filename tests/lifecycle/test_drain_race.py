@@ -19,9 +19,10 @@ from shared.lifecycle.objects import ArchiveRemovedMeanwhileError, drain, queue_
 from shared.models import Delivery, Email, ObjectDeletion
 from shared.objectstore import S3ObjectStore
 from tests.webhooks import fixture_events
-from worker import ingest, storage
-from worker.ingest import DeliveryWrites, IngestContext
-from worker.parsing import ParsedEmail
+from worker.ingest.commit import DeliveryWrites, PreparedEvent, commit_event, prepare_event
+from worker.ingest.context import IngestContext
+from worker.ingest.parsing import ParsedEmail
+from worker.ingest.storage.objects import email_objects
 
 
 def _context(engine: Engine, store: S3ObjectStore, redis_client: redis.Redis) -> IngestContext:
@@ -46,12 +47,12 @@ def _envelope() -> Envelope:
     )
 
 
-def _prepared_email(ctx: IngestContext) -> tuple[ingest.PreparedEvent, set[str]]:
+def _prepared_email(ctx: IngestContext) -> tuple[PreparedEvent, set[str]]:
     """An email parsed and its objects uploaded, not yet committed; its object keys."""
     event = json.loads(fixture_events("inbound_with_multiple_attachments.json"))[0]
-    prepared = ingest.prepare_event(ctx, 0, event)  # parses and uploads its objects
+    prepared = prepare_event(ctx, 0, event)  # parses and uploads its objects
     assert isinstance(prepared.parsed, ParsedEmail)
-    return prepared, set(storage.email_objects(prepared.parsed))
+    return prepared, set(email_objects(prepared.parsed))
 
 
 def test_objects_removed_between_upload_and_commit_are_put_back(
@@ -69,7 +70,7 @@ def test_objects_removed_between_upload_and_commit_are_put_back(
     assert not any(clean_store.exists(key) for key in keys)
 
     envelope = _envelope()
-    outcome = ingest.commit_event(
+    outcome = commit_event(
         ctx, envelope.delivery_id, prepared, delivery=DeliveryWrites(envelope, record_attempt=True)
     )
 
@@ -108,9 +109,9 @@ def test_an_archive_removed_before_its_delivery_row_commits_is_retried(
 
     ctx = _context(clean, clean_store, redis_client)
     event = json.loads(fixture_events("click.json"))[0]
-    prepared = ingest.prepare_event(ctx, 0, event)
+    prepared = prepare_event(ctx, 0, event)
     with pytest.raises(ArchiveRemovedMeanwhileError):
-        ingest.commit_event(
+        commit_event(
             ctx,
             envelope.delivery_id,
             prepared,
@@ -134,7 +135,7 @@ def test_an_archive_removed_before_an_emails_delivery_row_commits_is_retried(
     ctx = _context(clean, clean_store, redis_client)
     prepared, _ = _prepared_email(ctx)
     with pytest.raises(ArchiveRemovedMeanwhileError):
-        ingest.commit_event(
+        commit_event(
             ctx,
             envelope.delivery_id,
             prepared,

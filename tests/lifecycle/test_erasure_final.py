@@ -49,10 +49,10 @@ from tests.lifecycle.test_drain_race import _envelope as new_envelope
 from tests.lifecycle.test_erase import message
 from tests.services import wait_until
 from tests.webhooks import fixture_events
-from worker import ingest
 from worker.celery_app import create_celery_app
-from worker.ingest import DeliveryWrites, IngestContext
-from worker.parsing import ParsedEmail
+from worker.ingest.commit import DeliveryWrites, commit_event, prepare_event
+from worker.ingest.context import IngestContext, envelope_for
+from worker.ingest.parsing import ParsedEmail
 from worker.tasks import REQUEUED_HEADER
 
 pytestmark = pytest.mark.usefixtures("worker", "clean")
@@ -202,7 +202,7 @@ def test_erase_by_address_leaves_nothing_and_nothing_brings_it_back(
     with Session(engine) as session:
         delivery = session.get(Delivery, first)
         assert delivery is not None
-        envelope = ingest.envelope_for(delivery)
+        envelope = envelope_for(delivery)
     create_celery_app(settings).send_task(
         PROCESS_DELIVERY_TASK, kwargs={"envelope": envelope.to_message()}, retries=1
     )
@@ -293,7 +293,7 @@ def test_a_worker_storing_the_same_attachment_meanwhile_keeps_it(
         ledger=AcceptedLedger("kave-test-erasure-final"),
     )
     event = json.loads(message("new@y.example", "in@k.example", attachment=content))[0]
-    prepared = ingest.prepare_event(ctx, 0, event)  # parsed, its objects uploaded
+    prepared = prepare_event(ctx, 0, event)  # parsed, its objects uploaded
     assert isinstance(prepared.parsed, ParsedEmail)
     with Session(engine) as session:
         email_id = session.scalars(select(Email.id).where(Email.delivery_id == erased)).one()
@@ -310,7 +310,7 @@ def test_a_worker_storing_the_same_attachment_meanwhile_keeps_it(
     assert not clean_store.exists(attachment_key(content))  # no row named it any more
 
     envelope = new_envelope()
-    outcome = ingest.commit_event(
+    outcome = commit_event(
         ctx, envelope.delivery_id, prepared, delivery=DeliveryWrites(envelope, record_attempt=True)
     )
     assert outcome == "stored"

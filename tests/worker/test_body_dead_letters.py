@@ -18,8 +18,8 @@ from shared.contract import payload_redis_key
 from shared.models import DeadLetter
 from shared.objectstore import S3ObjectStore
 from tests.webhooks import received_in_redis
-from worker import ingest
-from worker.ingest import IngestContext
+from worker.ingest.batch import process_delivery
+from worker.ingest.context import IngestContext
 from worker.losses import BODY_STAGE, LossTracker
 
 pytestmark = pytest.mark.usefixtures("clean_db")
@@ -76,7 +76,7 @@ def test_a_dead_letter_that_cannot_be_written_is_retried_not_counted_as_a_loss(
     )
 
     with pytest.raises(OperationalError):
-        ingest.process_delivery(down, envelope)
+        process_delivery(down, envelope)
 
     assert redis_client.exists(tracker.marker_key) == 0
     assert redis_client.exists(payload_redis_key(envelope.delivery_id)) == 1
@@ -87,7 +87,7 @@ def test_a_dead_letter_that_cannot_be_written_is_retried_not_counted_as_a_loss(
         redis=redis_client,
         ledger=ledger,
     )
-    ingest.process_delivery(up, envelope)
+    process_delivery(up, envelope)
 
     with Session(clean_db) as session:
         letters = session.execute(select(DeadLetter.delivery_id, DeadLetter.error_class)).all()

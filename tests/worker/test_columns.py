@@ -1,4 +1,4 @@
-"""worker.columns: its lengths are the schema's, and its cleaning does what it says."""
+"""worker.ingest.columns: its lengths are the schema's, and its cleaning does what it says."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from shared.models import Attachment, DeadLetter, DeliveryEvent, Email, Event
-from worker import columns
+from worker.ingest import columns
 
 
 def length(column: Any) -> int:

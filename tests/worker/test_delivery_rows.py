@@ -1,4 +1,4 @@
-"""The delivery row's writes (worker.storage), on the real database: an attempt, an end,
+"""The delivery row's writes (worker.ingest.storage), on the real database: an attempt, an end,
 and both in one statement, as a single-event delivery writes them."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from shared.contract import Envelope, archive_object_key
 from shared.models import Delivery
-from worker import storage
+from worker.ingest.storage.deliveries import ensure_delivery, finish_delivery, record_delivery
 
 pytestmark = pytest.mark.usefixtures("clean_db")
 
@@ -32,7 +32,7 @@ def _envelope() -> Envelope:
 
 def _write(engine: Engine, envelope: Envelope, finish_with_events: int | None) -> Delivery:
     with Session(engine) as session, session.begin():
-        storage.record_delivery(
+        record_delivery(
             session,
             envelope,
             archive_object_key(envelope.body_sha256),
@@ -66,7 +66,7 @@ def test_an_attempt_alone_leaves_the_delivery_received_until_its_end(engine: Eng
         None,
     )
     with Session(engine) as session, session.begin():
-        storage.finish_delivery(session, envelope.delivery_id, event_count=3)
+        finish_delivery(session, envelope.delivery_id, event_count=3)
     with Session(engine) as session:
         ended = session.get(Delivery, envelope.delivery_id)
         assert ended is not None
@@ -80,7 +80,7 @@ def test_a_later_attempt_that_ends_the_delivery_counts_itself_and_clears_the_fai
     envelope = _envelope()
     _write(engine, envelope, finish_with_events=None)
     with Session(engine) as session, session.begin():
-        storage.finish_delivery(session, envelope.delivery_id, event_count=None, error="gone")
+        finish_delivery(session, envelope.delivery_id, event_count=None, error="gone")
     row = _write(engine, envelope, finish_with_events=2)
     assert (row.status, row.event_count, row.attempts, row.error) == ("processed", 2, 2, None)
     assert row.handled_at is not None
@@ -90,14 +90,14 @@ def test_ensuring_the_row_counts_no_attempt_and_keeps_an_existing_one(engine: En
     envelope = _envelope()
     archive = archive_object_key(envelope.body_sha256)
     with Session(engine) as session, session.begin():
-        storage.ensure_delivery(session, envelope, archive)
+        ensure_delivery(session, envelope, archive)
     with Session(engine) as session:
         row = session.get(Delivery, envelope.delivery_id)
         assert row is not None
         assert (row.status, row.attempts, row.last_attempt_at) == ("received", 0, None)
     _write(engine, envelope, finish_with_events=1)
     with Session(engine) as session, session.begin():
-        storage.ensure_delivery(session, envelope, archive)
+        ensure_delivery(session, envelope, archive)
     with Session(engine) as session:
         row = session.get(Delivery, envelope.delivery_id)
         assert row is not None

@@ -1,8 +1,8 @@
-"""Tests for worker.derive: threading, mailbox hash, reply text, auto-submitted, sniffing.
+"""Tests for worker.ingest.derive: threading, mailbox hash, reply text, auto-submitted, sniffing.
 
 Pure tests: nothing is started. Reply samples are the libraries' own public test corpora
 (tests/fixtures/replies/README.md says where each comes from); emails are built with the
-stdlib and parsed by worker.parsing, as the worker does.
+stdlib and parsed by worker.ingest.parsing, as the worker does.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from worker.derive import (
+from worker.ingest.derive import (
     conversation_id,
     derive_email,
     mailbox_hash,
@@ -22,7 +22,7 @@ from worker.derive import (
     sniff,
     sniff_attachment,
 )
-from worker.parsing import ParsedEmail, parse_inbound
+from worker.ingest.parsing import ParsedEmail, parse_inbound
 
 REPLIES = Path(__file__).resolve().parents[1] / "fixtures" / "replies"
 HANDOFF = Path(__file__).resolve().parents[1] / "fixtures" / "handoff"

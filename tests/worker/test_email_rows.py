@@ -1,4 +1,4 @@
-"""An email's rows (worker.storage.store_email), on the real database: the delivery's
+"""An email's rows (worker.ingest.storage.emails.store_email), on the real database: the delivery's
 attempt, the email, its attachments, its event's outcome and the claims on their
 objects, written by one statement; and what a copy stored before, a failure recorded
 before, or objects queued for deletion make of them."""
@@ -19,7 +19,11 @@ from sqlalchemy.orm import Session
 from shared.contract import Envelope, archive_object_key
 from shared.lifecycle.objects import queue_deletions
 from shared.models import Attachment, Delivery, DeliveryEvent, Email, EventOutcome, ObjectDeletion
-from worker import parsing, storage
+from worker.ingest import parsing
+from worker.ingest.rows import ATTACHMENT_COLUMNS, attachment_values, email_values, raw_message_key
+from worker.ingest.storage.deliveries import DeliveryAttempt, record_delivery, record_outcome
+from worker.ingest.storage.emails import StoredEmail, _store_email_statement, store_email
+from worker.ingest.storage.objects import email_objects
 
 pytestmark = pytest.mark.usefixtures("clean_db")
 
@@ -40,7 +44,7 @@ def _delivery(engine: Engine) -> str:
     """A delivery row, which the email's rows refer to."""
     envelope = _envelope()
     with Session(engine) as session, session.begin():
-        storage.record_delivery(session, envelope, archive_object_key(envelope.body_sha256))
+        record_delivery(session, envelope, archive_object_key(envelope.body_sha256))
     return envelope.delivery_id
 
 
@@ -64,10 +68,10 @@ def _store(
     email: parsing.ParsedEmail,
     delivery_id: str,
     index: int,
-    attempt: storage.DeliveryAttempt | None = None,
-) -> storage.StoredEmail:
+    attempt: DeliveryAttempt | None = None,
+) -> StoredEmail:
     with Session(engine) as session, session.begin():
-        return storage.store_email(session, email, delivery_id, index, attempt=attempt)
+        return store_email(session, email, delivery_id, index, attempt=attempt)
 
 
 def _outcome(engine: Engine, delivery_id: str, index: int) -> tuple:
@@ -94,7 +98,7 @@ def test_a_new_email_is_stored_with_its_attachments_in_order_and_its_outcome(
         row = session.get(Email, email_id)
         assert row is not None
         assert (row.message_id, row.delivery_id) == ("<new@example.com>", delivery_id)
-        assert row.raw_key == storage.raw_message_key(email.raw_sha256)
+        assert row.raw_key == raw_message_key(email.raw_sha256)
         attachments = session.scalars(
             select(Attachment).where(Attachment.email_id == email_id).order_by(Attachment.id)
         ).all()
@@ -104,7 +108,7 @@ def test_a_new_email_is_stored_with_its_attachments_in_order_and_its_outcome(
         (1, "b.bin", 6),
         (2, "c.bin", 5),
     ]
-    expected = storage.attachment_values(email)
+    expected = attachment_values(email)
     assert [a.object_key for a in attachments] == [v["object_key"] for v in expected]
     assert attachments[0].sha256 == attachments[2].sha256 != attachments[1].sha256
     assert _outcome(engine, delivery_id, 2) == ("inbound", EventOutcome.STORED, email_id, None)
@@ -143,9 +147,7 @@ def test_a_copy_stored_before_is_a_duplicate_that_adds_no_row(engine: Engine) ->
 def test_a_failure_recorded_before_becomes_the_stored_result(engine: Engine) -> None:
     delivery_id = _delivery(engine)
     with Session(engine) as session, session.begin():
-        storage.record_outcome(
-            session, delivery_id, 0, "inbound", EventOutcome.FAILED, error="bad MIME"
-        )
+        record_outcome(session, delivery_id, 0, "inbound", EventOutcome.FAILED, error="bad MIME")
 
     email_id, outcome, _ = astuple(
         _store(engine, _email("<fixed@example.com>", []), delivery_id, 0)
@@ -157,14 +159,12 @@ def test_a_failure_recorded_before_becomes_the_stored_result(engine: Engine) -> 
 
 def test_the_statement_writes_every_column_of_an_attachment_row() -> None:
     email = _email("<columns@example.com>", [("a.bin", b"x")])
-    (row,) = storage.attachment_values(email)
-    assert set(row) == set(storage.ATTACHMENT_COLUMNS)
+    (row,) = attachment_values(email)
+    assert set(row) == set(ATTACHMENT_COLUMNS)
 
 
-def _attempt(envelope: Envelope, finish_with_events: int | None) -> storage.DeliveryAttempt:
-    return storage.DeliveryAttempt(
-        envelope, archive_object_key(envelope.body_sha256), finish_with_events
-    )
+def _attempt(envelope: Envelope, finish_with_events: int | None) -> DeliveryAttempt:
+    return DeliveryAttempt(envelope, archive_object_key(envelope.body_sha256), finish_with_events)
 
 
 @pytest.mark.parametrize("finish_with_events", [1, None])
@@ -195,7 +195,7 @@ def test_a_duplicate_still_records_the_attempt_and_claims_only_the_archive(
     _store(engine, email, _delivery(engine), 0)
     envelope = _envelope()
     archive = archive_object_key(envelope.body_sha256)
-    email_keys = set(storage.email_objects(email))
+    email_keys = set(email_objects(email))
     with Session(engine) as session, session.begin():
         queue_deletions(session, [archive, *email_keys])
 
@@ -216,7 +216,7 @@ def test_a_new_email_claims_its_objects_and_reports_those_a_drain_removed(
     engine: Engine,
 ) -> None:
     email = _email("<removed@example.com>", [("a.bin", b"removed"), ("b.bin", b"queued")])
-    raw_key, removed_key, queued_key = storage.email_objects(email)
+    raw_key, removed_key, queued_key = email_objects(email)
     envelope = _envelope()
     with Session(engine) as session, session.begin():
         queue_deletions(session, [raw_key, removed_key, queued_key, "attachments/other"])
@@ -254,11 +254,9 @@ def test_the_statement_is_one_psycopg_keeps_parsed(record_attempt: bool, finish:
     # psycopg parses a statement's placeholders once and caches the result only for
     # statements of up to 4,096 characters and 50 parameters (psycopg/_queries.py);
     # over either, it parses this one on every email (~0.2 ms). A new column may need
-    # the statement made shorter (worker.storage._constant says how it was).
+    # the statement made shorter (worker.ingest.storage.deliveries.constant says how it was).
     email = _email("<limits@example.com>", [("a.bin", b"x")])
-    statement = storage._store_email_statement(
-        tuple(storage.email_values(email)), record_attempt, finish
-    )
+    statement = _store_email_statement(tuple(email_values(email)), record_attempt, finish)
     compiled = statement.compile(dialect=postgresql.psycopg.dialect())
     assert len(str(compiled).encode()) <= _queries.MAX_CACHED_STATEMENT_LENGTH
     assert len(compiled.params) <= _queries.MAX_CACHED_STATEMENT_PARAMS

@@ -157,7 +157,7 @@ def test_recursion_is_too_deep_nesting_even_inside_a_statement(engine: Engine) -
 
 
 def test_event_failure_classes() -> None:
-    from worker.parsing import LimitExceededError, PermanentEventError
+    from worker.ingest.parsing import LimitExceededError, PermanentEventError
 
     over = LimitExceededError("mime_parts", 1001, 1000, "MIME parts")
     assert event_failure_class(over) == "over_limit:mime_parts"

@@ -22,8 +22,10 @@ from celery.exceptions import SoftTimeLimitExceeded
 from bench import hostile_mail
 from shared.settings import Settings
 from tests.services import REPO
-from worker import ingest, parsing
 from worker.errors import GiveUp, RetryLater, decide, describe, is_rejected_row, is_transient
+from worker.ingest import parsing
+from worker.ingest.commit import _parse
+from worker.ingest.parsing.values import guard
 
 UNLIMITED = parsing.EmailLimits(
     max_mime_parts=10**9, max_nesting_depth=10**6, max_header_bytes=10**12, max_attachments=10**9
@@ -59,9 +61,9 @@ def test_the_soft_time_limit_escapes_the_parser() -> None:
 
 
 def test_the_soft_time_limit_escapes_the_ingest_parse_step() -> None:
-    # ingest._parse turns any parser failure into a permanent one, except this.
+    # _parse turns any parser failure into a permanent one, except this.
     with pytest.raises(SoftTimeLimitExceeded), soft_time_limit_after(0.3):
-        ingest._parse(lambda event: parsing.parse_inbound(event, UNLIMITED), slow_event())
+        _parse(lambda event: parsing.parse_inbound(event, UNLIMITED), slow_event())
 
 
 def test_a_guarded_accessor_lets_it_through() -> None:
@@ -69,8 +71,8 @@ def test_a_guarded_accessor_lets_it_through() -> None:
         raise SoftTimeLimitExceeded()
 
     with pytest.raises(SoftTimeLimitExceeded):
-        parsing._guard(interrupted, "default")
-    assert parsing._guard(lambda: {}["missing"], "default") == "default"
+        guard(interrupted, "default")
+    assert guard(lambda: {}["missing"], "default") == "default"
 
 
 def test_it_is_transient_and_retried_with_backoff() -> None:

@@ -1,4 +1,4 @@
-"""The per-email limits of worker.parsing and the pre-scan of worker.mime_shape.
+"""The per-email limits of worker.ingest.parsing and its pre-scan (parsing.mime_shape).
 
 Pure tests: nothing is started. The pre-scan is checked against the stdlib parser's own
 tree, which is what the limits protect.
@@ -17,11 +17,11 @@ import pytest
 
 from bench import hostile_mail
 from tests.services import FIXTURES
-from worker import mime_shape
-from worker.parsing import (
+from worker.ingest.parsing import (
     EmailLimits,
     LimitExceededError,
     PermanentEventError,
+    mime_shape,
     parse_inbound,
 )
 

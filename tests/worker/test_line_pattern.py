@@ -1,4 +1,4 @@
-"""worker.line_pattern finds what ``re`` finds: the reply-header expression of
+"""worker.ingest.line_pattern finds what ``re`` finds: the reply-header expression of
 mail-parser-reply, tried at line starts only, against ``re``'s own ``findall`` and the
 library's own reply parser, on the reply corpus and on generated bodies."""
 
@@ -12,8 +12,8 @@ import pytest
 from mailparser_reply import EmailReplyParser
 from mailparser_reply.parser import EmailMessage
 
-from worker import derive
-from worker.line_pattern import LineStartPattern
+from worker.ingest import derive
+from worker.ingest.line_pattern import LineStartPattern
 
 REPLIES = Path(__file__).resolve().parents[1] / "fixtures" / "replies"
 

@@ -1,4 +1,4 @@
-"""Tests for worker.parsing: real Mandrill fixtures plus hand-built edge cases.
+"""Tests for worker.ingest.parsing: real Mandrill fixtures plus hand-built edge cases.
 
 Pure tests: nothing is started. Expected attachment digests are computed here from the
 MIME parts of raw_msg with the stdlib's compat32 parser, independently of the code under test.
@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from tests.services import FIXTURES
-from worker.parsing import (
+from worker.ingest.parsing import (
     Address,
     BatchError,
     EmailLimits,
@@ -30,13 +30,13 @@ from worker.parsing import (
     ParsedEmail,
     PermanentEventError,
     SpamRule,
-    decode_base64_lines,
     event_kind,
     parse_batch,
     parse_event,
     parse_inbound,
-    sanitize_filename,
 )
+from worker.ingest.parsing.attachments import sanitize_filename
+from worker.ingest.parsing.mime import decode_base64_lines
 
 INBOUND_FIXTURES = [
     "inbound.json",

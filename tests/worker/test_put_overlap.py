@@ -42,8 +42,8 @@ from shared.objectstore import (
 )
 from shared.settings import Settings
 from tests.webhooks import received_in_redis
-from worker import ingest
-from worker.ingest import IngestContext
+from worker.ingest.batch import process_delivery
+from worker.ingest.context import DeliveryResult, IngestContext
 from worker.losses import BODY_STAGE, LossTracker
 from worker.resources import ingest_context, release
 
@@ -87,7 +87,7 @@ class Worker:
 
     def process_through_proxy(
         self, delay: float, delayed: Callable[[str, str], bool], envelope: Envelope
-    ) -> tuple[DelayingProxy, ingest.DeliveryResult]:
+    ) -> tuple[DelayingProxy, DeliveryResult]:
         """Process the delivery with S3 behind a proxy holding ``delayed`` requests
         ``delay`` seconds, each request tried once."""
         assert self.settings.s3_endpoint_url is not None
@@ -97,7 +97,7 @@ class Worker:
                 update={"s3_endpoint_url": proxy.url, "s3_max_attempts": 1}
             )
             store = S3ObjectStore(make_s3_client(through), self.settings.s3_bucket)
-            result = ingest.process_delivery(self.context(store), envelope)
+            result = process_delivery(self.context(store), envelope)
         return proxy, result
 
 
@@ -144,7 +144,7 @@ def assert_nothing_recorded_then_the_retry_stores_once(
     assert worker.redis.exists(payload_redis_key(envelope.delivery_id)) == 1
     assert worker.redis.exists(LossTracker(worker.redis, envelope.delivery_id).marker_key) == 0
 
-    result = ingest.process_delivery(worker.context(store), envelope)
+    result = process_delivery(worker.context(store), envelope)
 
     assert result.outcomes == {"stored": 1}
     assert archive_is_stored(store, envelope)
@@ -162,7 +162,8 @@ def email_transaction_timed() -> Iterator[dict[str, float]]:
 
     def sent(_conn: Connection, _cursor: Any, statement: str, *_: Any) -> None:
         # The email's row goes in a statement of its own or in one with its other rows
-        # (worker.storage.store_email: WITH new_email AS (INSERT INTO emails ...) ...).
+        # (worker.ingest.storage.emails.store_email:
+        # WITH new_email AS (INSERT INTO emails ...) ...).
         if "INSERT INTO emails " in statement:
             seen.setdefault("insert", time.monotonic())
 
@@ -300,7 +301,7 @@ def test_a_failed_archive_put_records_nothing_and_the_retry_stores_the_email_onc
         object_store, ARCHIVE_PREFIX.strip("/"), f"kave-missing-{uuid.uuid4().hex[:8]}"
     )
     with pytest.raises(ClientError):
-        ingest.process_delivery(worker.context(refusing), envelope)
+        process_delivery(worker.context(refusing), envelope)
 
     assert refusing.other_puts > 0  # the email's objects
     assert_nothing_recorded_then_the_retry_stores_once(worker, object_store, envelope)
@@ -366,7 +367,7 @@ def test_a_failed_email_object_put_rolls_the_rows_back_and_the_retry_stores_the_
     # that name it run: they are rolled back, the Redis copy stays, no death is counted.
     refusing = SomeKeysElsewhere(object_store, "messages/", f"kave-missing-{uuid.uuid4().hex[:8]}")
     with email_transaction_timed() as seen, pytest.raises(ClientError):
-        ingest.process_delivery(worker.context(refusing), envelope)
+        process_delivery(worker.context(refusing), envelope)
 
     assert "insert" in seen  # the refusal came while the transaction was open
     assert_nothing_recorded_then_the_retry_stores_once(worker, object_store, envelope)
@@ -385,7 +386,7 @@ def test_on_the_local_store_an_email_commits_once_its_objects_are_stored(
         ctx = dataclasses.replace(ingest_context(settings), object_store=slow)
         envelope = received_in_redis(worker.redis, one_email())
         with email_transaction_timed() as seen:
-            result = ingest.process_delivery(ctx, envelope)
+            result = process_delivery(ctx, envelope)
     finally:
         release()
 

@@ -1,4 +1,4 @@
-"""worker.signatures gives puremagic's own answer, for every signature puremagic knows."""
+"""worker.ingest.file_types gives puremagic's own answer, for every signature puremagic knows."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import random
 import puremagic
 import pytest
 
-from worker import signatures
+from worker.ingest import file_types
 
 PLAIN = {
     (row.byte_match, row.offset, row.mime_type)
@@ -76,15 +76,15 @@ CONTENTS = contents()
 @pytest.mark.parametrize("chunk", range(8))
 def test_every_signature_gives_puremagics_answer(chunk: int) -> None:
     differing = [
-        (content[:40], signatures.mime_type(content), puremagic_answers(content))
+        (content[:40], file_types.mime_type(content), puremagic_answers(content))
         for content in CONTENTS[chunk::8]
-        if signatures.mime_type(content) not in puremagic_answers(content)
+        if file_types.mime_type(content) not in puremagic_answers(content)
     ]
     assert differing == []
 
 
 def test_the_contents_cover_matches_and_misses() -> None:
-    answers = {signatures.mime_type(content) for content in CONTENTS}
+    answers = {file_types.mime_type(content) for content in CONTENTS}
     assert None in answers
     assert {"application/pdf", "image/png", "application/zip"} <= answers
     assert len(answers) > 100

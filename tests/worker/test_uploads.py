@@ -13,7 +13,9 @@ from botocore.exceptions import ClientError
 
 from bench import hostile_mail
 from shared.objectstore import S3ObjectStore
-from worker import parsing, storage
+from worker.ingest import parsing
+from worker.ingest.rows import attachment_key, raw_message_key
+from worker.ingest.storage.objects import store_email_objects
 
 
 class CountingStore(S3ObjectStore):
@@ -38,10 +40,10 @@ def test_every_object_is_stored_once_before_the_call_returns(
     object_store: S3ObjectStore, uploads: ThreadPoolExecutor, threaded: bool
 ) -> None:
     email = email_with_attachments(60)
-    storage.store_email_objects(object_store, email, uploads=uploads if threaded else None)
-    assert object_store.get(storage.raw_message_key(email.raw_sha256)) == email.raw
+    store_email_objects(object_store, email, uploads=uploads if threaded else None)
+    assert object_store.get(raw_message_key(email.raw_sha256)) == email.raw
     for attachment in email.attachments:
-        content = object_store.get(storage.attachment_key(attachment.sha256))
+        content = object_store.get(attachment_key(attachment.sha256))
         assert hashlib.sha256(content).hexdigest() == attachment.sha256
 
 
@@ -69,8 +71,8 @@ def test_the_same_content_twice_is_one_upload(
         attachments=(same, same),
     )
     counting = CountingStore(object_store)
-    storage.store_email_objects(counting, doubled, uploads=uploads)
-    key = storage.attachment_key(same.sha256)
+    store_email_objects(counting, doubled, uploads=uploads)
+    key = attachment_key(same.sha256)
     assert counting.puts.count(key) == 1
     listed = object_store.client.list_objects_v2(Bucket=object_store.bucket, Prefix=key)
     assert [item["Key"] for item in listed["Contents"]] == [key]
@@ -81,4 +83,4 @@ def test_a_failed_upload_reaches_the_caller(
 ) -> None:
     missing = S3ObjectStore(object_store.client, f"kave-missing-{uuid.uuid4().hex[:8]}")
     with pytest.raises(ClientError):
-        storage.store_email_objects(missing, email_with_attachments(10), uploads=uploads)
+        store_email_objects(missing, email_with_attachments(10), uploads=uploads)

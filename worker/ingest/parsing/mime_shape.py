@@ -4,7 +4,7 @@ The stdlib parser builds an object per part and parses headers as it goes: a 1 M
 message of 33,000 empty parts costs it seconds, and deep nesting costs it a Python
 stack frame per level. This scan reads the raw lines once, builds nothing, and counts
 what those costs grow with: entities (the message, each part, each attached message),
-nesting depth and header bytes. ``worker.parsing`` compares the counts with its limits
+nesting depth and header bytes. ``worker.ingest.parsing`` compares the counts with its limits
 and refuses the email before parsing it.
 
 It follows the parser's rules closely (a part starts at a ``--boundary`` line of any

@@ -1,6 +1,6 @@
 """Derived fields of a parsed email: what a platform's agent needs to act on it.
 
-Role: from a :class:`~worker.parsing.ParsedEmail` compute, without any I/O (an import-linter
+Role: from a :class:`~worker.ingest.parsing.ParsedEmail` compute, without any I/O (an import-linter
 contract keeps it so), the fields stored next to the email for the hand-off to the platform:
 
 - ``conversation_id``: the thread root (first id of References, else In-Reply-To, else the
@@ -37,11 +37,11 @@ from inscriptis import get_text
 from mailparser_reply.constants import MAIL_LANGUAGES
 from mailparser_reply.parser import EmailMessage
 
-from worker import signatures
-from worker.columns import CONTENT_TYPE_CHARS, INDEXED_TEXT_CHARS
+from worker.ingest import file_types
+from worker.ingest.columns import CONTENT_TYPE_CHARS, INDEXED_TEXT_CHARS
+from worker.ingest.line_pattern import LineStartPattern
+from worker.ingest.parsing import ParsedAttachment, ParsedEmail
 from worker.interrupts import INTERRUPTS
-from worker.line_pattern import LineStartPattern
-from worker.parsing import ParsedAttachment, ParsedEmail
 
 __all__ = [
     "Derived",
@@ -110,7 +110,7 @@ def derive_email(email: ParsedEmail) -> Derived:
 
 
 def email_columns(email: ParsedEmail) -> dict[str, object]:
-    """The derived columns of an email row (worker.storage merges them into its values)."""
+    """The derived columns of an email row (worker.ingest.storage merges them into its values)."""
     derived = derive_email(email)
     return {
         "conversation_id": derived.conversation_id,
@@ -280,7 +280,7 @@ def auto_submitted(email: ParsedEmail) -> tuple[bool, str | None, tuple[str, ...
     content_type = " ".join(_header_values(pairs, "Content-Type")).lower()
     return_paths = _header_values(pairs, "Return-Path")
     null_sender = any(value.replace(" ", "") in ("<>", "") for value in return_paths)
-    # The From header as worker.parsing read it (display name and address).
+    # The From header as worker.ingest.parsing read it (display name and address).
     sender = f"{email.from_name or ''} {email.from_address or ''}".lower()
     is_report = "multipart/report" in content_type
     looks_bounced = is_report or null_sender or "mailer-daemon" in sender or "postmaster" in sender
@@ -373,8 +373,8 @@ def _sniff_type(content: bytes) -> str | None:
         if content.startswith(magic):
             return name
     # puremagic's answer (it reads only the head and the tail of the bytes), looked up
-    # by worker.signatures; None when no signature matched (plain text, random bytes).
-    found = signatures.mime_type(content)
+    # by worker.ingest.file_types; None when no signature matched (plain text, random bytes).
+    found = file_types.mime_type(content)
     return found[:CONTENT_TYPE_CHARS] if found else None
 
 

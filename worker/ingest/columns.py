@@ -1,6 +1,6 @@
 """What fits in a column: the lengths of the schema's bounded columns, the bounds the
 parser puts on what it extracts, and the cleaning every stored value needs. One home
-for the parser (``worker.parsing``) and the writers (``worker.storage``).
+for the parser (``worker.ingest.parsing``) and the writers (``worker.ingest.storage``).
 
 The column lengths are those of ``shared.models`` (``tests/worker/test_columns.py``
 checks that they agree); this module imports no database code, so the pure parser can

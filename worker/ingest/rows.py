@@ -1,0 +1,127 @@
+"""Rows in: a parsed email or event turned into the column values storage writes.
+
+Pure (an import contract keeps it so): the derivations (worker.ingest.derive) are computed
+here, so the storage modules only run statements."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from worker.ingest import derive
+from worker.ingest.columns import (
+    CONTENT_TYPE_CHARS,
+    KIND_CHARS,
+    MANDRILL_ID_CHARS,
+    SPF_RESULT_CHARS,
+    bounded,
+    without_nul,
+)
+from worker.ingest.parsing import Address, ParsedEmail, ParsedEvent
+
+
+def raw_message_key(sha256: str) -> str:
+    return f"messages/{sha256[:2]}/{sha256}.eml"
+
+
+def attachment_key(sha256: str) -> str:
+    return f"attachments/{sha256[:2]}/{sha256}"
+
+
+def _addresses(addresses: tuple[Address, ...]) -> list[dict[str, str | None]]:
+    return [{"name": a.name, "address": a.address} for a in addresses]
+
+
+def email_values(email: ParsedEmail) -> dict[str, Any]:
+    """The column values of an email row (without the delivery that first brought it)."""
+    values: dict[str, Any] = without_nul(
+        {
+            "dedup_key": email.dedup_key,
+            "message_id": bounded(email.message_id),
+            "raw_sha256": email.raw_sha256,
+            "raw_size": len(email.raw),
+            "raw_key": raw_message_key(email.raw_sha256),
+            "envelope_recipient": bounded(email.envelope_recipient),
+            "from_address": bounded(email.from_address),
+            "from_name": email.from_name,
+            "to": _addresses(email.to),
+            "cc": _addresses(email.cc),
+            "bcc": _addresses(email.bcc),
+            "reply_to": _addresses(email.reply_to),
+            "subject": email.subject,
+            "in_reply_to": email.in_reply_to,
+            "references": list(email.references),
+            "text_body": email.text_body,
+            "html_body": email.html_body,
+            "headers": [list(pair) for pair in email.headers],
+            "tags": list(email.tags),
+            "spam_score": email.spam_score,
+            "spam_rules": [
+                {"name": r.name, "score": r.score, "description": r.description}
+                for r in email.spam_rules
+            ],
+            "spf_result": email.spf_result[:SPF_RESULT_CHARS] if email.spf_result else None,
+            "spf_detail": email.spf_detail,
+            "dkim_signed": email.dkim_signed,
+            "dkim_valid": email.dkim_valid,
+            "charset_refused": email.charset_refused,
+        }
+    )
+    # datetimes are not touched by without_nul; add them after.
+    values["sent_at"] = email.sent_at
+    values["mandrill_ts"] = email.mandrill_ts
+    # The derived fields (worker.ingest.derive) are columns of the same
+    # row, so they are written with the email and recomputed by `kave reprocess`.
+    values.update(without_nul(derive.email_columns(email)))
+    return values
+
+
+def attachment_values(email: ParsedEmail) -> list[dict[str, Any]]:
+    """The attachment rows of an email, in order (without the email id)."""
+    return [
+        without_nul(
+            {
+                "position": position,
+                "filename": a.filename,
+                "content_type": a.content_type[:CONTENT_TYPE_CHARS],
+                "size": a.size,
+                "sha256": a.sha256,
+                "object_key": attachment_key(a.sha256),
+                "content_id": a.content_id,
+                "inline": a.inline,
+                # Sniffed type and type_mismatch (worker.ingest.derive).
+                **derive.attachment_columns(a),
+            }
+        )
+        for position, a in enumerate(email.attachments)
+    ]
+
+
+# The columns attachment_values gives (tests/worker/test_email_rows.py checks it).
+ATTACHMENT_COLUMNS = (
+    "position",
+    "filename",
+    "content_type",
+    "size",
+    "sha256",
+    "object_key",
+    "content_id",
+    "inline",
+    "sniffed_type",
+    "type_mismatch",
+)
+
+
+def event_values(event: ParsedEvent) -> dict[str, Any]:
+    """The column values of an event row (without the delivery that first brought it)."""
+    return {
+        "dedup_key": event.dedup_key,
+        "kind": without_nul(event.kind)[:KIND_CHARS],
+        "occurred_at": event.occurred_at,
+        "mandrill_id": without_nul(event.mandrill_id)[:MANDRILL_ID_CHARS]
+        if event.mandrill_id
+        else None,
+        "recipient": bounded(without_nul(event.recipient)),
+        # Round-trip through JSON so that the stored document is exactly JSON (no tuples).
+        "payload": without_nul(json.loads(json.dumps(event.payload))),
+    }
