@@ -2,7 +2,7 @@
 
 ``python -m bench.handoff_profile [--emails N] [--rounds R]``: the steadier companion of
 ``bench.handoff_bench``. Runs ``worker.ingest.batch.process_delivery`` and then, as the ingest
-task does, ``worker.handoff_tasks.hand_off_new`` directly against the services
+task does, ``worker.handoff.tasks.hand_off_new`` directly against the services
 ``make bench`` starts (private Redis, scratch database, local object store), for N
 distinct 8 KB emails per mode and round, the modes (off, celery, http) alternating:
 
@@ -62,7 +62,7 @@ def _use_routes(path: Path | None) -> None:
 
 def _run(ctx: IngestContext, emails: int, seed: int, expect_dispatch: bool) -> list[Sample]:
     """Ingest and hand off ``emails`` fresh 8 KB emails; CPU seconds (whole, hand-off)."""
-    from worker import handoff_tasks
+    from worker.handoff import tasks as handoff_tasks
     from worker.ingest.batch import process_delivery
 
     bodies = [

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from shared.handoff_routes import MatchInput, RouteError, RouteTable, load_routes
 from shared.settings import Settings
+from worker.handoff.routes import MatchInput, RouteError, RouteTable, load_routes
 
 Loader = Callable[[], Settings]
 
@@ -125,9 +125,9 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _replay(args: argparse.Namespace, settings: Settings) -> int:
-    from worker import dispatch
     from worker.celery_app import create_celery_app
-    from worker.handoff_tasks import dispatch_context, replay_dispatch
+    from worker.handoff import dispatch
+    from worker.handoff.tasks import dispatch_context, replay_dispatch
     from worker.resources import ingest_context
 
     if bool(args.ids) == args.all_dead:

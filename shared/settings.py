@@ -287,7 +287,7 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = None
 
     # --- hand-off to the platform (README "Handing emails to your platform") ----------
-    # The ordered routes (YAML or JSON; shared/handoff_routes.py). Unset: no hand-off.
+    # The ordered routes (YAML or JSON; worker/handoff/routes.py). Unset: no hand-off.
     handoff_routes_file: Path | None = None
     # Publishing attempts per dispatch before it becomes a dead letter (kind "dispatch").
     handoff_max_attempts: int = Field(default=8, ge=1)

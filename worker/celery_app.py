@@ -11,11 +11,11 @@ from typing import Any
 import structlog
 from celery import Celery, signals
 
-from shared.handoff_routes import RouteError, cached_routes
 from shared.logging import configure_logging
 from shared.queue import celery_config
 from shared.settings import Settings, SettingsError, get_settings
 from worker import metrics as worker_metrics
+from worker.handoff.routes import RouteError, cached_routes
 
 log = structlog.get_logger(__name__)
 
@@ -26,7 +26,7 @@ def create_celery_app(settings: Settings | None = None) -> Celery:
     app = Celery("kave")
     app.conf.update(celery_config(settings))
     # Registers the tasks with this app (shared_task binds to every app).
-    import worker.handoff_tasks
+    import worker.handoff.tasks
     import worker.tasks  # noqa: F401
 
     @signals.setup_logging.connect(weak=False)

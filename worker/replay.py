@@ -47,7 +47,7 @@ def replay_dead_letter(ctx: IngestContext, dead_letter_id: int) -> str:
     if dispatch:
         # Hand-off hook (issue 10): a dispatch's dead letter replays the dispatch (its
         # event_index is minus the dispatch id); delivered, it resolves the dead letter.
-        from worker.handoff_tasks import dispatch_context, replay_dispatch
+        from worker.handoff.tasks import dispatch_context, replay_dispatch
 
         handoff = dispatch_context(session_factory=ctx.session_factory)
         if handoff is None:

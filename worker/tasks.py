@@ -23,9 +23,10 @@ from shared.contract import (
 from shared.lifecycle.erased import ArchiveRemovedError, is_erased, remove_erased_archive
 from shared.lifecycle.purge import purge
 from shared.settings import get_settings
-from worker import handoff_tasks, reconcile, replay
 from worker import metrics as worker_metrics
+from worker import reconcile, replay
 from worker.errors import GiveUp, TaskFailure, decide, describe
+from worker.handoff import tasks as handoff_tasks
 from worker.ingest import batch
 from worker.ingest.context import IngestContext
 from worker.interrupts import INTERRUPTS

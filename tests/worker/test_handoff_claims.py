@@ -1,6 +1,6 @@
 """Exactly one hand-off per (email, route) when two publishers race, and none lost when a
-publisher dies before recording: the claim logic of ``worker.dispatch`` and the inline
-hand-off of ``worker.handoff_inline`` on the real PostgreSQL.
+publisher dies before recording: the claim logic of ``worker.handoff.dispatch`` and the inline
+hand-off of ``worker.handoff.inline`` on the real PostgreSQL.
 
 The Celery publish is the dispatcher's seam (``DispatchContext.send_task``): here it
 records the keys it is given, so a test can hold a publisher mid-hand-off or kill it
@@ -22,11 +22,13 @@ from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
 
 from shared.db import make_session_factory
-from shared.handoff_routes import parse_routes
 from shared.models import DeadLetter, Dispatch, DispatchStatus
 from tests.rows import add_stored_email
-from worker import dispatch, handoff_inline, outbox
-from worker.handoff_inline import NewDispatch
+from worker.handoff import dispatch, outbox
+from worker.handoff import inline as handoff_inline
+from worker.handoff.attempt import DispatchContext
+from worker.handoff.outbox import NewDispatch
+from worker.handoff.routes import parse_routes
 
 pytestmark = pytest.mark.usefixtures("clean_db")
 
@@ -70,9 +72,9 @@ def _no_paused_routes() -> Iterator[None]:
 
 def context(
     engine: Engine, platform: Platform, scheduled: list[int] | None = None
-) -> dispatch.DispatchContext:
+) -> DispatchContext:
     calls = scheduled if scheduled is not None else []
-    return dispatch.DispatchContext(
+    return DispatchContext(
         session_factory=make_session_factory(engine),
         routes=ROUTES,
         send_task=platform.send_task,

@@ -32,7 +32,6 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from shared.contract import DISPATCH_SWEEP_TASK
-from shared.handoff_routes import HttpHandler, parse_routes
 from shared.models import Attachment, DeadLetter, Dispatch, DispatchStatus, Email
 from shared.queue import celery_config
 from shared.settings import Settings
@@ -41,8 +40,9 @@ from tests.handoff_platform import KEPT, SEEN, HttpPlatform
 from tests.kave.support import kave_with_settings
 from tests.services import REPO, child_env, derive_settings, free_port, wait_until
 from tests.webhooks import post_events, wait_for_deliveries
-from worker import dispatch
-from worker.webhook_document import document
+from worker.handoff.document import document
+from worker.handoff.http import post_signed, stored_fields
+from worker.handoff.routes import HttpHandler, parse_routes
 
 HANDOFF = Path(__file__).resolve().parents[1] / "fixtures" / "handoff"
 SECRET_ENV = "PLATFORM_TEST_HANDOFF_SECRET"
@@ -296,7 +296,7 @@ def test_the_http_body_lists_the_attachments_in_order_without_their_bytes(
     # task builds from the stored rows (the same document, bar its timestamp).
     row = dispatches(engine)["<files@customer.example>"]
     with Session(engine) as session:
-        stored = document(dispatch.stored_fields(session, email_id), row.id, key, "web")
+        stored = document(stored_fields(session, email_id), row.id, key, "web")
     assert json.loads(stored)["data"] == data
     assert [a["filename"] for a in data["attachments"]] == ["report.pdf", "invoice.pdf"]
     assert [a["type_mismatch"] for a in data["attachments"]] == [False, True]
@@ -409,7 +409,7 @@ def test_the_signed_post_verifies_with_the_standard_webhooks_library(
         handler = table.routes[0].handler
         assert isinstance(handler, HttpHandler)
         body = b'{"email": {"id": 42, "subject": "caf\xc3\xa9"}}'
-        assert dispatch.post_signed(handler.http, "dispatch-1-key", body) == 204
+        assert post_signed(handler.http, "dispatch-1-key", body) == 204
     finally:
         server.shutdown()
         server.server_close()

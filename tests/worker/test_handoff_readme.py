@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from tests.services import REPO
-from worker.dispatch import sign
+from worker.handoff.http import sign
 
 
 def readme_receiver(secret: str) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from worker.errors import (
     event_failure_reason,
     safe_traceback,
 )
-from worker.handoff_inline import NewDispatch
+from worker.handoff.outbox import NewDispatch
 from worker.ingest import parsing
 from worker.ingest.context import IngestContext
 from worker.ingest.storage.dead_letters import record_dead_letter, resolve_dead_letter
@@ -177,7 +177,7 @@ def commit_event(
     the ``delivery`` rows if any; returns the outcome.
 
     ``handed`` gets the dispatch rows of a new email once they have committed: the caller
-    hands them over (``worker.handoff_tasks.hand_off_new``). Without it they are due for
+    hands them over (``worker.handoff.tasks.hand_off_new``). Without it they are due for
     the sweep.
 
     When the database refuses the result's rows, that transaction is rolled back and a

@@ -8,7 +8,6 @@ from concurrent.futures import Executor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
-import structlog
 from redis import Redis
 from sqlalchemy.orm import Session
 
@@ -16,10 +15,8 @@ from shared.accepted import AcceptedLedger
 from shared.contract import Envelope
 from shared.models import Delivery
 from shared.objectstore import ObjectStore
-from worker.handoff_inline import NewDispatch
+from worker.handoff.outbox import NewDispatch
 from worker.ingest import parsing
-
-log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)

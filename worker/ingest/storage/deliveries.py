@@ -34,7 +34,7 @@ from worker.ingest.columns import (
 # connection: SQLAlchemy memoises a statement's cache key on the object, so a statement
 # reused with new parameters skips its construction, the coercion of each value and its
 # key (~1 ms per statement on this machine), and the connection skips the ORM's
-# bulk-insert path (see also worker.outbox).
+# bulk-insert path (see also worker.handoff.outbox).
 DELIVERY_COLUMNS = (
     "id",
     "received_at",

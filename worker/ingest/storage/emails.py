@@ -4,7 +4,6 @@ the claims on its objects and, for a new email, its hand-off outbox row."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from functools import cache
 from typing import Any
 
@@ -34,8 +33,8 @@ from shared.models import (
     EventOutcome,
     ObjectDeletion,
 )
-from worker import outbox, webhook_document
-from worker.handoff_inline import NewDispatch
+from worker.handoff import outbox
+from worker.handoff.outbox import NewDispatch
 from worker.ingest.parsing import ParsedEmail, ParsedEvent
 from worker.ingest.rows import ATTACHMENT_COLUMNS, attachment_values, email_values, event_values
 from worker.ingest.storage.deliveries import (
@@ -68,14 +67,14 @@ def insert_email(
     """The email's id, and whether this call created it (False: it was already stored).
 
     ``handed``: the caller hands the new email's dispatch over after its commit
-    (``worker.outbox.record_dispatch``)."""
+    (``worker.handoff.outbox.record_new_email``)."""
     values = email_values(email)
     connection = session.connection()
     inserted = connection.execute(_INSERT_EMAIL, {**values, "delivery_id": delivery_id}).first()
     if inserted is not None:
         new_id = inserted.id
         attachments = _insert_attachments(session, new_id, email)
-        _record_new_email_dispatch(
+        outbox.record_new_email(
             session,
             delivery_id,
             values,
@@ -149,7 +148,7 @@ def store_email(
     # The ids come in the attachments' order (see _store_email_statement).
     for row, attachment_id in zip(attachments, attachment_ids or (), strict=True):
         row.update(email_id=new_id, id=attachment_id)
-    _record_new_email_dispatch(
+    outbox.record_new_email(
         session,
         delivery_id,
         values,
@@ -272,25 +271,6 @@ def _existing_email_id(session: Session, email: ParsedEmail) -> int:
     existing = connection.execute(_EXISTING_EMAIL, {"dedup_key": email.dedup_key}).scalar()
     assert existing is not None  # the conflict proves the row exists
     return int(existing)
-
-
-def _record_new_email_dispatch(
-    session: Session,
-    delivery_id: str,
-    values: dict[str, Any],
-    *,
-    email_id: int,
-    received_at: datetime,
-    attachments: list[dict[str, Any]],
-    handed: list[NewDispatch] | None,
-) -> None:
-    def fields() -> dict[str, Any]:
-        # An inline HTTP hand-off's body, from what was just inserted.
-        row = {**values, "id": email_id, "received_at": received_at}
-        return webhook_document.email_fields(row, attachments)
-
-    # The outbox row commits with the email, so a stored email is always handed off (worker.outbox).
-    outbox.record_dispatch(session, email_id, delivery_id, values, handed=handed, fields=fields)
 
 
 def _insert_attachments(

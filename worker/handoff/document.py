@@ -1,8 +1,8 @@
 """What an HTTP handler receives for one dispatch: the JSON document, from one definition.
 
 Role: the body of a hand-off POST is built either from the stored row (a task's attempt,
-``worker.dispatch.webhook_body``) or from the values the worker has just inserted (the
-inline hand-off right after the commit, ``worker.outbox``), saving that hand-off a read.
+``worker.handoff.dispatch.webhook_body``) or from the values the worker has just inserted (the
+inline hand-off right after the commit, ``worker.handoff.outbox``), saving that hand-off a read.
 Both go through :func:`email_fields` and :func:`document`: the same keys in the same
 order, the same values (``tests/worker/test_handoff_dispatch.py`` compares them).
 """

@@ -4,9 +4,9 @@ Role: decide the route of a newly stored email (the first matching route of
 ``KAVE_HANDOFF_ROUTES_FILE``) and insert its ``dispatches`` row with the same session that
 inserts the email, so both commit or neither does: a stored email is never left without
 its hand-off, and a crash can never hand off an email that was not stored. The dispatcher
-(``worker.dispatch``) publishes the rows afterwards: the worker that stored the email,
+(``worker.handoff.dispatch``) publishes the rows afterwards: the worker that stored the email,
 right after the commit (a row it will hand off itself is inserted already claimed, see
-``worker.handoff_inline``), or else a task and the sweep.
+``worker.handoff.inline``), or else a task and the sweep.
 
 Without a routes file the hand-off is off and nothing is written.
 """
@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +24,35 @@ from sqlalchemy import Interval, bindparam, func
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from shared.handoff_routes import HttpHandler, MatchInput, RouteTable, cached_routes
 from shared.models import Dispatch, DispatchStatus
 from shared.settings import get_settings
-from worker import handoff_inline
-from worker.handoff_inline import NewDispatch
+from worker.handoff import inline as handoff_inline
+from worker.handoff.document import email_fields
+from worker.handoff.routes import HttpHandler, MatchInput, RouteTable, cached_routes
 
-__all__ = ["configured_routes", "idempotency_key", "record_dispatch"]
+__all__ = [
+    "NewDispatch",
+    "configured_routes",
+    "idempotency_key",
+    "record_dispatch",
+    "record_new_email",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class NewDispatch:
+    """A dispatch row inserted with a new email, for the worker that stored it to hand over
+    after the commit: ``inline`` rows are already claimed (attempt 1, leased), the others
+    are due and go to a task."""
+
+    id: int
+    email_id: int
+    delivery_id: str
+    route: str
+    key: str
+    inline: bool
+    # An HTTP handler's body fields (worker.handoff.document.email_fields), for inline rows.
+    fields: Mapping[str, Any] | None = None
 
 
 def idempotency_key(email_dedup_key: str, route: str | None) -> str:
@@ -103,7 +126,7 @@ def record_dispatch(
                 "route": name,
                 "idempotency_key": key,
                 "status": DispatchStatus.PENDING if route is not None else DispatchStatus.UNROUTED,
-                # An inline row is claimed by its insert: attempt 1, leased (worker.dispatch).
+                # An inline row is claimed by its insert: attempt 1, leased (handoff.dispatch).
                 "attempts": 1 if inline else 0,
                 "lease": timedelta(seconds=handoff_inline.lease_seconds(routes) if inline else 0),
             },
@@ -116,3 +139,25 @@ def record_dispatch(
         handed.append(
             NewDispatch(dispatch_id, email_id, delivery_id, route.name, key, inline, body)
         )
+
+
+def record_new_email(
+    session: Session,
+    delivery_id: str,
+    values: Mapping[str, Any],
+    *,
+    email_id: int,
+    received_at: datetime,
+    attachments: list[dict[str, Any]],
+    handed: list[NewDispatch] | None,
+) -> None:
+    """The seam between ingest's writer and the hand-off: the dispatch row of an email just
+    inserted (its column ``values`` and ``attachments`` rows), in the same transaction, so
+    a stored email is always handed off. An inline HTTP hand-off's body is built from
+    those values, with no read back."""
+
+    def fields() -> dict[str, Any]:
+        row = {**values, "id": email_id, "received_at": received_at}
+        return email_fields(row, attachments)
+
+    record_dispatch(session, email_id, delivery_id, values, handed=handed, fields=fields)

@@ -1,4 +1,4 @@
-"""Tests for shared.handoff_routes: validation and first-match routing (pure), and that
+"""Tests for worker.handoff.routes: validation and first-match routing (pure), and that
 hand-off signatures verify with the Standard Webhooks reference library."""
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from standardwebhooks import Webhook
 
-from shared.handoff_routes import (
+from worker.handoff.http import sign
+from worker.handoff.routes import (
     HttpHandler,
     MatchInput,
     RouteError,
@@ -23,7 +24,6 @@ from shared.handoff_routes import (
     parse_routes,
     signing_key,
 )
-from worker.dispatch import sign
 
 ROUTES = Path(__file__).resolve().parents[1] / "fixtures" / "handoff" / "routes.yaml"
 SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()

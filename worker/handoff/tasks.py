@@ -1,4 +1,4 @@
-"""Celery tasks of the hand-off: thin shells around ``worker.dispatch``.
+"""Celery tasks of the hand-off: thin shells around ``worker.handoff.dispatch``.
 
 ``kave.dispatch.publish`` makes one attempt at one dispatch (its own retries are new
 messages with a countdown, scheduled by the service once the attempt is recorded);
@@ -17,10 +17,11 @@ from celery import current_app, shared_task
 from sqlalchemy.orm import Session
 
 from shared.contract import DISPATCH_SWEEP_TASK, DISPATCH_TASK
-from shared.handoff_routes import cached_routes
 from shared.settings import Settings, get_settings
-from worker import dispatch
-from worker.handoff_inline import NewDispatch
+from worker.handoff import dispatch
+from worker.handoff.attempt import DispatchContext
+from worker.handoff.outbox import NewDispatch
+from worker.handoff.routes import cached_routes
 from worker.interrupts import INTERRUPTS
 from worker.resources import ingest_context
 
@@ -30,12 +31,12 @@ log = structlog.get_logger(__name__)
 def dispatch_context(
     settings: Settings | None = None,
     session_factory: Callable[[], AbstractContextManager[Session]] | None = None,
-) -> dispatch.DispatchContext | None:
+) -> DispatchContext | None:
     """This process's dispatcher, or None when the hand-off is off (no routes file)."""
     settings = settings or get_settings()
     if settings.handoff_routes_file is None:
         return None
-    return dispatch.DispatchContext(
+    return DispatchContext(
         session_factory=session_factory or ingest_context(settings).session_factory,
         routes=cached_routes(str(settings.handoff_routes_file)),
         send_task=send_handler_task,
@@ -45,7 +46,7 @@ def dispatch_context(
     )
 
 
-def replay_dispatch(ctx: dispatch.DispatchContext, dispatch_id: int) -> str:
+def replay_dispatch(ctx: DispatchContext, dispatch_id: int) -> str:
     """Give a dead dispatch a fresh budget and make one attempt now (retries follow)."""
     with ctx.session_factory() as session, session.begin():
         if not dispatch.reset_for_replay(session, dispatch_id):

@@ -19,13 +19,10 @@ not pause it: they cost no waiting, and their retries are tasks anyway.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
 
 import structlog
 
-from shared.handoff_routes import CeleryHandler, RouteTable
+from worker.handoff.routes import CeleryHandler, RouteTable
 
 log = structlog.get_logger(__name__)
 
@@ -38,22 +35,6 @@ PAUSE_SECONDS = 30.0
 # route name -> time.monotonic() until which it is handed to tasks. Per process: a pool
 # child learns of a slow handler by itself (at the cost of one slow hand-off).
 _paused_until: dict[str, float] = {}
-
-
-@dataclass(frozen=True, slots=True)
-class NewDispatch:
-    """A dispatch row inserted with a new email, for the worker that stored it to hand over
-    after the commit: ``inline`` rows are already claimed (attempt 1, leased), the others
-    are due and go to a task."""
-
-    id: int
-    email_id: int
-    delivery_id: str
-    route: str
-    key: str
-    inline: bool
-    # An HTTP handler's body fields (worker.webhook_document.email_fields), for inline rows.
-    fields: Mapping[str, Any] | None = None
 
 
 def lease_seconds(routes: RouteTable) -> float:
