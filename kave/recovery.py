@@ -128,7 +128,7 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
 
 def _replay(args: argparse.Namespace, settings: Settings) -> int:
     from worker.celery_app import create_celery_app
-    from worker.replay import NOT_OPEN, replay_dead_letter
+    from worker.recovery.replay import NOT_OPEN, replay_dead_letter
 
     ids = _selected_ids(args, settings)
     if ids is None:
@@ -168,7 +168,7 @@ def _discard(args: argparse.Namespace, settings: Settings) -> int:
 
 def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
     from worker.celery_app import create_celery_app
-    from worker.reconcile import reconcile
+    from worker.recovery.reconcile import reconcile
     from worker.tasks import publish_delivery
 
     create_celery_app(settings).set_current()
@@ -183,7 +183,7 @@ def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _reprocess(args: argparse.Namespace, settings: Settings) -> int:
-    from worker.reprocess import deliveries_between, reprocess
+    from worker.recovery.reprocess import deliveries_between, reprocess
 
     context = _context(settings)
     if args.delivery:

@@ -3,7 +3,7 @@
 A 200 means the batch is durable, and its task message is what brings it to a worker.
 Redis can still drop that message after the 200. kombu's Redis transport pops it (BRPOP)
 and only then records it as unacknowledged, so a worker killed between the two loses it
-(celery/celery#7950, celery/kombu#305). Reconciliation (``worker.reconcile``) queues
+(celery/celery#7950, celery/kombu#305). Reconciliation (``worker.recovery.reconcile``) queues
 again deliveries that have a row but never finished. A delivery whose message was lost
 before any attempt has no row, and nothing else knew of it.
 

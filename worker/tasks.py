@@ -24,12 +24,12 @@ from shared.lifecycle.erased import ArchiveRemovedError, is_erased, remove_erase
 from shared.lifecycle.purge import purge
 from shared.settings import get_settings
 from worker import metrics as worker_metrics
-from worker import reconcile, replay
 from worker.errors import GiveUp, TaskFailure, decide, describe
 from worker.handoff import tasks as handoff_tasks
 from worker.ingest import batch
 from worker.ingest.context import IngestContext
 from worker.interrupts import INTERRUPTS
+from worker.recovery import reconcile, replay
 from worker.resources import ingest_context
 
 log = structlog.get_logger(__name__)
