@@ -20,7 +20,13 @@ from shared.contract import Envelope, archive_object_key
 from shared.lifecycle.objects import queue_deletions
 from shared.models import Attachment, Delivery, DeliveryEvent, Email, EventOutcome, ObjectDeletion
 from worker.ingest import parsing
-from worker.ingest.rows import ATTACHMENT_COLUMNS, attachment_values, email_values, raw_message_key
+from worker.ingest.rows import (
+    ATTACHMENT_COLUMNS,
+    attachment_values,
+    email_rows,
+    email_values,
+    raw_message_key,
+)
 from worker.ingest.storage.deliveries import DeliveryAttempt, record_delivery, record_outcome
 from worker.ingest.storage.emails import StoredEmail, _store_email_statement, store_email
 from worker.ingest.storage.objects import email_objects
@@ -71,7 +77,7 @@ def _store(
     attempt: DeliveryAttempt | None = None,
 ) -> StoredEmail:
     with Session(engine) as session, session.begin():
-        return store_email(session, email, delivery_id, index, attempt=attempt)
+        return store_email(session, email_rows(email), delivery_id, index, attempt=attempt)
 
 
 def _outcome(engine: Engine, delivery_id: str, index: int) -> tuple:

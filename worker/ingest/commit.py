@@ -23,6 +23,7 @@ from worker.errors import (
 from worker.handoff.outbox import NewDispatch
 from worker.ingest import parsing
 from worker.ingest.context import IngestContext
+from worker.ingest.rows import email_rows, event_values
 from worker.ingest.storage.dead_letters import record_dead_letter, resolve_dead_letter
 from worker.ingest.storage.deliveries import (
     DeliveryAttempt,
@@ -266,7 +267,8 @@ def _write_result(
         # The delivery's attempt, the email's rows, the outcome and the claims on their
         # objects go in one statement (worker.ingest.storage.emails.store_email).
         attempt = delivery.attempt if delivery is not None else None
-        stored = store_email(session, parsed, delivery_id, index, handed, attempt=attempt)
+        rows = email_rows(parsed)
+        stored = store_email(session, rows, delivery_id, index, handed, attempt=attempt)
         if delivery is not None:
             delivery.write(session, attempt_written=attempt is not None)
         new_email = parsed if stored.outcome == EventOutcome.STORED else None
@@ -276,7 +278,7 @@ def _write_result(
         assert parsed is not None
         if delivery is not None:
             delivery.write(session)
-        event_id, created = insert_event(session, parsed, delivery_id)
+        event_id, created = insert_event(session, event_values(parsed), delivery_id)
         outcome = outcome_for(created)
         record_outcome(session, delivery_id, index, kind, outcome, event_id=event_id)
         reclaim_objects(session, store, archive=archive)

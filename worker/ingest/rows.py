@@ -6,6 +6,7 @@ here, so the storage modules only run statements."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from worker.ingest import derive
@@ -18,6 +19,27 @@ from worker.ingest.columns import (
     without_nul,
 )
 from worker.ingest.parsing import Address, ParsedEmail, ParsedEvent
+
+
+@dataclass(frozen=True)
+class EmailRows:
+    """An email as storage writes it: the email row's column values (derivations
+    included), its attachment rows in order, and the keys of the objects they name."""
+
+    values: dict[str, Any]
+    attachments: list[dict[str, Any]]
+    object_keys: list[str]  # sorted, each once
+
+    @property
+    def dedup_key(self) -> str:
+        return str(self.values["dedup_key"])
+
+
+def email_rows(email: ParsedEmail) -> EmailRows:
+    """The rows of a parsed email: the one step between parsing and storage."""
+    keys = {raw_message_key(email.raw_sha256)}
+    keys.update(attachment_key(attachment.sha256) for attachment in email.attachments)
+    return EmailRows(email_values(email), attachment_values(email), sorted(keys))
 
 
 def raw_message_key(sha256: str) -> str:

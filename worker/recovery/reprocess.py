@@ -24,7 +24,7 @@ from worker.ingest import parsing
 from worker.ingest.batch import load_body, read_batch
 from worker.ingest.commit import process_event
 from worker.ingest.context import IngestContext, envelope_for
-from worker.ingest.rows import attachment_values, email_values, event_values
+from worker.ingest.rows import attachment_values, email_rows, email_values, event_values
 from worker.ingest.storage.dead_letters import resolve_dead_letter
 from worker.ingest.storage.deliveries import finish_delivery, record_outcome
 from worker.ingest.storage.emails import insert_email, outcome_for
@@ -185,11 +185,12 @@ def _apply_email(
 ) -> None:
     store_email_objects(ctx.object_store, email, uploads=ctx.uploads)
     with ctx.session_factory() as session, session.begin():
-        email_id, created = insert_email(session, email, delivery_id)
+        stored = email_rows(email)
+        email_id, created = insert_email(session, stored, delivery_id)
         if not created:
-            session.execute(update(Email).where(Email.id == email_id).values(**email_values(email)))
+            session.execute(update(Email).where(Email.id == email_id).values(**stored.values))
             session.execute(delete(Attachment).where(Attachment.email_id == email_id))
-            rows = attachment_values(email)
+            rows = stored.attachments
             if rows:
                 session.execute(insert(Attachment), [{**r, "email_id": email_id} for r in rows])
         record_outcome(

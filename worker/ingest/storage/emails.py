@@ -35,8 +35,7 @@ from shared.models import (
 )
 from worker.handoff import outbox
 from worker.handoff.outbox import NewDispatch
-from worker.ingest.parsing import ParsedEmail, ParsedEvent
-from worker.ingest.rows import ATTACHMENT_COLUMNS, attachment_values, email_values, event_values
+from worker.ingest.rows import ATTACHMENT_COLUMNS, EmailRows
 from worker.ingest.storage.deliveries import (
     DELIVERY_COLUMNS,
     DeliveryAttempt,
@@ -45,10 +44,9 @@ from worker.ingest.storage.deliveries import (
     outcome_overwrite,
     record_outcome,
 )
-from worker.ingest.storage.objects import email_objects
 
 # Built once, like the delivery's statements above. The columns are the keys of the
-# values executed with: every email row has the same ones (email_values).
+# values executed with: every email row has the same ones (worker.ingest.rows.email_values).
 _INSERT_EMAIL = (
     insert(Email)
     .on_conflict_do_nothing(index_elements=[Email.dedup_key])
@@ -60,7 +58,7 @@ _INSERT_ATTACHMENTS = insert(Attachment).returning(Attachment.position, Attachme
 
 def insert_email(
     session: Session,
-    email: ParsedEmail,
+    rows: EmailRows,
     delivery_id: str,
     handed: list[NewDispatch] | None = None,
 ) -> tuple[int, bool]:
@@ -68,12 +66,12 @@ def insert_email(
 
     ``handed``: the caller hands the new email's dispatch over after its commit
     (``worker.handoff.outbox.record_new_email``)."""
-    values = email_values(email)
+    values = rows.values
     connection = session.connection()
     inserted = connection.execute(_INSERT_EMAIL, {**values, "delivery_id": delivery_id}).first()
     if inserted is not None:
         new_id = inserted.id
-        attachments = _insert_attachments(session, new_id, email)
+        attachments = _insert_attachments(session, new_id, rows.attachments)
         outbox.record_new_email(
             session,
             delivery_id,
@@ -84,7 +82,7 @@ def insert_email(
             handed=handed,
         )
         return new_id, True
-    return _existing_email_id(session, email), False
+    return _existing_email_id(session, rows.dedup_key), False
 
 
 @dataclass(frozen=True)
@@ -100,7 +98,7 @@ class StoredEmail:
 
 def store_email(
     session: Session,
-    email: ParsedEmail,
+    rows: EmailRows,
     delivery_id: str,
     index: int,
     handed: list[NewDispatch] | None = None,
@@ -117,13 +115,14 @@ def store_email(
     trip to PostgreSQL and SQLAlchemy's execution work, ~0.5 ms apiece on the bench
     machine, where an email's whole transaction took ~5 ms in five statements.
     """
-    values = email_values(email)
-    attachments = attachment_values(email)
+    values = rows.values
+    # Copies: the new ids are written into them below, for the hand-off's document.
+    attachments = [dict(row) for row in rows.attachments]
     params: dict[str, Any] = {
         **values,
         "delivery_id": delivery_id,
         "event_index": index,
-        "email_object_keys": sorted(email_objects(email)),
+        "email_object_keys": rows.object_keys,
         "archive_keys": [attempt.archive_key] if attempt is not None else [],
         "attachments": attachments,
     }
@@ -140,7 +139,7 @@ def store_email(
     removed_keys = tuple(removed or ())
     if new_id is None:
         # The email was stored before: only the attempt and the claims were written.
-        existing = _existing_email_id(session, email)
+        existing = _existing_email_id(session, rows.dedup_key)
         record_outcome(
             session, delivery_id, index, "inbound", EventOutcome.DUPLICATE, email_id=existing
         )
@@ -177,7 +176,7 @@ def _store_email_statement(
     did that). Every part sees the rows of the others only through RETURNING, and the
     foreign keys (to the delivery, to the new email) are checked at the statement's end,
     when those rows are there. Built once per column set (every email has the same ones:
-    ``email_values``) and kind of attempt.
+    ``worker.ingest.rows.email_values``) and kind of attempt.
     """
     new_email = (
         insert(Email)
@@ -266,18 +265,18 @@ def _store_email_statement(
     return statement
 
 
-def _existing_email_id(session: Session, email: ParsedEmail) -> int:
+def _existing_email_id(session: Session, dedup_key: str) -> int:
     connection = session.connection()
-    existing = connection.execute(_EXISTING_EMAIL, {"dedup_key": email.dedup_key}).scalar()
+    existing = connection.execute(_EXISTING_EMAIL, {"dedup_key": dedup_key}).scalar()
     assert existing is not None  # the conflict proves the row exists
     return int(existing)
 
 
 def _insert_attachments(
-    session: Session, email_id: int, email: ParsedEmail
+    session: Session, email_id: int, attachments: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
     """Insert the attachment rows; their values with their new ids, in order."""
-    rows = [{**row, "email_id": email_id} for row in attachment_values(email)]
+    rows = [{**row, "email_id": email_id} for row in attachments]
     if not rows:
         return []
     inserted = session.connection().execute(_INSERT_ATTACHMENTS, rows).all()
@@ -293,14 +292,14 @@ _INSERT_EVENT = (
 _EXISTING_EVENT = select(Event.id).where(Event.dedup_key == bindparam("dedup_key"))
 
 
-def insert_event(session: Session, event: ParsedEvent, delivery_id: str) -> tuple[int, bool]:
+def insert_event(session: Session, values: dict[str, Any], delivery_id: str) -> tuple[int, bool]:
+    """Insert an event row from its column values (worker.ingest.rows.event_values): its
+    id, and whether this call created it."""
     connection = session.connection()
-    new_id = connection.execute(
-        _INSERT_EVENT, {**event_values(event), "delivery_id": delivery_id}
-    ).scalar()
+    new_id = connection.execute(_INSERT_EVENT, {**values, "delivery_id": delivery_id}).scalar()
     if new_id is not None:
         return new_id, True
-    existing = connection.execute(_EXISTING_EVENT, {"dedup_key": event.dedup_key}).scalar()
+    existing = connection.execute(_EXISTING_EVENT, {"dedup_key": values["dedup_key"]}).scalar()
     assert existing is not None
     return existing, False
 
