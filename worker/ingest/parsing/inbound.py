@@ -50,7 +50,7 @@ def parse_inbound(event: Any, limits: EmailLimits = DEFAULT_LIMITS) -> ParsedEma
 
     Raises :class:`PermanentEventError` when the event cannot be turned into an email
     (:class:`LimitExceededError` when it is over one of ``limits``). Any other exception
-    is a bug here; the caller (worker.ingest) turns it into a permanent failure that
+    is a bug here; the caller (worker.ingest.commit) turns it into a permanent failure that
     names the failing line, since the same input would fail the same way.
     """
     msg, raw_msg = _inbound_shape(event)
