@@ -5,15 +5,17 @@ What lives here, from the pure to the I/O:
 - ``parsing/``: Mandrill events into frozen dataclasses; ``columns`` (the schema's
   lengths and text cleaning), ``derive`` and ``line_pattern`` (the derived columns),
   ``file_types`` (content types by magic numbers) and ``rows`` (a parsed email or event
-  into the column values written). None of these does I/O: they import the standard
-  library, each other and ``worker.interrupts`` only.
+  into the column values written). None of these does I/O: no database, object store,
+  queue or network module (an import contract), only the standard library, each other,
+  ``worker.interrupts`` and the text libraries the derivations and type sniffing use.
 - ``storage/``: the statements that write those rows and the objects, split by what
   they write.
 - ``context``, ``batch`` and ``commit``: the orchestration: a delivery's body loaded and
   archived, each event prepared and committed, failures turned into dead letters.
 
 The room may import ``shared`` and the worker's own plumbing (errors, metrics, losses,
-pending puts). Of the hand-off it uses the outbox only, through
-``worker.ingest.storage.emails`` (a new email's dispatch row commits with the email), and
-the ``NewDispatch`` value it hands back to the task; it never imports recovery.
+pending puts). Of the hand-off it uses the outbox only: ``worker.ingest.storage.emails``
+records a new email's dispatch row through it, in the email's transaction, and the
+``NewDispatch`` values it gives back go to the task that hands them off. It never imports
+recovery, nor the task modules.
 """
