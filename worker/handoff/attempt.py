@@ -119,7 +119,7 @@ def record_attempt(session: Session, ctx: DispatchContext, tried: Attempt) -> tu
         outcome = "retried"
         delay = backoff_seconds(claimed.attempts, ctx.backoff_max_seconds)
     written = (
-        session.connection()  # Core, not the ORM's UPDATE path: see _claim
+        session.connection()  # Core, not the ORM's UPDATE path: see dispatch._claim
         .execute(
             _RECORD[outcome],
             {

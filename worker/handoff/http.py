@@ -42,7 +42,7 @@ _ATTACHMENTS_JSON = (
     .where(Attachment.email_id == Email.id)
     .scalar_subquery()
 )
-# Built once (see _RECORD): a body costs its round trip, not the statement's construction.
+# Built once (as attempt._RECORD): a body costs its round trip, not the statement's construction.
 _BODY_QUERY = select(*BODY_COLUMNS, _ATTACHMENTS_JSON.label("attachments")).where(
     Email.id == bindparam("email_id")
 )
