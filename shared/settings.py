@@ -214,7 +214,7 @@ class Settings(BaseSettings):
     # boto3's own attempts per S3 call; the task-level retries come on top.
     s3_max_attempts: int = Field(default=3, ge=1)
 
-    # --- hostile input and timeouts (worker hardening, issue 9) -----------------------
+    # --- hostile input and timeouts (worker hardening) ---------------------------------
     # PostgreSQL: give up on a connection that does not answer (libpq would wait ~130 s
     # on a silent server) and cancel any statement running longer than this (0: never).
     database_connect_timeout_seconds: int = Field(default=5, ge=2)  # libpq's minimum is 2

@@ -107,7 +107,7 @@ def process_delivery(self: Task, envelope: dict[str, Any]) -> dict[str, Any] | N
         # exception (and its message) as its context.
         retry_later(self, *retry, summary=parsed.summary())
     log.info("delivery.processed", events=result.event_count, outcomes=result.outcomes)
-    # Hand-off hook (issue 10): hand over the dispatch rows committed with the new emails.
+    # Hand-off: hand over the dispatch rows committed with the new emails.
     if result.new_dispatches:
         handoff_tasks.hand_off_new(result.new_dispatches)
     return {"delivery_id": result.delivery_id, "outcomes": result.outcomes}

@@ -45,7 +45,7 @@ def replay_dead_letter(ctx: IngestContext, dead_letter_id: int) -> str:
     if dead_letter.status != DeadLetterStatus.OPEN:
         return NOT_OPEN
     if dispatch:
-        # Hand-off hook (issue 10): a dispatch's dead letter replays the dispatch (its
+        # Hand-off: a dispatch's dead letter replays the dispatch (its
         # event_index is minus the dispatch id); delivered, it resolves the dead letter.
         from worker.handoff.tasks import dispatch_context, replay_dispatch
 
