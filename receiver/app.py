@@ -53,7 +53,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ledger=AcceptedLedger(settings.queue_name),
     )
     # Objects created so far live as long as the app: move them out of the collector's
-    # view, so full collections under load stay short (they caused 80-120 ms p99 stalls).
+    # view, so full collections under load stay short (long ones showed as p99 stalls).
     gc.collect()
     gc.freeze()
     try:

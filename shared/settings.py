@@ -215,7 +215,7 @@ class Settings(BaseSettings):
     s3_max_attempts: int = Field(default=3, ge=1)
 
     # --- hostile input and timeouts (worker hardening) ---------------------------------
-    # PostgreSQL: give up on a connection that does not answer (libpq would wait ~130 s
+    # PostgreSQL: give up on a connection that does not answer (libpq would wait minutes
     # on a silent server) and cancel any statement running longer than this (0: never).
     database_connect_timeout_seconds: int = Field(default=5, ge=2)  # libpq's minimum is 2
     database_statement_timeout_ms: int = Field(default=30_000, ge=0)

@@ -77,7 +77,7 @@ def create_celery_app(settings: Settings | None = None) -> Celery:
     def _freeze_startup_heap(**_: Any) -> None:
         # What a pool process starts with (modules, the app, settings) lives as long as it
         # does: moved out of the collector's generations, the full collections that the
-        # per-email garbage triggers no longer walk it (~100 ms each on this heap).
+        # per-email garbage triggers no longer walk it (on a heap this size each was long).
         gc.collect()
         gc.freeze()
 

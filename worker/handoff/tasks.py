@@ -57,7 +57,7 @@ def replay_dispatch(ctx: DispatchContext, dispatch_id: int) -> str:
 
 def send_handler_task(name: str, kwargs: dict[str, Any], queue: str) -> None:
     # The platform's workers run the task; its kwargs are ids and the key only. Flower
-    # shows the dispatch id (the reprs given here also spare Celery its saferepr, ~0.2 ms).
+    # shows the dispatch id (the reprs given here also spare Celery its saferepr).
     current_app.send_task(
         name,
         kwargs=kwargs,

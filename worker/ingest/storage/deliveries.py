@@ -33,7 +33,7 @@ from worker.ingest.columns import (
 # The statements of an email's transaction are built once and run on the session's
 # connection: SQLAlchemy memoises a statement's cache key on the object, so a statement
 # reused with new parameters skips its construction, the coercion of each value and its
-# key (~1 ms per statement on this machine), and the connection skips the ORM's
+# key (a large share of a short statement's CPU), and the connection skips the ORM's
 # bulk-insert path (see also worker.handoff.outbox).
 DELIVERY_COLUMNS = (
     "id",
