@@ -26,12 +26,12 @@ from api.docs_page import install_docs
 from api.emails import routes as emails
 from api.events import routes as events
 from api.metrics import ApiMetrics
+from api.pipeline_metrics import PipelineCollector, scrape_redis
 from api.ratelimit import ApiRateLimits
 from api.tokens import routes as tokens
 from shared.db import make_engine, make_session_factory
 from shared.logging import configure_logging
 from shared.objectstore import make_object_store
-from shared.pipeline_metrics import PipelineCollector, scrape_redis
 from shared.queue import make_producer
 from shared.settings import Settings, get_settings
 from shared.web import health

@@ -4,7 +4,7 @@ Every request gets one ``request.finished`` log line (method, route template, st
 duration) and is counted and timed by route template, never by raw path (unbounded
 label values would grow Prometheus without limit): shared/web/request_log.py. Each app
 owns its registry; each API process serves its own ``/metrics``, with the pipeline gauges
-(shared/pipeline_metrics.py).
+(api/pipeline_metrics.py).
 """
 
 from __future__ import annotations

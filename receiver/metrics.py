@@ -5,7 +5,7 @@ each receiver process serves its own ``/metrics``: run one uvicorn process per c
 and scrape every replica. Counters and histograms are recorded on the request path by
 :class:`MetricsMiddleware` and :class:`MeteredDeliveryQueue`. The pipeline's backlog
 gauges (queue depth, oldest unfinished delivery, open dead letters) are the management
-API's (shared/pipeline_metrics.py): the receiver runs no monitoring queries.
+API's (api/pipeline_metrics.py): the receiver runs no monitoring queries.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ Kinds of inconsistency, each counted:
 ``repair`` removes unreferenced objects (rechecking each just before) and the pending
 deletions of earlier runs; it never deletes or changes rows. Every run is recorded in
 ``audit_runs``: the newest feeds ``kave_audit_inconsistencies{kind}`` (see
-``shared/pipeline_metrics.py``). The listing holds one set of keys in memory: fine for millions of
+``api/pipeline_metrics.py``). The listing holds one set of keys in memory: fine for millions of
 objects, not for billions.
 """
 

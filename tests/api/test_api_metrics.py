@@ -46,7 +46,7 @@ def test_requests_are_logged_and_counted_by_route_template(api: str, service_dir
 
 
 def test_the_api_serves_the_alerting_gauges(api: str, base_settings: Settings) -> None:
-    # The collector of shared/pipeline_metrics.py is wired into the API's registry: the
+    # The collector of api/pipeline_metrics.py is wired into the API's registry: the
     # threshold comes from settings and the queue-age series names the session's queue.
     text = scrape(api + "/metrics")
     assert (

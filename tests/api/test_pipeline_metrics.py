@@ -14,8 +14,8 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from api.pipeline_metrics import PipelineCollector, scrape_redis
 from shared.contract import PROCESS_DELIVERY_TASK, RECONCILE_TASK, Envelope
-from shared.pipeline_metrics import PipelineCollector, scrape_redis
 from shared.queue import celery_config
 from shared.settings import Settings
 from tests.rows import add_stored_email
