@@ -24,7 +24,10 @@ from functools import lru_cache
 
 import bcrypt
 from jose import JWTError, jwt
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from shared.models import User
 from shared.secret_strength import PASSWORD_MIN_LENGTH, weakness
 
 TOKEN_PATH = "/api/v1/auth/token"  # noqa: S105 - a URL path, not a secret
@@ -127,3 +130,13 @@ def decode_access_token(token: str, *, key: str) -> int:
     if not isinstance(subject, str) or not subject.isascii() or not subject.isdigit():
         raise InvalidTokenError("the token's subject is not a user id")
     return int(subject)
+
+
+def get_user(session: Session, user_id: int) -> User | None:
+    """The user a token names (None once deleted)."""
+    return session.get(User, user_id)
+
+
+def get_user_by_name(session: Session, name: str) -> User | None:
+    """The user who logs in with ``name``."""
+    return session.scalars(select(User).where(User.name == name)).one_or_none()

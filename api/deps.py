@@ -14,8 +14,7 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.auth import TOKEN_PATH, InvalidTokenError, decode_access_token
-from api.tokens.queries import get_user
+from api.auth import TOKEN_PATH, InvalidTokenError, decode_access_token, get_user
 from shared.models import User
 from shared.objectstore import ObjectStore
 from shared.settings import Settings

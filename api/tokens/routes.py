@@ -14,12 +14,12 @@ from api.auth import (
     PasswordTooLongError,
     check_password_length,
     create_access_token,
+    get_user_by_name,
     verify_password,
 )
 from api.deps import SessionDep, SettingsDep
 from api.openapi import error_responses
 from api.ratelimit import count_login_attempt, limit_token_requests
-from api.tokens.queries import get_user_by_name
 from api.tokens.schemas import TokenOut
 from shared.models import User
 from shared.web.errors import UnauthorizedError
