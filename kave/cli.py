@@ -42,7 +42,9 @@ def _cmd_send(args: argparse.Namespace) -> int:
 def _cmd_migrate(_args: argparse.Namespace) -> int:
     from shared.migrate import upgrade_to_head
 
-    upgrade_to_head(load_settings().require_database_url())
+    settings = load_settings()
+    settings.require_process("migrate")
+    upgrade_to_head(settings.require_database_url())
     print("database schema is up to date")
     return 0
 

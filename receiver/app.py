@@ -65,6 +65,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    settings.require_process("receiver")
     configure_logging(settings, process="receiver")
     # No OpenAPI document and no docs: Mandrill needs neither, and every route served
     # here is one more thing on the public internet.

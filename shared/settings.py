@@ -100,12 +100,9 @@ PROCESS_NEEDS: dict[str, frozenset[str]] = {
     "flower": frozenset({"KAVE_REDIS_URL", "FLOWER_BASIC_AUTH"}),
     "migrate": frozenset({"KAVE_DATABASE_URL"}),
 }
-PROCESS_NEEDS["all"] = (
-    PROCESS_NEEDS["receiver"]
-    | PROCESS_NEEDS["api"]
-    | PROCESS_NEEDS["worker"]
-    | PROCESS_NEEDS["beat"]
-    | PROCESS_NEEDS["migrate"]
+# Flower is never part of "all": it is its own container everywhere, with its own secret.
+PROCESS_NEEDS["all"] = frozenset().union(
+    *(needs for name, needs in PROCESS_NEEDS.items() if name != "flower")
 )
 
 
@@ -408,6 +405,19 @@ class Settings(BaseSettings):
                 )
         return self
 
+    def require_process(self, process: ProcessName) -> None:
+        """Refuse to run as ``process`` in production when KAVE_PROCESS names a process
+        that demands less than this one reads: the production checks trust KAVE_PROCESS,
+        so each entry point states what it is (a receiver told it is ``beat`` would
+        otherwise start without its metrics token)."""
+        if self.env != "production" or PROCESS_NEEDS[process] <= PROCESS_NEEDS[self.process]:
+            return
+        missing = ", ".join(sorted(PROCESS_NEEDS[process] - PROCESS_NEEDS[self.process]))
+        raise SettingsError(
+            f"this is the {process} process, but KAVE_PROCESS={self.process} does not "
+            f"require what it reads ({missing}); set KAVE_PROCESS={process}"
+        )
+
     def _weak_secrets(self, needs: frozenset[str]) -> list[str]:
         """One line per secret that production must not run with; never the value.
         A secret this process does not need is checked only when it is given."""
@@ -457,7 +467,11 @@ class Settings(BaseSettings):
             if secret is not None:
                 check("KAVE_S3_SECRET_ACCESS_KEY", secret.get_secret_value())
         if self.flower_basic_auth is None and "FLOWER_BASIC_AUTH" in needs:
-            problems.append("FLOWER_BASIC_AUTH is not set (user:password): Flower would be open")
+            problems.append(
+                "FLOWER_BASIC_AUTH is not set: Flower would be open; refusing to start in "
+                "production without basic auth (user:password, a random password of at "
+                "least 16 characters)"
+            )
         if self.flower_basic_auth is not None:
             entries = self.flower_basic_auth.get_secret_value().split(",")
             for number, entry in enumerate(entries, start=1):

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import gc
+import sys
 from typing import Any
 
 import structlog
@@ -13,7 +14,7 @@ from celery import Celery, signals
 
 from shared.logging import configure_logging
 from shared.queue import celery_config
-from shared.settings import Settings, SettingsError, get_settings
+from shared.settings import ProcessName, Settings, SettingsError, get_settings
 from worker import metrics as worker_metrics
 from worker.handoff.routes import RouteError, cached_routes
 
@@ -28,6 +29,14 @@ def create_celery_app(settings: Settings | None = None) -> Celery:
     # Registers the tasks with this app (shared_task binds to every app).
     import worker.handoff.tasks
     import worker.tasks  # noqa: F401
+
+    @signals.worker_init.connect(weak=False)
+    def _check_worker_process(**_: Any) -> None:
+        _require_process(settings, "worker")
+
+    @signals.beat_init.connect(weak=False)
+    def _check_beat_process(**_: Any) -> None:
+        _require_process(settings, "beat")
 
     @signals.setup_logging.connect(weak=False)
     def _setup_logging(**_: Any) -> None:
@@ -116,3 +125,12 @@ def _correlation_ids(kwargs: Any, request_id_header: Any) -> dict[str, str]:
     if isinstance(request_id_header, str) and request_id_header:
         ids.setdefault("request_id", request_id_header)
     return ids
+
+
+def _require_process(settings: Settings, process: ProcessName) -> None:
+    # SystemExit, not the SettingsError: Celery's signal dispatch logs and swallows
+    # exceptions, and the process must not start.
+    try:
+        settings.require_process(process)
+    except SettingsError as exc:
+        sys.exit(f"kave {process}: {exc}")

@@ -14,12 +14,6 @@ from shared.logging import configure_logging
 from shared.settings import Settings, SettingsError, get_settings
 from worker.celery_app import create_celery_app
 
-NO_AUTH_MESSAGE = (
-    "flower: refusing to start in production without basic auth. Set "
-    "FLOWER_BASIC_AUTH=user:password (a random password of at least 16 characters: "
-    "python -c 'import secrets; print(secrets.token_urlsafe(32))') and start it again."
-)
-
 
 def _production_settings_or_exit() -> Settings:
     """The settings, or exit with a message (not a traceback) when Flower must not run."""
@@ -27,10 +21,12 @@ def _production_settings_or_exit() -> Settings:
         settings = get_settings()
     except SettingsError as exc:
         sys.exit(f"flower: {exc}")
-    # Settings already refuses a weak FLOWER_BASIC_AUTH whenever one is given; the
-    # missing one is refused here, whatever KAVE_PROCESS says.
-    if settings.env == "production" and settings.flower_basic_auth is None:
-        sys.exit(NO_AUTH_MESSAGE)
+    # As the flower process, production's checks refuse a missing or weak
+    # FLOWER_BASIC_AUTH; a KAVE_PROCESS that would skip them is refused first.
+    try:
+        settings.require_process("flower")
+    except SettingsError as exc:
+        sys.exit(f"flower: {exc}")
     return settings
 
 

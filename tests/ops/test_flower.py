@@ -127,10 +127,12 @@ def test_production_flower_refuses_to_start_without_basic_auth(tmp_path: Path) -
     assert result.returncode != 0
     assert "FLOWER_BASIC_AUTH" in result.stderr
     assert "Traceback" not in result.stderr
-    # Whatever KAVE_PROCESS says: Flower checks it itself.
+    assert "refusing to start in production without basic auth" in result.stderr
+    # Whatever KAVE_PROCESS says: one that would not demand basic auth is refused too.
     result = start_production_flower(tmp_path, KAVE_PROCESS="beat")
     assert result.returncode != 0
-    assert "refusing to start in production without basic auth" in result.stderr
+    assert "KAVE_PROCESS=beat" in result.stderr
+    assert "FLOWER_BASIC_AUTH" in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from shared.settings import PROCESS_NEEDS, Settings
+from shared.settings import PROCESS_NEEDS, Settings, SettingsError
 from tests.ops.support import ROOT, load_script, rendered_example_overlay
 from tests.ops.test_compose_secrets import resolve
 from tests.services import free_port, wait_until
@@ -258,3 +258,38 @@ def test_a_receiver_without_kave_process_refuses_that_environment(tmp_path: Path
     )
     assert result.returncode != 0
     assert "KAVE_DATABASE_URL" in result.stdout + result.stderr
+
+
+def test_a_receiver_told_it_is_another_process_refuses_to_start(tmp_path: Path) -> None:
+    # beat demands no metrics token: a receiver that believed it would serve /metrics open.
+    environment = compose_environment("receiver") | {"KAVE_PROCESS": "beat"}
+    result = subprocess.run(
+        receiver_command(free_port()),
+        check=False,
+        cwd=tmp_path,
+        env=process_environment(environment),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "KAVE_PROCESS=beat" in output
+    assert "KAVE_METRICS_TOKEN" in output
+
+
+@pytest.mark.parametrize("process", sorted(set(PROCESS_NEEDS) - {"all"}))
+def test_each_process_refuses_a_kave_process_that_demands_less_than_it_reads(
+    process: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = settings_from(compose_environment("beat"), monkeypatch)
+    if PROCESS_NEEDS[process] <= PROCESS_NEEDS["beat"]:
+        settings.require_process(process)  # type: ignore[arg-type]
+    else:
+        with pytest.raises(SettingsError, match="KAVE_PROCESS=beat"):
+            settings.require_process(process)  # type: ignore[arg-type]
+    # Outside production nothing is demanded, so nothing is refused.
+    monkeypatch.setenv("KAVE_ENV", "development")
+    settings_from(
+        compose_environment("beat") | {"KAVE_ENV": "development"}, monkeypatch
+    ).require_process(process)  # type: ignore[arg-type]
