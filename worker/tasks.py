@@ -29,6 +29,7 @@ from worker.handoff import tasks as handoff_tasks
 from worker.ingest import batch
 from worker.ingest.context import IngestContext
 from worker.interrupts import INTERRUPTS
+from worker.losses import LossTracker
 from worker.recovery import reconcile, replay
 from worker.resources import ingest_context
 
@@ -129,7 +130,11 @@ def _refuse_erased(context: IngestContext, envelope: Envelope) -> bool:
     written back. True when it was refused."""
     if not is_erased(context.session_factory, envelope.delivery_id):
         return False
-    context.redis.delete(*context.ledger.receiver_keys(envelope.delivery_id))
+    # As a finished attempt leaves (worker.ingest.batch): its in-flight marker too, which a
+    # worker that died holding this delivery left behind.
+    LossTracker(context.redis, envelope.delivery_id).leave_deleting(
+        *context.ledger.receiver_keys(envelope.delivery_id)
+    )
     remove_erased_archive(context.session_factory, context.object_store, envelope.delivery_id)
     log.warning("delivery.refused_erased")
     return True

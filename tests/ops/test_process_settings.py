@@ -34,26 +34,23 @@ NOT_SECRET = {"KAVE_OBJECT_STORE", "KAVE_MANDRILL_WEBHOOK_URLS"}
 
 # Values production accepts (random-looking, long enough).
 STRONG = "Vq7xK2mZ9pL4sT8wN3bR6yH1cJ5dF0gA"
-COMPOSE_VALUES = {
+# The secrets compose and Kubernetes both hand over, then what each spells its own way.
+SHARED_SECRETS = {
+    "KAVE_S3_ACCESS_KEY_ID": "kave-access-Xq7v",
+    "KAVE_S3_SECRET_ACCESS_KEY": "s3-" + STRONG,
+    "KAVE_MANDRILL_WEBHOOK_KEYS": "mandrill-webhook-key",
+    "KAVE_JWT_SECRET_KEY": "jwt-" + STRONG,
+    "KAVE_METRICS_TOKEN": "metrics-" + STRONG,
+    "FLOWER_BASIC_AUTH": "ops:flower-" + STRONG,
+}
+COMPOSE_VALUES = SHARED_SECRETS | {
     "POSTGRES_PASSWORD": "pg-" + STRONG,
     "REDIS_PASSWORD": "redis-" + STRONG,
-    "KAVE_S3_ACCESS_KEY_ID": "kave-access-Xq7v",
-    "KAVE_S3_SECRET_ACCESS_KEY": "s3-" + STRONG,
-    "KAVE_MANDRILL_WEBHOOK_KEYS": "mandrill-webhook-key",
-    "KAVE_JWT_SECRET_KEY": "jwt-" + STRONG,
-    "KAVE_METRICS_TOKEN": "metrics-" + STRONG,
-    "FLOWER_BASIC_AUTH": "ops:flower-" + STRONG,
     "KAVE_MANDRILL_WEBHOOK_URLS": "https://kave.example.invalid/hook",
 }
-SECRET_VALUES = {
+SECRET_VALUES = SHARED_SECRETS | {
     "KAVE_DATABASE_URL": f"postgresql+psycopg://kave:pg-{STRONG}@db.invalid:5432/kave",
     "KAVE_REDIS_URL": f"redis://:redis-{STRONG}@redis.invalid:6379/0",
-    "KAVE_S3_ACCESS_KEY_ID": "kave-access-Xq7v",
-    "KAVE_S3_SECRET_ACCESS_KEY": "s3-" + STRONG,
-    "KAVE_MANDRILL_WEBHOOK_KEYS": "mandrill-webhook-key",
-    "KAVE_JWT_SECRET_KEY": "jwt-" + STRONG,
-    "KAVE_METRICS_TOKEN": "metrics-" + STRONG,
-    "FLOWER_BASIC_AUTH": "ops:flower-" + STRONG,
 }
 
 
