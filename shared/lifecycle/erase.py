@@ -42,6 +42,7 @@ from typing import Any
 import structlog
 from redis import Redis
 from sqlalchemy import ColumnElement, Text, and_, cast, delete, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from shared.contract import payload_redis_key
@@ -74,6 +75,12 @@ log = structlog.get_logger(__name__)
 REASON = ERASURE
 # Why a delivery that was still unfinished when it was erased ends failed.
 ERASED_UNFINISHED = "erased on request before it was finished (kave erase); it cannot be retried"
+ERASED_UNFINISHED_KIND = "erased_unfinished"
+ERASED_UNFINISHED_EVENTS = (
+    "the batch was erased on request before every event of it was processed: its events "
+    "without an outcome (delivery_events) were not stored and cannot be replayed; ask "
+    "the sender to send them again if they are needed"
+)
 
 # Every stored field of an email that can carry an address, as one lower-cased text.
 _EMAIL_TEXT = func.lower(
@@ -287,12 +294,33 @@ def _erase_in(
         )
         .values(status=DeadLetterStatus.DISCARDED, resolved_at=func.now()),
     )
-    # One still waiting for a retry is finished here: the retry refuses it.
-    session.execute(
+    # One still waiting for a retry is finished here: the retry refuses it. Its events
+    # that had no outcome yet (other mail of the same batch among them) are never stored
+    # now, so each such delivery gets a dead letter saying so: every accepted event ends
+    # with a result an operator can see, even one that can no longer be replayed.
+    unfinished = session.scalars(
         update(Delivery)
         .where(Delivery.id.in_(erased), Delivery.status == DeliveryStatus.RECEIVED)
         .values(status=DeliveryStatus.FAILED, error=ERASED_UNFINISHED, handled_at=func.now())
-    )
+        .returning(Delivery.id)
+    ).all()
+    if unfinished:
+        session.execute(
+            pg_insert(DeadLetter)
+            .values(
+                [
+                    {
+                        "delivery_id": delivery_id,
+                        "event_index": None,
+                        "kind": ERASED_UNFINISHED_KIND,
+                        "error_class": "ErasedBeforeFinished",
+                        "message": ERASED_UNFINISHED_EVENTS,
+                    }
+                    for delivery_id in unfinished
+                ]
+            )
+            .on_conflict_do_nothing()
+        )
 
     outcomes = rowcount(
         session,

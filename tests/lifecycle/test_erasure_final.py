@@ -22,7 +22,7 @@ from urllib.parse import quote, quote_plus
 import httpx
 import pytest
 import redis
-from sqlalchemy import Engine, select, text, update
+from sqlalchemy import Engine, delete, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.auth import hash_password
@@ -35,6 +35,7 @@ from shared.models import (
     Attachment,
     DeadLetter,
     Delivery,
+    DeliveryEvent,
     DeliveryStatus,
     Email,
     ObjectDeletion,
@@ -380,3 +381,50 @@ def test_an_erasures_queued_key_keeps_going_without_grace(clean: Engine) -> None
         queue_deletions(session, ["drained"])
         queue_deletions(session, ["purged"], without_grace=True)
     assert flags() == {"erased": True, "drained": False, "purged": True}
+
+
+def test_an_unfinished_delivery_erased_leaves_a_dead_letter_for_its_other_events(
+    receiver: str, engine: Engine, settings: Settings, clean_store: S3ObjectStore
+) -> None:
+    address = f"half-{uuid.uuid4().hex[:8]}@example.org"
+    events = json.loads(message(address, "in@kave.example")) + json.loads(
+        message("someone-else@example.org", "in@kave.example")
+    )
+    delivery_id = deliver(receiver, engine, json.dumps(events))
+    # As if the worker had stored the first event and not yet the second when the
+    # erasure came: the delivery unfinished, the other email without its outcome.
+    with Session(engine) as session, session.begin():
+        other = session.scalars(
+            select(DeliveryEvent).where(
+                DeliveryEvent.delivery_id == delivery_id, DeliveryEvent.index == 1
+            )
+        ).one()
+        email_id = other.email_id
+        session.delete(other)
+        session.execute(delete(Email).where(Email.id == email_id))
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id == delivery_id)
+            .values(status=DeliveryStatus.RECEIVED, event_count=None, handled_at=None)
+        )
+    erased = kave(["erase", "--address", address], settings)
+    assert erased.returncode == 0, erased.stdout + erased.stderr
+
+    with Session(engine) as session:
+        delivery = session.get(Delivery, delivery_id)
+        assert delivery is not None
+        assert delivery.status == DeliveryStatus.FAILED
+        (letter,) = session.scalars(
+            select(DeadLetter).where(DeadLetter.delivery_id == delivery_id)
+        ).all()
+        # The other email's event has a result an operator sees, with no content in it.
+        assert (letter.event_index, letter.kind, letter.status) == (
+            None,
+            "erased_unfinished",
+            "open",
+        )
+        assert "someone-else" not in letter.message
+        assert address not in letter.message
+    replayed = kave(["replay", str(letter.id)], settings)
+    assert replayed.returncode == 1
+    assert "was erased on request" in replayed.stderr
