@@ -29,7 +29,7 @@ from api.auth import hash_password
 from shared.accepted import AcceptedLedger
 from shared.contract import PROCESS_DELIVERY_TASK
 from shared.db import make_session_factory
-from shared.lifecycle.erase import erase, erase_rows
+from shared.lifecycle.erase import ERASED_UNFINISHED, erase, erase_rows
 from shared.lifecycle.objects import queue_deletions
 from shared.models import (
     Attachment,
@@ -54,6 +54,7 @@ from worker.celery_app import create_celery_app
 from worker.ingest.commit import DeliveryWrites, commit_event, prepare_event
 from worker.ingest.context import IngestContext, envelope_for
 from worker.ingest.parsing import ParsedEmail
+from worker.ingest.storage.deliveries import finish_delivery, record_delivery
 from worker.tasks import REQUEUED_HEADER
 
 pytestmark = pytest.mark.usefixtures("worker", "clean")
@@ -428,3 +429,16 @@ def test_an_unfinished_delivery_erased_leaves_a_dead_letter_for_its_other_events
     replayed = kave(["replay", str(letter.id)], settings)
     assert replayed.returncode == 1
     assert "was erased on request" in replayed.stderr
+
+    # A worker that was mid-batch when the erasure committed finishes its attempt: the
+    # erasure's end stands, the delivery does not end a second time as processed.
+    with Session(engine) as session, session.begin():
+        delivery = session.get(Delivery, delivery_id)
+        assert delivery is not None
+        envelope = envelope_for(delivery)
+        record_delivery(session, envelope, delivery.archive_key, finish_with_events=2)
+        finish_delivery(session, delivery_id, event_count=2)
+    with Session(engine) as session:
+        delivery = session.get(Delivery, delivery_id)
+        assert delivery is not None
+        assert (delivery.status, delivery.error) == (DeliveryStatus.FAILED, ERASED_UNFINISHED)

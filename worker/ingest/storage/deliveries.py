@@ -19,6 +19,7 @@ from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlalchemy.orm import Session
 
 from shared.contract import Envelope
+from shared.lifecycle.erased import ERASURE
 from shared.models import (
     Delivery,
     DeliveryEvent,
@@ -66,9 +67,16 @@ def constant(value: str | int) -> ColumnElement[Any]:
     return literal_column(f"'{value}'")
 
 
-def attempt_upsert(values: dict[str, Any], *, finish: bool) -> Insert:
+# An erasure ends an unfinished delivery (failed, with a dead letter for what it could not
+# store); an attempt that was already under way when it committed must not record itself
+# over that end, or the delivery would end twice.
+NOT_ERASED = Delivery.archive_removed_reason.is_distinct_from(ERASURE)
+
+
+def attempt_upsert(values: dict[str, Any], *, finish: bool, guarded: bool = True) -> Insert:
     """Record an attempt at a delivery, creating its row on the first one; with
-    ``finish``, also its end (a single-event delivery records both in one statement)."""
+    ``finish``, also its end (a single-event delivery records both in one statement).
+    ``guarded``: not over an erasure's end (:data:`NOT_ERASED`)."""
     one = constant(1)
     statement = insert(Delivery).values(**values, attempts=one, last_attempt_at=func.now())
     counted: dict[str, Any] = {"attempts": Delivery.attempts + one, "last_attempt_at": func.now()}
@@ -79,14 +87,16 @@ def attempt_upsert(values: dict[str, Any], *, finish: bool) -> Insert:
             error=null(),
             handled_at=statement.excluded.handled_at,
         )
-    return statement.on_conflict_do_update(index_elements=[Delivery.id], set_=counted)
+    return statement.on_conflict_do_update(
+        index_elements=[Delivery.id], set_=counted, where=NOT_ERASED if guarded else None
+    )
 
 
 _RECORD_ATTEMPT = attempt_upsert(_DELIVERY_VALUES, finish=False)
 _RECORD_ATTEMPT_AND_FINISH = attempt_upsert(_DELIVERY_VALUES, finish=True)
 _FINISH_DELIVERY = (
     update(Delivery)
-    .where(Delivery.id == bindparam("delivery_id"))
+    .where(Delivery.id == bindparam("delivery_id"), NOT_ERASED)
     .values(
         status=bindparam("status"),
         event_count=bindparam("event_count"),

@@ -259,8 +259,12 @@ def _store_email_statement(
             name: bindparam(f"attempt_{name}") for name in DELIVERY_COLUMNS if name != "id"
         }
         delivery_values["id"] = bindparam("delivery_id")  # the delivery of the event
+        # Unguarded: the guard would take this statement past the length up to which
+        # psycopg keeps it parsed. A delivery whose attempt is recorded here is still
+        # finished only by a guarded statement, except a single-event one, whose email,
+        # outcome and end commit together; an erasure can find its email only after.
         statement = statement.add_cte(
-            attempt_upsert(delivery_values, finish=finish).cte("delivery")
+            attempt_upsert(delivery_values, finish=finish, guarded=False).cte("delivery")
         )
     return statement
 
