@@ -127,14 +127,14 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
 def _replay(args: argparse.Namespace, settings: Settings) -> int:
     from worker.celery_app import create_celery_app
     from worker.handoff import dispatch
-    from worker.handoff.tasks import dispatch_context, replay_dispatch
-    from worker.resources import ingest_context
+    from worker.handoff.tasks import dispatch_context
+    from worker.resources import worker_context
 
     if bool(args.ids) == args.all_dead:
         print("kave: give dispatch ids or --all-dead (not both)")
         return 2
     create_celery_app(settings).set_current()
-    ctx = dispatch_context(settings, ingest_context(settings).session_factory)
+    ctx = dispatch_context(worker_context(settings))
     if ctx is None:
         print("kave: the hand-off is off (KAVE_HANDOFF_ROUTES_FILE is not set)")
         return 2
@@ -144,7 +144,7 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
             ids = dispatch.dead_dispatch_ids(session)
     results: dict[str, int] = {}
     for dispatch_id in ids:
-        outcome = replay_dispatch(ctx, dispatch_id)
+        outcome = dispatch.replay(ctx, dispatch_id)
         results[outcome] = results.get(outcome, 0) + 1
     summary = ", ".join(f"{k} {v}" for k, v in sorted(results.items())) or "nothing to replay"
     print(f"replayed {len(ids)}: {summary}")

@@ -128,20 +128,23 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
 
 def _replay(args: argparse.Namespace, settings: Settings) -> int:
     from worker.celery_app import create_celery_app
+    from worker.handoff.tasks import dispatch_context
     from worker.recovery.replay import NOT_OPEN, replay_dead_letter
+    from worker.resources import worker_context
 
     ids = _selected_ids(args, settings)
     if ids is None:
         return 2
     # A dispatch dead letter (hand-off) publishes handler tasks and retries: this app.
     create_celery_app(settings).set_current()
-    context = _context(settings)
+    context = worker_context(settings)
+    handoff = dispatch_context(context)
     results: dict[str, int] = {}
     refusals: list[str] = []
     with click.progressbar(ids, label="replaying", show_pos=True) as bar:
         for dead_letter_id in bar:
             try:
-                outcome = replay_dead_letter(context, dead_letter_id)
+                outcome = replay_dead_letter(context.ingest, dead_letter_id, handoff=handoff)
             except LookupError:
                 outcome = "not_found"
             except ArchiveRemovedError as exc:

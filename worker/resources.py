@@ -1,5 +1,8 @@
-"""Per-process resources of a worker: one database engine, one Redis client, one
-object store (and, for S3, its upload threads).
+"""Per-process context of a worker: the settings it started with, its hand-off routes, and
+its resources: one database engine, one Redis client, one object store (and, for S3, its
+upload threads). Tasks get it from their base task (``worker.task_base``); the ingest
+room sees the part it needs (``WorkerContext.ingest``), the hand-off builds its own view
+from the same object (``worker.handoff.tasks.dispatch_context``).
 
 They are created lazily in the process that uses them (a prefork child after the fork),
 never inherited across a fork, so no connection is ever shared between processes.
@@ -21,6 +24,8 @@ from shared.accepted import AcceptedLedger
 from shared.db import make_engine, make_session_factory
 from shared.objectstore import make_object_store
 from shared.settings import Settings, get_settings
+from worker.handoff.outbox import Outbox
+from worker.handoff.routes import RouteTable, cached_routes
 from worker.ingest.context import IngestContext
 from worker.ingest.parsing import EmailLimits
 from worker.interrupts import INTERRUPTS
@@ -32,19 +37,33 @@ CANCEL_TIMEOUT_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
+class WorkerContext:
+    settings: Settings
+    # None: the hand-off is off (no KAVE_HANDOFF_ROUTES_FILE).
+    routes: RouteTable | None
+    ingest: IngestContext
+
+
+@dataclass(frozen=True)
 class _ProcessResources:
     pid: int
     engine: Engine
-    context: IngestContext
+    context: WorkerContext
 
 
 _current: _ProcessResources | None = None
 
 
-def ingest_context(settings: Settings | None = None) -> IngestContext:
+def worker_context(settings: Settings | None = None) -> WorkerContext:
+    """This process's context, made on first use (``settings``: those of that first use)."""
     global _current  # noqa: PLW0603 - one set of resources per process, by design
     if _current is None or _current.pid != os.getpid():
         settings = settings or get_settings()
+        routes = (
+            cached_routes(str(settings.handoff_routes_file))
+            if settings.handoff_routes_file is not None
+            else None
+        )
         engine = make_engine(settings)
         event.listen(engine, "handle_error", _close_interrupted_connection)
         redis = Redis.from_url(
@@ -58,9 +77,17 @@ def ingest_context(settings: Settings | None = None) -> IngestContext:
             max_worker_losses=settings.max_worker_losses,
             email_limits=email_limits(settings),
             uploads=_upload_threads(settings),
+            outbox=Outbox(routes),
         )
-        _current = _ProcessResources(pid=os.getpid(), engine=engine, context=context)
+        _current = _ProcessResources(
+            pid=os.getpid(), engine=engine, context=WorkerContext(settings, routes, context)
+        )
     return _current.context
+
+
+def ingest_context(settings: Settings | None = None) -> IngestContext:
+    """The ingest room's part of :func:`worker_context`."""
+    return worker_context(settings).ingest
 
 
 def _upload_threads(settings: Settings) -> ThreadPoolExecutor | None:
@@ -115,7 +142,8 @@ def release() -> None:
     global _current  # noqa: PLW0603
     if _current is not None and _current.pid == os.getpid():
         _current.engine.dispose()
-        _current.context.redis.close()
-        if _current.context.uploads is not None:
-            _current.context.uploads.shutdown(wait=False, cancel_futures=True)
+        ingest = _current.context.ingest
+        ingest.redis.close()
+        if ingest.uploads is not None:
+            ingest.uploads.shutdown(wait=False, cancel_futures=True)
     _current = None

@@ -1,16 +1,14 @@
-"""Celery tasks: thin shells that decode arguments, call a service and apply the retry
-policy of ``worker.errors``."""
+"""Celery tasks: thin shells that decode arguments and call a service; the base task
+(``worker.task_base``) gives them their context, describes their failures and applies the
+retry policy of ``worker.errors``."""
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, NoReturn, ParamSpec, TypeVar
+from typing import Any
 
 import structlog
-from celery import Task, shared_task
-from celery.exceptions import Reject, TaskPredicate
+from celery import shared_task
 
 from shared.contract import (
     PROCESS_DELIVERY_TASK,
@@ -22,40 +20,16 @@ from shared.contract import (
 )
 from shared.lifecycle.erased import ArchiveRemovedError, is_erased, remove_erased_archive
 from shared.lifecycle.purge import purge
-from shared.settings import get_settings
 from worker import metrics as worker_metrics
-from worker.errors import GiveUp, TaskFailure, decide, describe
+from worker.errors import GiveUp
 from worker.handoff import tasks as handoff_tasks
 from worker.ingest import batch
-from worker.ingest.context import IngestContext
-from worker.interrupts import INTERRUPTS
+from worker.ingest.context import DeliveryResult, IngestContext
 from worker.losses import LossTracker
 from worker.recovery import reconcile, replay
-from worker.resources import ingest_context
+from worker.task_base import KaveTask
 
 log = structlog.get_logger(__name__)
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def described_failures(task: Callable[P, R]) -> Callable[P, R]:
-    """Whatever escapes the task reaches Celery (its log lines, its task-failed event, so
-    Flower) as a :class:`TaskFailure`: the frames where it was raised and ``describe``'s
-    summary, not the original message, which could quote the payload."""
-
-    @functools.wraps(task)
-    def run(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return task(*args, **kwargs)
-        except INTERRUPTS:
-            raise  # a time limit: Celery knows what it means
-        except (TaskPredicate, TaskFailure):
-            raise  # Celery's own control flow (retry, reject), or already described
-        except Exception as exc:
-            raise TaskFailure.of(exc).with_traceback(exc.__traceback__) from None
-
-    return run
 
 
 # A message header, not a task argument: a worker of the previous release, still running
@@ -63,9 +37,8 @@ def described_failures(task: Callable[P, R]) -> Callable[P, R]:
 REQUEUED_HEADER = "kave_requeued"
 
 
-@shared_task(name=PROCESS_DELIVERY_TASK, bind=True, max_retries=None)
-@described_failures
-def process_delivery(self: Task, envelope: dict[str, Any]) -> dict[str, Any] | None:
+@shared_task(name=PROCESS_DELIVERY_TASK, bind=True, base=KaveTask, max_retries=None)
+def process_delivery(self: KaveTask, envelope: dict[str, Any]) -> dict[str, Any] | None:
     try:
         parsed = Envelope.from_message(envelope)
     except EnvelopeError as exc:
@@ -74,39 +47,29 @@ def process_delivery(self: Task, envelope: dict[str, Any]) -> dict[str, Any] | N
     structlog.contextvars.bind_contextvars(
         delivery_id=parsed.delivery_id, request_id=parsed.request_id
     )
-    context = ingest_context()
-    retry: tuple[TaskFailure, float] | None = None
-    try:
+    context = self.context.ingest
+
+    def work() -> DeliveryResult | None:
         # Inside the retry policy: a database that is down is retried, not a lost task.
         if _seen_before(self) and _refuse_erased(context, parsed):
             return None
-        result = batch.process_delivery(context, parsed)
-    except Exception as exc:
-        decision = decide(
-            exc,
-            retries=self.request.retries,
-            received_at=datetime.fromisoformat(parsed.received_at),
-            now=datetime.now(UTC),
-            settings=get_settings(),
-        )
-        if isinstance(decision, GiveUp):
-            # If even this write fails the delivery stays unfinished, and
-            # reconciliation re-enqueues it later.
-            batch.dead_letter_delivery(context, parsed, decision.error_class, exc, decision.message)
-            worker_metrics.delivery_dead_lettered(decision.error_class)
-            return None
-        log.warning(
-            "delivery.retrying",
-            error_type=type(exc).__name__,
-            error=describe(exc),
-            retries=self.request.retries,
-            countdown=round(decision.countdown, 2),
-        )
-        retry = (TaskFailure.of(exc), decision.countdown)
-    if retry is not None:
-        # Outside the except block, so that the retry does not carry the original
-        # exception (and its message) as its context.
-        retry_later(self, *retry, summary=parsed.summary())
+        return batch.process_delivery(context, parsed)
+
+    def give_up(decision: GiveUp, exc: Exception) -> None:
+        # If even this write fails the delivery stays unfinished, and reconciliation
+        # re-enqueues it later.
+        batch.dead_letter_delivery(context, parsed, decision.error_class, exc, decision.message)
+        worker_metrics.delivery_dead_lettered(decision.error_class)
+
+    result = self.run_with_retries(
+        work,
+        received_at=datetime.fromisoformat(parsed.received_at),
+        summary=parsed.summary(),
+        give_up=give_up,
+        event="delivery.retrying",
+    )
+    if result is None:
+        return None
     log.info("delivery.processed", events=result.event_count, outcomes=result.outcomes)
     # Hand-off: hand over the dispatch rows committed with the new emails.
     if result.new_dispatches:
@@ -114,7 +77,7 @@ def process_delivery(self: Task, envelope: dict[str, Any]) -> dict[str, Any] | N
     return {"delivery_id": result.delivery_id, "outcomes": result.outcomes}
 
 
-def _seen_before(task: Task) -> bool:
+def _seen_before(task: KaveTask) -> bool:
     """Whether this delivery may have been recorded, and so erased, before this attempt:
     a retry, a redelivery (a worker died holding it) or reconciliation's queuing (its
     message header :data:`REQUEUED_HEADER`). The receiver's first message comes before
@@ -140,71 +103,54 @@ def _refuse_erased(context: IngestContext, envelope: Envelope) -> bool:
     return True
 
 
-def retry_later(task: Task, exc: Exception, countdown: float, *, summary: str) -> NoReturn:
-    """Schedule the retry; if the broker cannot take it, give the message back instead.
-
-    Celery's ``retry`` publishes a new message and, when that publish fails (Redis is
-    the thing that is down), rejects the current one without requeueing: the task would
-    be gone. Requeueing keeps it in Redis; if even that cannot be sent, the message
-    stays unacknowledged and returns after the visibility timeout.
-    """
-    try:
-        # The retried message gets the same short reprs as the first one (for Flower).
-        raise task.retry(exc=exc, countdown=countdown, argsrepr="()", kwargsrepr=summary)
-    except Reject as rejected:
-        log.warning("delivery.retry_not_published", error_type=type(rejected.reason).__name__)
-        raise Reject(rejected.reason, requeue=True) from exc
-
-
-@shared_task(name=REPLAY_DEAD_LETTER_TASK, bind=True, max_retries=5)
-@described_failures
-def replay_dead_letter(self: Task, dead_letter_id: int) -> str:
+@shared_task(name=REPLAY_DEAD_LETTER_TASK, bind=True, base=KaveTask, max_retries=5)
+def replay_dead_letter(self: KaveTask, dead_letter_id: int) -> str:
     structlog.contextvars.bind_contextvars(dead_letter_id=dead_letter_id)
-    retry: tuple[TaskFailure, float] | None = None
-    try:
-        outcome = replay.replay_dead_letter(ingest_context(), dead_letter_id)
-    except ArchiveRemovedError:
-        # Final: no retry would change it (the API refuses such a replay up front).
-        log.warning("dead_letter.replay_refused", reason="archive_removed")
-        return "refused"
-    except Exception as exc:
-        decision = decide(
-            exc,
-            retries=self.request.retries,
-            received_at=datetime.now(UTC),
-            now=datetime.now(UTC),
-            settings=get_settings(),
-        )
-        if isinstance(decision, GiveUp):
-            raise
-        retry = (TaskFailure.of(exc), decision.countdown)
-    if retry is not None:
-        retry_later(self, *retry, summary=f"dead_letter_id={dead_letter_id}")
+    context = self.context
+
+    def work() -> str:
+        try:
+            return replay.replay_dead_letter(
+                context.ingest, dead_letter_id, handoff=handoff_tasks.dispatch_context(context)
+            )
+        except ArchiveRemovedError:
+            # Final: no retry would change it (the API refuses such a replay up front).
+            log.warning("dead_letter.replay_refused", reason="archive_removed")
+            return "refused"
+
+    def give_up(_: GiveUp, exc: Exception) -> str:
+        raise exc
+
+    outcome = self.run_with_retries(
+        work,
+        received_at=datetime.now(UTC),
+        summary=f"dead_letter_id={dead_letter_id}",
+        give_up=give_up,
+    )
     log.info("dead_letter.replayed", outcome=outcome)
     return outcome
 
 
-@shared_task(name=RECONCILE_TASK)
-@described_failures
-def reconcile_deliveries() -> int:
-    settings = get_settings()
+# Housekeeping on beat's timer: no task events (see worker.task_base), so Flower lists mail.
+@shared_task(name=RECONCILE_TASK, bind=True, base=KaveTask, send_events=False)
+def reconcile_deliveries(self: KaveTask) -> int:
+    context = self.context
     requeued = reconcile.reconcile(
-        ingest_context(),
+        context.ingest,
         publish=publish_delivery,
-        older_than_seconds=settings.reconcile_after_seconds,
+        older_than_seconds=context.settings.reconcile_after_seconds,
     )
     return len(requeued)
 
 
-@shared_task(name=PURGE_TASK)
-@described_failures
-def purge_by_retention() -> dict[str, int]:
-    settings = get_settings()
-    context = ingest_context()
+@shared_task(name=PURGE_TASK, bind=True, base=KaveTask, send_events=False)
+def purge_by_retention(self: KaveTask) -> dict[str, int]:
+    context = self.context
+    settings = context.settings
     # Half the time limit: what is left waits for the next run (every batch is final).
     report = purge(
-        context.session_factory,
-        context.object_store,
+        context.ingest.session_factory,
+        context.ingest.object_store,
         settings,
         stop_after_seconds=settings.task_time_limit_seconds / 2,
     )

@@ -1,5 +1,6 @@
-"""Flower, as compose and `kave run` start it: basic auth on, no payloads in task details;
-and in production it does not start at all without basic auth, or with a weak password."""
+"""Flower, as compose and `kave run` start it: basic auth on, no payloads in task details,
+the mail listed without beat's housekeeping; and in production it does not start at all
+without basic auth, or with a weak password."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from typing import Any
 
 import httpx
 import pytest
+from celery import Celery
 from sqlalchemy import Engine
 
-from shared.contract import PROCESS_DELIVERY_TASK
+from shared.contract import DISPATCH_SWEEP_TASK, PROCESS_DELIVERY_TASK, PURGE_TASK, RECONCILE_TASK
+from shared.queue import celery_config
 from shared.settings import Settings
 from tests.ops.support import events_json, json_lines, unique_inbound
 from tests.services import REPO, TEST_WEBHOOK_KEY, child_env, free_port, wait_until
@@ -91,6 +94,46 @@ def test_flower_needs_basic_auth_and_shows_ids_and_sizes_never_payloads(
     assert lines
     assert {line["process"] for line in lines} == {"flower"}
     assert AUTH[1] not in log_path.read_text()
+
+
+@pytest.mark.usefixtures("clean_db")
+def test_flower_lists_the_mail_not_beats_housekeeping(
+    flower: tuple[str, Path], worker: Path, receiver: str, engine: Engine, base_settings: Settings
+) -> None:
+    base, _ = flower
+    producer = Celery("kave-test")
+    producer.conf.update(celery_config(base_settings))
+    housekeeping = {
+        producer.send_task(name).id: name
+        for name in (DISPATCH_SWEEP_TASK, RECONCILE_TASK, PURGE_TASK)
+    }
+    producer.close()
+
+    def finished(task_ids: set[str]) -> set[str]:
+        return {
+            line["task_id"]
+            for line in json_lines(worker)
+            if line.get("task_id") in task_ids and "succeeded" in str(line.get("event"))
+        }
+
+    # The worker ran them (its log says so), and sent Flower nothing about them.
+    wait_until(lambda: finished(set(housekeeping)) == set(housekeeping), 60, "housekeeping")
+    response = post_events(receiver, events_json([unique_inbound()]))
+    delivery_id = response.json()["delivery_id"]
+    wait_for_deliveries(engine, [delivery_id])
+
+    def listed() -> dict[str, Any]:
+        return dict(httpx.get(base + "/api/tasks", auth=AUTH, timeout=10).json())
+
+    wait_until(
+        lambda: any(delivery_id in (info.get("kwargs") or "") for info in listed().values()),
+        20,
+        "the delivery in Flower",
+    )
+    names = {info.get("name") for info in listed().values()}
+    assert PROCESS_DELIVERY_TASK in names
+    assert not set(housekeeping) & set(listed())
+    assert not set(housekeeping.values()) & names
 
 
 def start_production_flower(tmp_path: Path, **extra: str) -> subprocess.CompletedProcess[str]:

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from shared.contract import Envelope, archive_object_key
 from shared.lifecycle.objects import queue_deletions
 from shared.models import Attachment, Delivery, DeliveryEvent, Email, EventOutcome, ObjectDeletion
+from worker.handoff.outbox import HANDOFF_OFF
 from worker.ingest import parsing
 from worker.ingest.rows import (
     ATTACHMENT_COLUMNS,
@@ -77,7 +78,9 @@ def _store(
     attempt: DeliveryAttempt | None = None,
 ) -> StoredEmail:
     with Session(engine) as session, session.begin():
-        return store_email(session, email_rows(email), delivery_id, index, attempt=attempt)
+        return store_email(
+            session, email_rows(email), delivery_id, index, outbox=HANDOFF_OFF, attempt=attempt
+        )
 
 
 def _outcome(engine: Engine, delivery_id: str, index: int) -> tuple:

@@ -31,12 +31,11 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
+import structlog
 from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.orm import Session
 
 from shared.models import (
-    DeadLetter,
-    DeadLetterStatus,
     Dispatch,
     DispatchStatus,
     Email,
@@ -47,7 +46,6 @@ from worker.handoff.attempt import (
     Claimed,
     DispatchContext,
     after_record,
-    dead_letter_index,
     record_attempt,
 )
 from worker.handoff.document import document
@@ -55,6 +53,8 @@ from worker.handoff.http import post_signed, webhook_body
 from worker.handoff.outbox import NewDispatch
 from worker.handoff.routes import CeleryHandler, Route
 from worker.interrupts import INTERRUPTS
+
+log = structlog.get_logger(__name__)
 
 SWEEP_BATCH = 500
 
@@ -261,15 +261,14 @@ def reset_for_replay(session: Session, dispatch_id: int) -> bool:
     return found is not None
 
 
+def replay(ctx: DispatchContext, dispatch_id: int) -> str:
+    """Give a dead dispatch a fresh budget and make one attempt now (retries follow)."""
+    with ctx.session_factory() as session, session.begin():
+        if not reset_for_replay(session, dispatch_id):
+            return "not_dead"
+    log.info("dispatch.replayed", dispatch_id=dispatch_id)
+    return publish(ctx, dispatch_id)
+
+
 def dead_dispatch_ids(session: Session) -> list[int]:
     return list(session.scalars(select(Dispatch.id).where(Dispatch.status == DispatchStatus.DEAD)))
-
-
-def open_dead_letter_of(session: Session, dispatch_id: int) -> DeadLetter | None:
-    return session.scalars(
-        select(DeadLetter).where(
-            DeadLetter.kind == "dispatch",
-            DeadLetter.event_index == dead_letter_index(dispatch_id),
-            DeadLetter.status == DeadLetterStatus.OPEN,
-        )
-    ).one_or_none()

@@ -8,7 +8,9 @@ its hand-off, and a crash can never hand off an email that was not stored. The d
 right after the commit (a row it will hand off itself is inserted already claimed, see
 ``worker.handoff.inline``), or else a task and the sweep.
 
-Without a routes file the hand-off is off and nothing is written.
+Without a routes file the hand-off is off and nothing is written. The routes come with the
+worker's context (:class:`Outbox`, built once per process by ``worker.resources``), never
+from the settings read here: the write path does not look anything up.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Interval, bindparam, func
@@ -25,17 +26,16 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from shared.models import Dispatch, DispatchStatus
-from shared.settings import get_settings
 from worker.handoff import inline as handoff_inline
 from worker.handoff.document import email_fields
-from worker.handoff.routes import HttpHandler, MatchInput, RouteTable, cached_routes
+from worker.handoff.routes import HttpHandler, MatchInput, RouteTable
 
 __all__ = [
+    "HANDOFF_OFF",
     "NewDispatch",
-    "configured_routes",
+    "Outbox",
     "idempotency_key",
     "record_dispatch",
-    "record_new_email",
 ]
 
 
@@ -58,11 +58,6 @@ class NewDispatch:
 def idempotency_key(email_dedup_key: str, route: str | None) -> str:
     """Stable per (email, route): the same email copy and route always give the same key."""
     return hashlib.sha256(f"{email_dedup_key}\x00{route or ''}".encode()).hexdigest()
-
-
-def configured_routes() -> RouteTable | None:
-    path: Path | None = get_settings().handoff_routes_file
-    return cached_routes(str(path)) if path is not None else None
 
 
 def match_input(values: Mapping[str, Any]) -> MatchInput:
@@ -100,7 +95,7 @@ def record_dispatch(
     delivery_id: str,
     values: Mapping[str, Any],
     *,
-    routes: RouteTable | None = None,
+    routes: RouteTable,
     handed: list[NewDispatch] | None = None,
     fields: Callable[[], Mapping[str, Any]] | None = None,
 ) -> None:
@@ -110,9 +105,6 @@ def record_dispatch(
     and inserted already claimed when this process takes its route inline. ``fields``
     gives an HTTP handler's body fields from the values inserted (asked for only then).
     """
-    routes = routes if routes is not None else configured_routes()
-    if routes is None:
-        return
     route = routes.first_match(match_input(values))
     name = route.name if route is not None else None
     key = idempotency_key(str(values["dedup_key"]), name)
@@ -141,23 +133,37 @@ def record_dispatch(
         )
 
 
-def record_new_email(
-    session: Session,
-    delivery_id: str,
-    values: Mapping[str, Any],
-    *,
-    email_id: int,
-    received_at: datetime,
-    attachments: list[dict[str, Any]],
-    handed: list[NewDispatch] | None,
-) -> None:
-    """The seam between ingest's writer and the hand-off: the dispatch row of an email just
-    inserted (its column ``values`` and ``attachments`` rows), in the same transaction, so
-    a stored email is always handed off. An inline HTTP hand-off's body is built from
-    those values, with no read back."""
+@dataclass(frozen=True, slots=True)
+class Outbox:
+    """The seam between ingest's writer and the hand-off: the routes this worker hands off
+    by (None: the hand-off is off, and no dispatch row is written)."""
 
-    def fields() -> dict[str, Any]:
-        row = {**values, "id": email_id, "received_at": received_at}
-        return email_fields(row, attachments)
+    routes: RouteTable | None
 
-    record_dispatch(session, email_id, delivery_id, values, handed=handed, fields=fields)
+    def record_new_email(
+        self,
+        session: Session,
+        delivery_id: str,
+        values: Mapping[str, Any],
+        *,
+        email_id: int,
+        received_at: datetime,
+        attachments: list[dict[str, Any]],
+        handed: list[NewDispatch] | None,
+    ) -> None:
+        """The dispatch row of an email just inserted (its column ``values`` and
+        ``attachments`` rows), in the same transaction, so a stored email is always handed
+        off. An inline HTTP hand-off's body is built from those values, with no read back."""
+        if self.routes is None:
+            return
+
+        def fields() -> dict[str, Any]:
+            row = {**values, "id": email_id, "received_at": received_at}
+            return email_fields(row, attachments)
+
+        record_dispatch(
+            session, email_id, delivery_id, values, routes=self.routes, handed=handed, fields=fields
+        )
+
+
+HANDOFF_OFF = Outbox(routes=None)

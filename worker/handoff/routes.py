@@ -62,6 +62,8 @@ from pydantic import (
     model_validator,
 )
 
+from worker.interrupts import INTERRUPTS
+
 __all__ = [
     "CeleryHandler",
     "HttpHandler",
@@ -274,6 +276,8 @@ def load_routes(path: Path, environ: Mapping[str, str] | None = None) -> RouteTa
             data = yaml.safe_load(text)
         else:
             data = json.loads(text)
+    except INTERRUPTS:
+        raise  # a task's time limit, if a task loads the file first: not a bad file
     except Exception as exc:
         raise RouteError(
             f"routes file {path} is not valid YAML/JSON ({type(exc).__name__})"

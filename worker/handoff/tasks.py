@@ -8,51 +8,37 @@ survives a lost message or a killed dispatcher.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from typing import Any
 
 import structlog
 from celery import current_app, shared_task
-from sqlalchemy.orm import Session
 
 from shared.contract import DISPATCH_SWEEP_TASK, DISPATCH_TASK
-from shared.settings import Settings, get_settings
 from worker.handoff import dispatch
 from worker.handoff.attempt import DispatchContext
 from worker.handoff.outbox import NewDispatch
-from worker.handoff.routes import cached_routes
 from worker.interrupts import INTERRUPTS
-from worker.resources import ingest_context
+from worker.resources import WorkerContext, worker_context
+from worker.task_base import KaveTask
 
 log = structlog.get_logger(__name__)
 
 
-def dispatch_context(
-    settings: Settings | None = None,
-    session_factory: Callable[[], AbstractContextManager[Session]] | None = None,
-) -> DispatchContext | None:
-    """This process's dispatcher, or None when the hand-off is off (no routes file)."""
-    settings = settings or get_settings()
-    if settings.handoff_routes_file is None:
+def dispatch_context(context: WorkerContext | None = None) -> DispatchContext | None:
+    """The hand-off's view of this process's context (``worker.resources``), or None when
+    the hand-off is off (no routes file)."""
+    context = context or worker_context()
+    if context.routes is None:
         return None
+    settings = context.settings
     return DispatchContext(
-        session_factory=session_factory or ingest_context(settings).session_factory,
-        routes=cached_routes(str(settings.handoff_routes_file)),
+        session_factory=context.ingest.session_factory,
+        routes=context.routes,
         send_task=send_handler_task,
         schedule=schedule_dispatch,
         max_attempts=settings.handoff_max_attempts,
         backoff_max_seconds=float(settings.handoff_backoff_max_seconds),
     )
-
-
-def replay_dispatch(ctx: DispatchContext, dispatch_id: int) -> str:
-    """Give a dead dispatch a fresh budget and make one attempt now (retries follow)."""
-    with ctx.session_factory() as session, session.begin():
-        if not dispatch.reset_for_replay(session, dispatch_id):
-            return "not_dead"
-    log.info("dispatch.replayed", dispatch_id=dispatch_id)
-    return dispatch.publish(ctx, dispatch_id)
 
 
 def send_handler_task(name: str, kwargs: dict[str, Any], queue: str) -> None:
@@ -92,18 +78,19 @@ def hand_off_new(new: list[NewDispatch]) -> None:
         log.warning("dispatch.publish_deferred", error_type=type(exc).__name__)
 
 
-@shared_task(name=DISPATCH_TASK)
-def publish_dispatch(dispatch_id: int) -> str:
+@shared_task(name=DISPATCH_TASK, bind=True, base=KaveTask)
+def publish_dispatch(self: KaveTask, dispatch_id: int) -> str:
     structlog.contextvars.bind_contextvars(dispatch_id=dispatch_id)
-    ctx = dispatch_context()
+    ctx = dispatch_context(self.context)
     if ctx is None:
         return "handoff_off"
     return dispatch.publish(ctx, dispatch_id)
 
 
-@shared_task(name=DISPATCH_SWEEP_TASK)
-def sweep_dispatches() -> int:
-    ctx = dispatch_context()
+# Housekeeping on beat's timer: no task events (see worker.task_base), so Flower lists mail.
+@shared_task(name=DISPATCH_SWEEP_TASK, bind=True, base=KaveTask, send_events=False)
+def sweep_dispatches(self: KaveTask) -> int:
+    ctx = dispatch_context(self.context)
     if ctx is None:
         return 0
     with ctx.session_factory() as session:

@@ -192,7 +192,7 @@ def commit_event(
             with ctx.session_factory() as session, session.begin():
                 outcome = _write_result(
                     session,
-                    ctx.object_store,
+                    ctx,
                     delivery_id,
                     prepared,
                     delivery=delivery,
@@ -251,7 +251,7 @@ def process_event(
 
 def _write_result(
     session: Session,
-    store: ObjectStore,
+    ctx: IngestContext,
     delivery_id: str,
     prepared: PreparedEvent,
     *,
@@ -268,11 +268,13 @@ def _write_result(
         # objects go in one statement (worker.ingest.storage.emails.store_email).
         attempt = delivery.attempt if delivery is not None else None
         rows = email_rows(parsed)
-        stored = store_email(session, rows, delivery_id, index, handed, attempt=attempt)
+        stored = store_email(
+            session, rows, delivery_id, index, outbox=ctx.outbox, handed=handed, attempt=attempt
+        )
         if delivery is not None:
             delivery.write(session, attempt_written=attempt is not None)
         new_email = parsed if stored.outcome == EventOutcome.STORED else None
-        put_back_removed(store, stored.removed_keys, archive=archive, email=new_email)
+        put_back_removed(ctx.object_store, stored.removed_keys, archive=archive, email=new_email)
         outcome = stored.outcome
     else:
         assert parsed is not None
@@ -281,7 +283,7 @@ def _write_result(
         event_id, created = insert_event(session, event_values(parsed), delivery_id)
         outcome = outcome_for(created)
         record_outcome(session, delivery_id, index, kind, outcome, event_id=event_id)
-        reclaim_objects(session, store, archive=archive)
+        reclaim_objects(session, ctx.object_store, archive=archive)
     if replaying:
         resolve_dead_letter(session, delivery_id, index)
     return outcome

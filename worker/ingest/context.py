@@ -15,7 +15,7 @@ from shared.accepted import AcceptedLedger
 from shared.contract import Envelope
 from shared.models import Delivery
 from shared.objectstore import ObjectStore
-from worker.handoff.outbox import NewDispatch
+from worker.handoff.outbox import HANDOFF_OFF, NewDispatch, Outbox
 from worker.ingest import parsing
 
 
@@ -32,6 +32,8 @@ class IngestContext:
     # The process's upload threads, for a store whose puts wait on the network (None:
     # one after another; see worker.resources).
     uploads: Executor | None = None
+    # Where a new email's dispatch row is written, by this worker's routes.
+    outbox: Outbox = HANDOFF_OFF
 
 
 @dataclass

@@ -14,6 +14,8 @@ from sqlalchemy import select
 from shared.lifecycle.erased import ArchiveRemovedError, check_processable, refusal
 from shared.models import DeadLetter, DeadLetterStatus, Delivery, EventOutcome
 from worker.errors import PermanentDeliveryError
+from worker.handoff.attempt import DispatchContext
+from worker.handoff.dispatch import replay as replay_dispatch
 from worker.ingest.batch import dead_letter_delivery, process_delivery, read_event
 from worker.ingest.commit import process_event
 from worker.ingest.context import IngestContext, envelope_for
@@ -24,9 +26,12 @@ log = structlog.get_logger(__name__)
 NOT_OPEN = "not_open"
 
 
-def replay_dead_letter(ctx: IngestContext, dead_letter_id: int) -> str:
+def replay_dead_letter(
+    ctx: IngestContext, dead_letter_id: int, *, handoff: DispatchContext | None
+) -> str:
     """Replay one open dead letter; returns the new outcome (or ``not_open``). Raises
-    :class:`ArchiveRemovedError` when its delivery's archive was erased or removed."""
+    :class:`ArchiveRemovedError` when its delivery's archive was erased or removed.
+    ``handoff``: the dispatcher that replays a dead dispatch (None: the hand-off is off)."""
     with ctx.session_factory() as session:
         row = session.execute(
             select(DeadLetter, Delivery)
@@ -47,9 +52,6 @@ def replay_dead_letter(ctx: IngestContext, dead_letter_id: int) -> str:
     if dispatch:
         # Hand-off: a dispatch's dead letter replays the dispatch (its
         # event_index is minus the dispatch id); delivered, it resolves the dead letter.
-        from worker.handoff.tasks import dispatch_context, replay_dispatch
-
-        handoff = dispatch_context(session_factory=ctx.session_factory)
         if handoff is None:
             raise LookupError("the hand-off is off (no KAVE_HANDOFF_ROUTES_FILE)")
         return replay_dispatch(handoff, -(dead_letter.event_index or 0))

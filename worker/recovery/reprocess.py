@@ -14,20 +14,20 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shared.lifecycle.erased import refusal
-from shared.models import Attachment, Delivery, DeliveryEvent, Email, Event, EventOutcome
+from shared.models import Delivery, DeliveryEvent, Email, Event, EventOutcome
 from worker.errors import PermanentDeliveryError
 from worker.ingest import parsing
 from worker.ingest.batch import load_body, read_batch
 from worker.ingest.commit import process_event
 from worker.ingest.context import IngestContext, envelope_for
-from worker.ingest.rows import attachment_values, email_rows, email_values, event_values
+from worker.ingest.rows import EmailRows, email_rows, event_values
 from worker.ingest.storage.dead_letters import resolve_dead_letter
 from worker.ingest.storage.deliveries import finish_delivery, record_outcome
-from worker.ingest.storage.emails import insert_email, outcome_for
+from worker.ingest.storage.emails import insert_email, outcome_for, replace_email
 from worker.ingest.storage.objects import store_email_objects
 from worker.interrupts import INTERRUPTS
 
@@ -123,10 +123,13 @@ def _reprocess_event(
         return []
 
     changes: list[Change] = []
+    # An email's rows (its derivations included) are computed once, compared, then written.
+    rows = email_rows(parsed) if isinstance(parsed, parsing.ParsedEmail) else None
     with ctx.session_factory() as session:
-        if isinstance(parsed, parsing.ParsedEmail):
-            change = _compare_email(session, delivery_id, index, parsed)
+        if rows is not None:
+            change = _compare_email(session, delivery_id, index, rows)
         else:
+            assert isinstance(parsed, parsing.ParsedEvent)
             change = _compare_event(session, delivery_id, index, parsed)
     if change:
         changes.append(change)
@@ -134,7 +137,8 @@ def _reprocess_event(
         changes.append(Change(delivery_id, index, "resolve", f"{kind} gets a result"))
     if changes and not dry_run:
         if isinstance(parsed, parsing.ParsedEmail):
-            _apply_email(ctx, delivery_id, index, parsed)
+            assert rows is not None
+            _apply_email(ctx, delivery_id, index, parsed, rows)
         else:
             process_event(ctx, delivery_id, index, event, replaying=True)
     return changes
@@ -149,19 +153,19 @@ def _differences(row: Any, values: dict[str, Any]) -> list[str]:
 
 
 def _compare_email(
-    session: Session, delivery_id: str, index: int, email: parsing.ParsedEmail
+    session: Session, delivery_id: str, index: int, rows: EmailRows
 ) -> Change | None:
-    row = session.scalars(select(Email).where(Email.dedup_key == email.dedup_key)).one_or_none()
+    row = session.scalars(select(Email).where(Email.dedup_key == rows.dedup_key)).one_or_none()
     if row is None:
-        return Change(delivery_id, index, "create", f"email {email.message_id or ''}".strip())
-    changed = _differences(row, email_values(email))
-    # Computed once: each attachment's values include its sniffed type (worker.ingest.derive).
-    wanted = attachment_values(email)
+        message_id = rows.values.get("message_id") or ""
+        return Change(delivery_id, index, "create", f"email {message_id}".strip())
+    changed = _differences(row, rows.values)
+    wanted = rows.attachments
     stored = [
         {name: getattr(a, name) for name in values}
         for a, values in zip(row.attachments, wanted, strict=False)
     ]
-    if len(row.attachments) != len(email.attachments) or stored != wanted:
+    if len(row.attachments) != len(wanted) or stored != wanted:
         changed.append("attachments")
     if not changed:
         return None
@@ -181,18 +185,13 @@ def _compare_event(
 
 
 def _apply_email(
-    ctx: IngestContext, delivery_id: str, index: int, email: parsing.ParsedEmail
+    ctx: IngestContext, delivery_id: str, index: int, email: parsing.ParsedEmail, rows: EmailRows
 ) -> None:
     store_email_objects(ctx.object_store, email, uploads=ctx.uploads)
     with ctx.session_factory() as session, session.begin():
-        stored = email_rows(email)
-        email_id, created = insert_email(session, stored, delivery_id)
+        email_id, created = insert_email(session, rows, delivery_id, ctx.outbox)
         if not created:
-            session.execute(update(Email).where(Email.id == email_id).values(**stored.values))
-            session.execute(delete(Attachment).where(Attachment.email_id == email_id))
-            rows = stored.attachments
-            if rows:
-                session.execute(insert(Attachment), [{**r, "email_id": email_id} for r in rows])
+            replace_email(session, email_id, rows)
         record_outcome(
             session, delivery_id, index, "inbound", outcome_for(created), email_id=email_id
         )

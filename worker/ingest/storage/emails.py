@@ -21,6 +21,7 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    update,
 )
 from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by, insert
 from sqlalchemy.orm import Session
@@ -33,8 +34,7 @@ from shared.models import (
     EventOutcome,
     ObjectDeletion,
 )
-from worker.handoff import outbox
-from worker.handoff.outbox import NewDispatch
+from worker.handoff.outbox import NewDispatch, Outbox
 from worker.ingest.rows import ATTACHMENT_COLUMNS, EmailRows
 from worker.ingest.storage.deliveries import (
     DELIVERY_COLUMNS,
@@ -60,12 +60,13 @@ def insert_email(
     session: Session,
     rows: EmailRows,
     delivery_id: str,
+    outbox: Outbox,
     handed: list[NewDispatch] | None = None,
 ) -> tuple[int, bool]:
     """The email's id, and whether this call created it (False: it was already stored).
 
-    ``handed``: the caller hands the new email's dispatch over after its commit
-    (``worker.handoff.outbox.record_new_email``)."""
+    A new email's dispatch row goes in with it (``outbox``); ``handed``: the caller hands
+    it over after its commit (``worker.handoff.outbox.Outbox.record_new_email``)."""
     values = rows.values
     connection = session.connection()
     inserted = connection.execute(_INSERT_EMAIL, {**values, "delivery_id": delivery_id}).first()
@@ -101,15 +102,17 @@ def store_email(
     rows: EmailRows,
     delivery_id: str,
     index: int,
-    handed: list[NewDispatch] | None = None,
     *,
+    outbox: Outbox,
+    handed: list[NewDispatch] | None = None,
     attempt: DeliveryAttempt | None = None,
 ) -> StoredEmail:
     """Store an email brought by event ``index`` of a delivery and record that event's
     outcome (stored, or duplicate when a copy was stored before). With ``attempt``, the
     delivery's attempt (and end) is recorded too. The objects the new rows name (a new
     email's, the archive an attempt names) are claimed back from retention and erasure
-    (``shared.lifecycle.objects.reclaim``). ``handed``: as for :func:`insert_email`.
+    (``shared.lifecycle.objects.reclaim``). ``outbox``, ``handed``: as for
+    :func:`insert_email`.
 
     All of it is one statement (``_store_email_statement``): each statement costs a round
     trip to PostgreSQL and SQLAlchemy's execution work, ~0.5 ms apiece on the bench
@@ -288,6 +291,15 @@ def _insert_attachments(
     for row in rows:
         row["id"] = ids[row["position"]]
     return rows
+
+
+def replace_email(session: Session, email_id: int, rows: EmailRows) -> None:
+    """Bring a stored email's row and attachment rows up to ``rows`` (reprocessing after a
+    parser fix). The email keeps its id, its first delivery and its dispatches: what the
+    platform was handed names the same email."""
+    session.execute(update(Email).where(Email.id == email_id).values(**rows.values))
+    session.execute(delete(Attachment).where(Attachment.email_id == email_id))
+    _insert_attachments(session, email_id, rows.attachments)
 
 
 _INSERT_EVENT = (
