@@ -55,10 +55,11 @@ _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)([^}]*)\}|\$([A-Za-z_][A-Za
 # The password part of a service URL (scheme://user:PASSWORD@host...).
 _URL_PASSWORD = re.compile(r"^[a-z][a-z0-9+.-]*://[^:/@]*:(?P<password>.*)@[^@]*$")
 _S3 = ("KAVE_S3_ACCESS_KEY_ID", "KAVE_S3_SECRET_ACCESS_KEY")
-# The secrets and service addresses each Kave process reads (shared/settings.py
-# PROCESS_NEEDS plus the S3 key pair; tests/ops/test_process_settings.py keeps them in
-# step). A service gets exactly these of SCOPED_VARIABLES: the public receiver never
-# holds the database URL or the JWT key, beat and the migration almost nothing.
+# The secrets and service addresses each Kave process reads
+# (shared/settings/production.py PROCESS_NEEDS plus the S3 key pair;
+# tests/ops/test_process_settings.py keeps them in step). A service gets exactly these of
+# SCOPED_VARIABLES: the public receiver never holds the database URL or the JWT key, beat
+# and the migration almost nothing.
 PROCESS_VARIABLES: dict[str, frozenset[str]] = {
     "receiver": frozenset(
         {"KAVE_REDIS_URL", *_S3, "KAVE_MANDRILL_WEBHOOK_KEYS", "KAVE_METRICS_TOKEN"}

@@ -42,10 +42,10 @@ CORE_KINDS = {
 KEDA_KINDS = {"ScaledObject", "TriggerAuthentication"}
 COMPONENTS = {"receiver", "api", "worker", "beat", "flower"}
 _S3_KEYS = {"KAVE_S3_ACCESS_KEY_ID", "KAVE_S3_SECRET_ACCESS_KEY"}
-# The Secret keys each component's process reads (shared/settings.py PROCESS_NEEDS, plus
-# the S3 key pair; tests/ops/test_process_settings.py keeps the two in step), by the
-# component label of its pod template. No other key of a Secret may reach it: the
-# public receiver never holds the database URL or the JWT key.
+# The Secret keys each component's process reads (shared/settings/production.py
+# PROCESS_NEEDS, plus the S3 key pair; tests/ops/test_process_settings.py keeps the two
+# in step), by the component label of its pod template. No other key of a Secret may
+# reach it: the public receiver never holds the database URL or the JWT key.
 SECRET_KEYS = {
     "receiver": {"KAVE_REDIS_URL", *_S3_KEYS, "KAVE_MANDRILL_WEBHOOK_KEYS", "KAVE_METRICS_TOKEN"},
     "api": {

@@ -1,11 +1,11 @@
 """Each process starts with only the settings it reads, as compose and Kubernetes give them.
 
-Production's checks in shared/settings.py are per process (KAVE_PROCESS, PROCESS_NEEDS),
-so that docker-compose.yml and deploy/kubernetes can hand each container only its own
-secrets: the receiver runs without the database URL and the JWT key, beat with Redis
-alone. These tests build each process's settings from exactly the environment its
-container gets, show that leaving out any one of them stops it, keep the policy scripts'
-tables in step with PROCESS_NEEDS, and start a real receiver with its subset.
+Production's checks in shared/settings/production.py are per process (KAVE_PROCESS,
+PROCESS_NEEDS), so that docker-compose.yml and deploy/kubernetes can hand each container
+only its own secrets: the receiver runs without the database URL and the JWT key, beat
+with Redis alone. These tests build each process's settings from exactly the environment
+its container gets, show that leaving out any one of them stops it, keep the policy
+scripts' tables in step with PROCESS_NEEDS, and start a real receiver with its subset.
 """
 
 from __future__ import annotations
