@@ -81,7 +81,7 @@ def _say(message: str) -> None:
 
 
 def _audit(args: argparse.Namespace, settings: Settings) -> int:
-    from shared.lifecycle.audit import run_audit
+    from kave.audit import run_audit
 
     grace = settings.orphan_grace_seconds if args.grace is None else args.grace
     unfinished = (

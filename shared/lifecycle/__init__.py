@@ -2,11 +2,13 @@
 
 - ``objects``: which object keys rows still name, and removing those no row names
   (the ``object_deletions`` to-do list that makes every deletion crash-safe);
-- ``audit``: the object store compared with the rows (``kave audit``);
 - ``erase``: erasure on request, by address or email (``kave erase``, the API);
 - ``erased``: the refusal to process an erased delivery again (replay, retry, reconcile,
   reprocess);
 - ``purge``: retention per kind (``kave purge``, the beat task).
+
+``kave audit``, which compares the object store with the rows, lives with its one user,
+in ``kave/audit.py``; it reads these modules' notion of a referenced key.
 
 Rows always go first, in one transaction with the keys of the objects they named; the
 objects follow, each only once no row names it any more.

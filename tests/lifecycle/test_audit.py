@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
+from kave.audit import run_audit
 from shared.db import make_session_factory
-from shared.lifecycle.audit import run_audit
 from shared.models import Attachment, Delivery, DeliveryEvent
 from shared.objectstore import LocalObjectStore, S3ObjectStore
 from shared.settings import Settings
