@@ -19,10 +19,14 @@ from typing import Any
 
 import pytest
 
-from tests.ops.support import ROOT, load_script
+from tests.ops.support import ROOT, load_script, policy_module
 from tests.ops.test_compose_secrets import VALUES, findings, raw_compose, resolve
 
 policy = load_script("check_containers_policy")
+compose_privilege = policy_module("compose_privilege")
+compose_services = policy_module("compose_services")
+compose_values = policy_module("values")
+dockerfiles = policy_module("dockerfiles")
 
 Services = dict[str, dict[str, Any]]
 
@@ -157,8 +161,8 @@ def test_the_receiver_gets_neither_the_database_nor_the_jwt_key() -> None:
     assert VALUES["POSTGRES_PASSWORD"] not in str(services["receiver"])
     assert VALUES["KAVE_JWT_SECRET_KEY"] not in str(services["receiver"])
     assert VALUES["KAVE_JWT_SECRET_KEY"] not in str({n: services[n] for n in ("worker", "beat")})
-    for name in policy.KAVE_SERVICES:
-        assert ".env" not in policy.env_file_paths(services[name]), name
+    for name in compose_services.KAVE_SERVICES:
+        assert ".env" not in compose_values.env_file_paths(services[name]), name
 
 
 def test_a_memory_limit_must_resolve_to_a_size() -> None:
@@ -182,16 +186,16 @@ def test_requirements_install_only_with_their_hashes(tmp_path: Path, image: str)
     text = dockerfile.read_text()
     assert "--require-hashes -r requirements/" in text
     dockerfile.write_text(text.replace("--require-hashes ", ""))
-    found = policy.Findings()
-    policy.check_dockerfile(dockerfile, image, found)
+    found = compose_values.Findings()
+    dockerfiles.check_dockerfile(dockerfile, image, found)
     assert any("must use --require-hashes" in item for item in found.items), found.items
 
 
 def test_the_receiver_image_runs_uvicorn_without_proxy_headers(tmp_path: Path) -> None:
     dockerfile = copy_root(tmp_path) / "Dockerfile.receiver"
     dockerfile.write_text(dockerfile.read_text().replace(', "--no-proxy-headers"]', "]"))
-    found = policy.Findings()
-    policy.check_dockerfile(dockerfile, "receiver", found)
+    found = compose_values.Findings()
+    dockerfiles.check_dockerfile(dockerfile, "receiver", found)
     assert any("--no-proxy-headers" in item for item in found.items), found.items
 
 
@@ -208,6 +212,6 @@ def test_the_tuning_env_file_holds_no_secret(tmp_path: Path, line: str, finding:
     (root / "kave.env").write_text("# tuning\nKAVE_MAX_FORM_FIELDS=8\n")
     assert policy.main(["--root", str(root)]) == 0
     (root / "kave.env").write_text(f"KAVE_MAX_FORM_FIELDS=8\n{line}\n")
-    found = policy.Findings()
-    policy.check_tuning_env_file(root / "kave.env", found)
+    found = compose_values.Findings()
+    compose_privilege.check_tuning_env_file(root / "kave.env", found)
     assert any(finding in item for item in found.items), found.items
