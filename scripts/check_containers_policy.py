@@ -46,6 +46,7 @@ def main(argv: Iterable[str] | None = None) -> int:
         resolved = json.loads(options.resolved.read_text(encoding="utf-8"))
         check_compose(resolved, "docker compose config", findings, raw=False)
     check_dockerfile(root / "Dockerfile.receiver", "receiver", findings)
+    check_dockerfile(root / "Dockerfile.api", "api", findings)
     check_dockerfile(root / "Dockerfile.worker", "worker", findings)
     check_dockerignore(root / ".dockerignore", findings)
     check_tuning_env_file(root / "kave.env", findings)

@@ -4,7 +4,8 @@ Run by scripts/check-deploy with the deploy tools' Python (it needs PyYAML and
 jsonschema, which kubernetes-validate brings). Checks the rendered manifests (KEDA kinds
 against deploy/kubernetes/schemas/keda.json, which kubernetes-validate cannot), the
 properties the README promises (no Secret shipped, only the receiver public, the
-receiver ready on /readyz, KEDA on the configured queue, one beat), least privilege
+receiver ready on /readyz, KEDA on the configured queue, one beat, each component on
+its own image), least privilege
 (each component given only the secrets its process reads, uvicorn never trusting
 X-Forwarded-For itself, egress denied by default and opened per component), and that
 every metric the alert rules and the Grafana dashboard use is one Kave exports. Prints
@@ -48,6 +49,11 @@ OPTIONAL_SECRET_KEYS = S3_KEYS
 # Whole Secrets (envFrom) a component may take: the hand-off signing secrets, whose names
 # the routes file chooses (README, "Handing emails to your platform").
 WHOLE_SECRETS: dict[str, set[str]] = {"worker": {"kave-handoff"}}
+# The image each component runs (its repository's last path part): the public receiver's
+# carries nothing of the API or the worker (Dockerfile.receiver, .api, .worker).
+IMAGES = {"receiver": "kave-receiver", "api": "kave-api"} | dict.fromkeys(
+    ("worker", "beat", "flower", "migrate"), "kave-worker"
+)
 # Which components each egress policy may open a way out for (all: every Kave pod).
 EGRESS_POLICIES = {
     "kave-egress-dns": {"receiver", "api", "worker", "beat", "flower", "migrate"},
@@ -99,6 +105,7 @@ def check_manifests(docs: list[dict[str, Any]], root: Path) -> Iterator[str]:
     yield from check_process_settings(workloads)
     yield from check_config_holds_no_secret(by_kind.get("ConfigMap", []))
     yield from check_uvicorn(workloads)
+    yield from check_images(workloads)
     yield from check_network_policies(by_kind.get("NetworkPolicy", []))
     yield from check_egress(by_kind.get("NetworkPolicy", []))
     yield from check_scaling(by_kind)
@@ -205,6 +212,15 @@ def check_uvicorn(workloads: list[dict[str, Any]]) -> Iterator[str]:
         for container in containers(workload):
             if trusts_proxy_headers([*container.get("command", []), *container.get("args", [])]):
                 yield f"{workload['kind']}/{name(workload)}: {PROXY_HEADERS_FINDING}"
+
+
+def check_images(workloads: list[dict[str, Any]]) -> Iterator[str]:
+    for workload in workloads:
+        expected = IMAGES.get(component(workload))
+        for container in containers(workload):
+            image = str(container.get("image", "")).split("@")[0].rsplit("/", 1)[-1]
+            if expected is not None and image.partition(":")[0] != expected:
+                yield f"{workload['kind']}/{name(workload)}: must run image {expected}"
 
 
 def selected_components(policy: dict[str, Any]) -> set[str]:

@@ -33,7 +33,7 @@ def check_compose(doc: Any, where: str, findings: Findings, *, raw: bool) -> Non
     shape.check_images_and_restarts(services, check)
     shape.check_worker(services["worker"], check, raw=raw)
     shape.check_receiver(services["receiver"], check)
-    shape.check_api(services["api"], services["receiver"], check, raw=raw)
+    shape.check_api(services["api"], check, raw=raw)
     shape.check_flower(services["flower"], check, raw=raw)
     shape.check_redis(services["redis"], check, raw=raw)
     shape.check_backing_services(services, check, raw=raw)

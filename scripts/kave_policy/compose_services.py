@@ -47,6 +47,13 @@ KAVE_SERVICES = ("migrate", "receiver", "api", "worker", "beat", "flower")
 BACKING_SERVICES = ("postgres", "redis", "minio")  # no host ports in the production file
 TASK_TIME_LIMIT_SECONDS = 240  # shared.settings default; the worker must outlive a task
 RECEIVER_DRAIN_SECONDS = 30  # uvicorn --timeout-graceful-shutdown
+# The image each Kave service runs, and the Dockerfile it is built from: the public
+# receiver's image carries nothing of the API or the worker.
+IMAGES = {
+    "receiver": ("kave-receiver", "Dockerfile.receiver"),
+    "api": ("kave-api", "Dockerfile.api"),
+    **dict.fromkeys(("migrate", "worker", "beat", "flower"), ("kave-worker", "Dockerfile.worker")),
+}
 
 RECEIVER_CMD = [
     "uvicorn",
@@ -64,13 +71,26 @@ RECEIVER_CMD = [
     "--no-proxy-headers",
 ]
 
-# The management API: the receiver's image, its own process.
+# The management API: the receiver's web server, its own app, process and image.
 API_CMD = ["api.app:create_app" if arg == RECEIVER_CMD[1] else arg for arg in RECEIVER_CMD]
 API_PORT_RAW = "${KAVE_API_BIND:-127.0.0.1}:${KAVE_API_PORT:-8001}:8000"
 
 
 def check_images_and_restarts(services: Services, check: Check) -> None:
-    # Images: built locally, or pinned to a tag that is not "latest".
+    # Kave's images: each service its own, built from its Dockerfile.
+    for name, (image, dockerfile) in IMAGES.items():
+        svc = services[name]
+        build = svc.get("build")  # `build: .` (a string) means ./Dockerfile
+        check(
+            str(svc.get("image", "")).partition(":")[0] == image
+            and isinstance(build, dict)
+            and build.get("dockerfile") == dockerfile,
+            name,
+            f"must run image {image}, built from {dockerfile}",
+        )
+    worker_images = {services[name].get("image") for name in ("migrate", "worker", "flower")}
+    check(len(worker_images) == 1, "migrate", "migrate, worker and flower must run the same image")
+    # Other images: built locally, or pinned to a tag that is not "latest".
     for name, svc in services.items():
         if "build" in svc:
             continue
@@ -167,10 +187,9 @@ def _names_host_address(port: Any) -> bool:
     return str(port).count(":") == 2 and bool(str(port).split(":", 1)[0])
 
 
-def check_api(api: dict[str, Any], receiver: dict[str, Any], check: Check, *, raw: bool) -> None:
-    """Its own process from the receiver's image; internal unless the operator says so."""
+def check_api(api: dict[str, Any], check: Check, *, raw: bool) -> None:
+    """Its own process and image; internal unless the operator says so."""
     check(as_argv(api.get("command")) == API_CMD, "api", f"command must be {' '.join(API_CMD)}")
-    check(api.get("image") == receiver.get("image"), "api", "must run the receiver's image")
     ports = api.get("ports") or []
     if raw:
         check(

@@ -4,10 +4,11 @@ Each image: multi-stage from a pinned python:3.11 slim base, no secret in an ENV
 a runtime stage that copies the builder's venv, runs as a non-root user, has a
 HEALTHCHECK and STOPSIGNAL SIGTERM, and starts its server in exec form (uvicorn with
 --no-proxy-headers); only the image's own pins, installed with --require-hashes, and
-the project with --no-deps. .dockerignore keeps .env, .git and .venv out of the build.
+only its own packages of the project, installed with --no-deps. .dockerignore keeps
+.env, .git and .venv out of the build.
 
-Imports ``values``, ``processes``, ``uvicorn`` and the receiver's command of
-``compose_services``.
+Imports ``values``, ``processes``, ``uvicorn`` and the receiver's and the API's commands
+of ``compose_services``.
 """
 
 from __future__ import annotations
@@ -16,10 +17,21 @@ import json
 import re
 from pathlib import Path
 
-from .compose_services import RECEIVER_CMD
+from .compose_services import API_CMD, RECEIVER_CMD
 from .processes import SECRET_NAME
 from .uvicorn import PROXY_HEADERS_FINDING, trusts_proxy_headers
 from .values import Findings
+
+SERVER_CMDS = {"receiver": RECEIVER_CMD, "api": API_CMD}
+# The project's packages each image copies in. The public receiver's carries neither the
+# API nor the worker; the API's has the `kave` command (`kave users`), whose module
+# imports the hand-off routes parser of worker/.
+PACKAGES = {
+    "receiver": {"shared", "receiver"},
+    "api": {"shared", "api", "kave", "worker"},
+    "worker": {"shared", "receiver", "worker", "kave", "migrations"},
+}
+PROJECT_PACKAGES = set().union(*PACKAGES.values())
 
 
 def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
@@ -115,9 +127,10 @@ def check_dockerfile(path: Path, own: str, findings: Findings) -> None:
         )
 
     _check_installs(text, instructions, own, where, f)
+    _check_packages(instructions, own, where, f)
     f.check(not trusts_proxy_headers(cmd), where, PROXY_HEADERS_FINDING)
-    if own == "receiver":
-        f.check(cmd == RECEIVER_CMD, where, f"CMD must be {RECEIVER_CMD}")
+    if own in SERVER_CMDS:
+        f.check(cmd == SERVER_CMDS[own], where, f"CMD must be {SERVER_CMDS[own]}")
     else:
         joined = " ".join(cmd)
         f.check(
@@ -151,6 +164,23 @@ def _check_installs(
         re.search(r"pip install [^\n]*--no-deps \.", text),
         where,
         "must install the project with pip install --no-deps .",
+    )
+
+
+def _check_packages(instructions: list[tuple[str, str]], own: str, where: str, f: Findings) -> None:
+    """The image copies in exactly its own packages of the project (and never all of it)."""
+    copied: set[str] = set()
+    for kw, rest in instructions:
+        sources = rest.split()[:-1]
+        if kw != "COPY" or any(s.startswith("--from") for s in sources):
+            continue
+        for source in sources:
+            name = source.rstrip("/")
+            copied |= PROJECT_PACKAGES if name in (".", "") else {name} & PROJECT_PACKAGES
+    f.check(
+        copied == PACKAGES[own],
+        where,
+        f"copies the packages {sorted(copied)}; this image needs {sorted(PACKAGES[own])}",
     )
 
 

@@ -140,6 +140,15 @@ DATABASE_URL = "postgresql+psycopg://kave:${POSTGRES_PASSWORD:?x}@postgres:5432/
             set_key("migrate", "security_opt", ["no-new-privileges:false"]),
             'services.migrate: needs security_opt: ["no-new-privileges:true"]',
         ),
+        # Each process its own image: the public receiver's carries nothing of the API.
+        (
+            set_key("api", "image", "kave-receiver:${KAVE_IMAGE_TAG:-latest}"),
+            "services.api: must run image kave-api, built from Dockerfile.api",
+        ),
+        (
+            set_key("api", "build", {"context": ".", "dockerfile": "Dockerfile.receiver"}),
+            "services.api: must run image kave-api, built from Dockerfile.api",
+        ),
         # The client address: uvicorn must not rewrite it.
         (without_no_proxy_headers("receiver"), "services.receiver: run uvicorn with --no-proxy"),
         (without_no_proxy_headers("api"), "services.api: run uvicorn with --no-proxy-headers"),
@@ -173,12 +182,18 @@ def test_a_memory_limit_must_resolve_to_a_size() -> None:
 
 
 def copy_root(tmp_path: Path) -> Path:
-    for name in ("docker-compose.yml", "Dockerfile.receiver", "Dockerfile.worker", ".dockerignore"):
+    for name in (
+        "docker-compose.yml",
+        "Dockerfile.receiver",
+        "Dockerfile.api",
+        "Dockerfile.worker",
+        ".dockerignore",
+    ):
         shutil.copy(ROOT / name, tmp_path / name)
     return tmp_path
 
 
-@pytest.mark.parametrize("image", ["receiver", "worker"])
+@pytest.mark.parametrize("image", ["receiver", "api", "worker"])
 def test_requirements_install_only_with_their_hashes(tmp_path: Path, image: str) -> None:
     root = copy_root(tmp_path)
     assert policy.main(["--root", str(root)]) == 0
@@ -191,12 +206,40 @@ def test_requirements_install_only_with_their_hashes(tmp_path: Path, image: str)
     assert any("must use --require-hashes" in item for item in found.items), found.items
 
 
-def test_the_receiver_image_runs_uvicorn_without_proxy_headers(tmp_path: Path) -> None:
-    dockerfile = copy_root(tmp_path) / "Dockerfile.receiver"
-    dockerfile.write_text(dockerfile.read_text().replace(', "--no-proxy-headers"]', "]"))
+@pytest.mark.parametrize("image", ["receiver", "api"])
+@pytest.mark.parametrize(
+    "ending",
+    ["]", ', "--no-proxy-headers", "--forwarded-allow-ips", "*"]'],
+    ids=["left-out", "undone"],
+)
+def test_the_web_images_run_uvicorn_without_proxy_headers(
+    tmp_path: Path, image: str, ending: str
+) -> None:
+    dockerfile = copy_root(tmp_path) / f"Dockerfile.{image}"
+    text = dockerfile.read_text()
+    dockerfile.write_text(text.replace(', "--no-proxy-headers"]', ending))
     found = compose_values.Findings()
-    dockerfiles.check_dockerfile(dockerfile, "receiver", found)
-    assert any("--no-proxy-headers" in item for item in found.items), found.items
+    dockerfiles.check_dockerfile(dockerfile, image, found)
+    assert any("run uvicorn with --no-proxy-headers" in item for item in found.items), found.items
+
+
+@pytest.mark.parametrize(
+    ("image", "line"),
+    [
+        ("receiver", "COPY api/ api/"),
+        ("receiver", "COPY worker/ worker/"),
+        ("receiver", "COPY migrations/ migrations/"),
+        ("api", "COPY receiver/ receiver/"),
+        ("api", "COPY . ."),
+    ],
+)
+def test_each_image_carries_only_its_own_packages(tmp_path: Path, image: str, line: str) -> None:
+    dockerfile = copy_root(tmp_path) / f"Dockerfile.{image}"
+    text = dockerfile.read_text()
+    dockerfile.write_text(text.replace("COPY shared/ shared/", f"COPY shared/ shared/\n{line}"))
+    found = compose_values.Findings()
+    dockerfiles.check_dockerfile(dockerfile, image, found)
+    assert any("this image needs" in item for item in found.items), found.items
 
 
 @pytest.mark.parametrize(

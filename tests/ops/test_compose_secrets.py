@@ -225,7 +225,7 @@ def test_env_example_as_is_does_not_start_in_production() -> None:
 
 @pytest.mark.parametrize("line", ["ENV REDIS_PASSWORD=x", "ARG KAVE_JWT_SECRET_KEY"])
 def test_the_policy_keeps_secrets_out_of_the_images(tmp_path: Path, line: str) -> None:
-    for name in ("Dockerfile.receiver", "Dockerfile.worker"):
+    for name in ("Dockerfile.receiver", "Dockerfile.api", "Dockerfile.worker"):
         clean = compose_values.Findings()
         dockerfiles.check_dockerfile(ROOT / name, name.split(".")[1], clean)
         assert clean.items == []
