@@ -47,6 +47,7 @@ KAVE_SERVICES = ("migrate", "receiver", "api", "worker", "beat", "flower")
 BACKING_SERVICES = ("postgres", "redis", "minio")  # no host ports in the production file
 TASK_TIME_LIMIT_SECONDS = 240  # shared.settings default; the worker must outlive a task
 RECEIVER_DRAIN_SECONDS = 30  # uvicorn --timeout-graceful-shutdown
+UVICORN_DRAIN = f"uvicorn's {RECEIVER_DRAIN_SECONDS} s drain"
 # The image each Kave service runs, and the Dockerfile it is built from: the public
 # receiver's image carries nothing of the API or the worker.
 IMAGES = {
@@ -146,18 +147,26 @@ def check_worker(worker: dict[str, Any], check: Check, *, raw: bool) -> None:
             "worker",
             f"--concurrency resolved to {concurrency!r}, not a number",
         )
-    grace = seconds(worker.get("stop_grace_period"))
-    check(
-        grace is not None and grace > TASK_TIME_LIMIT_SECONDS,
+    _check_stop_grace(
+        worker,
         "worker",
-        f"stop_grace_period must exceed the {TASK_TIME_LIMIT_SECONDS} s task limit "
-        "so a warm shutdown can finish its tasks",
+        TASK_TIME_LIMIT_SECONDS,
+        f"the {TASK_TIME_LIMIT_SECONDS} s task limit so a warm shutdown can finish its tasks",
+        check,
     )
     check(
         worker.get("stop_signal", "SIGTERM") == "SIGTERM",
         "worker",
         "Celery warm-shuts down on SIGTERM",
     )
+
+
+def _check_stop_grace(
+    service: dict[str, Any], name: str, limit: float, what: str, check: Check
+) -> None:
+    """Docker waits stop_grace_period after SIGTERM, then kills: it must outlast ``limit``."""
+    grace = seconds(service.get("stop_grace_period"))
+    check(grace is not None and grace > limit, name, f"stop_grace_period must exceed {what}")
 
 
 def check_receiver(receiver: dict[str, Any], check: Check) -> None:
@@ -167,12 +176,7 @@ def check_receiver(receiver: dict[str, Any], check: Check) -> None:
         "receiver",
         f"command must be {' '.join(RECEIVER_CMD)}",
     )
-    grace = seconds(receiver.get("stop_grace_period"))
-    check(
-        grace is not None and grace > RECEIVER_DRAIN_SECONDS,
-        "receiver",
-        f"stop_grace_period must exceed uvicorn's {RECEIVER_DRAIN_SECONDS} s drain",
-    )
+    _check_stop_grace(receiver, "receiver", RECEIVER_DRAIN_SECONDS, UVICORN_DRAIN, check)
     check(
         "/readyz" in healthcheck_text(receiver) or "/healthz" in healthcheck_text(receiver),
         "receiver",
@@ -203,12 +207,7 @@ def check_api(api: dict[str, Any], check: Check, *, raw: bool) -> None:
             "api",
             "a published port must name its host address (loopback by default)",
         )
-    grace = seconds(api.get("stop_grace_period"))
-    check(
-        grace is not None and grace > RECEIVER_DRAIN_SECONDS,
-        "api",
-        f"stop_grace_period must exceed uvicorn's {RECEIVER_DRAIN_SECONDS} s drain",
-    )
+    _check_stop_grace(api, "api", RECEIVER_DRAIN_SECONDS, UVICORN_DRAIN, check)
     check("/readyz" in healthcheck_text(api), "api", "healthcheck must call /readyz")
 
 

@@ -193,17 +193,26 @@ def copy_root(tmp_path: Path) -> Path:
     return tmp_path
 
 
-@pytest.mark.parametrize("image", ["receiver", "api", "worker"])
-def test_requirements_install_only_with_their_hashes(tmp_path: Path, image: str) -> None:
+def dockerfile_findings(tmp_path: Path, image: str, old: str, new: str) -> list[str]:
+    """The policy's findings on Dockerfile.<image> with ``old`` replaced by ``new`` (the
+    copy passes before the change)."""
     root = copy_root(tmp_path)
     assert policy.main(["--root", str(root)]) == 0
     dockerfile = root / f"Dockerfile.{image}"
     text = dockerfile.read_text()
-    assert "--require-hashes -r requirements/" in text
-    dockerfile.write_text(text.replace("--require-hashes ", ""))
+    assert old in text
+    dockerfile.write_text(text.replace(old, new))
     found = compose_values.Findings()
     dockerfiles.check_dockerfile(dockerfile, image, found)
-    assert any("must use --require-hashes" in item for item in found.items), found.items
+    return found.items
+
+
+@pytest.mark.parametrize("image", ["receiver", "api", "worker"])
+def test_requirements_install_only_with_their_hashes(tmp_path: Path, image: str) -> None:
+    found = dockerfile_findings(
+        tmp_path, image, "--require-hashes -r requirements/", "-r requirements/"
+    )
+    assert any("must use --require-hashes" in item for item in found), found
 
 
 @pytest.mark.parametrize("image", ["receiver", "api"])
@@ -215,12 +224,8 @@ def test_requirements_install_only_with_their_hashes(tmp_path: Path, image: str)
 def test_the_web_images_run_uvicorn_without_proxy_headers(
     tmp_path: Path, image: str, ending: str
 ) -> None:
-    dockerfile = copy_root(tmp_path) / f"Dockerfile.{image}"
-    text = dockerfile.read_text()
-    dockerfile.write_text(text.replace(', "--no-proxy-headers"]', ending))
-    found = compose_values.Findings()
-    dockerfiles.check_dockerfile(dockerfile, image, found)
-    assert any("run uvicorn with --no-proxy-headers" in item for item in found.items), found.items
+    found = dockerfile_findings(tmp_path, image, ', "--no-proxy-headers"]', ending)
+    assert any("run uvicorn with --no-proxy-headers" in item for item in found), found
 
 
 @pytest.mark.parametrize(
@@ -234,12 +239,9 @@ def test_the_web_images_run_uvicorn_without_proxy_headers(
     ],
 )
 def test_each_image_carries_only_its_own_packages(tmp_path: Path, image: str, line: str) -> None:
-    dockerfile = copy_root(tmp_path) / f"Dockerfile.{image}"
-    text = dockerfile.read_text()
-    dockerfile.write_text(text.replace("COPY shared/ shared/", f"COPY shared/ shared/\n{line}"))
-    found = compose_values.Findings()
-    dockerfiles.check_dockerfile(dockerfile, image, found)
-    assert any("this image needs" in item for item in found.items), found.items
+    copy_shared = "COPY shared/ shared/"
+    found = dockerfile_findings(tmp_path, image, copy_shared, f"{copy_shared}\n{line}")
+    assert any("this image needs" in item for item in found), found
 
 
 @pytest.mark.parametrize(
