@@ -53,7 +53,7 @@ bench: $(STAMP)
 PIP_COMPILE := $(BIN)/pip-compile --quiet --generate-hashes --strip-extras \
 	--no-emit-index-url --no-emit-find-links
 requirements: $(STAMP)
-	cd requirements && for name in base receiver worker dev; do \
+	cd requirements && for name in base receiver api worker dev; do \
 		../$(PIP_COMPILE) $$name.in -o $$name.txt || exit 1; \
 	done
 	cd deploy && ../$(PIP_COMPILE) tools-requirements.in -o tools-requirements.txt

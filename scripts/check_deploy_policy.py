@@ -4,7 +4,8 @@ Run by scripts/check-deploy with the deploy tools' Python (it needs PyYAML and
 jsonschema, which kubernetes-validate brings). Checks the rendered manifests (KEDA kinds
 against deploy/kubernetes/schemas/keda.json, which kubernetes-validate cannot), the
 properties the README promises (no Secret shipped, only the receiver public, the
-receiver ready on /readyz, KEDA on the configured queue, one beat), least privilege
+receiver ready on /readyz, KEDA on the configured queue, one beat, each component on
+its own image), least privilege
 (each component given only the secrets its process reads, uvicorn never trusting
 X-Forwarded-For itself, egress denied by default and opened per component), and that
 every metric the alert rules and the Grafana dashboard use is one Kave exports. Prints
@@ -25,6 +26,8 @@ from typing import Any
 
 import jsonschema
 import yaml
+from kave_policy.processes import PROCESS_SECRETS, S3_KEYS, SECRET_NAME
+from kave_policy.uvicorn import PROXY_HEADERS_FINDING, trusts_proxy_headers
 
 ROOT = Path(__file__).resolve().parent.parent
 # Kinds kubernetes-validate checks against the Kubernetes schemas.
@@ -41,31 +44,16 @@ CORE_KINDS = {
 }
 KEDA_KINDS = {"ScaledObject", "TriggerAuthentication"}
 COMPONENTS = {"receiver", "api", "worker", "beat", "flower"}
-_S3_KEYS = {"KAVE_S3_ACCESS_KEY_ID", "KAVE_S3_SECRET_ACCESS_KEY"}
-# The Secret keys each component's process reads (shared/settings/production.py
-# PROCESS_NEEDS, plus the S3 key pair; tests/ops/test_process_settings.py keeps the two
-# in step), by the component label of its pod template. No other key of a Secret may
-# reach it: the public receiver never holds the database URL or the JWT key.
-SECRET_KEYS = {
-    "receiver": {"KAVE_REDIS_URL", *_S3_KEYS, "KAVE_MANDRILL_WEBHOOK_KEYS", "KAVE_METRICS_TOKEN"},
-    "api": {
-        "KAVE_DATABASE_URL",
-        "KAVE_REDIS_URL",
-        *_S3_KEYS,
-        "KAVE_JWT_SECRET_KEY",
-        "KAVE_METRICS_TOKEN",
-    },
-    "worker": {"KAVE_DATABASE_URL", "KAVE_REDIS_URL", *_S3_KEYS},
-    "beat": {"KAVE_REDIS_URL"},
-    "flower": {"KAVE_REDIS_URL", "FLOWER_BASIC_AUTH"},
-    "migrate": {"KAVE_DATABASE_URL"},
-}
 # Left out of the Secret, the pod's IAM role is used instead: the only optional keys.
-OPTIONAL_SECRET_KEYS = _S3_KEYS
+OPTIONAL_SECRET_KEYS = S3_KEYS
 # Whole Secrets (envFrom) a component may take: the hand-off signing secrets, whose names
 # the routes file chooses (README, "Handing emails to your platform").
 WHOLE_SECRETS: dict[str, set[str]] = {"worker": {"kave-handoff"}}
-SECRET_NAME = re.compile(r"PASSWORD|SECRET|_KEYS?$|AUTH", re.IGNORECASE)
+# The image each component runs (its repository's last path part): the public receiver's
+# carries nothing of the API or the worker (Dockerfile.receiver, .api, .worker).
+IMAGES = {"receiver": "kave-receiver", "api": "kave-api"} | dict.fromkeys(
+    ("worker", "beat", "flower", "migrate"), "kave-worker"
+)
 # Which components each egress policy may open a way out for (all: every Kave pod).
 EGRESS_POLICIES = {
     "kave-egress-dns": {"receiver", "api", "worker", "beat", "flower", "migrate"},
@@ -117,6 +105,7 @@ def check_manifests(docs: list[dict[str, Any]], root: Path) -> Iterator[str]:
     yield from check_process_settings(workloads)
     yield from check_config_holds_no_secret(by_kind.get("ConfigMap", []))
     yield from check_uvicorn(workloads)
+    yield from check_images(workloads)
     yield from check_network_policies(by_kind.get("NetworkPolicy", []))
     yield from check_egress(by_kind.get("NetworkPolicy", []))
     yield from check_scaling(by_kind)
@@ -165,13 +154,14 @@ def component(workload: dict[str, Any]) -> str:
 
 
 def check_process_settings(workloads: list[dict[str, Any]]) -> Iterator[str]:
-    """Each process is told which it is and given only the Secret keys it reads."""
+    """Each process is told which it is and given only the Secret keys it reads
+    (kave_policy.processes.PROCESS_SECRETS, by the component label of its pod)."""
     for workload in workloads:
         part = component(workload)
-        allowed = SECRET_KEYS.get(part)
+        allowed = PROCESS_SECRETS.get(part)
         where = f"{workload['kind']}/{name(workload)}"
         if allowed is None:
-            yield f"{where}: component {part!r} has no entry in SECRET_KEYS (add what it reads)"
+            yield f"{where}: component {part!r} has no entry in PROCESS_SECRETS (add what it reads)"
             continue
         for container in containers(workload):
             env = container.get("env", [])
@@ -208,7 +198,7 @@ def check_config_holds_no_secret(configmaps: list[dict[str, Any]]) -> Iterator[s
     """kave-config reaches every pod: no secret in it, and no worker-only setting."""
     for config in configmaps:
         for key in config.get("data", {}):
-            if key in set().union(*SECRET_KEYS.values()) or SECRET_NAME.search(key):
+            if key in set().union(*PROCESS_SECRETS.values()) or SECRET_NAME.search(key):
                 yield f"ConfigMap/{name(config)}: {key} reaches every pod; put it in a Secret"
             if key == "KAVE_HANDOFF_ROUTES_FILE":
                 yield (
@@ -218,23 +208,25 @@ def check_config_holds_no_secret(configmaps: list[dict[str, Any]]) -> Iterator[s
 
 
 def check_uvicorn(workloads: list[dict[str, Any]]) -> Iterator[str]:
-    """uvicorn must not rewrite the client address from X-Forwarded-For: Kave decides it
-    in one place (KAVE_TRUSTED_PROXIES, shared/client_address.py)."""
     for workload in workloads:
         for container in containers(workload):
-            argv = [str(a) for a in [*container.get("command", []), *container.get("args", [])]]
-            if not any("uvicorn" in a for a in argv):
-                continue
-            if "--no-proxy-headers" not in argv or any(
-                a.startswith(("--proxy-headers", "--forwarded-allow-ips")) for a in argv
-            ):
-                yield f"{workload['kind']}/{name(workload)}: run uvicorn with --no-proxy-headers"
+            if trusts_proxy_headers([*container.get("command", []), *container.get("args", [])]):
+                yield f"{workload['kind']}/{name(workload)}: {PROXY_HEADERS_FINDING}"
+
+
+def check_images(workloads: list[dict[str, Any]]) -> Iterator[str]:
+    for workload in workloads:
+        expected = IMAGES.get(component(workload))
+        for container in containers(workload):
+            image = str(container.get("image", "")).split("@")[0].rsplit("/", 1)[-1]
+            if expected is not None and image.partition(":")[0] != expected:
+                yield f"{workload['kind']}/{name(workload)}: must run image {expected}"
 
 
 def selected_components(policy: dict[str, Any]) -> set[str]:
     """The Kave components a NetworkPolicy's podSelector picks."""
     selector = policy["spec"].get("podSelector", {})
-    everything = set(SECRET_KEYS)
+    everything = set(PROCESS_SECRETS)
     chosen = set(everything)
     labels = selector.get("matchLabels", {})
     if "app.kubernetes.io/component" in labels:
@@ -251,11 +243,13 @@ def check_egress(policies: list[dict[str, Any]]) -> Iterator[str]:
     to the addresses the overlay names."""
     egress = [p for p in policies if "Egress" in p["spec"].get("policyTypes", [])]
     if not any(
-        not p["spec"].get("egress") and selected_components(p) == set(SECRET_KEYS) for p in egress
+        not p["spec"].get("egress") and selected_components(p) == set(PROCESS_SECRETS)
+        for p in egress
     ):
         yield "no default-deny egress NetworkPolicy for every Kave pod"
     if not any(
-        name(p) == "kave-egress-dns" and selected_components(p) == set(SECRET_KEYS) for p in egress
+        name(p) == "kave-egress-dns" and selected_components(p) == set(PROCESS_SECRETS)
+        for p in egress
     ):
         yield "NetworkPolicy kave-egress-dns (every Kave pod to the cluster DNS) is missing"
     for policy in egress:

@@ -9,6 +9,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 from types import ModuleType
@@ -40,13 +41,26 @@ def rendered_example_overlay() -> list[dict[str, Any]]:
 
 
 def load_script(name: str) -> ModuleType:
-    """``scripts/<name>.py`` as a module (scripts/ is not a package: the checks run as files)."""
+    """``scripts/<name>.py`` as a module (scripts/ is not a package: the checks run as files,
+    with scripts/ as their import path, from which they import ``kave_policy``)."""
+    _scripts_importable()
     spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def policy_module(name: str) -> ModuleType:
+    """``scripts/kave_policy/<name>.py``: the rules the policy scripts run."""
+    _scripts_importable()
+    return importlib.import_module(f"kave_policy.{name}")
+
+
+def _scripts_importable() -> None:
+    if str(ROOT / "scripts") not in sys.path:
+        sys.path.append(str(ROOT / "scripts"))
 
 
 def json_lines(path: Path) -> list[dict[str, Any]]:

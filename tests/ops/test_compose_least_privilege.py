@@ -19,10 +19,14 @@ from typing import Any
 
 import pytest
 
-from tests.ops.support import ROOT, load_script
+from tests.ops.support import ROOT, load_script, policy_module
 from tests.ops.test_compose_secrets import VALUES, findings, raw_compose, resolve
 
 policy = load_script("check_containers_policy")
+compose_privilege = policy_module("compose_privilege")
+compose_services = policy_module("compose_services")
+compose_values = policy_module("values")
+dockerfiles = policy_module("dockerfiles")
 
 Services = dict[str, dict[str, Any]]
 
@@ -136,6 +140,15 @@ DATABASE_URL = "postgresql+psycopg://kave:${POSTGRES_PASSWORD:?x}@postgres:5432/
             set_key("migrate", "security_opt", ["no-new-privileges:false"]),
             'services.migrate: needs security_opt: ["no-new-privileges:true"]',
         ),
+        # Each process its own image: the public receiver's carries nothing of the API.
+        (
+            set_key("api", "image", "kave-receiver:${KAVE_IMAGE_TAG:-latest}"),
+            "services.api: must run image kave-api, built from Dockerfile.api",
+        ),
+        (
+            set_key("api", "build", {"context": ".", "dockerfile": "Dockerfile.receiver"}),
+            "services.api: must run image kave-api, built from Dockerfile.api",
+        ),
         # The client address: uvicorn must not rewrite it.
         (without_no_proxy_headers("receiver"), "services.receiver: run uvicorn with --no-proxy"),
         (without_no_proxy_headers("api"), "services.api: run uvicorn with --no-proxy-headers"),
@@ -157,8 +170,8 @@ def test_the_receiver_gets_neither_the_database_nor_the_jwt_key() -> None:
     assert VALUES["POSTGRES_PASSWORD"] not in str(services["receiver"])
     assert VALUES["KAVE_JWT_SECRET_KEY"] not in str(services["receiver"])
     assert VALUES["KAVE_JWT_SECRET_KEY"] not in str({n: services[n] for n in ("worker", "beat")})
-    for name in policy.KAVE_SERVICES:
-        assert ".env" not in policy.env_file_paths(services[name]), name
+    for name in compose_services.KAVE_SERVICES:
+        assert ".env" not in compose_values.env_file_paths(services[name]), name
 
 
 def test_a_memory_limit_must_resolve_to_a_size() -> None:
@@ -169,30 +182,66 @@ def test_a_memory_limit_must_resolve_to_a_size() -> None:
 
 
 def copy_root(tmp_path: Path) -> Path:
-    for name in ("docker-compose.yml", "Dockerfile.receiver", "Dockerfile.worker", ".dockerignore"):
+    for name in (
+        "docker-compose.yml",
+        "Dockerfile.receiver",
+        "Dockerfile.api",
+        "Dockerfile.worker",
+        ".dockerignore",
+    ):
         shutil.copy(ROOT / name, tmp_path / name)
     return tmp_path
 
 
-@pytest.mark.parametrize("image", ["receiver", "worker"])
-def test_requirements_install_only_with_their_hashes(tmp_path: Path, image: str) -> None:
+def dockerfile_findings(tmp_path: Path, image: str, old: str, new: str) -> list[str]:
+    """The policy's findings on Dockerfile.<image> with ``old`` replaced by ``new`` (the
+    copy passes before the change)."""
     root = copy_root(tmp_path)
     assert policy.main(["--root", str(root)]) == 0
     dockerfile = root / f"Dockerfile.{image}"
     text = dockerfile.read_text()
-    assert "--require-hashes -r requirements/" in text
-    dockerfile.write_text(text.replace("--require-hashes ", ""))
-    found = policy.Findings()
-    policy.check_dockerfile(dockerfile, image, found)
-    assert any("must use --require-hashes" in item for item in found.items), found.items
+    assert old in text
+    dockerfile.write_text(text.replace(old, new))
+    found = compose_values.Findings()
+    dockerfiles.check_dockerfile(dockerfile, image, found)
+    return found.items
 
 
-def test_the_receiver_image_runs_uvicorn_without_proxy_headers(tmp_path: Path) -> None:
-    dockerfile = copy_root(tmp_path) / "Dockerfile.receiver"
-    dockerfile.write_text(dockerfile.read_text().replace(', "--no-proxy-headers"]', "]"))
-    found = policy.Findings()
-    policy.check_dockerfile(dockerfile, "receiver", found)
-    assert any("--no-proxy-headers" in item for item in found.items), found.items
+@pytest.mark.parametrize("image", ["receiver", "api", "worker"])
+def test_requirements_install_only_with_their_hashes(tmp_path: Path, image: str) -> None:
+    found = dockerfile_findings(
+        tmp_path, image, "--require-hashes -r requirements/", "-r requirements/"
+    )
+    assert any("must use --require-hashes" in item for item in found), found
+
+
+@pytest.mark.parametrize("image", ["receiver", "api"])
+@pytest.mark.parametrize(
+    "ending",
+    ["]", ', "--no-proxy-headers", "--forwarded-allow-ips", "*"]'],
+    ids=["left-out", "undone"],
+)
+def test_the_web_images_run_uvicorn_without_proxy_headers(
+    tmp_path: Path, image: str, ending: str
+) -> None:
+    found = dockerfile_findings(tmp_path, image, ', "--no-proxy-headers"]', ending)
+    assert any("run uvicorn with --no-proxy-headers" in item for item in found), found
+
+
+@pytest.mark.parametrize(
+    ("image", "line"),
+    [
+        ("receiver", "COPY api/ api/"),
+        ("receiver", "COPY worker/ worker/"),
+        ("receiver", "COPY migrations/ migrations/"),
+        ("api", "COPY receiver/ receiver/"),
+        ("api", "COPY . ."),
+    ],
+)
+def test_each_image_carries_only_its_own_packages(tmp_path: Path, image: str, line: str) -> None:
+    copy_shared = "COPY shared/ shared/"
+    found = dockerfile_findings(tmp_path, image, copy_shared, f"{copy_shared}\n{line}")
+    assert any("this image needs" in item for item in found), found
 
 
 @pytest.mark.parametrize(
@@ -208,6 +257,6 @@ def test_the_tuning_env_file_holds_no_secret(tmp_path: Path, line: str, finding:
     (root / "kave.env").write_text("# tuning\nKAVE_MAX_FORM_FIELDS=8\n")
     assert policy.main(["--root", str(root)]) == 0
     (root / "kave.env").write_text(f"KAVE_MAX_FORM_FIELDS=8\n{line}\n")
-    found = policy.Findings()
-    policy.check_tuning_env_file(root / "kave.env", found)
+    found = compose_values.Findings()
+    compose_privilege.check_tuning_env_file(root / "kave.env", found)
     assert any(finding in item for item in found.items), found.items

@@ -1,11 +1,11 @@
 """The production compose file and .env.example hold no usable secret.
 
 scripts/check_containers_policy.py is Kave's own rule book for docker-compose.yml (run
-by `scripts/check-containers`, part of `make lint`). These tests show that its secret
-rules pass on the real file and catch each way a secret can be weakened: a Redis
-without --requirepass, a password with a default, a password written literally, a URL
-without the password, two copies of one password that differ. And that every secret in
-.env.example is one that production refuses.
+by `scripts/check-containers`, part of `make lint`; its rules in scripts/kave_policy).
+These tests show that its secret rules pass on the real file and catch each way a
+secret can be weakened: a Redis without --requirepass, a password with a default, a
+password written literally, a URL without the password, two copies of one password
+that differ. And that every secret in .env.example is one that production refuses.
 """
 
 from __future__ import annotations
@@ -26,13 +26,18 @@ from shared.secret_strength import (
     weakness,
 )
 from shared.settings import Settings
-from tests.ops.support import ROOT, load_script
+from tests.ops.support import ROOT, policy_module
 
-policy = load_script("check_containers_policy")
+compose = policy_module("compose")
+compose_services = policy_module("compose_services")
+compose_privilege = policy_module("compose_privilege")
+compose_values = policy_module("values")
+dockerfiles = policy_module("dockerfiles")
+processes = policy_module("processes")
 
 
 def raw_compose() -> Any:
-    return policy.load_yaml(ROOT / "docker-compose.yml")
+    return compose_values.load_yaml(ROOT / "docker-compose.yml")
 
 
 def resolve(text: str, values: dict[str, str]) -> Any:
@@ -52,8 +57,8 @@ def resolve(text: str, values: dict[str, str]) -> Any:
 
 
 def findings(doc: Any, *, raw: bool) -> list[str]:
-    result = policy.Findings()
-    policy.check_compose(doc, "compose", result, raw=raw)
+    result = compose_values.Findings()
+    compose.check_compose(doc, "compose", result, raw=raw)
     return list(result.items)
 
 
@@ -83,11 +88,12 @@ def test_the_compose_file_passes_every_rule_as_written_and_resolved() -> None:
 def test_redis_runs_with_the_password_every_kave_url_carries() -> None:
     doc = resolve((ROOT / "docker-compose.yml").read_text(), VALUES)
     redis = doc["services"]["redis"]
-    argv = policy.as_argv(redis["command"])
-    assert policy.option_value(argv, "--requirepass") == VALUES["REDIS_PASSWORD"]
+    argv = compose_values.as_argv(redis["command"])
+    assert compose_values.option_value(argv, "--requirepass") == VALUES["REDIS_PASSWORD"]
     assert redis["environment"]["REDISCLI_AUTH"] == VALUES["REDIS_PASSWORD"]
-    readers = [n for n in policy.KAVE_SERVICES if "KAVE_REDIS_URL" in policy.PROCESS_VARIABLES[n]]
-    assert set(policy.KAVE_SERVICES) - set(readers) == {"migrate"}
+    kave_services = compose_services.KAVE_SERVICES
+    readers = [n for n in kave_services if "KAVE_REDIS_URL" in processes.PROCESS_SECRETS[n]]
+    assert set(kave_services) - set(readers) == {"migrate"}
     for name in readers:
         url = doc["services"][name]["environment"]["KAVE_REDIS_URL"]
         assert url_password(url) == VALUES["REDIS_PASSWORD"], name
@@ -95,7 +101,7 @@ def test_redis_runs_with_the_password_every_kave_url_carries() -> None:
 
 def test_every_secret_is_required_from_env() -> None:
     text = (ROOT / "docker-compose.yml").read_text()
-    for name in policy.SECRET_VARIABLES:
+    for name in compose_privilege.SECRET_VARIABLES:
         assert "${" + name + ":?" in text, name
         values = {k: v for k, v in VALUES.items() if k != name}
         with pytest.raises(AssertionError, match=name):
@@ -219,12 +225,12 @@ def test_env_example_as_is_does_not_start_in_production() -> None:
 
 @pytest.mark.parametrize("line", ["ENV REDIS_PASSWORD=x", "ARG KAVE_JWT_SECRET_KEY"])
 def test_the_policy_keeps_secrets_out_of_the_images(tmp_path: Path, line: str) -> None:
-    for name in ("Dockerfile.receiver", "Dockerfile.worker"):
-        clean = policy.Findings()
-        policy.check_dockerfile(ROOT / name, name.split(".")[1], clean)
+    for name in ("Dockerfile.receiver", "Dockerfile.api", "Dockerfile.worker"):
+        clean = compose_values.Findings()
+        dockerfiles.check_dockerfile(ROOT / name, name.split(".")[1], clean)
         assert clean.items == []
         dockerfile = tmp_path / name
         dockerfile.write_text((ROOT / name).read_text() + f"\n{line}\n")
-        found = policy.Findings()
-        policy.check_dockerfile(dockerfile, name.split(".")[1], found)
+        found = compose_values.Findings()
+        dockerfiles.check_dockerfile(dockerfile, name.split(".")[1], found)
         assert any("no secret in the image" in item for item in found.items), found.items

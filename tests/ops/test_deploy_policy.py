@@ -6,7 +6,8 @@ on copies broken in each way it guards against: a Secret in the manifests, a sec
 public component, KEDA watching another queue than the workers consume, a misspelt KEDA
 field, an alert or dashboard query on a metric Kave does not export; and least
 privilege: a component given a secret its process does not read (or a whole Secret, or
-none of what it needs), uvicorn trusting X-Forwarded-For itself, egress left open.
+none of what it needs), uvicorn trusting X-Forwarded-For itself, the API on the
+receiver's image, egress left open.
 """
 
 from __future__ import annotations
@@ -177,6 +178,10 @@ def let_uvicorn_trust_proxy_headers(name: str) -> Any:
     return change
 
 
+def run_the_receivers_image_for_the_api(docs: list[dict[str, Any]]) -> None:
+    container(docs, "Deployment", "kave-api")["image"] = "registry.example.com/kave-receiver:1.0.0"
+
+
 def drop_policy(name: str) -> Any:
     def change(docs: list[dict[str, Any]]) -> None:
         docs.remove(find(docs, "NetworkPolicy", name))
@@ -228,6 +233,7 @@ def reach_any_address(docs: list[dict[str, Any]]) -> None:
             let_uvicorn_trust_proxy_headers("kave-api"),
             "Deployment/kave-api: run uvicorn with --no-proxy-headers",
         ),
+        (run_the_receivers_image_for_the_api, "Deployment/kave-api: must run image kave-api"),
         (drop_policy("kave-default-deny-egress"), "no default-deny egress NetworkPolicy"),
         (drop_policy("kave-egress-dns"), "NetworkPolicy kave-egress-dns"),
         (

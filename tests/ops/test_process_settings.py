@@ -5,7 +5,7 @@ PROCESS_NEEDS), so that docker-compose.yml and deploy/kubernetes can hand each c
 only its own secrets: the receiver runs without the database URL and the JWT key, beat
 with Redis alone. These tests build each process's settings from exactly the environment
 its container gets, show that leaving out any one of them stops it, keep the policy
-scripts' tables in step with PROCESS_NEEDS, and start a real receiver with its subset.
+scripts' one table in step with PROCESS_NEEDS, and start a real receiver with its subset.
 """
 
 from __future__ import annotations
@@ -20,12 +20,13 @@ import pytest
 from pydantic import ValidationError
 
 from shared.settings import PROCESS_NEEDS, Settings, SettingsError
-from tests.ops.support import ROOT, load_script, rendered_example_overlay
+from tests.ops.support import ROOT, load_script, policy_module, rendered_example_overlay
 from tests.ops.test_compose_secrets import resolve
 from tests.services import free_port, wait_until
 
-containers_policy = load_script("check_containers_policy")
 deploy_policy = load_script("check_deploy_policy")
+processes = policy_module("processes")
+compose_privilege = policy_module("compose_privilege")
 
 PROCESSES = ("receiver", "api", "worker", "beat", "flower", "migrate")
 S3_KEYS = {"KAVE_S3_ACCESS_KEY_ID", "KAVE_S3_SECRET_ACCESS_KEY"}
@@ -78,15 +79,19 @@ def compose_environment(process: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("process", PROCESSES)
-def test_the_policy_tables_give_each_process_what_it_needs_and_no_more(process: str) -> None:
-    given = set(containers_policy.PROCESS_VARIABLES[process])
-    assert given == deploy_policy.SECRET_KEYS[process]
+def test_the_policy_table_gives_each_process_what_it_needs_and_no_more(process: str) -> None:
+    given = set(processes.PROCESS_SECRETS[process])
     needs = PROCESS_NEEDS[process]
     # Every secret it needs is given, the S3 pair exactly when it uses the store ...
     assert needs - NOT_SECRET <= given
     assert (given >= S3_KEYS) == ("KAVE_OBJECT_STORE" in needs)
     # ... and nothing else.
     assert given - S3_KEYS <= needs
+
+
+def test_both_policies_check_against_the_one_table() -> None:
+    assert compose_privilege.PROCESS_SECRETS is processes.PROCESS_SECRETS
+    assert deploy_policy.PROCESS_SECRETS is processes.PROCESS_SECRETS
 
 
 def test_the_receiver_needs_neither_the_database_nor_the_jwt_key() -> None:
@@ -114,7 +119,7 @@ def test_each_compose_service_starts_with_its_environment_alone(
     [
         (process, variable)
         for process in PROCESSES
-        for variable in sorted(containers_policy.PROCESS_VARIABLES[process] - S3_KEYS)
+        for variable in sorted(processes.PROCESS_SECRETS[process] - S3_KEYS)
     ],
 )
 def test_each_compose_service_refuses_to_start_without_one_of_its_secrets(
@@ -179,7 +184,7 @@ def test_each_kubernetes_component_starts_with_its_environment_alone(
     settings = settings_from(environment, monkeypatch)
     assert settings.process == process
     given = {name for name in environment if name in SECRET_VALUES}
-    assert given == deploy_policy.SECRET_KEYS[process]
+    assert given == processes.PROCESS_SECRETS[process]
 
 
 # --- a real receiver -------------------------------------------------------------------------

@@ -9,22 +9,22 @@ import redis
 
 from kave.devstack import EmbeddedRedis
 from kave.devstack.embedded import AOF_REWRITE_MIN_SIZE
-from tests.ops.support import ROOT, load_script
+from tests.ops.support import ROOT, policy_module
 from tests.services import free_port
 
-policy = load_script("check_containers_policy")
+compose_values = policy_module("values")
 
 GIB = 1024**3
 
 
 def compose_redis_argv() -> list[str]:
-    doc = policy.load_yaml(ROOT / "docker-compose.yml")
-    argv: list[str] = policy.as_argv(doc["services"]["redis"]["command"])
+    doc = compose_values.load_yaml(ROOT / "docker-compose.yml")
+    argv: list[str] = compose_values.as_argv(doc["services"]["redis"]["command"])
     return argv
 
 
 def test_compose_and_the_embedded_redis_compact_the_aof_at_the_same_size() -> None:
-    assert policy.option_value(compose_redis_argv(), "--auto-aof-rewrite-min-size") == (
+    assert compose_values.option_value(compose_redis_argv(), "--auto-aof-rewrite-min-size") == (
         AOF_REWRITE_MIN_SIZE
     )
 
