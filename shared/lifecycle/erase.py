@@ -94,7 +94,7 @@ _EMAIL_TEXT = func.lower(
         Email.in_reply_to,
         Email.text_body,
         Email.html_body,
-        Email.reply_text,  # derived (worker/ingest/derive.py), but rendered from HTML it may differ
+        Email.reply_text,  # derived (worker/ingest/derive/), but rendered from HTML it may differ
         Email.spf_detail,
         cast(Email.to, Text),
         cast(Email.cc, Text),

@@ -12,7 +12,7 @@ import pytest
 from mailparser_reply import EmailReplyParser
 from mailparser_reply.parser import EmailMessage
 
-from worker.ingest import derive
+from worker.ingest.derive import reply
 from worker.ingest.line_pattern import LineStartPattern
 
 REPLIES = Path(__file__).resolve().parents[1] / "fixtures" / "replies"
@@ -66,7 +66,7 @@ PREFIXES = ["", "", "", "> ", ">> ", "> > ", " ", "x "]
 
 
 def library_header_pattern() -> re.Pattern[str]:
-    return EmailMessage(text="", languages=list(derive._LANGUAGES)).HEADER_REGEX
+    return EmailMessage(text="", languages=list(reply._LANGUAGES)).HEADER_REGEX
 
 
 def generated_bodies(count: int, seed: int) -> list[str]:
@@ -102,9 +102,9 @@ def test_findall_equals_re_findall_on_the_corpus_and_generated_bodies() -> None:
 
 @pytest.mark.parametrize("text", corpus())
 def test_reply_text_equals_the_library_parser(text: str) -> None:
-    plain = EmailReplyParser(languages=list(derive._LANGUAGES)).parse_reply(text)
+    plain = EmailReplyParser(languages=list(reply._LANGUAGES)).parse_reply(text)
     expected = plain.strip() if isinstance(plain, str) else ""
-    assert derive.reply_text(text, None) == (expected if text.strip() else None)
+    assert reply.reply_text(text, None) == (expected if text.strip() else None)
 
 
 def test_groups_are_listed_as_re_lists_them() -> None:

@@ -1,0 +1,95 @@
+"""Derived fields of a parsed email: what a platform's agent needs to act on it.
+
+One module per concern: ``threads`` (conversation id, mailbox hash), ``reply`` (reply
+text), ``loop_guard`` (auto-submitted, bounces), ``sniff`` (attachment types). This
+package's face is :func:`email_columns` and :func:`attachment_columns`, which
+``worker.ingest.rows`` merges into the row values. It imports the parser's types, the
+column limits and pure libraries only: no I/O (an import-linter contract keeps it so).
+
+From a :class:`~worker.ingest.parsing.ParsedEmail` it computes the fields stored next to
+the email for the hand-off to the platform:
+
+- ``conversation_id``: the thread root (first id of References, else In-Reply-To, else the
+  email's own Message-ID), normalised, so every message of a thread shares it;
+- ``mailbox_hash``: the plus-address tag of the envelope recipient (``inbox+ticket-42@`` gives
+  ``ticket-42``), which platforms use to route replies to the object they are about;
+- ``reply_text``: the new text without quoted history, "On ... wrote:" headers and signatures
+  (mail-parser-reply, multi-language; quotequail cuts HTML quotes and inscriptis turns what
+  is left into text when the email has only HTML);
+- ``auto_submitted`` with its reason: RFC 3834 signals and delivery-status reports, with the
+  addresses a bounce names (flufl.bounce), so no agent answers an out-of-office or a bounce
+  and starts a mail loop;
+- per attachment, the type sniffed from its bytes (puremagic) and whether it contradicts the
+  declared type (an ``.pdf`` that is an executable).
+
+Every function is total: a library that raises on odd input gives ``None`` (or "not
+detected"), never a failed email, since the derived fields are advisory and re-derivable
+with ``kave reprocess``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from worker.ingest.derive.loop_guard import auto_submitted
+from worker.ingest.derive.reply import reply_text
+from worker.ingest.derive.sniff import Sniffed, sniff, sniff_attachment
+from worker.ingest.derive.threads import conversation_id, mailbox_hash, normalize_message_id
+from worker.ingest.parsing import ParsedAttachment, ParsedEmail
+
+__all__ = [
+    "Derived",
+    "Sniffed",
+    "attachment_columns",
+    "auto_submitted",
+    "conversation_id",
+    "derive_email",
+    "email_columns",
+    "mailbox_hash",
+    "normalize_message_id",
+    "reply_text",
+    "sniff",
+    "sniff_attachment",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Derived:
+    conversation_id: str | None
+    mailbox_hash: str | None
+    reply_text: str | None
+    auto_submitted: bool
+    auto_submitted_reason: str | None  # e.g. "auto-submitted:auto-replied", "dsn"
+    bounced_addresses: tuple[str, ...]
+
+
+def derive_email(email: ParsedEmail) -> Derived:
+    """All derived fields of an email (attachments: :func:`sniff_attachment`)."""
+    flagged, reason, bounced = auto_submitted(email)
+    return Derived(
+        conversation_id=conversation_id(email.message_id, email.in_reply_to, email.references),
+        mailbox_hash=mailbox_hash(email.envelope_recipient),
+        reply_text=reply_text(email.text_body, email.html_body),
+        auto_submitted=flagged,
+        auto_submitted_reason=reason,
+        bounced_addresses=bounced,
+    )
+
+
+def email_columns(email: ParsedEmail) -> dict[str, object]:
+    """The derived columns of an email row (worker.ingest.storage merges them into its values)."""
+    derived = derive_email(email)
+    return {
+        "conversation_id": derived.conversation_id,
+        "mailbox_hash": derived.mailbox_hash,
+        "reply_text": derived.reply_text,
+        "auto_submitted": derived.auto_submitted,
+        "auto_submitted_reason": derived.auto_submitted_reason,
+        "bounced_addresses": list(derived.bounced_addresses),
+    }
+
+
+def attachment_columns(attachment: ParsedAttachment) -> dict[str, object]:
+    """The derived columns of an attachment row."""
+    sniffed = sniff_attachment(attachment)
+    return {"sniffed_type": sniffed.sniffed_type, "type_mismatch": sniffed.type_mismatch}
