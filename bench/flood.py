@@ -24,182 +24,27 @@ server took to close the attacking connections. Figures, not assertions:
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import logging
 import statistics
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import structlog
 
-from bench import disk, payloads, stack
-from bench import rss as proc_memory
-from bench.hostile_webhooks import FORGED_SIGNATURE, HeadProbe, RssSampler, percentile
+from bench import stack
+from loadkit import disk, payloads
+from loadkit import rss as proc_memory
+from loadkit.flood import FloodThread, Outcome, attacker_sources
+from loadkit.probes import HeadProbe, RssSampler, percentile
 from shared.webhook import WEBHOOK_PATH
 
 MIB = 1024 * 1024
-FORM = "application/x-www-form-urlencoded"
-ATTACKER_ADDRESS = "127.0.0.2"
 # An inbound email with an attachment of this size is a ~1 MB signed POST.
 ONE_MB_ATTACHMENT = 330_000
-
-
-# --- the attacking connections ------------------------------------------------------------
-
-
-@dataclass
-class Outcome:
-    """One attacking connection: the status the server answered (0: closed without an
-    answer, None: still open when the flood gave up) and when it closed it."""
-
-    source: str
-    status: int | None = None
-    closed_after: float | None = None
-    sent: int = 0
-
-
-def attack_headers(host: str, port: int, declared: int) -> bytes:
-    lines = [
-        f"POST {WEBHOOK_PATH} HTTP/1.1",
-        f"Host: {host}:{port}",
-        f"Content-Type: {FORM}",
-        f"X-Mandrill-Signature: {FORGED_SIGNATURE}",
-        f"Content-Length: {declared}",
-        "",
-        "",
-    ]
-    return "\r\n".join(lines).encode("latin-1")
-
-
-async def trickle(
-    host: str,
-    port: int,
-    source: str,
-    *,
-    declared: int,
-    piece: int,
-    every: float,
-    give_up: float,
-) -> Outcome:
-    """One connection: the headers, then ``piece`` bytes every ``every`` seconds until
-    the server answers or closes (or ``give_up`` seconds pass)."""
-    outcome = Outcome(source)
-    reader, writer = await asyncio.open_connection(host, port, local_addr=(source, 0))
-    started = time.monotonic()
-    writer.write(attack_headers(host, port, declared))
-
-    async def send_pieces() -> None:
-        with contextlib.suppress(ConnectionError, OSError):
-            while True:
-                writer.write(b"a" * piece)
-                await writer.drain()
-                outcome.sent += piece
-                await asyncio.sleep(every)
-
-    sender = asyncio.create_task(send_pieces())
-    answer = b""
-    try:
-        async with asyncio.timeout(give_up):
-            while chunk := await reader.read(65536):
-                answer += chunk
-        outcome.closed_after = time.monotonic() - started
-    except TimeoutError:  # before OSError, of which it is a subclass
-        pass  # still open: closed_after stays None
-    except (ConnectionError, OSError):  # reset: closed with unread bytes in flight
-        outcome.closed_after = time.monotonic() - started
-    finally:
-        sender.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sender
-        writer.close()
-        with contextlib.suppress(ConnectionError, OSError):
-            await writer.wait_closed()
-    if outcome.closed_after is not None:
-        outcome.status = _status(answer)
-    return outcome
-
-
-def _status(answer: bytes) -> int:
-    parts = answer.split(b" ", 2)
-    if len(parts) >= 2 and parts[0].startswith(b"HTTP/") and parts[1].isdigit():
-        return int(parts[1])
-    return 0
-
-
-async def flood(
-    host: str,
-    port: int,
-    sources: list[str],
-    *,
-    declared: int,
-    piece: int,
-    every: float,
-    give_up: float,
-) -> list[Outcome]:
-    """One :func:`trickle` connection per entry of ``sources`` (its source address), all
-    at once."""
-    return await asyncio.gather(
-        *(
-            trickle(
-                host, port, source, declared=declared, piece=piece, every=every, give_up=give_up
-            )
-            for source in sources
-        )
-    )
-
-
-@dataclass
-class FloodThread:
-    """:func:`flood` in a thread of its own, so that the caller can measure meanwhile."""
-
-    host: str
-    port: int
-    sources: list[str]
-    declared: int
-    piece: int
-    every: float
-    give_up: float
-    outcomes: list[Outcome] = field(default_factory=list)
-    started_at: float = 0.0
-    _thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        def run() -> None:
-            self.outcomes = asyncio.run(
-                flood(
-                    self.host,
-                    self.port,
-                    self.sources,
-                    declared=self.declared,
-                    piece=self.piece,
-                    every=self.every,
-                    give_up=self.give_up,
-                )
-            )
-
-        self.started_at = time.monotonic()
-        self._thread = threading.Thread(target=run, daemon=True)
-        self._thread.start()
-
-    def join(self) -> list[Outcome]:
-        assert self._thread is not None
-        self._thread.join()
-        return self.outcomes
-
-
-def attacker_sources(count: int, distinct: bool) -> list[str]:
-    """``count`` source addresses: all 127.0.0.2, or 127.0.0.2, .3, ... (127/8 is lo)."""
-    if not distinct:
-        return [ATTACKER_ADDRESS] * count
-    return [f"127.0.{(n + 2) // 256}.{(n + 2) % 256}" for n in range(count)]
-
-
-# --- the run --------------------------------------------------------------------------
 
 
 @dataclass

@@ -4,7 +4,7 @@ Run by hand (not in CI, not collected by pytest): hypothesis generates bodies fr
 grammar of line fragments (reply-header words of every language the reply parser
 knows, quoting, separators, whitespace runs, HTML tags), each fragment and line repeated
 so that a body is a few kilobytes, and runs each email through what the ingest task runs
-(``bench.complexity.run_path``). It steers towards the bodies that cost the most CPU
+(``loadkit.complexity.run_path``). It steers towards the bodies that cost the most CPU
 time per byte (``hypothesis.target``), flags every body over ``--threshold`` microseconds
 per byte, and prints the worst ones. A flagged body is then checked at 8 times its size:
 the ratio says whether its cost grows faster than its length.
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from hypothesis import HealthCheck, Phase, given, seed, settings, target
 from hypothesis import strategies as st
 
-from bench.complexity import cpu_seconds, html, inbound_event, plain, run_path
+from loadkit.complexity import cpu_seconds, html, inbound_event, plain, run_path
 
 # Words and marks that the reply parser's expressions look for, and what they skip over.
 TEXT_FRAGMENTS = [

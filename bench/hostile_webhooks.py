@@ -21,187 +21,26 @@ bound idle + 3x the largest body. Figures, not assertions:
 from __future__ import annotations
 
 import argparse
-import http.client
 import logging
-import select
 import shutil
-import socket
 import statistics
 import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 import psutil
 import structlog
 
-from bench import payloads, stack
-from bench import rss as proc_memory
+from bench import stack
+from loadkit import payloads
+from loadkit import rss as proc_memory
+from loadkit.hostile_webhooks import FORGED_SIGNATURE, FORM, MIB, hostile_bodies, post_raw
+from loadkit.probes import HeadProbe, RssSampler, percentile
 from shared.webhook import WEBHOOK_PATH
-
-FORM = "application/x-www-form-urlencoded"
-FORGED_SIGNATURE = "AAAAAAAAAAAAAAAAAAAAAAAAAAA="
-MIB = 1024 * 1024
-
-
-# --- the bodies -----------------------------------------------------------------------
-
-
-def amp_body(size: int) -> bytes:
-    """The issue's body: a tiny batch, then one-byte fields (``&a``) to the size."""
-    head = b"mandrill_events=%5B%7B%7D%5D"
-    return head + b"&a" * ((size - len(head)) // 2)
-
-
-def percent_body(size: int) -> bytes:
-    """One field whose name is ``size`` percent signs (invalid escapes, kept as they are)."""
-    return b"%" * size
-
-
-def many_fields_body(_size: int, fields: int = 100_000) -> bytes:
-    return b"mandrill_events=%5B%5D&" + b"&".join(b"f%d=1" % i for i in range(fields))
-
-
-def deep_json_body(size: int) -> bytes:
-    """A batch of nested arrays ``[[[...]]]`` (valid form encoding; never parsed here)."""
-    depth = (size - len("mandrill_events=")) // 2
-    return b"mandrill_events=" + b"[" * depth + b"]" * depth
-
-
-HOSTILE: dict[str, Callable[[int], bytes]] = {
-    "8MB of &a": amp_body,
-    "8MB of %": percent_body,
-    "100,000 fields": many_fields_body,
-    "deep JSON": deep_json_body,
-}
-# The answer each body gets with a (wrong) signature header; without one it is 401.
-EXPECTED_SIGNED = {"8MB of &a": 400, "8MB of %": 400, "100,000 fields": 400, "deep JSON": 401}
-
-
-def hostile_bodies(size: int = 8 * MIB) -> dict[str, bytes]:
-    return {name: build(size) for name, build in HOSTILE.items()}
-
-
-# --- a client that reads an early answer ------------------------------------------------
-
-
-def post_raw(
-    base: str, body: bytes, headers: dict[str, str], *, timeout: float = 60.0
-) -> tuple[int, float, int]:
-    """POST ``body`` over a plain socket; (status, seconds, body bytes the server took).
-
-    A receiver may answer before it has read the body (and then close the connection):
-    this client sends in pieces and stops as soon as an answer arrives, where httpx would
-    fail on the write and lose the answer.
-    """
-    parts = urlsplit(base)
-    started = time.perf_counter()
-    with socket.create_connection((parts.hostname, parts.port or 80), timeout=timeout) as sock:
-        lines = [f"POST {WEBHOOK_PATH} HTTP/1.1", f"Host: {parts.netloc}"]
-        lines += [f"{k}: {v}" for k, v in headers.items()]
-        lines += [f"Content-Length: {len(body)}", "Connection: close", "", ""]
-        sock.sendall("\r\n".join(lines).encode("latin-1"))
-        sent = 0
-        view = memoryview(body)
-        sock.setblocking(False)
-        while sent < len(body):
-            readable, writable, _ = select.select([sock], [sock], [], timeout)
-            if readable:
-                break  # an answer (or a close) before the whole body was taken
-            if not writable:
-                raise TimeoutError(f"the receiver took no byte for {timeout} s")
-            try:
-                sent += sock.send(view[sent : sent + 256 * 1024])
-            except BlockingIOError:
-                continue
-            except (BrokenPipeError, ConnectionResetError):
-                break
-        sock.setblocking(True)
-        sock.settimeout(timeout)
-        status = _read_status(sock)
-    return status, time.perf_counter() - started, sent
-
-
-def _read_status(sock: socket.socket) -> int:
-    response = http.client.HTTPResponse(sock)
-    try:
-        response.begin()
-    except (ConnectionResetError, http.client.RemoteDisconnected):
-        return 0  # no answer at all: reported as status 0
-    response.close()
-    return response.status
-
-
-# --- what is measured while the bodies are sent ----------------------------------------
-
-
-@dataclass
-class HeadProbe:
-    """HEAD every ``interval`` seconds; each answer's latency in seconds."""
-
-    base: str
-    interval: float = 0.1
-    latencies: list[float] = field(default_factory=list)
-    failures: int = 0
-    _stop: threading.Event = field(default_factory=threading.Event)
-
-    def run(self) -> None:
-        with httpx.Client(base_url=self.base, timeout=30) as client:
-            next_at = time.perf_counter()
-            while not self._stop.is_set():
-                started = time.perf_counter()
-                try:
-                    ok = client.head(WEBHOOK_PATH).status_code == 200
-                except httpx.HTTPError:
-                    ok = False
-                if ok:
-                    self.latencies.append(time.perf_counter() - started)
-                else:
-                    self.failures += 1
-                next_at += self.interval
-                self._stop.wait(max(0.0, next_at - time.perf_counter()))
-
-    def stop(self) -> None:
-        self._stop.set()
-
-
-@dataclass
-class RssSampler:
-    pid: int
-    interval: float = 0.005
-    peak: int = 0
-    _stop: threading.Event = field(default_factory=threading.Event)
-
-    since_mark: int = 0
-
-    def run(self) -> None:
-        process = psutil.Process(self.pid)
-        while not self._stop.is_set():
-            rss = process.memory_info().rss
-            self.peak = max(self.peak, rss)
-            self.since_mark = max(self.since_mark, rss)
-            self._stop.wait(self.interval)
-
-    def mark(self) -> int:
-        """The peak since the last mark."""
-        time.sleep(2 * self.interval)
-        peak, self.since_mark = self.since_mark, 0
-        return peak
-
-    def stop(self) -> None:
-        self._stop.set()
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 @dataclass

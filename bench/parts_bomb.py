@@ -19,7 +19,7 @@ import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
-from bench import hostile_mail
+from loadkit import hostile_mail
 from worker.ingest import parsing
 from worker.ingest.parsing import mime_shape
 

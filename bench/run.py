@@ -28,7 +28,8 @@ from typing import Any
 import psutil
 import structlog
 
-from bench import disk, payloads, report, stack
+from bench import report, stack
+from loadkit import disk, payloads
 from shared.settings import Settings
 
 STAGES = ("receiver", "worker", "memory", "growth")

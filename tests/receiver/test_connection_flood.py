@@ -21,9 +21,10 @@ import httpx
 import psutil
 import pytest
 
-from bench.flood import FloodThread, attacker_sources
-from bench.hostile_webhooks import FORGED_SIGNATURE, HeadProbe, RssSampler, percentile
 from kave import devstack
+from loadkit.flood import FloodThread, attacker_sources
+from loadkit.hostile_webhooks import FORGED_SIGNATURE
+from loadkit.probes import HeadProbe, RssSampler, percentile
 from shared.settings import Settings
 from tests.services import REPO, child_env, derive_settings
 from tests.webhooks import WEBHOOK_PATH, fixture_events, signed_form

@@ -18,15 +18,8 @@ import httpx
 import psutil
 import pytest
 
-from bench.hostile_webhooks import (
-    EXPECTED_SIGNED,
-    FORGED_SIGNATURE,
-    HeadProbe,
-    RssSampler,
-    hostile_bodies,
-    percentile,
-    post_raw,
-)
+from loadkit.hostile_webhooks import EXPECTED_SIGNED, FORGED_SIGNATURE, hostile_bodies, post_raw
+from loadkit.probes import HeadProbe, RssSampler, percentile
 from shared.settings import Settings
 from tests.services import derive_settings, receiver_process
 from tests.webhooks import WEBHOOK_PATH, fixture_events, signed_form
