@@ -10,7 +10,8 @@ the best of a few runs, so the other processes of a shared machine do not count;
 too short to measure is counted as the floor, and a family whose 8n run stays under
 the noise threshold passes whatever its ratio. Pure: nothing is started.
 
-The seconds per MB of each family at 1 MiB are printed by ``python -m bench.complexity``.
+The seconds per MB of each family at 1 MiB are printed by the bench's ``complexity`` stage
+(``python -m bench.run --only complexity``).
 """
 
 from __future__ import annotations
