@@ -1,0 +1,15 @@
+"""Kave's benchmark suite: the stages of one command, ``python -m bench.run`` (``make bench``).
+
+- ``run.py``: the command, its stages and ``--only``; ``report.py``: the table it prints;
+- the default run: ``receiver_bench``, ``worker_bench``, ``memory_bench``,
+  ``growth_bench``, with what they start (``stack.py``: Redis, PostgreSQL, S3, uvicorn,
+  Celery), the bare ceiling app (``ceiling_app.py``), the no-op Celery worker
+  (``noop_worker.py``, ``noop_task.py``), wrk's script (``post.lua``) and its installer
+  (``ensure-wrk``);
+- ``hostile/``: the hostile-input stages, on request only.
+
+It may import :mod:`loadkit` (what it shares with the tests), :mod:`kave.devstack` and
+the product packages it starts, feeds and times. Nothing imports it: not the product
+(an import-linter contract), not :mod:`loadkit`, not the tests. Its figures are written
+down in BENCHMARKS.md and RELIABILITY.md, not asserted; the tests assert.
+"""

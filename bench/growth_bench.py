@@ -11,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench import payloads
 from bench.stack import celery_worker, child_env
 from bench.worker_bench import engine_for, enqueue_all, wait_processed
+from loadkit import payloads
 from shared.settings import Settings
 
 BATCH = 1000

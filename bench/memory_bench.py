@@ -15,10 +15,10 @@ from typing import Any
 import httpx
 import psutil
 
-from bench import payloads
-from bench.rss import reset_peak, status_bytes
 from bench.stack import celery_worker, child_env, uvicorn
 from bench.worker_bench import engine_for, enqueue_all, wait_processed
+from loadkit import payloads
+from loadkit.rss import reset_peak, status_bytes
 from shared.settings import Settings
 from shared.webhook import WEBHOOK_PATH
 

@@ -40,8 +40,8 @@ import httpx
 import psutil
 import redis
 
-from bench import payloads
 from bench.stack import REPO, tree_cpu, uvicorn
+from loadkit import payloads
 from shared.webhook import WEBHOOK_PATH
 
 LUA = REPO / "bench" / "post.lua"

@@ -1,7 +1,13 @@
-"""The table ``make bench`` prints (Markdown, so it can go into BENCHMARKS.md as it is)."""
+"""The table ``make bench`` prints (Markdown, so it can go into BENCHMARKS.md as it is).
+
+The default stages' sections are here; each hostile-input stage renders its own
+(``section`` in ``bench/hostile/``).
+"""
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
 from typing import Any
 
 # Targets of issues 6 and 13, checked against the figures of one run.
@@ -219,29 +225,48 @@ def growth_section(data: dict[str, Any]) -> tuple[list[str], list[tuple[str, boo
     return lines, checks
 
 
+Section = Callable[[dict[str, Any]], tuple[list[str], list[tuple[str, bool]]]]
+SECTIONS: dict[str, Section | None] = {
+    "receiver": receiver_section,
+    "worker": worker_section,
+    "memory": memory_section,
+    "growth": growth_section,
+    # bench/hostile/<name>.py's section
+    "webhooks": None,
+    "flood": None,
+    "mail": None,
+    "complexity": None,
+    "fuzz": None,
+}
+
+
+def _section(key: str) -> Section:
+    section = SECTIONS[key]
+    if section is None:
+        module = importlib.import_module(f"bench.hostile.{key}")
+        section = module.section
+    return section
+
+
 def render(results: dict[str, Any]) -> str:
     m = results["machine"]
     lines = [
         f"## Kave benchmark, {results['started_at']}{' (quick)' if results.get('quick') else ''}",
         "",
         f"Machine: {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, Python "
-        f"{m['python']}, Redis {m.get('redis', '?')} (AOF everysec), "
-        f"load average at start {m['load_average_at_start']}, creating a file in the "
+        f"{m['python']}, "
+        + (f"Redis {m['redis']} (AOF everysec), " if "redis" in m else "")
+        + f"load average at start {m['load_average_at_start']}, creating a file in the "
         f"scratch directory {m.get('scratch_file_create_us', '?')} us",
         "",
     ]
     checks: list[tuple[str, bool]] = []
-    for key, section in (
-        ("receiver", receiver_section),
-        ("worker", worker_section),
-        ("memory", memory_section),
-        ("growth", growth_section),
-    ):
+    for key in SECTIONS:
         if key in results:
-            part, part_checks = section(results[key])
+            part, part_checks = _section(key)(results[key])
             lines += [*part, ""]
             checks += part_checks
     if checks:
-        lines += ["### Targets (issues 6 and 13)", ""]
+        lines += ["### Targets (issues 6 and 13; hostile input: RELIABILITY.md)", ""]
         lines += [f"- {_mark(ok)}: {text}" for text, ok in checks]
     return "\n".join(lines)

@@ -1,16 +1,26 @@
 """Kave's benchmark suite: ``make bench`` (or ``python -m bench.run``) prints the table.
 
-Stages, run in this order (``--only`` picks some): ``receiver`` (wrk against the receiver
-and a bare FastAPI ceiling), ``worker`` (end-to-end emails/s against a no-op Celery task),
-``memory`` (peak RSS for a 25 MB email), ``growth`` (per-event cost of a 1,000-event
-batch). Every stage starts the services it needs (see ``bench/stack.py``) and leaves
-nothing behind but ``--out`` (a JSON record of every figure) and the logs in the scratch
+Stages, run in this order (``--only`` picks some):
+
+- the default run, the table of BENCHMARKS.md: ``receiver`` (wrk against the receiver
+  and a bare FastAPI ceiling), ``worker`` (end-to-end emails/s against a no-op Celery
+  task), ``memory`` (peak RSS for a 25 MB email), ``growth`` (per-event cost of a
+  1,000-event batch);
+- hostile input, the figures of RELIABILITY.md (``--only hostile`` runs the first four;
+  none is in the default run): ``webhooks`` (hostile webhook bodies), ``flood``
+  (connections trickling a huge declared body), ``mail`` (hostile emails refused by the
+  parser), ``complexity`` (CPU seconds per MB of adversarial email families), and
+  ``fuzz``, a timed search for new slow email bodies (``bench/hostile/``).
+
+Every stage starts the services it needs (see ``bench/stack.py``) and leaves nothing
+behind but ``--out`` (a JSON record of every figure) and the logs in the scratch
 directory.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import platform
@@ -19,7 +29,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,11 +38,33 @@ from typing import Any
 import psutil
 import structlog
 
-from bench import disk, payloads, report, stack
+from bench import report, stack
+from loadkit import disk, payloads
 from shared.settings import Settings
 
-STAGES = ("receiver", "worker", "memory", "growth")
+STAGES = ("receiver", "worker", "memory", "growth")  # the default run
+HOSTILE_STAGES = ("webhooks", "flood", "mail", "complexity")  # --only hostile
+ALL_STAGES = (*STAGES, *HOSTILE_STAGES, "fuzz")
+# The stages that need the run's Redis and database (the others time the parser alone).
+SERVICE_STAGES = frozenset({*STAGES, "webhooks", "flood"})
 QUEUE = "kave-bench"
+
+STAGES_HELP = """\
+stages (on this repository's 2-core machine):
+  the default run, BENCHMARKS.md's table (~8 minutes; less with --quick):
+    receiver    wrk against the receiver and a bare FastAPI ceiling, 8 KB / 100 KB / 3 MB
+    worker      emails/s end to end against a no-op Celery task, local store and S3
+    memory      peak RSS of a receiver and a worker process for one 25 MB email
+    growth      per-event cost of a 1,000-event batch against one event per batch
+  hostile input, RELIABILITY.md's figures (not in the default run; --only hostile runs
+  all four, ~7 minutes):
+    webhooks    hostile webhook bodies against one receiver, HEAD and RSS watched
+    flood       connections that declare 100 MiB and trickle it, three rounds
+    mail        hostile emails (parts bombs, deep nesting, huge headers) refused by the parser
+    complexity  CPU seconds per MB of each adversarial email family
+  and by name only:
+    fuzz        a 3-minute search (30 s with --quick) for new slow email bodies
+"""
 
 
 @dataclass
@@ -165,6 +197,64 @@ def _receiver_stage(
     }
 
 
+def _memory_stage(
+    found: Services, tmp: Path, quick: bool, progress: Callable[[str], None]
+) -> dict[str, Any]:
+    from bench import memory_bench
+
+    return memory_bench.run(found.settings(), tmp, progress=progress)
+
+
+def _growth_stage(
+    found: Services, tmp: Path, quick: bool, progress: Callable[[str], None]
+) -> dict[str, Any]:
+    from bench import growth_bench
+
+    return growth_bench.run(found.settings(), tmp, quick=quick, progress=progress)
+
+
+def _webhooks_stage(
+    found: Services, tmp: Path, quick: bool, progress: Callable[[str], None]
+) -> dict[str, Any]:
+    from bench.hostile import webhooks
+
+    return webhooks.run(found.settings, tmp, quick=quick, progress=progress)
+
+
+def _flood_stage(
+    found: Services, tmp: Path, quick: bool, progress: Callable[[str], None]
+) -> dict[str, Any]:
+    from bench.hostile import flood
+
+    return flood.run(found.settings, tmp, quick=quick, progress=progress)
+
+
+def _parser_stage(name: str) -> Callable[..., dict[str, Any]]:
+    """A stage that times the parser in this process: no services, no scratch files."""
+
+    def stage(
+        _found: Services | None, _tmp: Path, quick: bool, progress: Callable[[str], None]
+    ) -> dict[str, Any]:
+        module = importlib.import_module(f"bench.hostile.{name}")
+        figures: dict[str, Any] = module.run(quick=quick, progress=progress)
+        return figures
+
+    return stage
+
+
+RUNNERS: dict[str, Callable[..., dict[str, Any]]] = {
+    "receiver": _receiver_stage,
+    "worker": _worker_stage,
+    "memory": _memory_stage,
+    "growth": _growth_stage,
+    "webhooks": _webhooks_stage,
+    "flood": _flood_stage,
+    "mail": _parser_stage("mail"),
+    "complexity": _parser_stage("complexity"),
+    "fuzz": _parser_stage("fuzz"),
+}
+
+
 def _run_stages(tmp: Path, stages: list[str], args: argparse.Namespace) -> dict[str, Any]:
     """Every figure of the run; written to ``--out`` even when a stage fails."""
     started = time.monotonic()
@@ -183,22 +273,13 @@ def _run_stages(tmp: Path, stages: list[str], args: argparse.Namespace) -> dict[
         print(message, flush=True)
 
     try:
-        with services(tmp, need_s3="worker" in stages) as found:
-            results["machine"]["redis"] = found.extra["redis_version"]
-            if "receiver" in stages:
-                results["receiver"] = _receiver_stage(found, tmp, args.quick, progress)
-            if "worker" in stages:
-                results["worker"] = _worker_stage(found, tmp, args.quick, progress)
-            if "memory" in stages:
-                from bench import memory_bench
-
-                results["memory"] = memory_bench.run(found.settings(), tmp, progress=progress)
-            if "growth" in stages:
-                from bench import growth_bench
-
-                results["growth"] = growth_bench.run(
-                    found.settings(), tmp, quick=args.quick, progress=progress
-                )
+        with ExitStack() as running:
+            found = None
+            if SERVICE_STAGES.intersection(stages):
+                found = running.enter_context(services(tmp, need_s3="worker" in stages))
+                results["machine"]["redis"] = found.extra["redis_version"]
+            for stage in stages:
+                results[stage] = RUNNERS[stage](found, tmp, args.quick, progress)
     finally:
         results["elapsed_seconds"] = round(time.monotonic() - started, 1)
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -206,9 +287,26 @@ def _run_stages(tmp: Path, stages: list[str], args: argparse.Namespace) -> dict[
     return results
 
 
+def selected_stages(only: str) -> tuple[list[str], set[str]]:
+    """The stages ``--only`` names (``hostile`` standing for its four), in the order they
+    run, and the names it does not know."""
+    names = {name.strip() for name in only.split(",") if name.strip()}
+    if "hostile" in names:
+        names = (names - {"hostile"}) | set(HOSTILE_STAGES)
+    return [stage for stage in ALL_STAGES if stage in names], names - set(ALL_STAGES)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default=",".join(STAGES), help="stages, comma-separated")
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog=STAGES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--only",
+        default=",".join(STAGES),
+        help=f"stages, comma-separated (default: {','.join(STAGES)}; see below)",
+    )
     parser.add_argument("--quick", action="store_true", help="shorter runs (a smoke test)")
     parser.add_argument("--out", type=Path, default=Path("var/bench/results.json"))
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
@@ -220,10 +318,12 @@ def main(argv: list[str] | None = None) -> int:
         "default var/bench, next to var/objects where `make run` keeps its objects",
     )
     args = parser.parse_args(argv)
-    stages = [s.strip() for s in args.only.split(",") if s.strip()]
-    unknown = set(stages) - set(STAGES)
-    if unknown:
-        parser.error(f"unknown stage(s) {', '.join(sorted(unknown))}; choose from {STAGES}")
+    stages, unknown = selected_stages(args.only)
+    if unknown or not stages:
+        parser.error(
+            f"unknown stage(s) {', '.join(sorted(unknown))}; choose from "
+            f"{', '.join(ALL_STAGES)} or hostile"
+        )
     if "receiver" in stages and not shutil.which("wrk"):
         print("bench: wrk is not installed; `make bench` installs it (apt-get install wrk)")
         return 2

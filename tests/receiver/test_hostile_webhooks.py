@@ -1,8 +1,9 @@
 """Hostile webhook bodies against a real uvicorn receiver: every one is refused with the
 right status, HEAD keeps answering, and the receiver's memory stays near one body.
 
-Figures (HEAD p50/p99, peak RSS against idle + 3x the largest body) are printed by
-``python -m bench.hostile_webhooks``; here only generous sanity bounds are asserted.
+Figures (HEAD p50/p99, peak RSS against idle + 3x the largest body) are printed by the
+bench's ``webhooks`` stage (``python -m bench.run --only webhooks``); here only generous
+sanity bounds are asserted.
 """
 
 from __future__ import annotations
@@ -18,15 +19,8 @@ import httpx
 import psutil
 import pytest
 
-from bench.hostile_webhooks import (
-    EXPECTED_SIGNED,
-    FORGED_SIGNATURE,
-    HeadProbe,
-    RssSampler,
-    hostile_bodies,
-    percentile,
-    post_raw,
-)
+from loadkit.hostile_webhooks import EXPECTED_SIGNED, FORGED_SIGNATURE, hostile_bodies, post_raw
+from loadkit.probes import HeadProbe, RssSampler, percentile
 from shared.settings import Settings
 from tests.services import derive_settings, receiver_process
 from tests.webhooks import WEBHOOK_PATH, fixture_events, signed_form
@@ -102,7 +96,7 @@ def test_hostile_bodies_are_refused_while_head_keeps_answering(hostile_receiver:
     assert len(probe.latencies) >= 3
     p99 = percentile(probe.latencies, 0.99)
     print(f"HEAD during 40 hostile bodies: {len(probe.latencies)} answered, p99 {p99:.3f} s")
-    assert p99 < 1.0  # a sanity bound; bench/hostile_webhooks.py measures the real figure
+    assert p99 < 1.0  # a sanity bound; bench/hostile/webhooks.py measures the real figure
     # The target is idle + 3x the largest body; 4x leaves room for the sampling. Refused
     # bodies that outlived their request (held by their exception's traceback until a
     # full collection) took the receiver to +55 MiB here.

@@ -1,16 +1,17 @@
 """The parse and derive path costs time linear in its input, for every adversarial family.
 
-Each family of ``bench.complexity`` (runs of newlines, "On a a a ..." lines, long lines,
+Each family of ``loadkit.complexity`` (runs of newlines, "On a a a ..." lines, long lines,
 deep quoting, HTML nesting, hostile charsets in parts and headers, many encoded words) is
 built at a size n and at 8n and run through what the ingest task runs on an email
-(``bench.complexity.run_path``: ``parsing.parse_inbound``, ``derive.email_columns``,
+(``loadkit.complexity.run_path``: ``parsing.parse_inbound``, ``derive.email_columns``,
 ``derive.attachment_columns``). Linear growth makes the 8n run about 8 times slower,
 quadratic growth 64 times: a ratio over 20 fails. Times are CPU seconds of this process,
 the best of a few runs, so the other processes of a shared machine do not count; a run
 too short to measure is counted as the floor, and a family whose 8n run stays under
 the noise threshold passes whatever its ratio. Pure: nothing is started.
 
-The seconds per MB of each family at 1 MiB are printed by ``python -m bench.complexity``.
+The seconds per MB of each family at 1 MiB are printed by the bench's ``complexity`` stage
+(``python -m bench.run --only complexity``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Final
 
 import pytest
 
-from bench.complexity import FAMILIES, cpu_seconds, inbound_event, plain, run_path
+from loadkit.complexity import FAMILIES, cpu_seconds, inbound_event, plain, run_path
 
 # Slack for noise on a shared two-core machine: linear is 8, quadratic 64.
 MAX_RATIO: Final = 20.0

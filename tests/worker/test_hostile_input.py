@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from bench import hostile_mail
+from loadkit import hostile_mail
 from shared.models import Attachment, DeadLetter, Delivery, DeliveryEvent, Email
 from shared.objectstore import S3ObjectStore
 from tests.webhooks import fixture_events, post_events, wait_for_deliveries

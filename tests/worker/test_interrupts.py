@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from celery.exceptions import SoftTimeLimitExceeded
 
-from bench import hostile_mail
+from loadkit import hostile_mail
 from shared.settings import Settings
 from tests.services import REPO
 from worker.errors import GiveUp, RetryLater, decide, describe, is_rejected_row, is_transient

@@ -15,7 +15,7 @@ from email.parser import BytesParser
 
 import pytest
 
-from bench import hostile_mail
+from loadkit import hostile_mail
 from tests.services import FIXTURES
 from worker.ingest.parsing import (
     EmailLimits,

@@ -5,7 +5,7 @@ email's objects are put while its transaction's statements run, and it commits o
 once they are stored.
 
 On S3, where a worker process has upload threads. The S3 server sits behind
-``bench.latency_proxy``, which holds the chosen requests (the archive's, the email's, or
+``loadkit.latency_proxy``, which holds the chosen requests (the archive's, the email's, or
 all PUTs) before forwarding them, as a remote S3 is reached only a round trip later; it
 records when each request was in flight. On the local store, which a subclass slows
 before each put as a busy disk's fsync does, the puts are made in turn and the commit
@@ -30,8 +30,8 @@ from botocore.exceptions import ClientError
 from sqlalchemy import Connection, Engine, event, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from bench import payloads
-from bench.latency_proxy import DelayingProxy, ProxiedRequest
+from loadkit import payloads
+from loadkit.latency_proxy import DelayingProxy, ProxiedRequest
 from shared.accepted import AcceptedLedger
 from shared.contract import Envelope, archive_object_key, payload_redis_key
 from shared.models import DeadLetter, Delivery, Email

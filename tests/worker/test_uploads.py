@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from botocore.exceptions import ClientError
 
-from bench import hostile_mail
+from loadkit import hostile_mail
 from shared.objectstore import S3ObjectStore
 from worker.ingest import parsing
 from worker.ingest.rows import attachment_key, raw_message_key

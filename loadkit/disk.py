@@ -5,16 +5,17 @@ bench email), and the no-op task it is compared with creates none, so the worker
 ratios depend on this cost. It is a property of the machine's file system, and it is not
 the same everywhere on one disk: on the 2-core VM of these benchmarks, ext4 took 0.5-1 ms
 (kernel CPU) to create a file under ``/tmp`` and 0.05 ms under the repository's ``var/``
-(BENCHMARKS.md, seventh session). The run records the figure next to the machine's.
+(docs/benchmarks-history.md, seventh session). The run records the figure next to the
+machine's.
 
 Why, on that VM: its ext4 has no journal, and without one the kernel does not reuse an
 inode deleted in the last minute (six while its inode table block is not yet written
 back). Each creation walks past every such inode of the block group (``recently_deleted``
 in ``find_inode_bit``, perf), so a creation costs more the more files were deleted near
 it just before: ``/tmp`` is where every tool deletes its files, and the receiver stage's
-claim-checked bodies are deleted too (BENCHMARKS.md, eighth session). Hence each run's
-scratch directory is placed away from the others (:func:`scratch`), and so is each
-directory in it (``bench.run``: the receiver stage puts its bodies in a store of its
+claim-checked bodies are deleted too (docs/benchmarks-history.md, eighth session). Hence
+each run's scratch directory is placed away from the others (:func:`scratch`), and so is
+each directory in it (``bench.run``: the receiver stage puts its bodies in a store of its
 own), and the probe below leaves its files for the scratch directory's removal.
 """
 

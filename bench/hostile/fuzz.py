@@ -1,29 +1,34 @@
-"""A search for email bodies that cost the parse and derive path super-linear time.
+"""A timed search for email bodies that cost the parse and derive path super-linear time.
 
-Run by hand (not in CI, not collected by pytest): hypothesis generates bodies from a
-grammar of line fragments (reply-header words of every language the reply parser
-knows, quoting, separators, whitespace runs, HTML tags), each fragment and line repeated
-so that a body is a few kilobytes, and runs each email through what the ingest task runs
-(``bench.complexity.run_path``). It steers towards the bodies that cost the most CPU
-time per byte (``hypothesis.target``), flags every body over ``--threshold`` microseconds
-per byte, and prints the worst ones. A flagged body is then checked at 8 times its size:
-the ratio says whether its cost grows faster than its length.
-
-    .venv/bin/python -m bench.fuzz_derive [--minutes 3] [--threshold 20] [--seed N]
+hypothesis generates bodies from a grammar of line fragments (reply-header words of
+every language the reply parser knows, quoting, separators, whitespace runs, HTML tags),
+each fragment and line repeated so that a body is a few kilobytes, and runs each email
+through what the ingest task runs (``loadkit.complexity.run_path``). It steers towards
+the bodies that cost the most CPU time per byte (``hypothesis.target``), flags every
+body over 20 microseconds per byte, and keeps the five worst. Each of those is then
+timed at 8 times its size: the ratio says whether its cost grows faster than its
+length. It searches for 3 minutes (30 s with ``--quick``); not in the default run, and
+not a test (its results differ from run to run). A shape it finds becomes a family of
+:mod:`loadkit.complexity`, and so a case of ``tests/worker/test_complexity.py``.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import heapq
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from hypothesis import HealthCheck, Phase, given, seed, settings, target
 from hypothesis import strategies as st
 
-from bench.complexity import cpu_seconds, html, inbound_event, plain, run_path
+from loadkit.complexity import cpu_seconds, html, inbound_event, plain, run_path
+
+MINUTES = 3.0
+THRESHOLD = 20.0  # microseconds per byte: a body over it is flagged
+WORST = 5  # bodies kept and timed at 8x
 
 # Words and marks that the reply parser's expressions look for, and what they skip over.
 TEXT_FRAGMENTS = [
@@ -73,7 +78,9 @@ class Found:
     body: str = field(compare=False, repr=False)
 
 
-def search(minutes: float, threshold: float, worst: int, seed_value: int | None) -> list[Found]:
+def search(
+    minutes: float, threshold: float, worst: int, seed_value: int | None
+) -> tuple[int, int, list[Found]]:
     deadline = time.monotonic() + minutes * 60
     kept: list[Found] = []  # a heap of the worst bodies
     flagged = 0
@@ -110,8 +117,7 @@ def search(minutes: float, threshold: float, worst: int, seed_value: int | None)
         measure = seed(seed_value)(measure)
     with contextlib.suppress(_TimeIsUp):
         measure()
-    print(f"tried {tried} bodies of about {TARGET_BYTES} bytes, {flagged} over {threshold} us/byte")
-    return sorted(kept, reverse=True)
+    return tried, flagged, sorted(kept, reverse=True)
 
 
 class _TimeIsUp(Exception):
@@ -127,22 +133,56 @@ def growth(found: Found) -> tuple[float, float, float]:
     return small, large, large / max(small, 1e-4)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--minutes", type=float, default=3.0)
-    parser.add_argument("--threshold", type=float, default=20.0, help="us per byte to flag")
-    parser.add_argument("--worst", type=int, default=5, help="how many to print")
-    parser.add_argument("--seed", type=int, default=None)
-    args = parser.parse_args()
-    found = search(args.minutes, args.threshold, args.worst, args.seed)
-    for number, item in enumerate(found, start=1):
+def run(
+    *, quick: bool, seed_value: int | None = None, progress: Callable[[str], None] = print
+) -> dict[str, Any]:
+    minutes = 0.5 if quick else MINUTES
+    progress(f"  fuzz: searching for {minutes:g} minutes")
+    tried, flagged, found = search(minutes, THRESHOLD, WORST, seed_value)
+    worst = []
+    for item in found:
         small, large, ratio = growth(item)
-        print(
-            f"#{number} {item.kind}: {item.micros_per_byte:.2f} us/byte;"
-            f" {small:.4f} s -> {large:.4f} s at 8x (ratio {ratio:.1f})"
+        worst.append(
+            {
+                "kind": item.kind,
+                "micros_per_byte": item.micros_per_byte,
+                "seconds": small,
+                "seconds_at_8x": large,
+                "ratio": ratio,
+                "body_starts": item.body[:160],
+            }
         )
-        print(f"   body starts: {item.body[:160]!r}")
+    return {
+        "minutes": minutes,
+        "target_bytes": TARGET_BYTES,
+        "threshold_us_per_byte": THRESHOLD,
+        "tried": tried,
+        "flagged": flagged,
+        "worst": worst,
+    }
 
 
-if __name__ == "__main__":
-    main()
+def section(data: dict[str, Any]) -> tuple[list[str], list[tuple[str, bool]]]:
+    lines = [
+        f"### Fuzzing the parse and derive path: {data['tried']} bodies of about "
+        f"{data['target_bytes']} bytes in {data['minutes']:g} minutes, {data['flagged']} over "
+        f"{data['threshold_us_per_byte']:g} us a byte",
+        "",
+        "| # | kind | us/byte | CPU s | at 8x | ratio | body starts |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for number, item in enumerate(data["worst"], start=1):
+        start = repr(item["body_starts"][:60]).replace("|", "\\|")
+        lines.append(
+            f"| {number} | {item['kind']} | {item['micros_per_byte']:.2f} | "
+            f"{item['seconds']:.4f} | {item['seconds_at_8x']:.4f} | {item['ratio']:.1f} | "
+            f"`{start}` |"
+        )
+    checks = [
+        (
+            f"fuzzing: no body over {data['threshold_us_per_byte']:g} us a byte "
+            f"(got {data['flagged']})",
+            data["flagged"] == 0,
+        )
+    ]
+    return lines, checks

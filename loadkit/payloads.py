@@ -199,11 +199,3 @@ def human_bytes(n: int) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024  # type: ignore[assignment]
     return str(n)
-
-
-if __name__ == "__main__":
-    for name in SIZES:
-        signed = sign(email_events(name, seed=1))
-        print(name, len(signed.body), human_bytes(len(signed.body)))
-    big = sign(events_json([inbound_event(BIG_EMAIL_ATTACHMENT, seed=2)]))
-    print("25MB email", len(big.body), human_bytes(len(big.body)))

@@ -1,5 +1,5 @@
 """Hostile inbound emails, built small and fast: for the tests of the worker's limits
-(``tests/worker/test_limits.py``, ``test_hostile_input.py``) and ``bench/parts_bomb.py``.
+(``tests/worker/test_limits.py``, ``test_hostile_input.py``) and the bench's ``mail`` stage.
 
 Every builder returns ``raw_msg`` text; :func:`inbound_event` wraps it as Mandrill does.
 Contents are numbered so that no two parts are the same bytes (deduplication would

@@ -1,21 +1,21 @@
-"""Seconds per MB of each adversarial email family on the worker's parse and derive path.
+"""Adversarial email families, and the worker's parse and derive path they are timed on.
 
 Every family is an email whose cost a quadratic (or worse) step would blow up: runs of
 newlines, attribution-like "On a a a ..." lines, long lines, deep ``>`` quoting, HTML
 nesting, sender-declared hostile charsets in body parts and headers, many encoded words.
 Each is built at a size, then run through what the ingest task runs on it
 (:func:`run_path`: ``parsing.parse_inbound``, then ``derive.email_columns`` and
-``derive.attachment_columns``), timed in CPU seconds (best of a few runs, so other
-processes on the machine do not count). The table gives seconds per MB at ``--size`` and
-the ratio of the times at 8x and 1x a smaller size (about 8 for linear growth, 64 for
-quadratic). ``tests/worker/test_complexity.py`` asserts the ratios on the same families.
+``derive.attachment_columns``), timed in CPU seconds (:func:`cpu_seconds`, best of a few
+runs, so other processes on the machine do not count).
 
-    .venv/bin/python -m bench.complexity [--size BYTES] [--family NAME ...]
+``tests/worker/test_complexity.py`` asserts that each family's time grows linearly (the
+ratio of the times at 8x and 1x a size: about 8 for linear growth, 64 for quadratic);
+the bench's ``complexity`` stage (``python -m bench.run --only complexity``) prints the
+seconds per MB of each at 1 MiB, and its ``fuzz`` stage searches for new families.
 """
 
 from __future__ import annotations
 
-import argparse
 import base64
 import gc
 import time
@@ -182,7 +182,7 @@ FAMILIES: Final[dict[str, Callable[[int], str]]] = {
     "header_like_lines": lambda n: plain(_fill("From: a\nTo: b\n", n)),
     "quote_nesting": lambda n: plain(_fill("> ", n) + "On a wrote:\n"),
     "quote_lines": lambda n: plain(_fill("> " * 30 + "x\n", n)),
-    # Found by bench.fuzz_derive: Outlook-style "*From:*" labels start with "[* ]*".
+    # Found by the bench's fuzz stage: Outlook-style "*From:*" labels start with "[* ]*".
     "star_lines": lambda n: plain(_fill("*" * 13 + "\n", n)),
     "underscore_lines": lambda n: plain(_fill("x\n\n" + "_" * 40 + "\n", n)),
     "html_deep_nesting": lambda n: html(_fill("<div>", n // 2) + "x" + _fill("</div>", n // 2)),
@@ -191,7 +191,7 @@ FAMILIES: Final[dict[str, Callable[[int], str]]] = {
         _fill("<blockquote>", n // 2) + "x" + _fill("</blockquote>", n // 2)
     ),
     "html_table_nesting": lambda n: html(_fill("<table><tr><td>", n)),
-    # The costliest shape bench.fuzz_derive found (per byte, at 8 KB).
+    # The costliest shape the bench's fuzz stage found (per byte, at 8 KB).
     "html_links_entities": lambda n: html(_fill("<a href=x>", n // 2) + _fill("<p>&amp;", n // 2)),
     "punycode_body": _punycode_body,
     "utf7_body": lambda n: _base64_part(_fill("+AGE-", n * 3 // 4).encode(), "utf-7"),
@@ -251,36 +251,3 @@ def peak_bytes(event: dict[str, Any]) -> int:
         return tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size", type=int, default=MIB, help="bytes per family (1 MiB)")
-    parser.add_argument("--ratio-size", type=int, default=16 * 1024, help="n of the n/8n ratio")
-    parser.add_argument("--family", action="append", help="only these families")
-    parser.add_argument("--no-memory", action="store_true", help="skip the tracemalloc run")
-    args = parser.parse_args()
-    names = args.family or list(FAMILIES)
-    print(f"{'family':<22} {'bytes':>9} {'cpu s':>7} {'s/MB':>7} {'8n/n':>6} {'peak MB':>8}")
-    for name in names:
-        build = FAMILIES[name]
-        event = inbound_event(build(args.size))
-        size = len(event["msg"]["raw_msg"].encode())
-        try:
-            seconds = cpu_seconds(event)
-        except parsing.LimitExceededError as exc:
-            print(f"{name:<22} {size:>9} refused: over_limit:{exc.limit}", flush=True)
-            continue
-        small = cpu_seconds(inbound_event(build(args.ratio_size)), repeats=5)
-        large = cpu_seconds(inbound_event(build(8 * args.ratio_size)), repeats=3)
-        ratio = large / max(small, 1e-4)
-        peak = "-" if args.no_memory else f"{peak_bytes(event) / 1e6:.1f}"
-        print(
-            f"{name:<22} {size:>9} {seconds:>7.3f} {seconds / (size / 1e6):>7.3f}"
-            f" {ratio:>6.1f} {peak:>8}",
-            flush=True,
-        )
-
-
-if __name__ == "__main__":
-    main()
