@@ -216,17 +216,17 @@ def _growth_stage(
 def _webhooks_stage(
     found: Services, tmp: Path, quick: bool, progress: Callable[[str], None]
 ) -> dict[str, Any]:
-    from bench.hostile import webhooks
+    from bench.hostile import ReceiverStage, webhooks
 
-    return webhooks.run(found.settings, tmp, quick=quick, progress=progress)
+    return webhooks.run(ReceiverStage(found.settings, tmp, quick, progress))
 
 
 def _flood_stage(
     found: Services, tmp: Path, quick: bool, progress: Callable[[str], None]
 ) -> dict[str, Any]:
-    from bench.hostile import flood
+    from bench.hostile import ReceiverStage, flood
 
-    return flood.run(found.settings, tmp, quick=quick, progress=progress)
+    return flood.run(ReceiverStage(found.settings, tmp, quick, progress))
 
 
 def _parser_stage(name: str) -> Callable[..., dict[str, Any]]:

@@ -14,3 +14,23 @@ the targets it checks. They may import :mod:`loadkit`, :mod:`bench.stack`, ``sha
 and the worker's parse path; nothing imports them but :mod:`bench.run` and
 :mod:`bench.report`.
 """
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from shared.settings import Settings
+
+
+@dataclass(frozen=True)
+class ReceiverStage:
+    """What a stage that starts its own receiver is handed: ``settings_for(**changes)``, the
+    run's settings (its Redis and database); the scratch directory; ``--quick``; and
+    where progress lines go."""
+
+    settings_for: Callable[..., Settings]
+    tmp: Path
+    quick: bool
+    progress: Callable[[str], None] = print

@@ -24,18 +24,16 @@ import statistics
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
 
 from bench import stack
+from bench.hostile import ReceiverStage
 from loadkit import payloads
 from loadkit import rss as proc_memory
 from loadkit.flood import FloodThread, Outcome, attacker_sources
 from loadkit.probes import HeadProbe, RssSampler, percentile
-from shared.settings import Settings
 from shared.webhook import WEBHOOK_PATH
 
 MIB = 1024 * 1024
@@ -115,22 +113,15 @@ def _closed(outcomes: list[Outcome]) -> dict[str, Any]:
     }
 
 
-def run(
-    settings_for: Callable[..., Settings],
-    tmp: Path,
-    *,
-    quick: bool,
-    progress: Callable[[str], None] = print,
-) -> dict[str, Any]:
-    """``settings_for(**changes)``: the run's settings (its Redis and database)."""
-    connections = 10 if quick else 50
+def run(stage: ReceiverStage) -> dict[str, Any]:
+    connections = 10 if stage.quick else 50
     batch = payloads.sign(payloads.events_json([payloads.inbound_event(ONE_MB_ATTACHMENT)]))
     small = payloads.sign(payloads.email_events("8KB", seed=1))
-    settings = settings_for(log_level="WARNING")
+    settings = stage.settings_for(log_level="WARNING")
     env = stack.child_env(settings)
     give_up = settings.receiver_body_grace_seconds + settings.receiver_body_idle_seconds + 30
     rounds: list[dict[str, Any]] = []
-    with stack.uvicorn("receiver.app:create_app", env, tmp / "flood-receiver.log", 1) as (
+    with stack.uvicorn("receiver.app:create_app", env, stage.tmp / "flood-receiver.log", 1) as (
         base,
         process,
     ):
@@ -148,7 +139,7 @@ def run(
                 base, process.pid, attacker_sources(count, distinct), batch, give_up=give_up
             )
             rounds.append({"name": name, **result})
-            progress(f"  flood: {name}: {result['answers']}")
+            stage.progress(f"  flood: {name}: {result['answers']}")
     return {
         "settings": {
             "max_buffered_bytes": settings.receiver_max_buffered_bytes,

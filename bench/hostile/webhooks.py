@@ -22,20 +22,18 @@ import statistics
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
 import psutil
 
 from bench import stack
+from bench.hostile import ReceiverStage
 from loadkit import payloads
 from loadkit import rss as proc_memory
 from loadkit.hostile_webhooks import FORGED_SIGNATURE, FORM, MIB, hostile_bodies, post_raw
 from loadkit.probes import HeadProbe, RssSampler, percentile
-from shared.settings import Settings
 from shared.webhook import WEBHOOK_PATH
 
 COUNT = 20  # hostile bodies per round
@@ -92,21 +90,14 @@ def _client(address: str, **headers: str) -> dict[str, str]:
     return {"Content-Type": FORM, "X-Forwarded-For": address, **headers}
 
 
-def run(
-    settings_for: Callable[..., Settings],
-    tmp: Path,
-    *,
-    quick: bool,
-    progress: Callable[[str], None] = print,
-) -> dict[str, Any]:
-    """``settings_for(**changes)``: the run's settings (its Redis and database)."""
-    repeat = 2 if quick else 10
-    settings = settings_for(trusted_proxies="127.0.0.1/32", log_level="WARNING")
+def run(stage: ReceiverStage) -> dict[str, Any]:
+    repeat = 2 if stage.quick else 10
+    settings = stage.settings_for(trusted_proxies="127.0.0.1/32", log_level="WARNING")
     bodies = hostile_bodies(SIZE)
     largest = max(len(body) for body in bodies.values())
     limit = int(settings.rate_limit_webhook_signature_failures.split("/")[0])
     env = stack.child_env(settings)
-    with stack.uvicorn("receiver.app:create_app", env, tmp / "webhooks-receiver.log", 1) as (
+    with stack.uvicorn("receiver.app:create_app", env, stage.tmp / "webhooks-receiver.log", 1) as (
         base,
         process,
     ):
@@ -130,7 +121,7 @@ def run(
                 address = f"203.0.113.{10 * (1 + len(extra)) + rep}"
                 send_round(base, bodies, COUNT, _client(address, **extra), rounds[name])
             rounds[name].peak_rss = sampler.mark()
-            progress(f"  webhooks: {name}: {dict(rounds[name].statuses)}")
+            stage.progress(f"  webhooks: {name}: {dict(rounds[name].statuses)}")
         flood = rounds["flood"]
         send_round(base, bodies, limit + 10, _client("203.0.113.99"), flood)
         flood.peak_rss = sampler.mark()

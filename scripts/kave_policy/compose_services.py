@@ -211,20 +211,42 @@ def check_api(api: dict[str, Any], check: Check, *, raw: bool) -> None:
     check("/readyz" in healthcheck_text(api), "api", "healthcheck must call /readyz")
 
 
+def _required_secret(
+    check: Check,
+    service: str,
+    value: str,
+    *,
+    raw: bool,
+    variable: str,
+    required: str,
+    rendered_ok: bool,
+    rendered: str,
+) -> None:
+    """A secret in the compose file as written must come from the environment with no
+    default (``${VARIABLE:?...}``); in the rendered file (``docker compose config``) it
+    must be there and well-formed (``rendered_ok``)."""
+    if raw:
+        check(value.startswith(f"${{{variable}:?"), service, required)
+    else:
+        check(rendered_ok, service, rendered)
+
+
 def check_flower(flower: dict[str, Any], check: Check, *, raw: bool) -> None:
     """Basic auth on, from the environment, required."""
     argv = as_argv(flower.get("command"))
     check(argv[:1] == ["celery"] and "flower" in argv, "flower", "command must run celery flower")
     check(5555 in container_ports(flower.get("ports")), "flower", "must publish port 5555")
     auth = as_env(flower.get("environment")).get("FLOWER_BASIC_AUTH", "")
-    if raw:
-        check(
-            auth.startswith("${FLOWER_BASIC_AUTH:?"),
-            "flower",
-            "FLOWER_BASIC_AUTH must be required: ${FLOWER_BASIC_AUTH:?...}",
-        )
-    else:
-        check(":" in auth, "flower", "FLOWER_BASIC_AUTH must be user:password")
+    _required_secret(
+        check,
+        "flower",
+        auth,
+        raw=raw,
+        variable="FLOWER_BASIC_AUTH",
+        required="FLOWER_BASIC_AUTH must be required: ${FLOWER_BASIC_AUTH:?...}",
+        rendered_ok=":" in auth,
+        rendered="FLOWER_BASIC_AUTH must be user:password",
+    )
     check(
         not any(a.startswith(("--basic_auth", "--basic-auth")) for a in argv),
         "flower",
@@ -249,14 +271,16 @@ def check_redis(redis: dict[str, Any], check: Check, *, raw: bool) -> None:
     check("redis-cli" in hc and "ping" in hc, "redis", "healthcheck must redis-cli ping")
     requirepass = option_value(argv, "--requirepass") or ""
     cli_auth = as_env(redis.get("environment")).get("REDISCLI_AUTH", "")
-    if raw:
-        check(
-            requirepass.startswith("${REDIS_PASSWORD:?"),
-            "redis",
-            "needs --requirepass ${REDIS_PASSWORD:?...} (a required password, no default)",
-        )
-    else:
-        check(requirepass, "redis", "needs --requirepass with a non-empty password")
+    _required_secret(
+        check,
+        "redis",
+        requirepass,
+        raw=raw,
+        variable="REDIS_PASSWORD",
+        required="needs --requirepass ${REDIS_PASSWORD:?...} (a required password, no default)",
+        rendered_ok=bool(requirepass),
+        rendered="needs --requirepass with a non-empty password",
+    )
     check(
         cli_auth == requirepass,
         "redis",
