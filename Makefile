@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck format requirements check-containers clean bench
+.PHONY: run test lint typecheck format requirements check-containers clean bench eval
 
 $(STAMP): requirements/dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,12 @@ format: $(STAMP)
 bench: $(STAMP)
 	bench/ensure-wrk
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# The evaluation of the derived fields on the labelled corpora under evaluation/corpora
+# (EVALUATION.md): accuracy per field and per corpus, in a few seconds. EVAL_ARGS="--json"
+# for tooling, "--corpus NAME" for one corpus, "--misses" to list the wrong cases.
+eval: $(STAMP)
+	$(BIN)/python -m evaluation.run $(EVAL_ARGS)
 
 # Recompile the pins after editing requirements/*.in or deploy/tools-requirements.in.
 # Existing pins are kept (add --upgrade-package NAME to move one). Every pin carries the
