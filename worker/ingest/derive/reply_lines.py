@@ -38,6 +38,9 @@ _DATE: Final = re.compile(r"\d{1,2}[:.h]\d{2}|\b(?:19|20)\d{2}\b|\d{4}[年년]")
 # Only separators like "-----Original Message-----" or "---------- Forwarded message
 # ---------": dashes (or underscores, equals signs), a few words, maybe dashes again.
 _SEPARATOR_MAX_CHARS: Final = 80
+# Gmail wraps right-to-left attributions (Hebrew, Arabic) in direction marks, also after
+# the final colon.
+_BIDI_AND_SPACE: Final = " \t\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
 
 
 class Mark(Enum):
@@ -63,7 +66,7 @@ def attribution_end(lines: list[str], start: int) -> int | None:
     then a wrapped "On ... <a@b>\\nwrote:")."""
     joined = ""
     for end in range(start, min(start + MAX_ATTRIBUTION_LINES, len(lines))):
-        line = lines[end].strip()
+        line = lines[end].strip(_BIDI_AND_SPACE)
         if not line or len(joined) + len(line) > MAX_ATTRIBUTION_CHARS:
             return None
         joined = f"{joined} {line}" if joined else line
@@ -96,7 +99,7 @@ def _starts_later(lines: list[str], start: int, end: int, next_quoted: bool) -> 
 
 
 def _join(lines: list[str], first: int, last: int) -> str:
-    return " ".join(lines[index].strip() for index in range(first, last + 1))
+    return " ".join(lines[index].strip(_BIDI_AND_SPACE) for index in range(first, last + 1))
 
 
 def is_attribution(text: str, next_quoted: bool) -> bool:
@@ -111,7 +114,7 @@ def is_attribution(text: str, next_quoted: bool) -> bool:
     has_address = "@" in lower
     if any(verb in lower for verb in ATTRIBUTION_VERBS):
         return has_date or has_address or next_quoted
-    body = lower.rstrip(":： ")
+    body = lower.rstrip(":： " + _BIDI_AND_SPACE)
     return (
         has_date
         and has_address
