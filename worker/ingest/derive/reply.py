@@ -22,7 +22,8 @@ Written here rather than taken from a library, by measurement on our table of re
 (tests/worker/test_reply_text.py, 30-odd clients and languages): mail-parser-reply
 (``Reply.content``) got 45% of public replies exactly right here, keeps signatures,
 misses Gmail's numeric dates and most languages, and loses bottom-posted text; talon's
-algorithm (whose ideas this follows, see ``reply_lines``) is not installable today.
+algorithm (whose ideas this follows, see ``reply_lines``) comes in a 2017 release whose
+signature module fails to import with current scikit-learn (shared/LIBRARIES.md).
 HTML-only email is cut with quotequail (blockquotes, ``gmail_quote``) and rendered by
 inscriptis, then read by the same pass (Outlook's ``divRplyFwdMsg`` header block is
 text by then). No I/O.
