@@ -177,6 +177,15 @@ FAMILIES: Final[dict[str, Callable[[int], str]]] = {
     "skrev_line": lambda n: plain("Den " + _fill("skrev ", n)),
     "schrieb_line": lambda n: plain("Am " + _fill("Am schrieb ", n)),
     "on_on_wrote": lambda n: plain(_fill("On \n", n) + "On a wrote:\n"),
+    # Lines that each end like an attribution (worker.ingest.derive.reply_lines tries up
+    # to three of them joined), wrapped ones, and ones just over the length tried.
+    "wrote_colon_lines": lambda n: plain(_fill("On a " + "wrote " * 25 + ":\n", n)),
+    "wrapped_wrote_lines": lambda n: plain(_fill("On a " + "a " * 60 + "\n" + "wrote:\n", n)),
+    "long_colon_lines": lambda n: plain(_fill("2026 " + "<a@b> x " * 45 + ":\n", n)),
+    # Every new block after a quote gets a signature search; closings and labels repeat.
+    "quote_signoff_blocks": lambda n: plain(_fill("> q\nnew\n\nBest regards,\nBob\n--\n", n)),
+    "label_blocks": lambda n: plain(_fill("From: a\n\n\n\n\n\n\nSent: b\n", n)),
+    "separator_lines": lambda n: plain(_fill("----- Original words -----\n", n)),
     "long_line": lambda n: plain(_fill("x", n)),
     "long_words_line": lambda n: plain(_fill("word ", n)),
     "header_like_lines": lambda n: plain(_fill("From: a\nTo: b\n", n)),

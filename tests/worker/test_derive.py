@@ -150,13 +150,13 @@ def test_reply_text_keeps_an_unquoted_email_whole_and_none_without_body() -> Non
     assert reply_text("   ", None) is None
 
 
-def test_reply_headers_are_looked_for_in_lines_of_up_to_160_characters() -> None:
-    # Some header expressions are quadratic or cubic in a line's length, so longer lines
-    # are not tried (worker/line_pattern.py): such a "header" stays in the reply text.
-    for name_length, cut in ((100, True), (150, False)):
+def test_attributions_are_looked_for_in_lines_of_up_to_400_characters() -> None:
+    # An attribution is a line or three; longer ones are not tried (reply_lines bounds
+    # each test): such an "attribution" stays in the reply text, its quote does not.
+    for name_length, cut in ((100, True), (300, True), (400, False)):
         header = f"On Mon, Jan 5, 2026 at 9:00 AM {'n' * name_length} <a@example.com> wrote:"
         body = f"New text.\n\n{header}\n> old text\n"
-        expected = "New text." if cut else body.strip()
+        expected = "New text." if cut else f"New text.\n\n{header}"  # "> " lines go
         assert reply_text(body, None) == expected, name_length
 
 

@@ -13,9 +13,11 @@ the email for the hand-off to the platform:
   email's own Message-ID), normalised, so every message of a thread shares it;
 - ``mailbox_hash``: the plus-address tag of the envelope recipient (``inbox+ticket-42@`` gives
   ``ticket-42``), which platforms use to route replies to the object they are about;
-- ``reply_text``: the new text without quoted history, "On ... wrote:" headers and signatures
-  (mail-parser-reply, multi-language; quotequail cuts HTML quotes and inscriptis turns what
-  is left into text when the email has only HTML);
+- ``reply_text``: the new text without quoted history, attribution lines, Outlook header
+  blocks and signatures, bottom-posted and inline answers kept (``reply``: one pass over
+  the lines, ~30 languages; quotequail cuts HTML quotes and inscriptis turns what is left
+  into text when the email has only HTML); for a forward, the note above it;
+- ``forwarded_text``: for a forward, the forwarded message (its header lines and body);
 - ``auto_submitted`` with its reason: RFC 3834 signals and delivery-status reports, with the
   addresses a bounce names (flufl.bounce), so no agent answers an out-of-office or a bounce
   and starts a mail loop;
@@ -32,7 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from worker.ingest.derive.loop_guard import auto_submitted
-from worker.ingest.derive.reply import reply_text
+from worker.ingest.derive.reply import reply_parts, reply_text
 from worker.ingest.derive.sniff import Sniffed, sniff, sniff_attachment
 from worker.ingest.derive.threads import conversation_id, mailbox_hash, normalize_message_id
 from worker.ingest.parsing import ParsedAttachment, ParsedEmail
@@ -47,6 +49,7 @@ __all__ = [
     "email_columns",
     "mailbox_hash",
     "normalize_message_id",
+    "reply_parts",
     "reply_text",
     "sniff",
     "sniff_attachment",
@@ -61,24 +64,29 @@ class Derived:
     auto_submitted: bool
     auto_submitted_reason: str | None  # e.g. "auto-submitted:auto-replied", "dsn"
     bounced_addresses: tuple[str, ...]
+    forwarded_text: str | None = None
 
 
 def derive_email(email: ParsedEmail) -> Derived:
     """All derived fields of an email (attachments: :func:`sniff_attachment`)."""
     flagged, reason, bounced = auto_submitted(email)
+    reply = reply_parts(email.text_body, email.html_body, email.subject)
     return Derived(
         conversation_id=conversation_id(email.message_id, email.in_reply_to, email.references),
         mailbox_hash=mailbox_hash(email.envelope_recipient),
-        reply_text=reply_text(email.text_body, email.html_body),
+        reply_text=reply.reply_text,
         auto_submitted=flagged,
         auto_submitted_reason=reason,
         bounced_addresses=bounced,
+        forwarded_text=reply.forwarded_text,
     )
 
 
 def email_columns(email: ParsedEmail) -> dict[str, object]:
     """The derived columns of an email row (worker.ingest.storage merges them into its values)."""
     derived = derive_email(email)
+    # forwarded_text is derived but not stored yet: its column (emails.forwarded_text)
+    # arrives with migration 0009; it joins this dict when shared.models has it.
     return {
         "conversation_id": derived.conversation_id,
         "mailbox_hash": derived.mailbox_hash,

@@ -1,0 +1,83 @@
+"""Where the signature of a block of new text starts, if it has one.
+
+Role: the last step of ``worker.ingest.derive.reply`` on each block of new text. Three
+shapes, from the surest to the most careful: the ``-- `` delimiter (RFC 3676), a
+phone's "Sent from my iPhone" line near the end, and a closing ("Best regards,") with a
+few short lines under it at the very end. A closing is only cut when what follows it
+looks like a name and contact lines and text stands above it, so that a reply's own
+last sentence is never taken for a signature.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from worker.ingest.derive.reply_words import SENT_FROM, THANKS_WITH_COMMA, VALEDICTIONS
+
+# A "Sent from my ..." line is one of the last lines of a block.
+_SENT_FROM_LAST_LINES: Final = 3
+_MAX_SENT_FROM_CHARS: Final = 80
+# A sign-off: the closing and at most this many short lines under it (name, title,
+# company, phone); longer lines are text, not a signature.
+_MAX_SIGNOFF_LINES: Final = 6
+_MAX_SIGNOFF_LINE_CHARS: Final = 80
+_MAX_CLOSING_CHARS: Final = 40
+# Under "Thanks,": a name, perhaps with a title.
+_MAX_THANKS_LINES: Final = 2
+_MAX_NAME_CHARS: Final = 40
+
+
+def signature_start(lines: list[str]) -> int | None:
+    """The index of the first line of the signature in ``lines`` (a block of new
+    text, blank lines at its ends removed), or None."""
+    for index, line in enumerate(lines):
+        if line.rstrip() in ("--", "-- ", "—") and index > 0:
+            return index
+    cut = _sent_from_start(lines)
+    end = cut if cut is not None else len(lines)
+    signoff = _signoff_start(lines, end)
+    return signoff if signoff is not None else cut
+
+
+def _sent_from_start(lines: list[str]) -> int | None:
+    seen = 0
+    for index in range(len(lines) - 1, -1, -1):
+        text = lines[index].strip()
+        if not text:
+            continue
+        seen += 1
+        if seen > _SENT_FROM_LAST_LINES:
+            return None
+        lower = text.lower()
+        if len(lower) <= _MAX_SENT_FROM_CHARS and lower.startswith(SENT_FROM):
+            return index
+    return None
+
+
+def _signoff_start(lines: list[str], end: int) -> int | None:
+    """A closing line followed (up to ``end``) by a few short lines, with text above."""
+    under = 0
+    for index in range(end - 1, -1, -1):
+        text = lines[index].strip()
+        if not text:
+            continue
+        lower = text.lower()
+        if len(lower) <= _MAX_CLOSING_CHARS:
+            closing = lower.rstrip(" ,.!;")
+            if closing in VALEDICTIONS and _has_text_above(lines, index):
+                return index
+            thanks = lower in THANKS_WITH_COMMA and 0 < under <= _MAX_THANKS_LINES
+            if thanks and _short_lines(lines, index + 1, end, _MAX_NAME_CHARS):
+                return index if _has_text_above(lines, index) else None
+        under += 1
+        if under > _MAX_SIGNOFF_LINES or len(text) > _MAX_SIGNOFF_LINE_CHARS:
+            return None
+    return None
+
+
+def _short_lines(lines: list[str], start: int, end: int, limit: int) -> bool:
+    return all(len(lines[index].strip()) <= limit for index in range(start, end))
+
+
+def _has_text_above(lines: list[str], index: int) -> bool:
+    return any(lines[above].strip() for above in range(index))
