@@ -3,7 +3,7 @@
 What lives here, from the pure to the I/O:
 
 - ``parsing/``: Mandrill events into frozen dataclasses; ``columns`` (the schema's
-  lengths and text cleaning), ``derive`` and ``line_pattern`` (the derived columns),
+  lengths and text cleaning), ``derive/`` (the derived columns),
   ``file_types`` (content types by magic numbers) and ``rows`` (a parsed email or event
   into the column values written). None of these does I/O: no database, object store,
   queue or network module (an import contract), only the standard library, each other,
