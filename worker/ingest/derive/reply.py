@@ -102,6 +102,7 @@ def _split_lines(text: str, *, forward_subject: bool) -> tuple[str, list[str] | 
     blocks: list[list[str]] = [[]]
     forwarded: list[str] | None = None
     after_quote = False
+    cut = False  # the loop stopped at a header block, a separator or an attribution
     index = 0
     while index < len(lines):
         line = lines[index]
@@ -120,20 +121,29 @@ def _split_lines(text: str, *, forward_subject: bool) -> tuple[str, list[str] | 
         separator = separator_kind(line)
         if separator == "forward":
             forwarded = lines[index + 1 :]
+            cut = True
             break
         if separator == "reply" or header_block_at(lines, index):
             if separator is None and forward_subject and not _has_quote(blocks):
                 forwarded = lines[index:]
+            cut = True
             break
         end = attribution_end(lines, index)
         if end is not None:
             if not quoted_after(lines, end):
+                cut = True
                 break  # quoted without "> " marks: the rest is the quote
             index = end
             continue
         blocks[-1].append(line.rstrip())
         index += 1
-    kept = [_without_signature(_trim(block)) for block in blocks]
+    # Only a cut makes a last rule ("_____") the top of what was cut: a text that ends
+    # with a rule of its own keeps it.
+    last = len(blocks) - 1
+    kept = [
+        _without_signature(_trim(block, rule_last=cut and number == last))
+        for number, block in enumerate(blocks)
+    ]
     return "\n\n".join("\n".join(block) for block in kept if block), forwarded
 
 
@@ -141,10 +151,11 @@ def _has_quote(blocks: list[list[str]]) -> bool:
     return len(blocks) > 1
 
 
-def _trim(block: list[str]) -> list[str]:
-    """The block without blank lines at its ends, nor an Outlook rule ("_____") last."""
+def _trim(block: list[str], *, rule_last: bool = False) -> list[str]:
+    """The block without blank lines at its ends, nor (``rule_last``) an Outlook rule
+    ("_____") last."""
     start, end = 0, len(block)
-    while end > start and (not block[end - 1].strip() or is_rule(block[end - 1])):
+    while end > start and (not block[end - 1].strip() or (rule_last and is_rule(block[end - 1]))):
         end -= 1
     while start < end and not block[start].strip():
         start += 1
