@@ -33,6 +33,7 @@ from worker.ingest.storage.deliveries import (
 )
 from worker.ingest.storage.emails import insert_event, outcome_for, store_email
 from worker.ingest.storage.objects import email_objects, start_email_objects
+from worker.ingest.storage.threads import with_stored_conversation
 from worker.interrupts import INTERRUPTS
 from worker.pending_puts import PendingPuts
 
@@ -267,7 +268,8 @@ def _write_result(
         # The delivery's attempt, the email's rows, the outcome and the claims on their
         # objects go in one statement (worker.ingest.storage.emails.store_email).
         attempt = delivery.attempt if delivery is not None else None
-        rows = email_rows(parsed)
+        # A reply joins the conversation of a stored parent (worker.ingest.storage.threads).
+        rows = with_stored_conversation(session, email_rows(parsed))
         stored = store_email(
             session, rows, delivery_id, index, outbox=ctx.outbox, handed=handed, attempt=attempt
         )

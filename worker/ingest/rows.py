@@ -18,17 +18,22 @@ from worker.ingest.columns import (
     bounded,
     without_nul,
 )
+from worker.ingest.derive.threads import parent_message_ids
 from worker.ingest.parsing import Address, ParsedEmail, ParsedEvent
 
 
 @dataclass(frozen=True)
 class EmailRows:
     """An email as storage writes it: the email row's column values (derivations
-    included), its attachment rows in order, and the keys of the objects they name."""
+    included), its attachment rows in order, the keys of the objects they name, and the
+    Message-IDs of the stored emails whose conversation it joins if one is stored
+    (``worker.ingest.derive.threads.parent_message_ids``: the conversation id in
+    ``values`` is the fallback when none is)."""
 
     values: dict[str, Any]
     attachments: list[dict[str, Any]]
     object_keys: list[str]  # sorted, each once
+    parent_ids: tuple[str, ...] = ()
 
     @property
     def dedup_key(self) -> str:
@@ -39,7 +44,8 @@ def email_rows(email: ParsedEmail) -> EmailRows:
     """The rows of a parsed email: the one step between parsing and storage."""
     keys = {raw_message_key(email.raw_sha256)}
     keys.update(attachment_key(attachment.sha256) for attachment in email.attachments)
-    return EmailRows(email_values(email), attachment_values(email), sorted(keys))
+    parents = parent_message_ids(email.in_reply_to, email.references)
+    return EmailRows(email_values(email), attachment_values(email), sorted(keys), parents)
 
 
 def raw_message_key(sha256: str) -> str:

@@ -29,6 +29,7 @@ from worker.ingest.storage.dead_letters import resolve_dead_letter
 from worker.ingest.storage.deliveries import finish_delivery, record_outcome
 from worker.ingest.storage.emails import insert_email, outcome_for, replace_email
 from worker.ingest.storage.objects import store_email_objects
+from worker.ingest.storage.threads import with_stored_conversation
 from worker.interrupts import INTERRUPTS
 
 log = structlog.get_logger(__name__)
@@ -127,6 +128,9 @@ def _reprocess_event(
     rows = email_rows(parsed) if isinstance(parsed, parsing.ParsedEmail) else None
     with ctx.session_factory() as session:
         if rows is not None:
+            # The conversation a stored parent gives, as ingest takes it (and a reply
+            # stored before its parent arrived joins it now).
+            rows = with_stored_conversation(session, rows)
             change = _compare_email(session, delivery_id, index, rows)
         else:
             assert isinstance(parsed, parsing.ParsedEvent)

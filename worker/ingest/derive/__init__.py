@@ -10,7 +10,9 @@ From a :class:`~worker.ingest.parsing.ParsedEmail` it computes the fields stored
 the email for the hand-off to the platform:
 
 - ``conversation_id``: the thread root (first id of References, else In-Reply-To, else the
-  email's own Message-ID), normalised, so every message of a thread shares it;
+  email's own Message-ID; only well-formed ids of the first two count), normalised, so
+  every message of a thread shares it. Storage prefers the conversation of a stored email
+  this one replies to (``worker.ingest.storage.threads``); this is its fallback;
 - ``mailbox_hash``: the plus-address tag of the envelope recipient (``inbox+ticket-42@`` gives
   ``ticket-42``), which platforms use to route replies to the object they are about;
 - ``reply_text``: the new text without quoted history, attribution lines, Outlook header
