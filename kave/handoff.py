@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from shared.settings import Settings
-from worker.handoff.routes import MatchInput, RouteError, RouteTable, load_routes
+from worker.handoff.routes import (
+    MatchInput,
+    RouteError,
+    RouteTable,
+    environment_problems,
+    load_routes,
+    read_routes,
+)
 
 Loader = Callable[[], Settings]
 
@@ -25,7 +32,12 @@ def register(commands: Any, load_settings: Loader) -> None:
 
     routes = commands.add_parser("routes", help="check the hand-off routes file")
     actions = routes.add_subparsers(dest="routes_command", required=True)
-    validate = actions.add_parser("validate", help="load and validate the routes file")
+    validate_help = (
+        "load and validate the routes file, and check that this environment holds every "
+        "secret_env it names (exit 1: one is missing or malformed, each is named; 2: the "
+        "file is invalid)"
+    )
+    validate = actions.add_parser("validate", help=validate_help, description=validate_help)
     validate.add_argument("--file", default=None, help="default: KAVE_HANDOFF_ROUTES_FILE")
     validate.set_defaults(handler=handler(_validate))
     test = actions.add_parser("test", help="which route a mail to ADDRESS would match")
@@ -53,20 +65,27 @@ def register(commands: Any, load_settings: Loader) -> None:
     replay.set_defaults(handler=handler(_replay))
 
 
-def _table(args: argparse.Namespace, settings: Settings) -> RouteTable | None:
+def _table(
+    args: argparse.Namespace, settings: Settings, *, with_secrets: bool = True
+) -> RouteTable | None:
+    """The routes file's table; ``with_secrets``: refused, like a worker refuses it, when
+    this environment lacks a secret it names."""
     path = Path(args.file) if args.file else settings.handoff_routes_file
     if path is None:
         print("kave: no routes file (set KAVE_HANDOFF_ROUTES_FILE or pass --file)")
         return None
     try:
-        return load_routes(path)
+        return load_routes(path) if with_secrets else read_routes(path)
     except RouteError as exc:
         print(f"kave: {exc}")
         return None
 
 
 def _validate(args: argparse.Namespace, settings: Settings) -> int:
-    table = _table(args, settings)
+    """Exit 2 for a file no worker could load whatever its environment; 1 for a valid
+    file this environment cannot run (a worker started here would refuse it: better
+    found by the check run before a deploy than by a worker that will not start)."""
+    table = _table(args, settings, with_secrets=False)
     if table is None:
         return 2
     for position, route in enumerate(table.routes, start=1):
@@ -74,6 +93,17 @@ def _validate(args: argparse.Namespace, settings: Settings) -> int:
         print(f"  {position}. {route.name} ({kind}) -> {route.describe()}")
     if not any(route.is_catch_all for route in table.routes):
         print("note: no catch-all route; mail no route matches is recorded as unrouted")
+    # Every one at once, so a deploy is fixed in one go.
+    problems = environment_problems(table)
+    for problem in problems:
+        print(f"kave: {problem}")
+    if problems:
+        print(
+            f"{len(table.routes)} routes valid, but this environment lacks what "
+            f"{len(problems)} of their handlers need (above): a worker started here would "
+            "refuse the file"
+        )
+        return 1
     print(f"{len(table.routes)} routes OK")
     return 0
 

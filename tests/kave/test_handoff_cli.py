@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import subprocess
 from pathlib import Path
 
@@ -32,8 +33,47 @@ def test_routes_validate_lists_the_routes() -> None:
 
 def test_routes_validate_refuses_a_missing_secret(tmp_path: Path) -> None:
     result = kave(["routes", "validate"])
+    # Exit 1: the file is valid, this environment cannot run it (a worker would refuse).
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "4. everything-else (catch-all)" in result.stdout
+    assert (
+        "kave: route 'invoices': KAVE_HANDOFF_SECRET_PLATFORM must hold a secret and is "
+        "not set in this environment" in result.stdout
+    )
+    assert "4 routes valid, but this environment lacks what 1 of their" in result.stdout
+    assert "routes OK" not in result.stdout
+
+
+def test_routes_validate_names_every_missing_secret(tmp_path: Path) -> None:
+    def http(name: str, secret_env: str) -> dict[str, object]:
+        target = {"url": "https://platform.example/hooks", "secret_env": secret_env}
+        return {"name": name, "match": {"sender": f"*@{name}.example"}, "handler": {"http": target}}
+
+    routes = tmp_path / "routes.json"
+    routes.write_text(
+        json.dumps(
+            {"routes": [http("crm", "KAVE_HANDOFF_SECRET_CRM"), http("desk", "KAVE_DESK_KEY")]}
+        )
+    )
+    result = kave(["routes", "validate", "--file", str(routes)], KAVE_DESK_KEY="")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "route 'crm': KAVE_HANDOFF_SECRET_CRM must hold a secret and is not set" in (
+        result.stdout
+    )
+    assert "route 'desk': KAVE_DESK_KEY must hold a secret and is empty" in result.stdout
+
+    env = {"KAVE_HANDOFF_SECRET_CRM": SECRET, "KAVE_DESK_KEY": SECRET}
+    fixed = kave(["routes", "validate", "--file", str(routes)], **env)
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert "2 routes OK" in fixed.stdout
+
+
+def test_routes_validate_refuses_an_invalid_file_with_exit_2(tmp_path: Path) -> None:
+    routes = tmp_path / "routes.yaml"
+    routes.write_text("routes:\n  - name: Bad Name\n")
+    result = kave(["routes", "validate", "--file", str(routes)])
     assert result.returncode == 2
-    assert "KAVE_HANDOFF_SECRET_PLATFORM must hold a secret" in result.stdout
+    assert "kave: invalid routes: routes.0.name" in result.stdout
 
 
 def test_routes_test_prints_the_matching_route() -> None:

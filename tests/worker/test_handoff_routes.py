@@ -20,8 +20,11 @@ from worker.handoff.routes import (
     MatchInput,
     RouteError,
     RouteTable,
+    environment_problems,
     load_routes,
     parse_routes,
+    read_routes,
+    secret_envs,
     signing_key,
 )
 
@@ -157,8 +160,8 @@ def test_signatures_verify_with_the_standard_webhooks_library(key: bytes, padded
 @pytest.mark.parametrize(
     ("secret", "problem"),
     [
-        ("", "is empty or unset"),
-        ("   ", "is empty or unset"),
+        ("", "is empty"),
+        ("   ", "is empty"),
         # A raw string: the handler's library would base64-decode it into another key.
         ("a-raw-signing-secret-of-40-characters-xyz", "does not start with whsec_"),
         (base64.b64encode(fixed_bytes(32)).decode(), "does not start with whsec_"),
@@ -209,3 +212,44 @@ def test_json_routes_and_unreadable_files(tmp_path: Path) -> None:
     broken.write_text("routes: [\n")
     with pytest.raises(RouteError, match="not valid YAML"):
         load_routes(broken)
+
+
+def _two_secrets() -> dict[str, object]:
+    def http(name: str, secret_env: str) -> dict[str, object]:
+        target = {"url": "https://platform.example/hooks", "secret_env": secret_env}
+        return {"name": name, "match": {"sender": f"*@{name}.example"}, "handler": {"http": target}}
+
+    return {
+        "routes": [
+            http("crm", "KAVE_HANDOFF_SECRET_CRM"),
+            http("helpdesk", "KAVE_HANDOFF_SECRET_HELPDESK"),
+            http("helpdesk-eu", "KAVE_HANDOFF_SECRET_HELPDESK"),
+            {"name": "rest", "handler": _celery()},
+        ]
+    }
+
+
+def test_every_missing_secret_is_named_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "routes.json"
+    path.write_text(json.dumps(_two_secrets()))
+    # Read as a document, the file needs no secret (kave routes validate starts there).
+    table = read_routes(path)
+    assert secret_envs(table) == ("KAVE_HANDOFF_SECRET_CRM", "KAVE_HANDOFF_SECRET_HELPDESK")
+    (problem,) = environment_problems(table, {"KAVE_HANDOFF_SECRET_HELPDESK": SECRET})
+    assert problem.startswith(
+        "route 'crm': KAVE_HANDOFF_SECRET_CRM must hold a secret and is not set in this "
+        "environment; set it to whsec_"
+    )
+    assert len(environment_problems(table, {})) == 3
+    assert (
+        environment_problems(
+            table, {"KAVE_HANDOFF_SECRET_CRM": SECRET, "KAVE_HANDOFF_SECRET_HELPDESK": SECRET}
+        )
+        == []
+    )
+    # A worker loading it refuses it with every problem in one message.
+    with pytest.raises(RouteError) as refused:
+        load_routes(path, {})
+    message = str(refused.value)
+    assert "KAVE_HANDOFF_SECRET_CRM must hold" in message
+    assert "route 'helpdesk-eu': KAVE_HANDOFF_SECRET_HELPDESK must hold" in message

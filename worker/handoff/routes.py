@@ -34,6 +34,11 @@ padding optional), so what the handler's library verifies with is what Kave sign
 Any other form is refused: a raw string would be signed as its own bytes here but
 base64-decoded by the handler's library, and no signature would ever verify.
 
+The file is checked as a document (:func:`route_table`) and against the environment
+(:func:`environment_problems`: every secret missing or malformed, named with its route)
+separately: ``kave routes validate`` reports both, and ``kave run`` hands its worker the
+variables :func:`secret_envs` names.
+
 In production (``KAVE_ENV=production`` in the process's environment) an ``http://``
 handler URL is refused unless its route says ``allow_insecure_http: true``: the signature
 stops forgery, not reading, and the bodies carry whole emails.
@@ -72,8 +77,12 @@ __all__ = [
     "RouteError",
     "RouteTable",
     "check_http_target",
+    "environment_problems",
     "load_routes",
     "parse_routes",
+    "read_routes",
+    "route_table",
+    "secret_envs",
     "signing_key",
 ]
 
@@ -206,10 +215,12 @@ def signing_key(target: HttpTarget, environ: Mapping[str, str] | None = None) ->
     name = target.secret_env
     # A trailing newline (a secret mounted from a file) is ignored by the libraries too;
     # leading blanks are not, so they are refused below as a missing prefix.
-    secret = (environ if environ is not None else os.environ).get(name, "").rstrip()
+    given = (environ if environ is not None else os.environ).get(name)
+    secret = (given or "").rstrip()
     fix = f"set it to whsec_ + base64 of {MIN_SECRET_BYTES}+ random bytes ({_GENERATE_HINT})"
     if not secret:
-        raise RouteError(f"{name} must hold a secret and is empty or unset; {fix}")
+        state = "is not set in this environment" if given is None else "is empty"
+        raise RouteError(f"{name} must hold a secret and {state}; {fix}")
     if not secret.startswith(SECRET_PREFIX):
         raise RouteError(
             f"{name} must hold a secret in the Standard Webhooks form and does not start "
@@ -245,26 +256,57 @@ def check_http_target(target: HttpTarget, environ: Mapping[str, str] | None = No
         )
 
 
-def parse_routes(data: Any, environ: Mapping[str, str] | None = None) -> RouteTable:
-    """Validate a decoded routes document, and every HTTP handler's secret and URL."""
+def route_table(data: Any) -> RouteTable:
+    """A decoded routes document, validated as a document: what the environment holds
+    (secrets, ``KAVE_ENV``) is not looked at (:func:`environment_problems`)."""
     try:
-        table = RouteTable.model_validate(data)
+        return RouteTable.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors()
         )
         raise RouteError(f"invalid routes: {problems}") from None
+
+
+def secret_envs(table: RouteTable) -> tuple[str, ...]:
+    """The environment variables the HTTP handlers' secrets are read from, each once."""
+    names = (
+        route.handler.http.secret_env
+        for route in table.routes
+        if isinstance(route.handler, HttpHandler)
+    )
+    return tuple(dict.fromkeys(names))
+
+
+def environment_problems(table: RouteTable, environ: Mapping[str, str] | None = None) -> list[str]:
+    """What this environment lacks to run the routes, one line per HTTP handler that
+    cannot (its secret missing or not in the Standard Webhooks form, its URL refused in
+    production), each naming its route and variable; empty when nothing is missing."""
+    problems = []
     for route in table.routes:
         if isinstance(route.handler, HttpHandler):
             try:
                 check_http_target(route.handler.http, environ)
             except RouteError as exc:
-                raise RouteError(f"route {route.name!r}: {exc}") from None
+                problems.append(f"route {route.name!r}: {exc}")
+    return problems
+
+
+def parse_routes(data: Any, environ: Mapping[str, str] | None = None) -> RouteTable:
+    """Validate a decoded routes document, and every HTTP handler's secret and URL."""
+    return _checked(route_table(data), environ)
+
+
+def _checked(table: RouteTable, environ: Mapping[str, str] | None) -> RouteTable:
+    problems = environment_problems(table, environ)
+    if problems:
+        raise RouteError("; ".join(problems))
     return table
 
 
-def load_routes(path: Path, environ: Mapping[str, str] | None = None) -> RouteTable:
-    """Read and validate a routes file (``.yaml``/``.yml`` or ``.json``)."""
+def read_routes(path: Path) -> RouteTable:
+    """Read a routes file (``.yaml``/``.yml`` or ``.json``) and validate it as a document
+    (:func:`route_table`)."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -282,9 +324,13 @@ def load_routes(path: Path, environ: Mapping[str, str] | None = None) -> RouteTa
         raise RouteError(
             f"routes file {path} is not valid YAML/JSON ({type(exc).__name__})"
         ) from None
-    if data is None:
-        data = {}
-    return parse_routes(data, environ)
+    return route_table(data if data is not None else {})
+
+
+def load_routes(path: Path, environ: Mapping[str, str] | None = None) -> RouteTable:
+    """Read and validate a routes file, and every HTTP handler's secret and URL (all the
+    problems in one error)."""
+    return _checked(read_routes(path), environ)
 
 
 @cache
