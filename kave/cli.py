@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser(
         "run",
         help="start receiver, API, worker and Flower, restarting any that crashes "
-        "(embedded PostgreSQL/Redis when not configured)",
+        "(embedded PostgreSQL/Redis when not configured); the worker gets the variables "
+        "the hand-off routes' secret_env name",
     )
     run.add_argument("--port", type=int, default=8000, help="receiver port (default 8000)")
     run.add_argument(

@@ -5,11 +5,17 @@ then runs the receiver and the management API (two uvicorns), one worker (celery
 beat) and Flower as child processes with the same settings. It supervises them like a
 process manager: a child that crashes is restarted with backoff while the others keep
 serving. Ctrl-C (or SIGTERM) stops them all.
+
+Children get the settings, not this process's ``KAVE_*`` variables, with one exception:
+the worker also gets each variable a hand-off route's ``secret_env`` names (they are not
+settings, and it signs with them). A routes file the worker would refuse, one of those
+variables missing included, stops ``kave run`` before anything starts.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -29,6 +35,7 @@ from kave.devstack.var import dev_secret, write_env_file
 from shared.migrate import upgrade_to_head
 from shared.settings import Settings
 from shared.webhook import WEBHOOK_PATH
+from worker.handoff.routes import RouteError, load_routes, secret_envs
 
 RECEIVER_APP = "receiver.app:create_app"
 API_APP = "api.app:create_app"
@@ -61,6 +68,15 @@ def _effective_settings(
     return effective, {name: environment[name] for name in sorted(recorded)}
 
 
+def _route_secrets(settings: Settings) -> tuple[str, ...]:
+    """The variables the hand-off routes read their secrets from, which the worker gets
+    although they are ``KAVE_*`` variables that are not settings; :class:`RouteError`
+    (naming every one missing) when the worker would refuse the routes file."""
+    if settings.handoff_routes_file is None:
+        return ()
+    return secret_envs(load_routes(settings.handoff_routes_file))
+
+
 def _example_path() -> str:
     """The repository's sample batch, as a path the user can type from here."""
     example = Path(kave.__file__).resolve().parents[1] / EXAMPLE
@@ -75,6 +91,13 @@ def run_pipeline(
 ) -> int:
     var_dir = var_dir.resolve()
     env_file = var_dir / "run.env"
+    try:
+        # Checked before anything starts: the worker would refuse the file and be
+        # restarted forever, while the receiver accepted mail nothing processed.
+        route_secrets = _route_secrets(settings)
+    except RouteError as exc:
+        print(f"kave: {exc}", file=sys.stderr)
+        return 2
     with ExitStack() as stack:
         stack.callback(print, "Kave stopped.")
         database_url = settings.database_url
@@ -117,6 +140,8 @@ def run_pipeline(
                 node="kave",
                 beat_schedule=var_dir / "celerybeat-schedule",
             ),
+            # Only the worker hands off, so only it sees the routes' secrets.
+            env=child_env(effective, keep=route_secrets, FLOWER_BASIC_AUTH=flower_auth),
         )
         supervisor.add("flower", flower_command(flower_port))
         supervisor.start()

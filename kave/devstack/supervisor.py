@@ -34,6 +34,7 @@ class Backoff:
 class _Child:
     name: str
     command: list[str]
+    env: Mapping[str, str] | None = None  # None: the supervisor's
     process: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     next_delay: float = 0.0
@@ -48,8 +49,9 @@ class Supervisor:
     _children: list[_Child] = field(default_factory=list)
     _stopping: bool = False
 
-    def add(self, name: str, command: list[str]) -> None:
-        self._children.append(_Child(name, command, next_delay=self.backoff.initial_seconds))
+    def add(self, name: str, command: list[str], env: Mapping[str, str] | None = None) -> None:
+        """A child to run with ``command``, in ``env`` (default: the supervisor's)."""
+        self._children.append(_Child(name, command, env, next_delay=self.backoff.initial_seconds))
 
     def start(self) -> None:
         """Start every child; from now on SIGINT and SIGTERM end :meth:`run` (and a second
@@ -101,7 +103,8 @@ class Supervisor:
         # A session of its own: Ctrl-C reaches `kave run` only, which then stops each
         # child once (a second SIGINT would make Celery cold-stop), and a crashed child's
         # leftover processes can be found by its process group.
-        child.process = spawn(child.command, env=self.env, new_session=True)
+        env = child.env if child.env is not None else self.env
+        child.process = spawn(child.command, env=env, new_session=True)
         child.started_at = time.monotonic()
         child.restart_at = None
 

@@ -1,8 +1,10 @@
 """``kave run`` as a process manager: a crashed worker is restarted while the receiver keeps
-answering, and API tokens outlive a restart of the whole stack."""
+answering, API tokens outlive a restart of the whole stack, and the worker gets the
+secrets the hand-off routes name."""
 
 from __future__ import annotations
 
+import base64
 import signal
 import stat
 from pathlib import Path
@@ -12,9 +14,11 @@ import psutil
 
 from shared.webhook import WEBHOOK_PATH
 from tests.kave.support import env_without_kave_settings, kave, kave_run
-from tests.services import FIXTURES, wait_until
+from tests.services import FIXTURES, REPO, wait_until
 
 PASSWORD = "ivory lantern drifts past nine"
+ROUTES = REPO / "tests" / "fixtures" / "handoff" / "routes.yaml"  # secret_env: ..._PLATFORM
+SECRET = "whsec_" + base64.b64encode(b"r" * 32).decode()
 
 
 def _worker(run_pid: int) -> psutil.Process:
@@ -26,6 +30,47 @@ def _worker(run_pid: int) -> psutil.Process:
     ]
     assert len(workers) == 1, workers
     return workers[0]
+
+
+def _receiver(run_pid: int) -> psutil.Process:
+    (receiver,) = (
+        child
+        for child in psutil.Process(run_pid).children()
+        if "receiver.app:create_app" in child.cmdline()
+    )
+    return receiver
+
+
+def test_the_worker_gets_the_secret_a_route_names_and_only_it(tmp_path: Path) -> None:
+    env = {
+        **env_without_kave_settings(),
+        "KAVE_HANDOFF_ROUTES_FILE": str(ROUTES),
+        "KAVE_HANDOFF_SECRET_PLATFORM": SECRET,
+        "KAVE_NOT_A_SETTING": "dropped",
+    }
+    # kave_run waits for the worker's "ready.": a worker without the secret refuses the
+    # routes file and never gets there.
+    with kave_run(tmp_path, env) as run:
+        worker = _worker(run.process.pid).environ()
+        receiver = _receiver(run.process.pid).environ()
+    assert run.exit_code == 0
+    assert worker["KAVE_HANDOFF_SECRET_PLATFORM"] == SECRET
+    assert worker["KAVE_HANDOFF_ROUTES_FILE"] == str(ROUTES)
+    assert "KAVE_NOT_A_SETTING" not in worker
+    # Only the worker hands off: the others never see the secret.
+    assert "KAVE_HANDOFF_SECRET_PLATFORM" not in receiver
+    assert SECRET not in run.output
+
+
+def test_kave_run_refuses_to_start_when_a_route_secret_is_missing(tmp_path: Path) -> None:
+    env = {**env_without_kave_settings(), "KAVE_HANDOFF_ROUTES_FILE": str(ROUTES)}
+    result = kave(["run", "--var-dir", str(tmp_path / "var")], env, tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert (
+        "kave: route 'invoices': KAVE_HANDOFF_SECRET_PLATFORM must hold a secret and is not "
+        "set in this environment" in result.stderr
+    )
+    assert not (tmp_path / "var").exists()  # nothing was started
 
 
 def test_a_killed_worker_is_restarted_while_the_receiver_keeps_answering(tmp_path: Path) -> None:
