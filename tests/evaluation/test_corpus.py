@@ -51,18 +51,11 @@ def test_every_corpus_says_where_it_comes_from_and_its_licence(path: Path) -> No
     assert re.search(r"^\s*-\s*\*\*Repository:\*\*\s*\S", source, re.MULTILINE), source
 
 
-# Corpora whose licence asks for its text beside the files but that do not carry it yet
-# (EVALUATION.md, "What is missing").
-LICENCE_TEXT_MISSING = frozenset({"gitlab-replies"})
-
-
 @pytest.mark.parametrize("path", CORPORA, ids=[p.name for p in CORPORA])
 def test_a_corpus_taken_from_elsewhere_carries_its_licence_text(path: Path) -> None:
     source = (path / SOURCE_FILE).read_text(encoding="utf-8")
     if "the licence of this repository" in source:
         pytest.skip("written for this repository")
-    if path.name in LICENCE_TEXT_MISSING:
-        pytest.xfail("licence text not copied yet")
 
     assert (path / "LICENSE").is_file()
 
