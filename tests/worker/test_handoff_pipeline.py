@@ -104,7 +104,7 @@ def test_out_of_office_bounce_and_disguised_executable_are_flagged(
     assert (ooo.auto_submitted, ooo.auto_submitted_reason) == (True, "auto-submitted:auto-replied")
     dsn = emails["<20260101120000.ABC123@mx.example.org>"]
     assert (dsn.auto_submitted, dsn.auto_submitted_reason) == (True, "dsn")
-    assert dsn.bounced_addresses == ["gone@example.net"]
+    assert dsn.bounced_addresses == ["Gone@example.net"]  # the domain lower-cased only
     (attachment,) = emails["<invoice@example.org>"].attachments
     assert attachment.content_type == "application/pdf"
     assert attachment.sniffed_type == "application/x-msdownload"
