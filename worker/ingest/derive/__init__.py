@@ -101,9 +101,11 @@ def email_columns(email: ParsedEmail) -> dict[str, object]:
         "conversation_id": derived.conversation_id,
         "mailbox_hash": derived.mailbox_hash,
         "reply_text": derived.reply_text,
+        "forwarded_text": derived.forwarded_text,
         "auto_submitted": derived.auto_submitted,
         "auto_submitted_reason": derived.auto_submitted_reason,
         "bounced_addresses": list(derived.bounced_addresses),
+        "bulk": derived.bulk,
     }
 
 
