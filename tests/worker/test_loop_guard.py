@@ -101,6 +101,24 @@ def test_a_daemon_bounce_without_a_parseable_address_is_auto_submitted(
     assert derived.bounced_addresses == ()
 
 
+def test_an_empty_from_is_auto_submitted() -> None:
+    mail = message({"Message-ID": "<e@x.org>"}, "Mail Error\n")
+    mail.replace_header("From", "Jetmail System <>")
+    derived = derive_email(inbound(mail))
+    assert (derived.auto_submitted, derived.auto_submitted_reason) == (True, "from:empty")
+
+
+def test_a_bounce_a_list_manager_passes_on_is_found_by_its_precedence() -> None:
+    # Mailman forwards a bounce it cannot read to the list's owner: no null sender, no
+    # MAILER-DAEMON, only "Precedence: bulk" and the bounce text.
+    bounce = message({"Message-ID": "<fw@lists.example.org>", "Precedence": "bulk"}, QMAIL_BOUNCE)
+    bounce.replace_header("From", "MDaemon@receive.example.com")
+    derived = derive_email(inbound(bounce, recipient="users-owner@lists.example.org"))
+    assert (derived.auto_submitted, derived.auto_submitted_reason) == (True, "dsn")
+    assert "gone@example.net" in derived.bounced_addresses
+    assert derived.bulk is True
+
+
 def test_a_person_named_like_a_daemon_is_not_flagged() -> None:
     mail = message({"Message-ID": "<pm@x.org>"}, "Thanks for the fix.\n")
     mail.replace_header("From", "Pat Postmaster <pat@example.org>")
@@ -189,8 +207,17 @@ def test_bounced_addresses_are_only_the_failed_recipients() -> None:
     assert derived.auto_submitted_reason == "dsn"
     # Not the bounce's To (our own address, which sent what bounced), in any case; not the
     # returned Message-ID; not a pipe command or a mailbox path; the domain lower-cased, the
-    # local part as sent (one spelling per address), in alphabetical order.
-    assert derived.bounced_addresses == ("also@example.net", "GONE@example.net")
+    # local part as sent (one spelling per address: the fewest capitals), in order.
+    assert derived.bounced_addresses == ("also@example.net", "gone@example.net")
+
+
+def test_who_wrote_to_themselves_is_still_reported_bounced() -> None:
+    # The returned message's From is the failed recipient too (a test sent to oneself
+    # through a forwarder): only the bounce's own sender and recipients are left out.
+    returned = QMAIL_BOUNCE.replace("From: Inbox <inbox@example.com>", "From: gone@example.net")
+    bounce = message({"Message-ID": "<self@mx.example.org>"}, returned)
+    bounce.replace_header("From", "MAILER-DAEMON@mx.example.org")
+    assert "gone@example.net" in derive_email(inbound(bounce)).bounced_addresses
 
 
 def test_a_dsn_names_neither_its_sender_nor_the_returned_message() -> None:

@@ -31,8 +31,8 @@ _MAX_BOUNCED: Final = 100
 # RFC 5321's limits: what is longer is not an address a server accepted.
 _MAX_ADDRESS_CHARS: Final = 254
 _MAX_LOCAL_CHARS: Final = 64
-# A header line of the bounce or of the message it returns is read this far (RFC 5322's
-# line limit); the rest of a longer line cannot hold what is looked for there.
+# A line of the bounce is read this far for Message-IDs (RFC 5322's line limit); the rest
+# of a longer line cannot be a header line's.
 _MAX_LINE_CHARS: Final = 998
 _LABEL: Final = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 # Lines (anywhere in the bounce) that name a message, not a recipient: their <...> tokens
@@ -40,8 +40,6 @@ _LABEL: Final = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _ID_HEADERS: Final = ("in-reply-to:", "references:")
 _ID_MARK: Final = "message-id"
 _ID_TOKEN: Final = re.compile(r"<([^<>\s]+)>")
-# Lines that name who sent the bounce or the returned message: never a failed recipient.
-_SENDER_HEADERS: Final = ("from:", "sender:", "return-path:", "reply-to:")
 _SPLIT: Final = re.compile(r"[\s<>\"(),;\[\]]+")
 # What a daemon is called: a bounce's sender, never the recipient that failed.
 _DAEMONS: Final = frozenset({"mailer-daemon"})
@@ -61,25 +59,31 @@ def bounced_addresses(email: ParsedEmail) -> tuple[str, ...]:
         return ()
     if not permanent and not temporary:
         return ()
-    ids, senders = _named_in_bounce(raw.decode("utf-8", "replace"))
+    ids = _message_ids(raw.decode("utf-8", "replace"))
     ids.update(_bare(value) for value in (email.message_id, email.in_reply_to) if value)
     ids.update(_bare(value) for value in email.references)
     # The bounce's own sender and recipients: the daemon, and us (we sent what bounced).
+    # Not the returned message's From: someone who wrote to themselves bounced too.
     own = [email.from_address or "", email.envelope_recipient or ""]
     own.extend(address.address for address in (*email.to, *email.cc))
-    senders.update(_addresses_in(" ".join(own)))
+    own.extend(_header_values(email, ("sender", "return-path")))
     # Compared in lower case: our own address must not come back in another spelling.
-    excluded = {address.lower() for address in senders} | ids
+    excluded = {address.lower() for address in _addresses_in(" ".join(own))} | ids
     # One spelling per address (local parts are case-insensitive in practice), the same
-    # one on every run: flufl.bounce's results are sets.
+    # one on every run although flufl.bounce's results are sets: the one with the fewest
+    # capitals, the first in order among those.
     found: dict[str, str] = {}
     for candidate in (*permanent, *temporary):
         text = candidate.decode("utf-8", "replace") if isinstance(candidate, bytes) else candidate
         address = _normalised(str(text))
         if address is None or (key := address.lower()) in excluded:
             continue
-        found[key] = min(address, found.get(key, address))
+        found[key] = min(address, found.get(key, address), key=_spelling_order)
     return tuple(found[key] for key in sorted(found))[:_MAX_BOUNCED]
+
+
+def _spelling_order(address: str) -> tuple[int, str]:
+    return sum(character.isupper() for character in address), address
 
 
 def _bare(message_id: str) -> str:
@@ -115,11 +119,15 @@ def _is_host_name(domain: str) -> bool:
     return len(labels) > 1 and all(_LABEL.fullmatch(label) for label in labels)
 
 
-def _named_in_bounce(text: str) -> tuple[set[str], set[str]]:
-    """The Message-IDs (bare, lower-cased) and the sender addresses that header lines of
-    the bounce, or of the message it returns, name."""
+def _header_values(email: ParsedEmail, names: tuple[str, ...]) -> list[str]:
+    return [value[:_MAX_LINE_CHARS] for key, value in email.headers if key.lower() in names]
+
+
+def _message_ids(text: str) -> set[str]:
+    """The Message-IDs (bare, lower-cased) that lines of the bounce, or of the message it
+    returns, name: a Message-ID, In-Reply-To or References header, or a report's line
+    about one (``X-Original-Message-ID:``, "the message-id ... was")."""
     ids: set[str] = set()
-    senders: set[str] = set()
     in_id_header = False
     for line in text.splitlines():
         head = line[:_MAX_LINE_CHARS]
@@ -128,9 +136,7 @@ def _named_in_bounce(text: str) -> tuple[set[str], set[str]]:
         in_id_header = folded or lowered.startswith(_ID_HEADERS)
         if in_id_header or _ID_MARK in lowered:
             ids.update(match.lower() for match in _ID_TOKEN.findall(head))
-        if lowered.startswith(_SENDER_HEADERS):
-            senders.update(_addresses_in(head.partition(":")[2]))
-    return ids, senders
+    return ids
 
 
 def _addresses_in(text: str) -> Iterator[str]:

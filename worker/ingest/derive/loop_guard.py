@@ -25,6 +25,7 @@ _MAX_REASON_CHARS: Final = 64
 # not who wrote it, and are the bulk signal.
 _PRECEDENCE_AUTO: Final = frozenset({"auto_reply"})
 _PRECEDENCE_BULK: Final = frozenset({"bulk", "junk", "list"})
+_PRECEDENCE_BOUNCE: Final = frozenset({"bulk", "junk"})
 _LIST_HEADERS: Final = ("List-Id", "List-Post", "List-Unsubscribe")
 _SUPPRESS_NONE: Final = frozenset({"", "none"})
 # The senders of bounces (RFC 5321 section 4.5.1 names postmaster as the one role every
@@ -49,26 +50,38 @@ def auto_submitted(email: ParsedEmail) -> tuple[bool, str | None, tuple[str, ...
     receipt); ``Auto-Submitted`` other than ``no`` (RFC 3834); ``Precedence: auto_reply``;
     ``X-Autoreply``/``X-Autorespond``; ``X-Auto-Response-Suppress`` (Exchange sets it on its
     own automatic replies); a MAILER-DAEMON or postmaster sender (a bounce whose addresses
-    did not parse); an empty Return-Path ``<>`` (the null sender of bounces and auto-replies).
+    did not parse); an empty From ``<>`` (``from:empty``); an empty Return-Path ``<>`` (the
+    null sender of bounces and auto-replies). ``Precedence: bulk|junk`` alone is not a
+    signal (``bulk`` says it), but a bounce found in such an email is.
     """
     pairs = list(email.headers)
     report = _report_type(pairs)
     return_paths = _header_values(pairs, "Return-Path")
     null_sender = any(value.replace(" ", "") in ("<>", "") for value in return_paths)
     daemon = _daemon_sender(email)
-    dsn = report == "delivery-status"
-    # A report of another type (a read receipt, a spam complaint) names no failed address.
-    looks_bounced = report in (None, "unknown") and (
-        null_sender or daemon is not None or _daemon_named(email) or report == "unknown"
+    null_from = (email.from_address or "").strip() == "<>"
+    precedence = {value.lower() for value in _header_values(pairs, "Precedence")}
+    # Worth a look for failed addresses; short of a delivery-status report, the email is
+    # flagged "dsn" only when some are found. Bounce generators, and list managers passing
+    # bounces on, mark them bulk or junk (and so do lists people write to). A disposition
+    # report can be a bounce (Dovecot rejects with one: "deleted", quota exceeded); a spam
+    # complaint names the complainer, who did not bounce.
+    looks_bounced = report != "feedback-report" and (
+        report is not None
+        or null_sender
+        or null_from
+        or daemon is not None
+        or _daemon_named(email)
+        or not precedence.isdisjoint(_PRECEDENCE_BOUNCE)
     )
-    bounced: tuple[str, ...] = ()
-    if dsn or looks_bounced:
-        bounced = bounced_addresses(email)
-    if dsn or bounced:
+    bounced = bounced_addresses(email) if looks_bounced else ()
+    if report == "delivery-status" or bounced:
         return True, "dsn", bounced
     reason = f"report:{report}" if report is not None else _rfc3834_reason(pairs)
     if reason is None and daemon is not None:
         reason = f"sender:{daemon}"
+    if reason is None and null_from:
+        reason = "from:empty"
     if reason is None and null_sender:
         reason = "return-path:empty"
     return reason is not None, _cut(reason), ()
