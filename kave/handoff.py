@@ -47,6 +47,7 @@ def register(commands: Any, load_settings: Loader) -> None:
     test.add_argument(
         "--auto-submitted", action="store_true", help="as an auto-reply or bounce would be"
     )
+    test.add_argument("--bulk", action="store_true", help="as list or newsletter mail would be")
     test.add_argument("--file", default=None, help="default: KAVE_HANDOFF_ROUTES_FILE")
     test.set_defaults(handler=handler(_test))
 
@@ -120,6 +121,7 @@ def _test(args: argparse.Namespace, settings: Settings) -> int:
         subject=args.subject,
         mailbox_hash=mailbox_hash(args.address),
         auto_submitted=args.auto_submitted,
+        bulk=args.bulk,
     )
     route = table.first_match(email)
     if route is None:

@@ -162,6 +162,13 @@ def _bounce(body: str) -> str:
     )
 
 
+_QMAIL_INTRO: Final = (
+    "Hi. This is the qmail-send program at mx.example.org.\n"
+    "I'm afraid I wasn't able to deliver your message to the following addresses.\n"
+    "This is a permanent error; I've given up. Sorry it didn't work out.\n\n"
+)
+
+
 # Each family: size in bytes -> raw_msg of about that many bytes.
 FAMILIES: Final[dict[str, Callable[[int], str]]] = {
     "newline_run": lambda n: plain("hello\r\n" + "\r\n" * (n // 2) + "-\r\n"),
@@ -222,6 +229,16 @@ FAMILIES: Final[dict[str, Callable[[int], str]]] = {
     "dsn_report": _dsn_report,
     "bounce_newlines": lambda n: _bounce(_fill("\r\n", n)),
     "bounce_long_line": lambda n: _bounce(_fill("a ", n)),
+    # A bounce flufl.bounce finds addresses in: every line is then read again for the
+    # Message-IDs and senders the failed addresses are checked against.
+    "bounce_checked_lines": lambda n: _bounce(
+        _QMAIL_INTRO
+        + _fill("<a@b.example>:\nSorry (#5.1.1)\n\nFrom: " + "c@d.example " * 8 + "\n", n)
+    ),
+    # A multipart/report whose Content-Type is mostly parameters before its report-type.
+    "report_content_type": lambda n: _with_headers(
+        "Content-Type: multipart/report; " + _fill("report-type ", n - _HEADER_SLACK) + "\r\n"
+    ),
 }
 
 

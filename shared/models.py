@@ -149,11 +149,15 @@ class Email(Base):
     conversation_id: Mapped[str | None] = mapped_column(Text, index=True)
     mailbox_hash: Mapped[str | None] = mapped_column(Text, index=True)
     reply_text: Mapped[str | None] = mapped_column(Text)
+    forwarded_text: Mapped[str | None] = mapped_column(Text)  # a forward's forwarded message
+    # Written by a machine (auto-reply, bounce, report): answering it risks a loop.
     auto_submitted: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
     auto_submitted_reason: Mapped[str | None] = mapped_column(String(64))
     bounced_addresses: Mapped[list[Any]] = mapped_column(
         default=list, server_default=text("'[]'::jsonb")
     )
+    # Came through a mailing list or a bulk sender (a person may have written it).
+    bulk: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
     # A text part declared a charset that is not a mail charset
     # (worker.ingest.parsing.charsets): its text was read as UTF-8 with replacement instead.
     charset_refused: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")

@@ -82,9 +82,11 @@ class EmailDetail(EmailSummary):
             "conversation_id": "CAF=root1@mail.example.org",
             "mailbox_hash": None,
             "reply_text": "Hello,\n\nthe invoice is attached.",
+            "forwarded_text": None,
             "auto_submitted": False,
             "auto_submitted_reason": None,
             "bounced_addresses": [],
+            "bulk": False,
             "charset_refused": False,
             "attachments": [ATTACHMENT_EXAMPLE],
         }
@@ -116,13 +118,24 @@ class EmailDetail(EmailSummary):
     reply_text: str | None = Field(
         description="The new text, without quoted history, reply headers or signature."
     )
+    forwarded_text: str | None = Field(
+        description="For a forward, the forwarded message (its header lines and body)."
+    )
     auto_submitted: bool = Field(
-        description="Sent by a machine (auto-reply, bounce, bulk): answering it risks a loop."
+        description="Written by a machine (auto-reply, bounce, report): never answer it "
+        "automatically (RFC 3834)."
     )
     auto_submitted_reason: str | None = Field(
-        description="Why: e.g. `auto-submitted:auto-replied`, `precedence:bulk`, `dsn`."
+        description="Why: e.g. `auto-submitted:auto-replied`, `dsn`, `sender:mailer-daemon`."
     )
-    bounced_addresses: list[str] = Field(description="Addresses a bounce reports as failed.")
+    bounced_addresses: list[str] = Field(
+        description="Addresses a bounce reports as failed (domain lower-cased)."
+    )
+    bulk: bool = Field(
+        description="Came through a mailing list or a bulk sender (`Precedence: bulk|list|"
+        "junk`, `List-Id`, ...): a person may have written it, but never answer it "
+        "automatically (RFC 3834)."
+    )
     charset_refused: bool = Field(
         description="A text part declared a charset that is not a mail charset (punycode, "
         "utf-7, ...): its text was read as UTF-8, with U+FFFD for bytes that are not."

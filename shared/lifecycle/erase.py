@@ -95,6 +95,7 @@ _EMAIL_TEXT = func.lower(
         Email.text_body,
         Email.html_body,
         Email.reply_text,  # derived (worker/ingest/derive/), but rendered from HTML it may differ
+        Email.forwarded_text,  # likewise; its header lines name the forwarded mail's people
         Email.spf_detail,
         cast(Email.to, Text),
         cast(Email.cc, Text),

@@ -9,7 +9,12 @@ from tests.api.conftest import Rows
 
 
 def test_lists_an_emails_dispatches(client: TestClient, auth: dict[str, str], rows: Rows) -> None:
-    email = rows.email(conversation_id="root@example.org", reply_text="Yes.")
+    email = rows.email(
+        conversation_id="root@example.org",
+        reply_text="Yes.",
+        forwarded_text="From: Ana <ana@example.org>\n\nthe plan",
+        bulk=True,
+    )
     other = rows.email()
     rows.add(
         Dispatch(
@@ -36,6 +41,8 @@ def test_lists_an_emails_dispatches(client: TestClient, auth: dict[str, str], ro
     detail = client.get(f"/api/v1/emails/{email.id}", headers=auth).json()
     assert (detail["conversation_id"], detail["reply_text"]) == ("root@example.org", "Yes.")
     assert detail["auto_submitted"] is False
+    assert detail["bulk"] is True
+    assert detail["forwarded_text"] == "From: Ana <ana@example.org>\n\nthe plan"
 
 
 def test_unknown_email_is_404_and_no_token_is_401(client: TestClient, auth: dict[str, str]) -> None:

@@ -87,3 +87,5 @@ def test_routes_test_prints_the_matching_route() -> None:
     assert invoice.stdout.strip() == "invoices -> http POST http://127.0.0.1:9/hooks/mail"
     oof = kave(["routes", "test", "support+ticket-42@example.com", "--auto-submitted"], **env)
     assert oof.stdout.startswith("bounces ->")
+    listed = kave(["routes", "test", "support+ticket-42@example.com", "--bulk"], **env)
+    assert listed.stdout.startswith("everything-else ->")

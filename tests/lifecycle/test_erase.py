@@ -25,6 +25,7 @@ from shared.objectstore import S3ObjectStore
 from shared.settings import Settings
 from tests.kave.support import kave_with_settings as kave
 from tests.lifecycle.conftest import deliver
+from tests.rows import add_stored_email
 
 pytestmark = pytest.mark.usefixtures("worker", "clean")
 
@@ -233,3 +234,17 @@ def test_an_address_is_matched_whole(
     result = kave(["erase", "--address", address], settings)
     assert result.returncode == 0, result.stdout + result.stderr
     assert set(emails(engine)) == {f"mary-{address}", f"{address[:-4]}.org.uk"}
+
+
+def test_an_address_only_in_a_forwarded_message_is_erased(
+    engine: Engine, clean_store: S3ObjectStore
+) -> None:
+    # forwarded_text is cut from the body, but a forward in HTML renders it anew: the
+    # erasure must search it as it searches reply_text.
+    address = f"fwd-{uuid.uuid4().hex[:8]}@example.org"
+    with Session(engine) as session, session.begin():
+        email = add_stored_email(session)
+        email.forwarded_text = f"From: Jane <{address}>\nSubject: the plan\n\nsee below"
+    done = erase_rows(make_session_factory(engine), clean_store, actor="test", address=address)
+    assert done.counts["emails"] == 1
+    assert rows_mentioning(engine, address) == {}

@@ -254,6 +254,7 @@ def test_each_email_reaches_its_route_and_auto_replies_never_fire(
     assert data["reply_text"] == "Yes, tomorrow works."
     assert data["conversation_id"] == "root@example.com"
     assert data["auto_submitted"] is False
+    assert (data["bulk"], data["forwarded_text"]) == (False, None)
     assert rows["<w1@customer.example>"].last_status_code == 204
 
     # Neither handler ever saw the out-of-office or the bounce.

@@ -26,6 +26,16 @@ REPLIES = Path(__file__).resolve().parents[1] / "fixtures" / "replies"
 EXE = b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff" + b"\x00" * 64
 
 
+FORWARD = """See below.
+
+---------- Forwarded message ---------
+From: Bob <bob@example.net>
+Subject: The plan
+
+We start on Monday.
+"""
+
+
 def mail(message_id: str, body: str, **headers: str) -> str:
     msg = EmailMessage()
     msg["From"] = "Ana <ana@example.org>"
@@ -97,38 +107,59 @@ def test_out_of_office_bounce_and_disguised_executable_are_flagged(
     msg["Message-ID"] = "<invoice@example.org>"
     msg.set_content("invoice attached")
     msg.add_attachment(EXE, maintype="application", subtype="pdf", filename="invoice.pdf")
-    send_and_wait(receiver, engine, events(oof, bounce, msg.as_string()))
+    listed = mail("<list-1@example.org>", "Me too.\n", Precedence="list", List_Id="<u.example>")
+    send_and_wait(receiver, engine, events(oof, bounce, msg.as_string(), listed))
 
     emails = stored(engine)
     ooo = emails["<oof-1@example.net>"]
     assert (ooo.auto_submitted, ooo.auto_submitted_reason) == (True, "auto-submitted:auto-replied")
     dsn = emails["<20260101120000.ABC123@mx.example.org>"]
     assert (dsn.auto_submitted, dsn.auto_submitted_reason) == (True, "dsn")
-    assert dsn.bounced_addresses == ["gone@example.net"]
+    assert dsn.bounced_addresses == ["Gone@example.net"]  # the domain lower-cased only
     (attachment,) = emails["<invoice@example.org>"].attachments
     assert attachment.content_type == "application/pdf"
     assert attachment.sniffed_type == "application/x-msdownload"
     assert attachment.type_mismatch is True
     assert emails["<invoice@example.org>"].auto_submitted is False
+    # A person's answer through a mailing list: bulk, not machine-written.
+    list_mail = emails["<list-1@example.org>"]
+    assert (list_mail.bulk, list_mail.auto_submitted) == (True, False)
+    assert (ooo.bulk, dsn.bulk) == (False, False)
 
 
 def test_reprocess_re_derives_rows_stored_before_the_hand_off(
     receiver: str, engine: Engine, base_settings: Settings
 ) -> None:
     reply = mail("<r@example.org>", "Yes.\n", References="<root@example.org>")
-    send_and_wait(receiver, engine, events(reply))
-    # What a row stored before migration 0005 looks like: no derived fields.
+    forward = mail("<f@example.org>", FORWARD, List_Id="<team.lists.example.org>")
+    send_and_wait(receiver, engine, events(reply, forward))
+    # What a row stored before migration 0005 (and 0009) looks like: no derived fields.
     with engine.begin() as conn:
-        conn.execute(update(Email).values(conversation_id=None, reply_text=None, mailbox_hash=None))
+        conn.execute(
+            update(Email).values(
+                conversation_id=None,
+                reply_text=None,
+                mailbox_hash=None,
+                forwarded_text=None,
+                bulk=False,
+            )
+        )
         conn.execute(update(Attachment).values(sniffed_type=None))
     result = kave_with_settings(
         ["reprocess", "--since", "2000-01-01T00:00:00+00:00"], base_settings
     )
     assert result.returncode == 0, result.stderr
     assert "conversation_id" in result.stdout
-    (row,) = stored(engine).values()
+    assert "bulk" in result.stdout
+    assert "forwarded_text" in result.stdout
+    rows = stored(engine)
+    row = rows["<r@example.org>"]
     assert (row.conversation_id, row.reply_text, row.mailbox_hash) == (
         "root@example.org",
         "Yes.",
         "ticket-42",
+    )
+    assert (rows["<f@example.org>"].bulk, rows["<f@example.org>"].forwarded_text) == (
+        True,
+        "From: Bob <bob@example.net>\nSubject: The plan\n\nWe start on Monday.",
     )

@@ -14,7 +14,10 @@ from pathlib import Path
 import pytest
 from standardwebhooks import Webhook
 
+from tests.worker.test_derive import inbound
+from tests.worker.test_loop_guard import list_reply
 from worker.handoff.http import sign
+from worker.handoff.outbox import match_input
 from worker.handoff.routes import (
     HttpHandler,
     MatchInput,
@@ -27,6 +30,7 @@ from worker.handoff.routes import (
     secret_envs,
     signing_key,
 )
+from worker.ingest.derive import email_columns
 
 ROUTES = Path(__file__).resolve().parents[1] / "fixtures" / "handoff" / "routes.yaml"
 SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
@@ -40,8 +44,9 @@ def email(
     subject: str | None = "hello",
     mailbox_hash: str | None = None,
     auto: bool = False,
+    bulk: bool = False,
 ) -> MatchInput:
-    return MatchInput(recipient, sender, subject, mailbox_hash, auto)
+    return MatchInput(recipient, sender, subject, mailbox_hash, auto, bulk)
 
 
 def test_first_matching_route_wins() -> None:
@@ -59,6 +64,35 @@ def test_a_route_excluding_auto_submitted_never_takes_an_out_of_office() -> None
     table = load_routes(ROUTES, ENV)
     oof = email("in+ticket-42@x.com", mailbox_hash="ticket-42", auto=True)
     assert routed(table, oof) == "bounces"
+
+
+def test_a_route_excluding_bulk_skips_list_mail() -> None:
+    table = parse_routes(
+        {
+            "routes": [
+                {"name": "support", "match": {"auto_submitted": False, "bulk": False},
+                 "handler": _celery("kave.handlers.support")},
+                {"name": "lists", "match": {"bulk": True}, "handler": _celery()},
+            ]
+        }
+    )  # fmt: skip
+    assert routed(table, email()) == "support"
+    assert routed(table, email(bulk=True)) == "lists"  # a person's reply through a list
+    assert routed(table, email(auto=True)) is None
+
+
+def test_a_ticket_route_with_bulk_false_skips_a_derived_list_mail() -> None:
+    # From the parsed email to the route, as the worker goes (outbox.match_input).
+    parsed = inbound(list_reply(), recipient="support+ticket-42@example.com")
+    values = {
+        "envelope_recipient": parsed.envelope_recipient,
+        "from_address": parsed.from_address,
+        "subject": parsed.subject,
+        **email_columns(parsed),
+    }
+    table = load_routes(ROUTES, ENV)  # tickets: {auto_submitted: false, bulk: false}
+    assert routed(table, match_input(values)) == "everything-else"
+    assert routed(table, match_input({**values, "bulk": False})) == "tickets"
 
 
 def test_no_catch_all_leaves_mail_unrouted() -> None:

@@ -68,6 +68,7 @@ def match_input(values: Mapping[str, Any]) -> MatchInput:
         subject=values.get("subject"),
         mailbox_hash=values.get("mailbox_hash"),
         auto_submitted=bool(values.get("auto_submitted")),
+        bulk=bool(values.get("bulk")),
     )
 
 

@@ -16,6 +16,7 @@ File shape::
           sender: "*@customer.example"  # From address, glob
           subject: "(?i)invoice"        # regular expression, searched
           auto_submitted: false         # false: never auto-replies/bounces; true: only them
+          bulk: false                   # false: never list or newsletter mail; true: only it
         handler:
           celery: {task: kave.handlers.tickets, queue: platform}
       - name: everything-else
@@ -113,6 +114,7 @@ class Match(_Strict):
     sender: str | None = None
     subject: str | None = None
     auto_submitted: bool | None = None
+    bulk: bool | None = None
 
     @field_validator("subject")
     @classmethod
@@ -190,6 +192,7 @@ class MatchInput:
     subject: str | None
     mailbox_hash: str | None
     auto_submitted: bool
+    bulk: bool
 
 
 def _glob(pattern: str, value: str | None) -> bool:
@@ -204,6 +207,7 @@ def matches(match: Match, email: MatchInput) -> bool:
         match.sender is None or _glob(match.sender, email.sender),
         match.subject is None or re.search(match.subject, email.subject or "") is not None,
         match.auto_submitted is None or match.auto_submitted == email.auto_submitted,
+        match.bulk is None or match.bulk == email.bulk,
     )
     return all(checks)
 

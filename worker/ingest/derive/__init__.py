@@ -1,10 +1,11 @@
 """Derived fields of a parsed email: what a platform's agent needs to act on it.
 
 One module per concern: ``threads`` (conversation id, mailbox hash), ``reply`` (reply
-text), ``loop_guard`` (auto-submitted, bounces), ``sniff`` (attachment types). This
-package's face is :func:`email_columns` and :func:`attachment_columns`, which
-``worker.ingest.rows`` merges into the row values. It imports the parser's types, the
-column limits and pure libraries only: no I/O (an import-linter contract keeps it so).
+text), ``loop_guard`` (auto-submitted, bulk), ``bounces`` (the addresses a bounce reports),
+``sniff`` (attachment types). This package's face is :func:`email_columns` and
+:func:`attachment_columns`, which ``worker.ingest.rows`` merges into the row values. It
+imports the parser's types, the column limits and pure libraries only: no I/O (an
+import-linter contract keeps it so).
 
 From a :class:`~worker.ingest.parsing.ParsedEmail` it computes the fields stored next to
 the email for the hand-off to the platform:
@@ -20,9 +21,11 @@ the email for the hand-off to the platform:
   the lines, ~30 languages; quotequail cuts HTML quotes and inscriptis turns what is left
   into text when the email has only HTML); for a forward, the note above it;
 - ``forwarded_text``: for a forward, the forwarded message (its header lines and body);
-- ``auto_submitted`` with its reason: RFC 3834 signals and delivery-status reports, with the
-  addresses a bounce names (flufl.bounce), so no agent answers an out-of-office or a bounce
-  and starts a mail loop;
+- ``auto_submitted`` with its reason: written by a machine (RFC 3834 signals, delivery-status
+  and other reports, MAILER-DAEMON), with the addresses a bounce names (flufl.bounce, then
+  checked), so no agent answers an out-of-office or a bounce and starts a mail loop;
+- ``bulk`` with its reason: sent through a list or by a bulk sender (``Precedence``,
+  ``List-*`` headers), which a person may have written but no agent may auto-answer;
 - per attachment, the type sniffed from its bytes (puremagic) and whether it contradicts the
   declared type (an ``.pdf`` that is an executable).
 
@@ -35,7 +38,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from worker.ingest.derive.loop_guard import auto_submitted
+from worker.ingest.derive.bounces import bounced_addresses
+from worker.ingest.derive.loop_guard import auto_submitted, bulk
 from worker.ingest.derive.reply import reply_parts, reply_text
 from worker.ingest.derive.sniff import Sniffed, sniff, sniff_attachment
 from worker.ingest.derive.threads import conversation_id, mailbox_hash, normalize_message_id
@@ -46,6 +50,8 @@ __all__ = [
     "Sniffed",
     "attachment_columns",
     "auto_submitted",
+    "bounced_addresses",
+    "bulk",
     "conversation_id",
     "derive_email",
     "email_columns",
@@ -67,11 +73,15 @@ class Derived:
     auto_submitted_reason: str | None  # e.g. "auto-submitted:auto-replied", "dsn"
     bounced_addresses: tuple[str, ...]
     forwarded_text: str | None = None
+    bulk: bool = False
+    # Not stored (emails has no column for it): for tests, the evaluation and debugging.
+    bulk_reason: str | None = None  # e.g. "precedence:list", "list-id"
 
 
 def derive_email(email: ParsedEmail) -> Derived:
     """All derived fields of an email (attachments: :func:`sniff_attachment`)."""
     flagged, reason, bounced = auto_submitted(email)
+    listed, list_reason = bulk(email)
     reply = reply_parts(email.text_body, email.html_body, email.subject)
     return Derived(
         conversation_id=conversation_id(email.message_id, email.in_reply_to, email.references),
@@ -81,21 +91,23 @@ def derive_email(email: ParsedEmail) -> Derived:
         auto_submitted_reason=reason,
         bounced_addresses=bounced,
         forwarded_text=reply.forwarded_text,
+        bulk=listed,
+        bulk_reason=list_reason,
     )
 
 
 def email_columns(email: ParsedEmail) -> dict[str, object]:
     """The derived columns of an email row (worker.ingest.storage merges them into its values)."""
     derived = derive_email(email)
-    # forwarded_text is derived but not stored yet: its column (emails.forwarded_text)
-    # arrives with migration 0009; it joins this dict when shared.models has it.
     return {
         "conversation_id": derived.conversation_id,
         "mailbox_hash": derived.mailbox_hash,
         "reply_text": derived.reply_text,
+        "forwarded_text": derived.forwarded_text,
         "auto_submitted": derived.auto_submitted,
         "auto_submitted_reason": derived.auto_submitted_reason,
         "bounced_addresses": list(derived.bounced_addresses),
+        "bulk": derived.bulk,
     }
 
 

@@ -10,7 +10,9 @@ from typing import Any
 from sqlalchemy import (
     ARRAY,
     LABEL_STYLE_NONE,
+    BindParameter,
     Select,
+    String,
     and_,
     any_,
     bindparam,
@@ -25,6 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by, insert
 from sqlalchemy.orm import Session
+from sqlalchemy.types import NullType, TypeDecorator
 
 from shared.models import (
     Attachment,
@@ -162,6 +165,22 @@ def store_email(
     return StoredEmail(new_id, EventOutcome.STORED, removed_keys)
 
 
+class _InferredText(TypeDecorator[str]):
+    """A text parameter rendered without a cast: the column it is inserted into gives its
+    type (psycopg sends a str as of unknown type, for the server to infer)."""
+
+    impl = NullType
+    cache_ok = True
+
+
+def _email_param(name: str) -> BindParameter[Any]:
+    # Without a ``::VARCHAR`` per text column, the statement stays within the length
+    # psycopg caches the parsing of (tests/worker/test_email_rows.py).
+    if isinstance(Email.__table__.c[name].type, String):
+        return bindparam(name, type_=_InferredText())
+    return bindparam(name)
+
+
 @cache
 def _store_email_statement(
     columns: tuple[str, ...], record_attempt: bool, finish: bool
@@ -183,7 +202,7 @@ def _store_email_statement(
     """
     new_email = (
         insert(Email)
-        .values({name: bindparam(name) for name in (*columns, "delivery_id")})
+        .values({name: _email_param(name) for name in (*columns, "delivery_id")})
         .on_conflict_do_nothing(index_elements=[Email.dedup_key])
         .returning(Email.id, Email.received_at)
         .cte("new_email")
