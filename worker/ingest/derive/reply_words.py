@@ -28,8 +28,10 @@ ATTRIBUTION_VERBS: Final = (
     "escreveu",  # pt
     "scritto",  # it ("ha scritto")
     "schreef",  # nl
+    "geschreven",  # nl Apple Mail and iOS ("heeft X geschreven:")
     "het volgende",  # nl Gmail ("schreef X het volgende:")
     "napisa",  # pl, hr, sl, bs
+    "pisze",  # pl Thunderbird ("W dniu ..., X pisze:")
     "napsal",  # cs
     "napísal",  # sk
     "написа",  # ru, uk, bg, sr
@@ -190,9 +192,11 @@ SENT_FROM: Final = (
     "verzonden vanaf mijn ",
     "verstuurd vanaf mijn ",
     "wysłane z mojego ",
+    "wysłane z iphone",  # pl iOS ("Wysłane z iPhone'a")
     "wysłano z ",
     "odesláno z ",
     "отправлено с моего ",
+    "отправлено с iphone",  # ru iOS
     "отправлено из ",
     "надіслано з мого ",
     "skickat från min ",

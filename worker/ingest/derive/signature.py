@@ -30,18 +30,27 @@ _MAX_NAME_CHARS: Final = 40
 def signature_start(lines: list[str]) -> int | None:
     """The index of the first line of the signature in ``lines`` (a block of new
     text, blank lines at its ends removed), or None."""
-    for index, line in enumerate(lines):
-        if line.rstrip() in ("--", "-- ", "—") and index > 0:
-            return index
-    cut = _sent_from_start(lines)
+    # Each shape is looked for above the one found before it: a sign-off often stands
+    # over a "-- " block ("Cordialement,\nClaire" then "-- \nClaire Martin, Example Ltd.").
+    cut = _delimiter_start(lines)
     end = cut if cut is not None else len(lines)
+    sent_from = _sent_from_start(lines, end)
+    if sent_from is not None:
+        cut = end = sent_from
     signoff = _signoff_start(lines, end)
     return signoff if signoff is not None else cut
 
 
-def _sent_from_start(lines: list[str]) -> int | None:
+def _delimiter_start(lines: list[str]) -> int | None:
+    for index, line in enumerate(lines):
+        if line.rstrip() in ("--", "-- ", "—") and index > 0:
+            return index
+    return None
+
+
+def _sent_from_start(lines: list[str], end: int) -> int | None:
     seen = 0
-    for index in range(len(lines) - 1, -1, -1):
+    for index in range(end - 1, -1, -1):
         text = lines[index].strip()
         if not text:
             continue
