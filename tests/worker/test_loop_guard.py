@@ -125,6 +125,58 @@ def test_a_person_named_like_a_daemon_is_not_flagged() -> None:
     assert derive_email(inbound(mail)).auto_submitted is False
 
 
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "Automatic reply: invoice 42",
+        "AUTO: Ana Lima is out of the office (returning 05/01)",
+        "[Automatyczna odpowiedź] test",
+        "Out of Office: meeting",
+    ],
+)
+def test_an_auto_reply_known_by_its_subject_is_auto_submitted(subject: str) -> None:
+    mail = message({"Message-ID": "<s@x.org>"}, "I am away until Monday.\n")
+    mail.replace_header("Subject", subject)
+    derived = derive_email(inbound(mail))
+    assert (derived.auto_submitted, derived.auto_submitted_reason) == (True, "subject:auto-reply")
+
+
+@pytest.mark.parametrize(
+    "subject",
+    ["Out of office next week?", "Re: the automatic reply: can we turn it off?", "Autumn plans"],
+)
+def test_a_person_writing_about_auto_replies_is_not_flagged(subject: str) -> None:
+    mail = message({"Message-ID": "<p@x.org>"}, "Can we talk about it tomorrow?\n")
+    mail.replace_header("Subject", subject)
+    assert derive_email(inbound(mail)).auto_submitted is False
+
+
+def test_a_bounce_known_by_its_subject_is_read_for_failed_addresses() -> None:
+    # A gateway's own notice: neither a null sender nor MAILER-DAEMON, only its subject.
+    bounce = message({"Message-ID": "<g@gw.example.org>"}, QMAIL_BOUNCE)
+    bounce.replace_header("From", "smtp-gateway@gw.example.org")
+    bounce.replace_header("Subject", "Mail could not be delivered")
+    derived = derive_email(inbound(bounce))
+    assert (derived.auto_submitted, derived.auto_submitted_reason) == (True, "dsn")
+    assert "gone@example.net" in derived.bounced_addresses
+
+
+def test_a_person_whose_subject_sounds_like_a_bounce_is_not_flagged() -> None:
+    mail = message({"Message-ID": "<q@x.org>"}, "My mail to the bank could not be delivered.\n")
+    mail.replace_header("Subject", "Undeliverable mail to the bank?")
+    assert derive_email(inbound(mail)).auto_submitted is False
+
+
+def test_a_bounce_whose_return_path_a_relay_set_to_its_daemon_is_found() -> None:
+    bounce = message(
+        {"Message-ID": "<rp@gw.example.org>", "Return-Path": "<MAILER-DAEMON@relay.example.org>"},
+        QMAIL_BOUNCE,
+    )
+    bounce.replace_header("From", "imss@gw.example.org")
+    derived = derive_email(inbound(bounce))
+    assert (derived.auto_submitted, derived.auto_submitted_reason) == (True, "dsn")
+
+
 REPORT = """From: reports@isp.example
 To: inbox@example.com
 Subject: report

@@ -31,8 +31,30 @@ _SUPPRESS_NONE: Final = frozenset({"", "none"})
 # The senders of bounces (RFC 5321 section 4.5.1 names postmaster as the one role every
 # domain has; MAILER-DAEMON is what MTAs sign their reports with).
 _DAEMONS: Final = frozenset({"mailer-daemon", "postmaster"})
+# Subjects bounce generators write ("Mail delivery failed: returning message to sender",
+# "Undeliverable: ...", "Returned Mail - Error During Delivery"), lower-cased substrings:
+# reason to look for failed addresses, never to flag an email on their own (a person may
+# write "the mail delivery failed again").
+_BOUNCE_SUBJECTS: Final = (
+    "undeliverable", "undelivered mail", "delivery failure", "delivery status notification",
+    "mail delivery failed", "delivery has failed", "returned mail", "could not be delivered",
+    "failure notice", "non remis", "unzustellbar", "non recapitabile", "onbestelbaar",
+    "no se puede entregar", "não entregue",
+)  # fmt: skip
+# The prefixes automatic replies put on the subject they answer ("Automatic reply: ...",
+# Lotus Notes' "AUTO: Ana is out of the office", "[Automatyczna odpowiedź] ..."). Only at
+# the start: a person's "Out of office next week?" is not one.
+_AUTO_REPLY_SUBJECTS: Final = (
+    "auto:", "automatic reply:", "autoreply:", "auto-reply:", "auto reply:",
+    "out of office:", "out of office reply", "out of office autoreply",
+    "automatische antwort:", "abwesenheitsnotiz:", "réponse automatique", "respuesta automática",
+    "risposta automatica", "automatisch antwoord", "autosvar:", "automaattinen vastaus",
+    "automatyczna odpowiedź", "автоматический ответ", "automatická odpověď", "otomatik yanıt",
+)  # fmt: skip
 # A Content-Type is read this far: its type and report-type come first in practice.
 _MAX_CONTENT_TYPE_CHARS: Final = 1024
+# Subjects are read this far for the phrases above: they stand at the start.
+_MAX_SUBJECT_CHARS: Final = 200
 _REPORT_TYPE: Final = re.compile(r'report-type\s*=\s*"?([a-z0-9._-]{1,40})')
 
 
@@ -72,12 +94,16 @@ def auto_submitted(email: ParsedEmail) -> tuple[bool, str | None, tuple[str, ...
         or null_from
         or daemon is not None
         or _daemon_named(email)
+        or _daemon_return_path(return_paths)
+        or _bounce_subject(email.subject)
         or not precedence.isdisjoint(_PRECEDENCE_BOUNCE)
     )
     bounced = bounced_addresses(email) if looks_bounced else ()
     if report == "delivery-status" or bounced:
         return True, "dsn", bounced
     reason = f"report:{report}" if report is not None else _rfc3834_reason(pairs)
+    if reason is None and _auto_reply_subject(email.subject):
+        reason = "subject:auto-reply"
     if reason is None and daemon is not None:
         reason = f"sender:{daemon}"
     if reason is None and null_from:
@@ -128,6 +154,21 @@ def _daemon_named(email: ParsedEmail) -> bool:
     # but not reason enough to flag the email when none are found.
     sender = f"{email.from_name or ''} {email.from_address or ''}".lower()
     return "mailer-daemon" in sender or "postmaster" in sender
+
+
+def _daemon_return_path(return_paths: list[str]) -> bool:
+    # A relay that rewrote the null sender of a bounce to its own daemon's address.
+    return any(value.strip("<> ").rpartition("@")[0].lower() in _DAEMONS for value in return_paths)
+
+
+def _bounce_subject(subject: str | None) -> bool:
+    lower = (subject or "")[:_MAX_SUBJECT_CHARS].lower()
+    return any(phrase in lower for phrase in _BOUNCE_SUBJECTS)
+
+
+def _auto_reply_subject(subject: str | None) -> bool:
+    lower = (subject or "")[:_MAX_SUBJECT_CHARS].lower().lstrip("[ ")
+    return lower.startswith(_AUTO_REPLY_SUBJECTS)
 
 
 def _rfc3834_reason(pairs: list[tuple[str, str]]) -> str | None:
