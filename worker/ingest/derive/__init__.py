@@ -1,7 +1,8 @@
 """Derived fields of a parsed email: what a platform's agent needs to act on it.
 
 One module per concern: ``threads`` (conversation id, mailbox hash), ``reply`` (reply
-text), ``loop_guard`` (auto-submitted, bulk), ``bounces`` (the addresses a bounce reports),
+text, with ``reply_lines``/``reply_words`` for what a line is, ``signature`` and
+``signed_name`` for where a signature starts), ``loop_guard`` (auto-submitted, bulk), ``bounces`` (the addresses a bounce reports),
 ``sniff`` (attachment types). This package's face is :func:`email_columns` and
 :func:`attachment_columns`, which ``worker.ingest.rows`` merges into the row values. It
 imports the parser's types, the column limits and pure libraries only: no I/O (an
@@ -17,7 +18,7 @@ the email for the hand-off to the platform:
 - ``mailbox_hash``: the plus-address tag of the envelope recipient (``inbox+ticket-42@`` gives
   ``ticket-42``), which platforms use to route replies to the object they are about;
 - ``reply_text``: the new text without quoted history, attribution lines, Outlook header
-  blocks and signatures, bottom-posted and inline answers kept (``reply``: one pass over
+  blocks and signatures (a sign-off with the sender's own name too), bottom-posted and inline answers kept (``reply``: one pass over
   the lines, ~30 languages; quotequail cuts HTML quotes and inscriptis turns what is left
   into text when the email has only HTML); for a forward, the note above it;
 - ``forwarded_text``: for a forward, the forwarded message (its header lines and body);
