@@ -35,6 +35,11 @@ _MAX_LABEL_CHARS: Final = 24
 _HEADER_BLOCK_WINDOW: Final = 6
 # A time ("9:00", "14:32") or a year: what makes "X wrote:" an attribution, not prose.
 _DATE: Final = re.compile(r"\d{1,2}[:.h]\d{2}|\b(?:19|20)\d{2}\b|\d{4}[年년]")
+# An address spelled out against harvesters ("ana at example.org"), as list archives and
+# some clients write it.
+_SPELLED_ADDRESS: Final = re.compile(r"\w at [a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}\b")
+# Supercite quotes with the author's initials ("LK> "), at most this many.
+_MAX_SUPERCITE_INITIALS: Final = 4
 # Only separators like "-----Original Message-----" or "---------- Forwarded message
 # ---------": dashes (or underscores, equals signs), a few words, maybe dashes again.
 _SEPARATOR_MAX_CHARS: Final = 80
@@ -53,9 +58,15 @@ def mark(line: str) -> Mark:
     stripped = line.lstrip()
     if not stripped:
         return Mark.BLANK
-    if stripped.startswith(">"):
+    if stripped.startswith(">") or _supercite_prefix(stripped):
         return Mark.QUOTED
     return Mark.TEXT
+
+
+def _supercite_prefix(stripped: str) -> bool:
+    """Emacs supercite's quote prefix: the quoted author's initials, then ">" (" LK> ")."""
+    initials, marker, _ = stripped[: _MAX_SUPERCITE_INITIALS + 1].partition(">")
+    return bool(marker) and initials.isalpha() and initials.isupper()
 
 
 def attribution_end(lines: list[str], start: int) -> int | None:
@@ -71,6 +82,8 @@ def attribution_end(lines: list[str], start: int) -> int | None:
             return None
         joined = f"{joined} {line}" if joined else line
         if not line.endswith((":", "：")):
+            if end == start and _dated_address(joined) and quoted_after(lines, end + 1):
+                return end + 1  # old Gmail: "2009/5/12 John Doe <john@doe.example>"
             continue
         next_quoted = quoted_after(lines, end + 1)
         if is_attribution(joined, next_quoted):
@@ -111,16 +124,18 @@ def is_attribution(text: str, next_quoted: bool) -> bool:
         return False
     lower = text.lower()
     has_date = _DATE.search(lower) is not None
-    has_address = "@" in lower
+    has_address = "@" in lower or _SPELLED_ADDRESS.search(lower) is not None
     if any(verb in lower for verb in ATTRIBUTION_VERBS):
         return has_date or has_address or next_quoted
+    if has_date and has_address and next_quoted:
+        return True  # a client's own words ("Twas brillig at 15:33 when ana at x.org ...:")
     body = lower.rstrip(":： " + _BIDI_AND_SPACE)
-    return (
-        has_date
-        and has_address
-        and body.endswith((">", ")", "]"))
-        and (body[:1].isdigit() or next_quoted)
-    )
+    return has_date and has_address and body.endswith((">", ")", "]")) and body[:1].isdigit()
+
+
+def _dated_address(text: str) -> bool:
+    """A date, a name and an address in brackets with no verb nor colon (old Gmail)."""
+    return text[:1].isdigit() and text.endswith(">") and "@" in text and bool(_DATE.search(text))
 
 
 def header_label(line: str) -> str | None:
