@@ -1,30 +1,32 @@
 """Derived fields of a parsed email: what a platform's agent needs to act on it.
 
-One module per concern: ``threads`` (conversation id, mailbox hash), ``reply`` (reply
-text, with ``reply_lines``/``reply_words`` for what a line is, ``signature`` and
-``signed_name`` for where a signature starts), ``loop_guard`` (auto-submitted, bulk), ``bounces`` (the addresses a bounce reports),
-``sniff`` (attachment types). This package's face is :func:`email_columns` and
-:func:`attachment_columns`, which ``worker.ingest.rows`` merges into the row values. It
-imports the parser's types, the column limits and pure libraries only: no I/O (an
-import-linter contract keeps it so).
+One module per concern: ``threads`` (conversation id, mailbox hash), ``reply`` (reply text,
+with ``reply_lines``/``reply_words`` for what a line is, ``signature`` and ``signed_name``
+for where a signature starts), ``loop_guard`` (auto-submitted, bulk), ``bounces`` (the
+addresses a bounce reports), ``sniff`` (attachment types). This package's face is
+:func:`email_columns` and :func:`attachment_columns`, which ``worker.ingest.rows`` merges
+into the row values. It imports the parser's types, the column limits and pure libraries
+only: no I/O (an import-linter contract keeps it so).
 
-From a :class:`~worker.ingest.parsing.ParsedEmail` it computes the fields stored next to
-the email for the hand-off to the platform:
+From a :class:`~worker.ingest.parsing.ParsedEmail` it computes the fields stored next to the
+email for the hand-off to the platform:
 
 - ``conversation_id``: the thread root (first id of References, else In-Reply-To, else the
-  email's own Message-ID; only well-formed ids of the first two count), normalised, so
-  every message of a thread shares it. Storage prefers the conversation of a stored email
-  this one replies to (``worker.ingest.storage.threads``); this is its fallback;
-- ``mailbox_hash``: the plus-address tag of the envelope recipient (``inbox+ticket-42@`` gives
-  ``ticket-42``), which platforms use to route replies to the object they are about;
+  email's own Message-ID; only well-formed ids of the first two count), normalised, so every
+  message of a thread shares it. Storage prefers the conversation of a stored email this one
+  replies to (``worker.ingest.storage.threads``); this is its fallback;
+- ``mailbox_hash``: the plus-address tag of the envelope recipient (``inbox+ticket-42@``
+  gives ``ticket-42``), which platforms use to route replies to the object they are about;
 - ``reply_text``: the new text without quoted history, attribution lines, Outlook header
-  blocks and signatures (a sign-off with the sender's own name too), bottom-posted and inline answers kept (``reply``: one pass over
-  the lines, ~30 languages; quotequail cuts HTML quotes and inscriptis turns what is left
-  into text when the email has only HTML); for a forward, the note above it;
+  blocks and signatures (a sign-off with the sender's own name too), bottom-posted and
+  inline answers kept (``reply``: one pass over the lines, ~30 languages; quotequail cuts
+  HTML quotes and inscriptis turns what is left into text when the email has only HTML); for
+  a forward, the note above it;
 - ``forwarded_text``: for a forward, the forwarded message (its header lines and body);
-- ``auto_submitted`` with its reason: written by a machine (RFC 3834 signals, delivery-status
-  and other reports, MAILER-DAEMON), with the addresses a bounce names (flufl.bounce, then
-  checked), so no agent answers an out-of-office or a bounce and starts a mail loop;
+- ``auto_submitted`` with its reason: written by a machine (RFC 3834 signals,
+  delivery-status and other reports, MAILER-DAEMON), with the addresses a bounce names
+  (flufl.bounce, then checked), so no agent answers an out-of-office or a bounce and starts
+  a mail loop;
 - ``bulk`` with its reason: sent through a list or by a bulk sender (``Precedence``,
   ``List-*`` headers), which a person may have written but no agent may auto-answer;
 - per attachment, the type sniffed from its bytes (puremagic) and whether it contradicts the
