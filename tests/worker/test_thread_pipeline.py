@@ -5,7 +5,6 @@ database: a reply takes the conversation of the stored email it names
 from __future__ import annotations
 
 import json
-from email.message import EmailMessage
 
 import pytest
 from sqlalchemy import Engine, select
@@ -15,6 +14,7 @@ from shared.models import Email
 from shared.settings import Settings
 from tests.kave.support import kave_with_settings as kave
 from tests.webhooks import post_events, wait_for_deliveries
+from tests.worker.test_derive import message
 
 pytestmark = pytest.mark.usefixtures("worker", "clean_db")
 
@@ -22,15 +22,8 @@ FREE_TEXT = 'Your message of "Thu, 01 Aug 2024 10:00:00 +0200"'
 
 
 def event(message_id: str, **headers: str) -> dict[str, object]:
-    msg = EmailMessage()
-    msg["From"] = "alice@example.org"
-    msg["To"] = "inbox@example.com"
-    msg["Subject"] = "Re: the order"
-    msg["Message-ID"] = message_id
-    for name, value in headers.items():
-        msg[name.replace("_", "-")] = value
-    msg.set_content(f"text of {message_id}\n")
-    raw = msg.as_string()
+    named = {name.replace("_", "-"): value for name, value in headers.items()}
+    raw = message({"Message-ID": message_id, **named}, f"text of {message_id}\n").as_string()
     return {"event": "inbound", "ts": 1700000000, "msg": {"raw_msg": raw}}
 
 
@@ -43,6 +36,16 @@ def deliver(receiver: str, engine: Engine, *events: dict[str, object]) -> str:
     return delivery_id
 
 
+def deliver_one_by_one(receiver: str, engine: Engine, *events: dict[str, object]) -> None:
+    """Each of ``events`` in a delivery of its own, in order."""
+    for one in events:
+        deliver(receiver, engine, one)
+
+
+ROOT = event("<root@shop.example>")
+REPLY_TO_ROOT = event("<a@shop.example>", In_Reply_To="<root@shop.example>")
+
+
 def conversations(engine: Engine) -> dict[str, str | None]:
     """Each stored email's conversation id, by its Message-ID."""
     with Session(engine) as session:
@@ -53,12 +56,7 @@ def conversations(engine: Engine) -> dict[str, str | None]:
 def test_a_reply_with_only_in_reply_to_joins_its_stored_parent(
     receiver: str, engine: Engine
 ) -> None:
-    deliver(receiver, engine, event("<root@shop.example>"))
-    deliver(
-        receiver,
-        engine,
-        event("<a@shop.example>", In_Reply_To="<root@shop.example>"),
-    )
+    deliver_one_by_one(receiver, engine, ROOT, REPLY_TO_ROOT)
     # Without References, the stateless rule alone would name the thread after a@.
     deliver(receiver, engine, event("<b@client.example>", In_Reply_To="<a@shop.example>"))
 
@@ -68,16 +66,10 @@ def test_a_reply_with_only_in_reply_to_joins_its_stored_parent(
 def test_a_references_only_reply_to_the_middle_of_a_thread_joins(
     receiver: str, engine: Engine
 ) -> None:
-    deliver(receiver, engine, event("<root@shop.example>"))
-    deliver(
-        receiver,
-        engine,
-        event(
-            "<mid@shop.example>",
-            In_Reply_To="<root@shop.example>",
-            References="<root@shop.example>",
-        ),
+    middle = event(
+        "<mid@shop.example>", In_Reply_To="<root@shop.example>", References="<root@shop.example>"
     )
+    deliver_one_by_one(receiver, engine, ROOT, middle)
     # A client that kept only the message it answers, and no In-Reply-To.
     deliver(receiver, engine, event("<late@client.example>", References="<mid@shop.example>"))
 
@@ -112,12 +104,7 @@ def test_reprocess_joins_a_reply_stored_before_its_parent(
     receiver: str, engine: Engine, base_settings: Settings
 ) -> None:
     reply = deliver(receiver, engine, event("<b@client.example>", In_Reply_To="<a@shop.example>"))
-    deliver(receiver, engine, event("<root@shop.example>"))
-    deliver(
-        receiver,
-        engine,
-        event("<a@shop.example>", In_Reply_To="<root@shop.example>"),
-    )
+    deliver_one_by_one(receiver, engine, ROOT, REPLY_TO_ROOT)
     # Nothing rewrites a stored reply when its parent arrives: the stateless id stays.
     assert conversations(engine)["<b@client.example>"] == "a@shop.example"
 

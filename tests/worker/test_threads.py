@@ -4,11 +4,11 @@ on a real worker and database, is tests/worker/test_thread_pipeline.py)."""
 
 from __future__ import annotations
 
-from email.message import EmailMessage
 from typing import Any
 
 import pytest
 
+from tests.worker.test_derive import message
 from worker.ingest.derive.threads import (
     MAX_PARENT_IDS,
     conversation_id,
@@ -88,14 +88,7 @@ def test_a_huge_references_is_cut_to_the_nearest_parents_and_the_root() -> None:
 
 
 def _raw(headers: dict[str, str]) -> str:
-    msg = EmailMessage()
-    msg["From"] = "alice@example.org"
-    msg["To"] = "inbox@example.com"
-    msg["Subject"] = "Re: hi"
-    for name, value in headers.items():
-        msg[name] = value
-    msg.set_content("hello\n")
-    return msg.as_string()
+    return message(headers).as_string()
 
 
 def test_the_rows_of_a_parsed_reply_name_its_parents() -> None:
