@@ -95,7 +95,7 @@ def test_a_thread_reaches_the_readme_route_under_kave_run(tmp_path: Path) -> Non
             batch = _batch(tmp_path / "replies.json", REPLY, OUT_OF_OFFICE)
             sent = kave(["send", str(batch)], env, tmp_path)
             assert sent.returncode == 0, sent.stdout + sent.stderr
-            wait_until(lambda: len(platform.bodies) == 2, 60, "the reply handed off")
+            wait_until(lambda: len(platform.bodies) >= 2, 60, "the reply handed off")
             # The out-of-office was stored with the reply (one delivery): had a route
             # taken it, it would have been handed off by now; give it a moment more.
             wait_until(lambda: "ooo-42" in kave(["emails"], env, tmp_path).stdout, 30, "stored")
