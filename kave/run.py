@@ -8,8 +8,9 @@ serving. Ctrl-C (or SIGTERM) stops them all.
 
 Children get the settings, not this process's ``KAVE_*`` variables, with one exception:
 the worker also gets each variable a hand-off route's ``secret_env`` names (they are not
-settings, and it signs with them). A routes file the worker would refuse, one of those
-variables missing included, stops ``kave run`` before anything starts.
+settings, and it signs with them), from the environment or, as settings are, from
+``.env``. A routes file the worker would refuse, one of those variables missing
+included, stops ``kave run`` before anything starts.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import os
 import sys
 from contextlib import ExitStack
 from pathlib import Path
+
+from dotenv import dotenv_values
 
 import kave
 from kave.devstack import (
@@ -86,11 +89,21 @@ def _example_path() -> str:
         return str(example)
 
 
+def _dotenv_into_environment(path: Path) -> None:
+    """The ``KAVE_*`` variables of ``.env`` that the environment does not set, into it:
+    Settings read that file too (the environment first), so settings keep their values,
+    and a route's secret kept there reaches the worker as a setting would."""
+    for name, value in dotenv_values(path).items():
+        if name.startswith("KAVE_") and value is not None and name not in os.environ:
+            os.environ[name] = value
+
+
 def run_pipeline(
     settings: Settings, *, var_dir: Path, port: int, flower_port: int, api_port: int
 ) -> int:
     var_dir = var_dir.resolve()
     env_file = var_dir / "run.env"
+    _dotenv_into_environment(Path(".env"))
     try:
         # Checked before anything starts: the worker would refuse the file and be
         # restarted forever, while the receiver accepted mail nothing processed.

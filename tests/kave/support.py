@@ -77,7 +77,14 @@ def kave_run(cwd: Path, env: dict[str, str], log_name: str = "run.log") -> Itera
         )
     run = KaveRun(process, log_path, port, api_port)
     try:
-        wait_until(lambda: b"Kave is running" in log_path.read_bytes(), 120, "kave run")
+
+        def started_or_exited() -> bool:
+            return process.poll() is not None or b"Kave is running" in log_path.read_bytes()
+
+        # A `kave run` that refused to start has exited: say so at once, with its output.
+        wait_until(started_or_exited, 120, "kave run")
+        if process.poll() is not None:
+            raise AssertionError(f"kave run exited {process.returncode}: {run.output}")
         wait_until(lambda: b"ready." in log_path.read_bytes(), 60, "its worker")
         wait_for_http(f"http://127.0.0.1:{port}/healthz", 30, "its receiver")
         wait_for_http(run.api_base + "/healthz", 30, "its API")

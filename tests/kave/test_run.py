@@ -62,6 +62,20 @@ def test_the_worker_gets_the_secret_a_route_names_and_only_it(tmp_path: Path) ->
     assert SECRET not in run.output
 
 
+def test_a_route_secret_kept_in_dotenv_reaches_the_worker(tmp_path: Path) -> None:
+    # As settings may be: `make run` reads .env in the directory it starts in.
+    (tmp_path / ".env").write_text(
+        f"KAVE_HANDOFF_ROUTES_FILE={ROUTES}\nKAVE_HANDOFF_SECRET_PLATFORM={SECRET}\n",
+        encoding="utf-8",
+    )
+    with kave_run(tmp_path, env_without_kave_settings()) as run:
+        worker = _worker(run.process.pid).environ()
+        receiver = _receiver(run.process.pid).environ()
+    assert run.exit_code == 0
+    assert worker["KAVE_HANDOFF_SECRET_PLATFORM"] == SECRET
+    assert "KAVE_HANDOFF_SECRET_PLATFORM" not in receiver
+
+
 def test_kave_run_refuses_to_start_when_a_route_secret_is_missing(tmp_path: Path) -> None:
     env = {**env_without_kave_settings(), "KAVE_HANDOFF_ROUTES_FILE": str(ROUTES)}
     result = kave(["run", "--var-dir", str(tmp_path / "var")], env, tmp_path)
