@@ -42,12 +42,13 @@ from worker.ingest.derive.reply_lines import (
     Mark,
     attribution_end,
     header_block_at,
+    header_block_quote,
     is_rule,
     mark,
     quoted_after,
     separator_kind,
 )
-from worker.ingest.derive.signature import signature_start
+from worker.ingest.derive.signature import SIGNATURE_DELIMITERS, signature_start
 from worker.ingest.derive.signed_name import sender_names, signed_name_span
 from worker.interrupts import INTERRUPTS
 
@@ -134,6 +135,11 @@ def _split_lines(
             forwarded = lines[index + 1 :]
             cut = True
             break
+        if separator is None and header_block_at(lines, index):
+            quote = header_block_quote(lines, index)
+            if quote is not None:
+                index = quote  # "From: Ana\nDate: ..." over "> " lines: an attribution
+                continue
         if separator == "reply" or header_block_at(lines, index):
             if separator is None and forward_subject and not _has_quote(blocks):
                 forwarded = lines[index:]
@@ -155,7 +161,7 @@ def _split_lines(
         _without_signature(_trim(block, rule_last=cut and number == last))
         for number, block in enumerate(blocks)
     ]
-    kept = _without_signed_name([block for block in kept if block], names)
+    kept = _without_signed_name(_without_signature_blocks([b for b in kept if b]), names)
     return "\n\n".join("\n".join(block) for block in kept), forwarded
 
 
@@ -177,6 +183,16 @@ def _trim(block: list[str], *, rule_last: bool = False) -> list[str]:
 def _without_signature(block: list[str]) -> list[str]:
     cut = signature_start(block)
     return _trim(block[:cut]) if cut is not None else block
+
+
+def _without_signature_blocks(blocks: list[list[str]]) -> list[list[str]]:
+    """The blocks without those that are a "-- " signature under text of blocks above
+    (a signature after a bottom-posted quote is a block of its own)."""
+    return [
+        block
+        for number, block in enumerate(blocks)
+        if number == 0 or block[0].rstrip() not in SIGNATURE_DELIMITERS
+    ]
 
 
 def _without_signed_name(blocks: list[list[str]], names: frozenset[str]) -> list[list[str]]:

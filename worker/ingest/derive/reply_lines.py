@@ -22,6 +22,7 @@ from worker.ingest.derive.reply_words import (
     FROM_LABELS,
     ORIGINAL_MESSAGE_WORDS,
     OTHER_LABELS,
+    SCRUBBED_PART_WORDS,
 )
 
 # An attribution is a short line or two ("On Mon, Jan 5, 2026 at 9:00 AM Ana Lima
@@ -120,6 +121,8 @@ def is_attribution(text: str, next_quoted: bool) -> bool:
     colon). A verb with a date or an address; a bare "Ana wrote:" only above "> " lines;
     a date and an address before the colon with no verb (Gmail's "2014-03-20 8:48
     GMT+01:00 Ana <ana@example.com>:", the Japanese form)."""
+    if text.startswith("* ") and next_quoted:
+        text = text[2:]  # "* Ana <ana@example.org> wrote:", as some write it over a quote
     if len(text) > MAX_ATTRIBUTION_CHARS or text.startswith((">", "-", "*", "•")):
         return False
     lower = text.lower()
@@ -177,6 +180,21 @@ def header_block_at(lines: list[str], start: int) -> bool:
     return False
 
 
+def header_block_quote(lines: list[str], start: int) -> int | None:
+    """Where the "> " quote under a header block that starts at ``start`` begins, if one
+    follows it at once: "From: Ana <a@b>\nDate: ...\n\n> ..." is how some write their
+    attribution, where Outlook's block has the original unquoted under it."""
+    index = start
+    end = min(start + _HEADER_BLOCK_WINDOW + 1, len(lines))
+    while index < end and header_label(lines[index]) is not None:
+        index += 1
+    while index < len(lines) and mark(lines[index]) is Mark.BLANK and index < end + 2:
+        index += 1
+    if index < len(lines) and mark(lines[index]) is Mark.QUOTED:
+        return index
+    return None
+
+
 def separator_kind(line: str) -> str | None:
     """The kind, "forward", "reply" or None, of a separator or lead-in line: "---------- Forwarded
     message ---------", "Begin forwarded message:", "-----Original Message-----"."""
@@ -186,6 +204,8 @@ def separator_kind(line: str) -> str | None:
     lower = text.lower()
     dashed = text[0] in "-_=" and text[:3] == text[0] * 3
     if dashed or lower.endswith((":", "：")) or text.startswith("[") or text.endswith("-"):
+        if dashed and any(word in lower for word in SCRUBBED_PART_WORDS):
+            return "reply"
         if any(word in lower for word in FORWARD_WORDS):
             return "forward"
         if any(word in lower for word in ORIGINAL_MESSAGE_WORDS):

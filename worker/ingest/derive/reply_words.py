@@ -144,6 +144,9 @@ FORWARD_WORDS: Final = (
 )
 # "-----Original Message-----" is Outlook's quote separator; Thunderbird writes its
 # forwards with "-------- Original Message --------" (eight dashes and spaces).
+# A separator under which nothing is the sender's: Mailman's "-------------- next part
+# --------------" over the parts it scrubbed.
+SCRUBBED_PART_WORDS: Final = ("next part",)
 ORIGINAL_MESSAGE_WORDS: Final = (
     "original message",
     "ursprüngliche nachricht",

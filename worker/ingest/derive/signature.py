@@ -14,6 +14,9 @@ from typing import Final
 
 from worker.ingest.derive.reply_words import SENT_FROM, THANKS_WITH_COMMA, VALEDICTIONS
 
+# The line above a signature: RFC 3676's "-- ", also without its space (archives and
+# some clients drop it) and as an em dash.
+SIGNATURE_DELIMITERS: Final = ("--", "-- ", "—")
 # A "Sent from my ..." line is one of the last lines of a block.
 _SENT_FROM_LAST_LINES: Final = 3
 _MAX_SENT_FROM_CHARS: Final = 80
@@ -43,7 +46,7 @@ def signature_start(lines: list[str]) -> int | None:
 
 def _delimiter_start(lines: list[str]) -> int | None:
     for index, line in enumerate(lines):
-        if line.rstrip() in ("--", "-- ", "—") and index > 0:
+        if line.rstrip() in SIGNATURE_DELIMITERS and index > 0:
             return index
     return None
 

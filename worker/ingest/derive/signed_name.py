@@ -98,6 +98,8 @@ def _names_sender(line: str, names: frozenset[str]) -> bool:
     elif len(words) > _MAX_NAME_WORDS or len(text) > _MAX_NAME_LINE_CHARS:
         return False
     first = words[0].strip(".,!").lower()
+    if len(first) == 1 and len(words) == 1:
+        return any(name[0] == first for name in names)  # an initial: "- k", "g."
     return first in names or (
         len(first) >= _MIN_PREFIX_CHARS and any(name.startswith(first) for name in names)
     )
