@@ -20,6 +20,7 @@ from typing import Final
 
 from flufl.bounce import all_failures
 
+from worker.ingest.derive.threads import ANGLE_ID
 from worker.ingest.parsing import ParsedEmail
 from worker.interrupts import INTERRUPTS
 
@@ -39,7 +40,6 @@ _LABEL: Final = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 # are Message-IDs. References and In-Reply-To fold onto continuation lines.
 _ID_HEADERS: Final = ("in-reply-to:", "references:")
 _ID_MARK: Final = "message-id"
-_ID_TOKEN: Final = re.compile(r"<([^<>\s]+)>")
 _SPLIT: Final = re.compile(r"[\s<>\"(),;\[\]]+")
 # What a daemon is called: a bounce's sender, never the recipient that failed.
 _DAEMONS: Final = frozenset({"mailer-daemon"})
@@ -135,7 +135,7 @@ def _message_ids(text: str) -> set[str]:
         folded = in_id_header and head[:1] in (" ", "\t")
         in_id_header = folded or lowered.startswith(_ID_HEADERS)
         if in_id_header or _ID_MARK in lowered:
-            ids.update(match.lower() for match in _ID_TOKEN.findall(head))
+            ids.update(match.lower() for match in ANGLE_ID.findall(head))
     return ids
 
 

@@ -92,8 +92,7 @@ def auto_submitted(email: ParsedEmail) -> tuple[bool, str | None, tuple[str, ...
         report is not None
         or null_sender
         or null_from
-        or daemon is not None
-        or _daemon_named(email)
+        or _daemon_named(email)  # a MAILER-DAEMON or postmaster sender among them
         or _daemon_return_path(return_paths)
         or _bounce_subject(email.subject)
         or not precedence.isdisjoint(_PRECEDENCE_BOUNCE)

@@ -48,7 +48,7 @@ from worker.ingest.derive.reply_lines import (
     quoted_after,
     separator_kind,
 )
-from worker.ingest.derive.signature import SIGNATURE_DELIMITERS, signature_start
+from worker.ingest.derive.signature import signature_start
 from worker.ingest.derive.signed_name import sender_names, signed_name_span
 from worker.interrupts import INTERRUPTS
 
@@ -135,13 +135,14 @@ def _split_lines(
             forwarded = lines[index + 1 :]
             cut = True
             break
-        if separator is None and header_block_at(lines, index):
+        header_block = separator is None and header_block_at(lines, index)
+        if header_block:
             quote = header_block_quote(lines, index)
             if quote is not None:
                 index = quote  # "From: Ana\nDate: ..." over "> " lines: an attribution
                 continue
-        if separator == "reply" or header_block_at(lines, index):
-            if separator is None and forward_subject and not _has_quote(blocks):
+        if separator == "reply" or header_block:
+            if header_block and forward_subject and not _has_quote(blocks):
                 forwarded = lines[index:]
             cut = True
             break
@@ -154,15 +155,23 @@ def _split_lines(
             continue
         blocks[-1].append(line.rstrip())
         index += 1
-    # Only a cut makes a last rule ("_____") the top of what was cut: a text that ends
-    # with a rule of its own keeps it.
-    last = len(blocks) - 1
-    kept = [
-        _without_signature(_trim(block, rule_last=cut and number == last))
-        for number, block in enumerate(blocks)
-    ]
-    kept = _without_signed_name(_without_signature_blocks([b for b in kept if b]), names)
+    kept = _without_signed_name(_kept_blocks(blocks, cut_after=cut), names)
     return "\n\n".join("\n".join(block) for block in kept), forwarded
+
+
+def _kept_blocks(blocks: list[list[str]], *, cut_after: bool) -> list[list[str]]:
+    """The blocks of new text, trimmed, without their signatures, empty ones dropped.
+    ``cut_after``: the pass stopped at what it cut under the last block."""
+    kept: list[list[str]] = []
+    for number, block in enumerate(blocks):
+        # Only a cut makes a last rule ("_____") the top of what was cut: a text that ends
+        # with a rule of its own keeps it.
+        trimmed = _trim(block, rule_last=cut_after and number == len(blocks) - 1)
+        # A block under new text may be a signature as a whole (after a bottom-posted quote).
+        without = _without_signature(trimmed, text_above=bool(kept))
+        if without:
+            kept.append(without)
+    return kept
 
 
 def _has_quote(blocks: list[list[str]]) -> bool:
@@ -180,19 +189,9 @@ def _trim(block: list[str], *, rule_last: bool = False) -> list[str]:
     return block[start:end]
 
 
-def _without_signature(block: list[str]) -> list[str]:
-    cut = signature_start(block)
+def _without_signature(block: list[str], *, text_above: bool) -> list[str]:
+    cut = signature_start(block, text_above=text_above)
     return _trim(block[:cut]) if cut is not None else block
-
-
-def _without_signature_blocks(blocks: list[list[str]]) -> list[list[str]]:
-    """The blocks without those that are a "-- " signature under text of blocks above
-    (a signature after a bottom-posted quote is a block of its own)."""
-    return [
-        block
-        for number, block in enumerate(blocks)
-        if number == 0 or block[0].rstrip() not in SIGNATURE_DELIMITERS
-    ]
 
 
 def _without_signed_name(blocks: list[list[str]], names: frozenset[str]) -> list[list[str]]:

@@ -16,7 +16,7 @@ from worker.ingest.derive.reply_words import SENT_FROM, THANKS_WITH_COMMA, VALED
 
 # The line above a signature: RFC 3676's "-- ", also without its space (archives and
 # some clients drop it) and as an em dash.
-SIGNATURE_DELIMITERS: Final = ("--", "-- ", "—")
+_DELIMITERS: Final = ("--", "-- ", "—")
 # A "Sent from my ..." line is one of the last lines of a block.
 _SENT_FROM_LAST_LINES: Final = 3
 _MAX_SENT_FROM_CHARS: Final = 80
@@ -30,12 +30,13 @@ _MAX_THANKS_LINES: Final = 2
 _MAX_NAME_CHARS: Final = 40
 
 
-def signature_start(lines: list[str]) -> int | None:
+def signature_start(lines: list[str], *, text_above: bool = False) -> int | None:
     """The index of the first line of the signature in ``lines`` (a block of new
-    text, blank lines at its ends removed), or None."""
+    text, blank lines at its ends removed), or None. ``text_above``: new text stands in
+    blocks above this one, so a block that opens with "-- " is a signature as a whole."""
     # Each shape is looked for above the one found before it: a sign-off often stands
     # over a "-- " block ("Cordialement,\nClaire" then "-- \nClaire Martin, Example Ltd.").
-    cut = _delimiter_start(lines)
+    cut = _delimiter_start(lines, 0 if text_above else 1)
     end = cut if cut is not None else len(lines)
     sent_from = _sent_from_start(lines, end)
     if sent_from is not None:
@@ -44,9 +45,11 @@ def signature_start(lines: list[str]) -> int | None:
     return signoff if signoff is not None else cut
 
 
-def _delimiter_start(lines: list[str]) -> int | None:
-    for index, line in enumerate(lines):
-        if line.rstrip() in SIGNATURE_DELIMITERS and index > 0:
+def _delimiter_start(lines: list[str], first: int) -> int | None:
+    """The first delimiter line at or after ``first`` (a block that is only a signature
+    is not one when nothing stands above it: that would leave no text at all)."""
+    for index in range(first, len(lines)):
+        if lines[index].rstrip() in _DELIMITERS:
             return index
     return None
 

@@ -20,7 +20,8 @@ from typing import Final
 
 from worker.ingest.columns import INDEXED_TEXT_CHARS
 
-_ANGLE_ID: Final = re.compile(r"<([^<>\s]+)>")
+# An id in angle brackets, as Message-ID, In-Reply-To and References carry it.
+ANGLE_ID: Final = re.compile(r"<([^<>\s]+)>")
 # RFC 5322's msg-id as clients write it: an @ with text on both sides, in angle brackets,
 # no blank or bracket inside (the local part may hold an @ of its own; the domain not).
 _MSG_ID: Final = re.compile(r"<[^<>\s]+@[^<>\s@]+>")
@@ -42,7 +43,7 @@ def normalize_message_id(value: str | None) -> str | None:
     are kept as sent)."""
     if value is None:
         return None
-    found = _ANGLE_ID.search(value)
+    found = ANGLE_ID.search(value)
     ident = (found.group(1) if found else value).strip().strip("<>").strip()
     if not ident:
         return None
