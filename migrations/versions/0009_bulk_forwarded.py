@@ -2,7 +2,7 @@
 
 Revision ID: 0009_bulk_forwarded
 Revises: 0008_charset_refused
-Create Date: 2026-12-08 10:00:00.000000
+Create Date: 2026-12-07 10:00:00.000000
 
 ``auto_submitted`` used to count ``Precedence: bulk|list|junk`` too, so a person's reply
 through a mailing list looked machine-written; ``bulk`` now says "came through a list or
