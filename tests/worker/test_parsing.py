@@ -336,6 +336,18 @@ def test_multiple_images() -> None:
     assert result.text_body == "this has two image attachments\n\n"
 
 
+def test_an_rfc822_comment_names_the_sender() -> None:
+    """``addr (Name)``: the policy's parser drops the comment; the name is still From's."""
+    raw = SIMPLE_RAW.split("\n", 1)[1]
+    commented = parse_inbound(inbound_event("From: ana@x.example (Ana Lima)\n" + raw))
+    assert (commented.from_address, commented.from_name) == ("ana@x.example", "Ana Lima")
+    # A display name wins over a trailing comment, and a bare address has no name.
+    named = parse_inbound(inbound_event('From: "Ana L." <ana@x.example> (work)\n' + raw))
+    assert named.from_name == "Ana L."
+    bare = parse_inbound(inbound_event("From: ana@x.example\n" + raw))
+    assert bare.from_name is None
+
+
 def test_inbound_without_msg_is_permanent() -> None:
     event = first_event("inbound_without_msg.json")
     assert event_kind(event) == "inbound"

@@ -3,8 +3,8 @@ style (tests/fixtures/replies/table/, README.md there says where each comes from
 
 A case is an ``@@case name`` line, then sections: ``@@subject`` (optional), ``@@body`` (a
 text body) or ``@@html`` (an HTML-only email), ``@@reply`` (the expected reply text) and
-``@@forwarded`` (the expected forwarded text, absent for None), and ``@@sender`` (the From
-display name, optional). Texts are compared after
+``@@forwarded`` (the expected forwarded text, absent for None), ``@@sender`` (the From
+display name, optional) and ``@@address`` (the From address, optional). Texts are compared after
 whitespace normalisation: each line's trailing spaces and the whole text stripped. Pure.
 """
 
@@ -70,7 +70,10 @@ def test_the_table_is_broad() -> None:
 def test_reply_and_forwarded_text(case: Case) -> None:
     subject = case.sections.get("subject", "").strip() or None
     sender = case.sections.get("sender", "").strip() or None
-    parts = reply_parts(case.sections.get("body"), case.sections.get("html"), subject, sender)
+    address = case.sections.get("address", "").strip() or None
+    parts = reply_parts(
+        case.sections.get("body"), case.sections.get("html"), subject, sender, address
+    )
     assert normalise(parts.reply_text) == normalise(case.sections["reply"])
     expected_forward = case.sections.get("forwarded")
     assert normalise(parts.forwarded_text) == normalise(expected_forward)

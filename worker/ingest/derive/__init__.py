@@ -85,7 +85,9 @@ def derive_email(email: ParsedEmail) -> Derived:
     """All derived fields of an email (attachments: :func:`sniff_attachment`)."""
     flagged, reason, bounced = auto_submitted(email)
     listed, list_reason = bulk(email)
-    reply = reply_parts(email.text_body, email.html_body, email.subject, email.from_name)
+    reply = reply_parts(
+        email.text_body, email.html_body, email.subject, email.from_name, email.from_address
+    )
     return Derived(
         conversation_id=conversation_id(email.message_id, email.in_reply_to, email.references),
         mailbox_hash=mailbox_hash(email.envelope_recipient),

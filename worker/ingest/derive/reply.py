@@ -62,6 +62,10 @@ _FORWARD_SUBJECTS: Final = (
     "fwd:", "fw:", "wg:", "tr:", "rv:", "enc:", "i:", "doorst:", "vs:", "vb:", "pd:",
     "fwd :", "tr :", "pf:", "továbbítás:", "ил:", "пересл:", "转发:", "転送:",
 )  # fmt: skip
+# Marks a writer leaves where they cut part of a quote.
+_ELISIONS: Final = frozenset(
+    ("...", "…", "[...]", "[…]", "<...>", "(...)", "[snip]", "<snip>", "[snipped]", "snip")
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,11 +84,12 @@ def reply_parts(
     html_body: str | None,
     subject: str | None = None,
     sender_name: str | None = None,
+    sender_address: str | None = None,
 ) -> ReplyParts:
     """The new text and, for a forward, the forwarded message (text body first);
-    ``sender_name`` is the From display name, whose words a sign-off may be."""
+    ``sender_name`` and ``sender_address`` are From's, whose words a sign-off may be."""
     forward = subject is not None and subject.strip().lower().startswith(_FORWARD_SUBJECTS)
-    names = sender_names(sender_name)
+    names = sender_names(sender_name, sender_address)
     try:
         if text_body and text_body.strip():
             return split_text(text_body, forward_subject=forward, names=names)
@@ -169,9 +174,15 @@ def _kept_blocks(blocks: list[list[str]], *, cut_after: bool) -> list[list[str]]
         trimmed = _trim(block, rule_last=cut_after and number == len(blocks) - 1)
         # A block under new text may be a signature as a whole (after a bottom-posted quote).
         without = _without_signature(trimmed, text_above=bool(kept))
-        if without:
+        if without and not _only_elisions(without):
             kept.append(without)
     return kept
+
+
+def _only_elisions(block: list[str]) -> bool:
+    """A block that only marks where quoted text was cut ("...", "[snip]") between two
+    quotes: the writer's mark on the quote, not new text."""
+    return all(line.strip().lower() in _ELISIONS for line in block if line.strip())
 
 
 def _has_quote(blocks: list[list[str]]) -> bool:

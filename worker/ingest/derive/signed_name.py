@@ -9,6 +9,7 @@ postscript written under the name ("PS. ...", a footnote "[1] http://...") stays
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 # A name line: the name alone or with a surname (up to three words), or a dash and the
@@ -21,14 +22,21 @@ _MAX_CLOSING_CHARS: Final = 40
 _MAX_CLOSING_WORDS: Final = 4
 _POSTSCRIPTS: Final = ("ps", "p.s", "pps", "p.p.s")
 _MIN_PREFIX_CHARS: Final = 3
+_MIN_NAME_CHARS: Final = 2
+# "jane.doe", "jane_doe", "jane-doe+tag", "jdoe42": the words of a local part.
+_LOCAL_PART_WORDS: Final = re.compile(r"[^A-Za-z]+")
 
 
-def sender_names(display_name: str | None) -> frozenset[str]:
-    """The lower-cased words of a From display name a sender may sign with."""
-    if not display_name:
-        return frozenset()
-    words = (word.strip("\"'.,()<>").lower() for word in display_name.split())
-    return frozenset(word for word in words if len(word) >= 2 and word.isalpha())
+def sender_names(display_name: str | None, address: str | None = None) -> frozenset[str]:
+    """The lower-cased words a sender may sign with: those of the From display name, and
+    of the address's local part, where a nickname often lives ("Mikey" of
+    mikey@neuling.org under "Michael Neuling")."""
+    words = [word.strip("\"'.,()<>") for word in (display_name or "").split()]
+    if address and "@" in address:
+        words.extend(_LOCAL_PART_WORDS.split(address.rsplit("@", 1)[0]))
+    return frozenset(
+        word.lower() for word in words if len(word) >= _MIN_NAME_CHARS and word.isalpha()
+    )
 
 
 def signed_name_span(

@@ -236,11 +236,23 @@ def _policy_addresses(name: str, raws: list[str]) -> tuple[Address, ...]:
     found: list[Address] = []
     for raw in raws:
         header: Any = POLICY.header_fetch_parse(name, raw)
-        for item in header.addresses:
-            address = _address(item.display_name, item.addr_spec)
+        addresses = header.addresses
+        comment_name = _comment_name(raw) if len(addresses) == 1 else None
+        for item in addresses:
+            address = _address(item.display_name or comment_name, item.addr_spec)
             if address is not None:
                 found.append(address)
     return tuple(found)
+
+
+def _comment_name(raw: str) -> str | None:
+    """The name of RFC 822's ``addr (Name)`` form, which mailx, older MTAs and list
+    archives still send: the policy's parser drops comments, the older one keeps the
+    comment as the name."""
+    if "(" not in raw:
+        return None
+    pairs = getaddresses([_unfold(raw)])
+    return _decode_words(pairs[0][0]) if len(pairs) == 1 and pairs[0][0] else None
 
 
 def _legacy_addresses(raws: list[str]) -> tuple[Address, ...]:
