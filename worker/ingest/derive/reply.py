@@ -137,9 +137,12 @@ def _split_lines(
             after_quote = False
         separator = separator_kind(line)
         if separator == "forward":
-            forwarded = lines[index + 1 :]
-            cut = True
-            break
+            forwarded, resume = _forward_at(lines, index)
+            if resume is None:
+                cut = True
+                break
+            after_quote, index = True, resume
+            continue
         header_block = separator is None and header_block_at(lines, index)
         if header_block:
             quote = header_block_quote(lines, index)
@@ -177,6 +180,38 @@ def _kept_blocks(blocks: list[list[str]], *, cut_after: bool) -> list[list[str]]
         if without and not _only_elisions(without):
             kept.append(without)
     return kept
+
+
+def _forward_at(lines: list[str], index: int) -> tuple[list[str], int | None]:
+    """The forwarded lines under the separator at ``index``, and where new text may
+    resume (None: all the rest is the forward). Apple Mail and Sparrow quote the
+    forwarded message with "> ": it ends where the quote does, and what the sender wrote
+    under it is new text."""
+    quoted_end = _quoted_run_end(lines, index + 1)
+    if quoted_end is None:
+        return lines[index + 1 :], None
+    return [_unquoted(line) for line in lines[index + 1 : quoted_end]], quoted_end
+
+
+def _quoted_run_end(lines: list[str], start: int) -> int | None:
+    """The index after the "> " lines (and blank lines among them) that start at
+    ``start`` past blank lines; None when the first line there is not quoted."""
+    index = start
+    while index < len(lines) and mark(lines[index]) is Mark.BLANK:
+        index += 1
+    if index == len(lines) or mark(lines[index]) is not Mark.QUOTED:
+        return None
+    while index < len(lines) and mark(lines[index]) is not Mark.TEXT:
+        index += 1
+    return index
+
+
+def _unquoted(line: str) -> str:
+    """A forwarded line without its one level of "> "."""
+    text = line.lstrip()
+    if text.startswith("> "):
+        return text[2:]
+    return text[1:] if text.startswith(">") else text
 
 
 def _only_elisions(block: list[str]) -> bool:
