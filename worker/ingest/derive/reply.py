@@ -38,6 +38,7 @@ from typing import Final
 import quotequail
 from inscriptis import get_text
 
+from worker.ingest.derive.list_footer import without_list_footer
 from worker.ingest.derive.reply_lines import (
     Mark,
     attribution_end,
@@ -61,6 +62,13 @@ _MAX_HTML_INPUT_CHARS: Final = 3 * _MAX_REPLY_INPUT_CHARS
 _FORWARD_SUBJECTS: Final = (
     "fwd:", "fw:", "wg:", "tr:", "rv:", "enc:", "i:", "doorst:", "vs:", "vb:", "pd:",
     "fwd :", "tr :", "pf:", "továbbítás:", "ил:", "пересл:", "转发:", "転送:",
+)  # fmt: skip
+# Subject prefixes of a reply: an Outlook header block under new text is the answered
+# message under these, and a forwarded one under any other subject (a forward keeps or
+# rewrites the subject, a reply marks it).
+_REPLY_SUBJECTS: Final = (
+    "re:", "re[", "re :", "aw:", "sv:", "antw:", "odp:", "ynt:", "r:", "ris:", "rif:",
+    "res:", "ref:", "ha:", "απ:", "отв:", "відп:", "回复:", "答复:", "回覆:", "返信:", "رد:",
 )  # fmt: skip
 # Marks a writer leaves where they cut part of a quote.
 _ELISIONS: Final = frozenset(
@@ -88,7 +96,7 @@ def reply_parts(
 ) -> ReplyParts:
     """The new text and, for a forward, the forwarded message (text body first);
     ``sender_name`` and ``sender_address`` are From's, whose words a sign-off may be."""
-    forward = subject is not None and subject.strip().lower().startswith(_FORWARD_SUBJECTS)
+    forward = subject is not None and _forward_subject(subject)
     names = sender_names(sender_name, sender_address)
     try:
         if text_body and text_body.strip():
@@ -115,7 +123,9 @@ def _split_lines(
     text: str, *, forward_subject: bool, names: frozenset[str]
 ) -> tuple[str, list[str] | None]:
     """The new text, and the lines after a forward separator (None: not a forward)."""
-    lines = text[:_MAX_REPLY_INPUT_CHARS].replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    lines = without_list_footer(
+        text[:_MAX_REPLY_INPUT_CHARS].replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    )
     blocks: list[list[str]] = [[]]
     forwarded: list[str] | None = None
     after_quote = False
@@ -180,6 +190,15 @@ def _kept_blocks(blocks: list[list[str]], *, cut_after: bool) -> list[list[str]]
         if without and not _only_elisions(without):
             kept.append(without)
     return kept
+
+
+def _forward_subject(subject: str) -> bool:
+    """Whether a header block under the new text is a forward: the subject says so, or
+    does not mark a reply (list tags such as "[numpy] " are read past)."""
+    text = subject.strip().lower()
+    while text.startswith("[") and "]" in text:
+        text = text[text.index("]") + 1 :].lstrip()
+    return text.startswith(_FORWARD_SUBJECTS) or not text.startswith(_REPLY_SUBJECTS)
 
 
 def _forward_at(lines: list[str], index: int) -> tuple[list[str], int | None]:

@@ -41,6 +41,7 @@ _DATE: Final = re.compile(r"\d{1,2}[:.h]\d{2}|\b(?:19|20)\d{2}\b|\d{4}[年년]")
 _SPELLED_ADDRESS: Final = re.compile(r"\w at [a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}\b")
 # Supercite quotes with the author's initials ("LK> "), at most this many.
 _MAX_SUPERCITE_INITIALS: Final = 4
+_MAX_SUPERCITE_NAME: Final = 12
 # Only separators like "-----Original Message-----" or "---------- Forwarded message
 # ---------": dashes (or underscores, equals signs), a few words, maybe dashes again.
 _SEPARATOR_MAX_CHARS: Final = 80
@@ -65,9 +66,13 @@ def mark(line: str) -> Mark:
 
 
 def _supercite_prefix(stripped: str) -> bool:
-    """Emacs supercite's quote prefix: the quoted author's initials, then ">" (" LK> ")."""
+    """Emacs supercite's quote prefix: the quoted author's initials, then ">" (" LK> "),
+    or their first name and "> " ("Herbert> ", as Gnus cites)."""
     initials, marker, _ = stripped[: _MAX_SUPERCITE_INITIALS + 1].partition(">")
-    return bool(marker) and initials.isalpha() and initials.isupper()
+    if marker and initials.isalpha() and initials.isupper():
+        return True
+    name, marker, rest = stripped[: _MAX_SUPERCITE_NAME + 2].partition(">")
+    return bool(marker) and name.isalpha() and name.istitle() and rest[:1] in ("", " ", "\t")
 
 
 def attribution_end(lines: list[str], start: int) -> int | None:
@@ -83,8 +88,11 @@ def attribution_end(lines: list[str], start: int) -> int | None:
             return None
         joined = f"{joined} {line}" if joined else line
         if not line.endswith((":", "：")):
-            if end == start and _dated_address(joined) and quoted_after(lines, end + 1):
-                return end + 1  # old Gmail: "2009/5/12 John Doe <john@doe.example>"
+            if end == start and quoted_after(lines, end + 1):
+                if _dated_address(joined):
+                    return end + 1  # old Gmail: "2009/5/12 John Doe <john@doe.example>"
+                if header_label(line) == "from":
+                    return end + 1  # "From: Pete <pete@x.example>" alone over the quote
             continue
         next_quoted = quoted_after(lines, end + 1)
         if is_attribution(joined, next_quoted):

@@ -28,6 +28,7 @@ _MAX_CLOSING_CHARS: Final = 40
 # Under "Thanks,": a name, perhaps with a title.
 _MAX_THANKS_LINES: Final = 2
 _MAX_NAME_CHARS: Final = 40
+_MAX_NAME_WORDS: Final = 3
 
 
 def signature_start(lines: list[str], *, text_above: bool = False) -> int | None:
@@ -49,7 +50,7 @@ def _delimiter_start(lines: list[str], first: int) -> int | None:
     """The first delimiter line at or after ``first`` (a block that is only a signature
     is not one when nothing stands above it: that would leave no text at all)."""
     for index in range(first, len(lines)):
-        if lines[index].rstrip() in _DELIMITERS:
+        if lines[index].strip() in _DELIMITERS:  # " --" too: some indent it
             return index
     return None
 
@@ -78,7 +79,7 @@ def _signoff_start(lines: list[str], end: int) -> int | None:
             continue
         lower = text.lower()
         if len(lower) <= _MAX_CLOSING_CHARS:
-            closing = lower.rstrip(" ,.!;")
+            closing = _closing_of(text).lower().rstrip(" ,.!;")
             if closing in VALEDICTIONS and _has_text_above(lines, index):
                 return index
             thanks = lower in THANKS_WITH_COMMA and 0 < under <= _MAX_THANKS_LINES
@@ -88,6 +89,16 @@ def _signoff_start(lines: list[str], end: int) -> int | None:
         if under > _MAX_SIGNOFF_LINES or len(text) > _MAX_SIGNOFF_LINE_CHARS:
             return None
     return None
+
+
+def _closing_of(text: str) -> str:
+    """The closing of a line, also of one that carries the name after " -- " ("Best
+    regards -- Gerard"), where the name is capitalised words and nothing else."""
+    closing, dashes, name = text.partition(" -- ")
+    words = name.split()
+    if dashes and 0 < len(words) <= _MAX_NAME_WORDS and all(w[:1].isupper() for w in words):
+        return closing
+    return text
 
 
 def _short_lines(lines: list[str], start: int, end: int, limit: int) -> bool:

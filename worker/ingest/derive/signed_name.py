@@ -99,9 +99,11 @@ def _names_sender(line: str, names: frozenset[str]) -> bool:
     if not words:
         return False
     if dashed:
-        # "-Carl" or "-Carl (an aside)": nothing else after the name.
+        # "-Carl", "-Carl (an aside)" or the whole name ("-Todd Alan Pitts").
         rest = words[1:]
-        if rest and not rest[0].startswith("(") and len(words) > _MAX_NAME_WORDS - 1:
+        whole_name = all(word.strip(".,").lower() in names for word in words)
+        aside = bool(rest) and rest[0].startswith("(")
+        if rest and not aside and not whole_name and len(words) > _MAX_NAME_WORDS - 1:
             return False
     elif len(words) > _MAX_NAME_WORDS or len(text) > _MAX_NAME_LINE_CHARS:
         return False
