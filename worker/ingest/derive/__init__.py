@@ -2,8 +2,9 @@
 
 One module per concern: ``threads`` (conversation id, mailbox hash), ``reply`` (reply text,
 with ``reply_lines``/``reply_words`` for what a line is, ``signature`` and ``signed_name``
-for where a signature starts, ``list_footer`` for the footer a list appends), ``loop_guard`` (auto-submitted, bulk), ``bounces`` (the
-addresses a bounce reports), ``sniff`` (attachment types). This package's face is
+for where a signature starts, ``list_footer`` for the footer a list appends),
+``loop_guard`` (auto-submitted, bulk), ``bounces`` (the addresses a bounce reports),
+``sniff`` (attachment types). This package's face is
 :func:`email_columns` and :func:`attachment_columns`, which ``worker.ingest.rows`` merges
 into the row values. It imports the parser's types, the column limits and pure libraries
 only: no I/O (an import-linter contract keeps it so).

@@ -48,6 +48,7 @@ from worker.ingest.derive.reply_lines import (
     mark,
     quoted_after,
     separator_kind,
+    with_quote_tails_marked,
 )
 from worker.ingest.derive.signature import signature_start
 from worker.ingest.derive.signed_name import sender_names, signed_name_span
@@ -123,8 +124,10 @@ def _split_lines(
     text: str, *, forward_subject: bool, names: frozenset[str]
 ) -> tuple[str, list[str] | None]:
     """The new text, and the lines after a forward separator (None: not a forward)."""
-    lines = without_list_footer(
-        text[:_MAX_REPLY_INPUT_CHARS].replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    lines = with_quote_tails_marked(
+        without_list_footer(
+            text[:_MAX_REPLY_INPUT_CHARS].replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        )
     )
     blocks: list[list[str]] = [[]]
     forwarded: list[str] | None = None

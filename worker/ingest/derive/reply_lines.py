@@ -42,6 +42,9 @@ _SPELLED_ADDRESS: Final = re.compile(r"\w at [a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{
 # Supercite quotes with the author's initials ("LK> "), at most this many.
 _MAX_SUPERCITE_INITIALS: Final = 4
 _MAX_SUPERCITE_NAME: Final = 12
+# A quote line wrapped by the client: the quoted line is long, its tail short.
+_MIN_WRAPPED_QUOTE_CHARS: Final = 60
+_MAX_QUOTE_TAIL_CHARS: Final = 40
 # Only separators like "-----Original Message-----" or "---------- Forwarded message
 # ---------": dashes (or underscores, equals signs), a few words, maybe dashes again.
 _SEPARATOR_MAX_CHARS: Final = 80
@@ -60,9 +63,32 @@ def mark(line: str) -> Mark:
     stripped = line.lstrip()
     if not stripped:
         return Mark.BLANK
+    if stripped.startswith(">= "):
+        return Mark.TEXT  # an operator at the start of a wrapped line, not a quote
     if stripped.startswith(">") or _supercite_prefix(stripped):
         return Mark.QUOTED
     return Mark.TEXT
+
+
+def with_quote_tails_marked(lines: list[str]) -> list[str]:
+    """``lines`` with the tails of wrapped quote lines marked as quoted: a client that
+    wraps after quoting leaves the end of a long "> " line on a line of its own ("> the
+    problem with the new" then "inode"), which is not the writer's text. A tail is short,
+    starts in lower case or with "(", and stands between the long quoted line it ends and
+    a quoted or blank line."""
+    marked = list(lines)
+    for index in range(1, len(lines) - 1):
+        text = lines[index].strip()
+        above = lines[index - 1]
+        if (
+            0 < len(text) <= _MAX_QUOTE_TAIL_CHARS
+            and (text[0].islower() or text[0] == "(")
+            and len(above.rstrip()) >= _MIN_WRAPPED_QUOTE_CHARS
+            and mark(above) is Mark.QUOTED
+            and mark(lines[index + 1]) is not Mark.TEXT
+        ):
+            marked[index] = "> " + lines[index]
+    return marked
 
 
 def _supercite_prefix(stripped: str) -> bool:

@@ -29,6 +29,8 @@ _MAX_CLOSING_CHARS: Final = 40
 _MAX_THANKS_LINES: Final = 2
 _MAX_NAME_CHARS: Final = 40
 _MAX_NAME_WORDS: Final = 3
+# "---" only delimits a signature of at most this many lines (git puts one over a patch).
+_MAX_DASHED_TAIL_LINES: Final = 3
 
 
 def signature_start(lines: list[str], *, text_above: bool = False) -> int | None:
@@ -50,9 +52,19 @@ def _delimiter_start(lines: list[str], first: int) -> int | None:
     """The first delimiter line at or after ``first`` (a block that is only a signature
     is not one when nothing stands above it: that would leave no text at all)."""
     for index in range(first, len(lines)):
-        if lines[index].strip() in _DELIMITERS:  # " --" too: some indent it
+        text = lines[index].strip()  # " --" too: some indent it
+        if text in _DELIMITERS or (text == "---" and _short_tail(lines, index + 1)):
             return index
     return None
+
+
+def _short_tail(lines: list[str], start: int) -> bool:
+    """A few short lines to the end ("---\n~Randy"), not a patch's diffstat under git's
+    "---"."""
+    tail = [line for line in lines[start:] if line.strip()]
+    return 0 < len(tail) <= _MAX_DASHED_TAIL_LINES and all(
+        len(line) <= _MAX_SIGNOFF_LINE_CHARS and "|" not in line for line in tail
+    )
 
 
 def _sent_from_start(lines: list[str], end: int) -> int | None:
@@ -82,7 +94,8 @@ def _signoff_start(lines: list[str], end: int) -> int | None:
             closing = _closing_of(text).lower().rstrip(" ,.!;")
             if closing in VALEDICTIONS and _has_text_above(lines, index):
                 return index
-            thanks = lower in THANKS_WITH_COMMA and 0 < under <= _MAX_THANKS_LINES
+            # "Thanks," over a name, or last with the name in a "-- " block under it.
+            thanks = lower in THANKS_WITH_COMMA and under <= _MAX_THANKS_LINES
             if thanks and _short_lines(lines, index + 1, end, _MAX_NAME_CHARS):
                 return index if _has_text_above(lines, index) else None
         under += 1
@@ -92,12 +105,14 @@ def _signoff_start(lines: list[str], end: int) -> int | None:
 
 
 def _closing_of(text: str) -> str:
-    """The closing of a line, also of one that carries the name after " -- " ("Best
-    regards -- Gerard"), where the name is capitalised words and nothing else."""
-    closing, dashes, name = text.partition(" -- ")
-    words = name.split()
-    if dashes and 0 < len(words) <= _MAX_NAME_WORDS and all(w[:1].isupper() for w in words):
-        return closing
+    """The closing of a line, also of one that carries the name after " -- " or ", "
+    ("Best regards -- Gerard", "cheers, Joe"), where the name is capitalised words and
+    nothing else."""
+    for between in (" -- ", ", "):  # "cheers, Joe" too
+        closing, found, name = text.partition(between)
+        words = name.split()
+        if found and 0 < len(words) <= _MAX_NAME_WORDS and all(w[:1].isupper() for w in words):
+            return closing
     return text
 
 
