@@ -132,6 +132,9 @@ def test_a_person_named_like_a_daemon_is_not_flagged() -> None:
         "AUTO: Ana Lima is out of the office (returning 05/01)",
         "[Automatyczna odpowiedź] test",
         "Out of Office: meeting",
+        "Arpus biroja atrasanas automatiska atbilde: subjecting",  # Exchange 2003, lv
+        "Automatikus válasz: ajánlat",
+        "自动回复: 报价",
     ],
 )
 def test_an_auto_reply_known_by_its_subject_is_auto_submitted(subject: str) -> None:

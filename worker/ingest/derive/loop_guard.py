@@ -50,6 +50,13 @@ _AUTO_REPLY_SUBJECTS: Final = (
     "automatische antwort:", "abwesenheitsnotiz:", "réponse automatique", "respuesta automática",
     "risposta automatica", "automatisch antwoord", "autosvar:", "automaattinen vastaus",
     "automatyczna odpowiedź", "автоматический ответ", "automatická odpověď", "otomatik yanıt",
+    # Exchange's "Automatic reply:" and its 2003 "Out of Office AutoReply:" in more of the
+    # languages it ships, also as sent without their accents.
+    "automatisk svar", "automatiskt svar", "resposta automática", "odpowiedź automatyczna",
+    "automatikus válasz", "automātiskā atbilde", "automatiska atbilde", "ārpus biroja",
+    "arpus biroja", "automatinis atsakymas", "automaatne vastus", "automatski odgovor",
+    "samodejni odgovor", "automatická odpoveď", "αυτόματη απάντηση", "автоматична відповідь",
+    "自动回复", "自動回覆", "自動応答",
 )  # fmt: skip
 # A Content-Type is read this far: its type and report-type come first in practice.
 _MAX_CONTENT_TYPE_CHARS: Final = 1024
