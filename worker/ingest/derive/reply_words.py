@@ -21,6 +21,7 @@ from typing import Final
 ATTRIBUTION_VERBS: Final = (
     "wrote",  # en
     "writes",  # en (mailing lists)
+    "'s message of",  # en, Sup ("Excerpts from Ana's message of <date>:")
     "schrieb",  # de
     "geschrieben",  # de ("hat ... geschrieben")
     "écrit",  # fr ("a écrit")
