@@ -18,11 +18,11 @@ from contextlib import contextmanager
 import pytest
 from fastapi.testclient import TestClient
 
+from loadkit.redis_topology import Topology, sentinel_topology
 from receiver.app import create_app
 from shared.accepted import AcceptedLedger
 from shared.contract import payload_redis_key
 from shared.settings import Settings
-from tests.redis_topology import Topology, sentinel_topology
 from tests.services import derive_settings
 from tests.webhooks import WEBHOOK_PATH, fixture_events, signed_form
 

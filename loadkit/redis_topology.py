@@ -1,9 +1,12 @@
-"""Real Redis topologies for the tests: a primary with replicas, Sentinels, TLS.
+"""Real Redis topologies for the tests and the bench: a primary with replicas, Sentinels,
+a replica cut off from its primary for a while, TLS.
 
 Every node is the machine's ``redis-server`` (the Debian build: it links OpenSSL, so
 ``--tls-port`` works, and ``--sentinel`` runs a Sentinel), started in a directory of its
 own on a free port, so that a test can SIGKILL the primary and watch the Sentinels
-promote the replica. The certificates of a TLS server are made here with
+promote the replica. ``Topology.partition`` cuts the replica off its primary for a while
+(what a network partition or a replica's restart does): the primary goes on accepting
+writes the replica does not have. The certificates of a TLS server are made here with
 ``cryptography``: a CA, and a server certificate it signs for 127.0.0.1 and localhost.
 """
 
@@ -12,12 +15,14 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import redis
 from cryptography import x509
@@ -25,9 +30,25 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from kave.devstack import free_port, stop_process
-
 MASTER_NAME = "kave-primary"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 10) -> None:
+    """SIGTERM (redis-server exits cleanly on it), SIGKILL after ``timeout``."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def redis_server_binary() -> str:
@@ -48,7 +69,7 @@ class RedisNode:
     args: list[str]
     sentinel: bool = False
     process: subprocess.Popen[bytes] | None = None
-    client_options: dict[str, object] = field(default_factory=dict)
+    client_options: dict[str, Any] = field(default_factory=dict)
 
     def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -56,13 +77,13 @@ class RedisNode:
         command = [redis_server_binary(), *self.args]
         if self.sentinel:
             command.append("--sentinel")
-        self.process = subprocess.Popen(
+        self.process = subprocess.Popen(  # noqa: S603 - the machine's redis-server, our own arguments
             command, cwd=self.directory, stdout=log, stderr=log, start_new_session=True
         )
         log.close()
         client = redis.Redis(
             "127.0.0.1", self.port, socket_connect_timeout=0.5, **self.client_options
-        )  # type: ignore[arg-type]
+        )
         deadline = time.monotonic() + 15
         while True:
             if self.process.poll() is not None:
@@ -87,7 +108,7 @@ class RedisNode:
             stop_process(self.process, timeout=10)
 
     def client(self) -> redis.Redis:
-        return redis.Redis("127.0.0.1", self.port, **self.client_options)  # type: ignore[arg-type]
+        return redis.Redis("127.0.0.1", self.port, **self.client_options)
 
     def log_tail(self, lines: int = 20) -> str:
         path = self.directory / "log"
@@ -150,7 +171,7 @@ class Topology:
         """The primary's port as the first answering Sentinel names it."""
         for node in self.sentinels:
             try:
-                answer = node.client().execute_command(
+                answer = node.client().execute_command(  # type: ignore[no-untyped-call]
                     "SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER_NAME
                 )
             except redis.RedisError:
@@ -158,6 +179,16 @@ class Topology:
             if answer:
                 return int(answer[1])
         return None
+
+    def partition(self, replica: RedisNode) -> None:
+        """Cut ``replica`` off its primary: its replication link is dropped, and it cannot
+        sync again (it now sends the primary a password the primary does not have) until
+        :meth:`heal`. The Sentinels still reach both, as across a partial partition."""
+        replica.client().config_set("masterauth", "partitioned-from-the-primary")
+        self.current_primary().client().client_kill_filter(_type="replica")
+
+    def heal(self, replica: RedisNode) -> None:
+        replica.client().config_set("masterauth", "")
 
     def current_primary(self) -> RedisNode:
         port = self.sentinel_primary_port() if self.sentinels else self.primary.port
@@ -169,7 +200,11 @@ class Topology:
 
 @contextmanager
 def sentinel_topology(
-    root: Path, *, replicas: int = 1, sentinels: int = 3, down_after_ms: int = 1000
+    root: Path,
+    *,
+    replicas: int = 1,
+    sentinels: int = 3,
+    down_after_ms: int = 1000,
 ) -> Iterator[Topology]:
     """A primary, ``replicas`` replicas and ``sentinels`` Sentinels (quorum: a majority),
     each on a free port under ``root``; all stopped on exit."""
