@@ -44,8 +44,8 @@ def check_redis_ha(services: Services, check: Check) -> None:
         _check_data_node(name, services[name], password, check)
     replica = as_argv(services["redis-replica"].get("command"))
     check(
-        "--replicaof" in replica and replica[replica.index("--replicaof") + 1 :][:2]
-        == ["redis", "6379"],
+        "--replicaof" in replica
+        and replica[replica.index("--replicaof") + 1 :][:2] == ["redis", "6379"],
         "redis-replica",
         "needs --replicaof redis 6379",
     )

@@ -42,14 +42,15 @@ def resolved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     for name in ("docker-compose.yml", "docker-compose.redis-ha.yml"):
         (work / name).write_text((ROOT / name).read_text())
     (work / ".env").write_text("".join(f"{key}={value}\n" for key, value in VALUES.items()))
+    command = [
+        str(compose_binary()),
+        "--project-directory", str(work),
+        "-f", str(work / "docker-compose.yml"),
+        "-f", str(work / "docker-compose.redis-ha.yml"),
+        "config", "--format", "json",
+    ]  # fmt: skip
     out = subprocess.run(
-        [
-            str(compose_binary()),
-            "--project-directory", str(work),
-            "-f", str(work / "docker-compose.yml"),
-            "-f", str(work / "docker-compose.redis-ha.yml"),
-            "config", "--format", "json",
-        ],  # fmt: skip
+        command,
         env={"PATH": "/usr/bin:/bin", "HOME": str(work)},
         capture_output=True,
         text=True,
