@@ -10,7 +10,7 @@ pipeline they started (a receiver and workers configured with Sentinel):
    (``Topology.partition``) while the workers are paused (a backlog), then the primary
    is SIGKILLed: what only it held is gone, unless a 200 waited for the replica;
 3. the Sentinels promote the replica; the old primary is started again, as its
-   supervisor would, and the Sentinels make it a replica of the new primary;
+   supervisor would, as the replica of the node the Sentinels now name the primary;
 4. the senders finish; the queue drains; ``kave reconcile`` runs, as beat would; and
    every email sent is looked up: stored once, twice, or never (lost).
 
@@ -207,8 +207,12 @@ class FailoverRun:
         self.pause_workers(False)
         self._wait(lambda: topology.sentinel_primary_port() not in (None, old_primary.port), 60)
         self.outcome.seconds_to_promotion = time.monotonic() - killed_at
-        # Its supervisor starts it again; it comes back a primary of its own, and the
-        # Sentinels turn it into a replica of the new one.
+        # Its supervisor starts it again as the new primary's replica, having asked the
+        # Sentinels which node that is (as the Redis Helm charts' start scripts do).
+        # Started as a primary of its own, the Sentinels would convert it too, but only
+        # some 10 s after they see it back.
+        new_port = topology.sentinel_primary_port()
+        old_primary.args = [*old_primary.args, "--replicaof", "127.0.0.1", str(new_port)]
         old_primary.start()
         topology.wait_for_replicas(1, timeout=60)
         self.outcome.seconds_to_replica_back = time.monotonic() - killed_at

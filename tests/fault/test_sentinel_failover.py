@@ -43,7 +43,7 @@ from tests.services import REPO, TEST_WEBHOOK_KEY, TEST_WEBHOOK_URL, child_env, 
 
 pytestmark = pytest.mark.fault
 
-PLAN = FailoverPlan(emails=150, batch_size=5, senders=2, partition_seconds=1.5)
+PLAN = FailoverPlan(emails=100, batch_size=5, senders=2, partition_seconds=1.5, stream_seconds=5)
 
 
 @pytest.fixture(scope="module")
