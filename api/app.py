@@ -14,8 +14,6 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from redis import Redis as SyncRedis
-from redis.asyncio import Redis
 
 from api import metrics
 from api.attachments import routes as attachments
@@ -33,6 +31,7 @@ from shared.db import make_engine, make_session_factory
 from shared.logging import configure_logging
 from shared.objectstore import make_object_store
 from shared.queue import make_producer
+from shared.redis_connect import async_redis_client, redis_client
 from shared.settings import Settings, get_settings
 from shared.web import health
 from shared.web.errors import install_error_handlers
@@ -47,8 +46,8 @@ REDIS_TIMEOUT_SECONDS = 2.0
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
-    redis = Redis.from_url(
-        settings.require_redis_url(),
+    redis = async_redis_client(
+        settings,
         socket_timeout=REDIS_TIMEOUT_SECONDS,
         socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
     )
@@ -63,14 +62,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # The pipeline gauges (backlog, queue age, inbound silence) are read at scrape time
     # with a blocking Redis client of their own (/metrics renders them in a thread); the
     # (sync) erasure route removes the receiver's body copies with another, which retries.
-    pipeline_redis = SyncRedis.from_url(
-        settings.require_redis_url(),
+    pipeline_redis = redis_client(
+        settings,
         socket_timeout=settings.metrics_query_timeout_seconds,
         socket_connect_timeout=settings.metrics_query_timeout_seconds,
     )
-    scrape_client = scrape_redis(
-        settings.require_redis_url(), settings.metrics_query_timeout_seconds
-    )
+    scrape_client = scrape_redis(settings, settings.metrics_query_timeout_seconds)
     pipeline_collector = PipelineCollector(
         engine,
         scrape_client,

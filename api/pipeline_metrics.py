@@ -61,6 +61,8 @@ from redis.retry import Retry
 from sqlalchemy import Engine, select, text
 
 from shared.models import AuditRun
+from shared.redis_connect import redis_client
+from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -124,12 +126,12 @@ class _Families:
         return list(vars(self).values())
 
 
-def scrape_redis(url: str, timeout: float) -> Redis:
+def scrape_redis(settings: Settings, timeout: float) -> Redis:
     """The Redis client a collector reads with: each read bounded by ``timeout`` and never
     retried (redis-py retries a failed command 3 times with backoff by default, which
     made a scrape with Redis down take 4.4 s; the next scrape is the retry)."""
-    return Redis.from_url(
-        url,
+    return redis_client(
+        settings,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         retry=Retry(NoBackoff(), 0),

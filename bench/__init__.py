@@ -6,7 +6,10 @@
   Celery), the bare ceiling app (``ceiling_app.py``), the no-op Celery worker
   (``noop_worker.py``, ``noop_task.py``), wrk's script (``post.lua``) and its installer
   (``ensure-wrk``);
-- ``hostile/``: the hostile-input stages, on request only.
+- ``hostile/``: the hostile-input stages, on request only;
+- scripts of their own for Redis beyond one node: ``failover_bench`` (a Sentinel
+  failover under traffic, with and without replica acknowledgement: what is lost) and
+  ``replica_ack_bench`` (the receiver's throughput with and without ``WAIT 1``).
 
 It may import :mod:`loadkit` (what it shares with the tests), :mod:`kave.devstack` and
 the product packages it starts, feeds and times. Nothing imports it: not the product

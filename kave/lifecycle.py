@@ -114,9 +114,8 @@ def _audit(args: argparse.Namespace, settings: Settings) -> int:
 def _erase(args: argparse.Namespace, settings: Settings) -> int:
     import getpass
 
-    from redis import Redis
-
     from shared.lifecycle.erase import NothingToEraseError, erase, normalise_address
+    from shared.redis_connect import redis_client
 
     if args.address is not None:
         try:
@@ -124,7 +123,7 @@ def _erase(args: argparse.Namespace, settings: Settings) -> int:
         except ValueError as exc:
             print(f"kave: {exc}", file=sys.stderr)
             return 2
-    redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+    redis = redis_client(settings) if settings.redis_url else None
     with _resources(settings) as (sessions, store):
         try:
             result = erase(

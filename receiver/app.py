@@ -14,9 +14,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from redis.asyncio import Redis
 
 from receiver.body import BodyPace
+from receiver.enqueue import ReplicaAck
 from receiver.in_flight import InFlight
 from receiver.metrics import MeteredDeliveryQueue, MetricsMiddleware, ReceiverMetrics
 from receiver.routes import metrics, webhooks
@@ -25,6 +25,7 @@ from shared.accepted import AcceptedLedger
 from shared.logging import configure_logging
 from shared.objectstore import make_object_store
 from shared.queue import make_producer
+from shared.redis_connect import async_redis_client
 from shared.settings import Settings, get_settings
 from shared.web import health
 from shared.web.errors import install_error_handlers
@@ -36,9 +37,7 @@ from shared.webhook import WEBHOOK_PATH
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     timeout = max(settings.enqueue_timeout_seconds, 0.5)
-    redis = Redis.from_url(
-        settings.require_redis_url(), socket_timeout=timeout, socket_connect_timeout=timeout
-    )
+    redis = async_redis_client(settings, socket_timeout=timeout, socket_connect_timeout=timeout)
     producer = make_producer(settings, "kave-receiver")
     object_store = make_object_store(settings)
     app.state.redis = redis
@@ -51,6 +50,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         claim_check_threshold=settings.claim_check_threshold_bytes,
         timeout_seconds=settings.enqueue_timeout_seconds,
         ledger=AcceptedLedger(settings.queue_name),
+        replica_ack=ReplicaAck(
+            settings.redis_min_replicas_ack, settings.redis_replicas_ack_timeout_seconds
+        ),
     )
     # Objects created so far live as long as the app: move them out of the collector's
     # view, so full collections under load stay short (long ones showed as p99 stalls).

@@ -8,6 +8,14 @@ the time budget is the batch accepted; otherwise the caller answers 503, the ent
 dropped with the body (which a timeout leaves for a day, see ``enqueue``), and Mandrill
 retries the batch later.
 
+With ``KAVE_REDIS_MIN_REPLICAS_ACK`` above 0, the command that stores the body and the
+entry is followed, on the same connection and in the same round trip, by Redis ``WAIT``:
+the batch counts as stored only once that many replicas acknowledged it (``WAIT`` counts
+a replica once it has everything this connection wrote). Fewer within the bound is a 503
+before the task is published, so a failover (or a lost primary disk) cannot take a batch
+that was answered 200. The task message itself is not waited for: a message lost with a
+primary leaves the ledger entry behind on the replica, and reconciliation queues it again.
+
 The task messages are published by one thread per process (:class:`BatchPublisher`), not
 by a thread-pool call per request: publishing a task is blocking code, and publishing
 one message per Redis round trip costs ~0.45 ms of CPU each (message, LPUSH, and the
@@ -52,6 +60,15 @@ log = structlog.get_logger(__name__)
 
 class EnqueueError(RuntimeError):
     """The batch could not be made durable."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaAck:
+    """How many replicas must acknowledge a batch before its 200 (0: none), and how long
+    Redis may wait for them."""
+
+    replicas: int = 0
+    timeout_seconds: float = 0.5
 
 
 # The publisher thread ends after this long without work (and starts again on demand),
@@ -187,8 +204,10 @@ class DeliveryQueue:
         claim_check_threshold: int,
         timeout_seconds: float,
         ledger: AcceptedLedger,
+        replica_ack: ReplicaAck | None = None,
     ) -> None:
         self.redis = redis
+        self.replica_ack = replica_ack or ReplicaAck()
         self.ledger = ledger
         self.celery = celery
         self.object_store = object_store
@@ -239,11 +258,23 @@ class DeliveryQueue:
     async def _store_body(self, envelope: Envelope, body: bytes) -> None:
         entry_key = self.ledger.key(envelope.delivery_id)
         entry = accepted_entry(envelope, time.time())
+        writes: dict[str, bytes] = {entry_key: entry}
         if envelope.payload_store == "object":
+            # The claim check: the body in the object store, its pointer (the entry) in Redis.
             await asyncio.to_thread(self.object_store.put, envelope.payload_key, body)
-            await self.redis.set(entry_key, entry)
         else:
-            await self.redis.mset({envelope.payload_key: body, entry_key: entry})
+            writes[envelope.payload_key] = body
+        wanted = self.replica_ack.replicas
+        if not wanted:
+            await self.redis.mset(writes)
+            return
+        # One connection for both: WAIT counts what *this* connection wrote.
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.mset(writes)
+        pipe.wait(wanted, max(int(self.replica_ack.timeout_seconds * 1000), 1))
+        _, acknowledged = await pipe.execute()
+        if acknowledged < wanted:
+            raise EnqueueError(f"replicas_not_acknowledged:{acknowledged}/{wanted}")
 
     async def _forget(self, envelope: Envelope, *, expire: bool) -> None:
         """Drop what was stored of a batch answered 503: its ledger entry (it was not

@@ -46,6 +46,9 @@ KEDA_KINDS = {"ScaledObject", "TriggerAuthentication"}
 COMPONENTS = {"receiver", "api", "worker", "beat", "flower"}
 # Left out of the Secret, the pod's IAM role is used instead: the only optional keys.
 OPTIONAL_SECRET_KEYS = S3_KEYS
+# What a process that reads Redis may also be given, when the Sentinels have a password
+# (README, "Redis: replicas, Sentinel and TLS"): allowed, never required.
+REDIS_SENTINEL_KEYS = frozenset({"KAVE_REDIS_SENTINEL_PASSWORD"})
 # Whole Secrets (envFrom) a component may take: the hand-off signing secrets, whose names
 # the routes file chooses (README, "Handing emails to your platform").
 WHOLE_SECRETS: dict[str, set[str]] = {"worker": {"kave-handoff"}}
@@ -109,6 +112,7 @@ def check_manifests(docs: list[dict[str, Any]], root: Path) -> Iterator[str]:
     yield from check_network_policies(by_kind.get("NetworkPolicy", []))
     yield from check_egress(by_kind.get("NetworkPolicy", []))
     yield from check_scaling(by_kind)
+    yield from check_redis_settings(by_kind)
 
 
 def check_kinds(docs: list[dict[str, Any]], root: Path) -> Iterator[str]:
@@ -158,11 +162,12 @@ def check_process_settings(workloads: list[dict[str, Any]]) -> Iterator[str]:
     (kave_policy.processes.PROCESS_SECRETS, by the component label of its pod)."""
     for workload in workloads:
         part = component(workload)
-        allowed = PROCESS_SECRETS.get(part)
+        needed = PROCESS_SECRETS.get(part)
         where = f"{workload['kind']}/{name(workload)}"
-        if allowed is None:
+        if needed is None:
             yield f"{where}: component {part!r} has no entry in PROCESS_SECRETS (add what it reads)"
             continue
+        allowed = needed | (REDIS_SENTINEL_KEYS if "KAVE_REDIS_URL" in needed else frozenset())
         for container in containers(workload):
             env = container.get("env", [])
             process = [e.get("value") for e in env if e.get("name") == "KAVE_PROCESS"]
@@ -183,7 +188,7 @@ def check_process_settings(workloads: list[dict[str, Any]]) -> Iterator[str]:
                     )
                 if ref.get("optional") and ref.get("key") not in OPTIONAL_SECRET_KEYS:
                     yield f"{where}: {ref.get('key')} marked optional (secrets are required)"
-            for key in sorted(allowed - OPTIONAL_SECRET_KEYS - given):
+            for key in sorted(needed - OPTIONAL_SECRET_KEYS - given):
                 yield f"{where}: {key} is missing ({part} refuses to start without it)"
             for source in container.get("envFrom", []):
                 secret = source.get("secretRef", {}).get("name")
@@ -285,11 +290,62 @@ def check_scaling(by_kind: dict[str, list[dict[str, Any]]]) -> Iterator[str]:
     for scaled in by_kind.get("ScaledObject", []):
         for trigger in scaled["spec"].get("triggers", []):
             listed = trigger.get("metadata", {}).get("listName")
-            if trigger.get("type") == "redis" and listed != queue:
+            if trigger.get("type") in ("redis", "redis-sentinel") and listed != queue:
                 yield (
                     f"ScaledObject/{name(scaled)}: listName {listed!r} "
                     f"is not KAVE_QUEUE_NAME {queue!r}"
                 )
+
+
+def check_redis_settings(by_kind: dict[str, list[dict[str, Any]]]) -> Iterator[str]:
+    """Sentinel and TLS said once in kave-config, and everything that reads Redis follows:
+    KEDA asks the same Sentinels for the same primary, the CA file is mounted into every
+    container that reads Redis, and the Sentinels' port is open."""
+    config = {
+        key: value
+        for doc in by_kind.get("ConfigMap", [])
+        if name(doc).startswith("kave-config")
+        for key, value in doc.get("data", {}).items()
+    }
+    sentinels = config.get("KAVE_REDIS_SENTINELS")
+    if sentinels:
+        for scaled in by_kind.get("ScaledObject", []):
+            for trigger in scaled["spec"].get("triggers", []):
+                metadata = trigger.get("metadata", {})
+                if trigger.get("type") != "redis-sentinel" or (
+                    metadata.get("addresses") != sentinels
+                    or metadata.get("sentinelMaster") != config.get("KAVE_REDIS_SENTINEL_MASTER")
+                ):
+                    yield (
+                        f"ScaledObject/{name(scaled)}: with KAVE_REDIS_SENTINELS, KEDA's trigger "
+                        "must be redis-sentinel with the same addresses and sentinelMaster"
+                    )
+        ports = {
+            port.get("port")
+            for policy in by_kind.get("NetworkPolicy", [])
+            if name(policy) == "kave-egress-redis"
+            for rule in policy["spec"].get("egress", [])
+            for port in rule.get("ports", [])
+        }
+        sentinel_ports = {int(address.rpartition(":")[2]) for address in sentinels.split(",")}
+        for port in sorted(sentinel_ports - ports):
+            yield f"NetworkPolicy/kave-egress-redis: the Sentinels' port {port} is not open"
+    ca_file = config.get("KAVE_REDIS_TLS_CA_FILE")
+    if ca_file:
+        for workload in by_kind.get("Deployment", []):
+            if "KAVE_REDIS_URL" not in PROCESS_SECRETS.get(component(workload), set()):
+                continue
+            for container in containers(workload):
+                mounted = [
+                    mount.get("mountPath", "")
+                    for mount in container.get("volumeMounts", [])
+                    if mount.get("readOnly")
+                ]
+                if not any(ca_file.startswith(path.rstrip("/") + "/") for path in mounted):
+                    yield (
+                        f"Deployment/{name(workload)}: KAVE_REDIS_TLS_CA_FILE {ca_file} is not "
+                        "in a read-only volume mounted into the container"
+                    )
 
 
 def check_network_policies(policies: list[dict[str, Any]]) -> Iterator[str]:

@@ -19,18 +19,22 @@ from shared.contract import (
     RECONCILE_TASK,
     REPLAY_DEAD_LETTER_TASK,
 )
+from shared.redis_connect import celery_broker
 from shared.settings import Settings
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
-    broker_url = settings.require_redis_url()
     # Short socket timeouts: a receiver that cannot reach Redis must answer 503 quickly
     # (Mandrill then retries) rather than hang until Mandrill's own timeout.
     socket_timeout = max(settings.enqueue_timeout_seconds, 1.0)
+    # The URL, TLS and Sentinel's options (shared.redis_connect: the same Redis as every
+    # other client of this process).
+    broker = celery_broker(settings, socket_timeout)
     return {
-        "broker_url": broker_url,
+        **broker,
         "broker_connection_retry_on_startup": True,
         "broker_transport_options": {
+            **broker["broker_transport_options"],
             "visibility_timeout": settings.visibility_timeout_seconds,
             "socket_timeout": socket_timeout,
             "socket_connect_timeout": socket_timeout,
@@ -68,6 +72,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         },
         "task_serializer": "json",
         "accept_content": ["json"],
+        # No results are kept (nothing reads them), so there is no result backend to
+        # point at Sentinel or TLS: the broker is the only Redis Celery talks to.
         "result_backend": None,
         "task_ignore_result": True,
         # At-least-once delivery: ack only after the task finished, give a killed

@@ -16,13 +16,13 @@ from dataclasses import dataclass
 
 import psycopg
 import structlog
-from redis import Redis
 from sqlalchemy import Engine, event
 from sqlalchemy.engine import ExceptionContext
 
 from shared.accepted import AcceptedLedger
 from shared.db import make_engine, make_session_factory
 from shared.objectstore import make_object_store
+from shared.redis_connect import redis_client
 from shared.settings import Settings, get_settings
 from worker.handoff.outbox import Outbox
 from worker.handoff.routes import RouteTable, cached_routes
@@ -66,9 +66,7 @@ def worker_context(settings: Settings | None = None) -> WorkerContext:
         )
         engine = make_engine(settings)
         event.listen(engine, "handle_error", _close_interrupted_connection)
-        redis = Redis.from_url(
-            settings.require_redis_url(), socket_timeout=10, socket_connect_timeout=5
-        )
+        redis = redis_client(settings, socket_timeout=10, socket_connect_timeout=5)
         context = IngestContext(
             session_factory=make_session_factory(engine),
             object_store=make_object_store(settings),

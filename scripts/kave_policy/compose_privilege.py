@@ -68,6 +68,8 @@ ENV_FILES: dict[str, frozenset[str]] = {
 CAP_ADD = {
     "postgres": frozenset({"CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"}),
     "redis": frozenset({"CHOWN", "DAC_OVERRIDE", "SETGID", "SETUID"}),
+    # The Redis HA override's replica runs the same image and entrypoint.
+    "redis-replica": frozenset({"CHOWN", "DAC_OVERRIDE", "SETGID", "SETUID"}),
 }
 # The Kave processes write only to /tmp (beat's schedule, the worker's metrics files).
 WRITES_TMP = KAVE_SERVICES

@@ -26,6 +26,7 @@ from shared.settings.common import SettingsError
 from shared.settings.handoff import HandoffFields
 from shared.settings.observability import ObservabilityFields
 from shared.settings.process import ProcessFields, ProcessName
+from shared.settings.redis_ha import RedisHaFields
 from shared.settings.retention import RetentionFields
 from shared.settings.stores import StoreFields
 from shared.settings.webhook import WebhookFields
@@ -34,7 +35,7 @@ from shared.settings.workers import WorkerFields
 
 # The groups are listed last to first: pydantic collects fields from the last base
 # first, so the fields (and model_dump, and as_environment) read process, stores,
-# webhook, workers, retention, observability, hand-off, access.
+# redis_ha, webhook, workers, retention, observability, hand-off, access.
 class Settings(
     AccessFields,
     HandoffFields,
@@ -42,6 +43,7 @@ class Settings(
     RetentionFields,
     WorkerFields,
     WebhookFields,
+    RedisHaFields,
     StoreFields,
     ProcessFields,
     BaseSettings,

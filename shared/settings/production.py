@@ -87,8 +87,38 @@ def check_consistency(settings: Settings) -> None:
             "KAVE_RECEIVER_MAX_BUFFERED_BYTES must be at least KAVE_MAX_BODY_BYTES, "
             "or a batch of the largest accepted size is always refused"
         )
+    _check_redis(settings)
     if settings.env == "production":
         _check_production(settings)
+
+
+def _check_redis(settings: Settings) -> None:
+    if bool(settings.redis_sentinels) != bool(settings.redis_sentinel_master):
+        raise ValueError(
+            "KAVE_REDIS_SENTINELS and KAVE_REDIS_SENTINEL_MASTER go together: the "
+            "Sentinels' addresses and the name they monitor the primary under"
+        )
+    if settings.redis_sentinels and settings.redis_url and settings.redis_url.startswith("unix:"):
+        raise ValueError(
+            "KAVE_REDIS_SENTINELS needs a redis:// or rediss:// KAVE_REDIS_URL (its "
+            "password, database and scheme are used), not a unix:// socket"
+        )
+    if settings.redis_tls_ca_file is not None and not (settings.redis_url or "").startswith(
+        "rediss://"
+    ):
+        raise ValueError(
+            "KAVE_REDIS_TLS_CA_FILE is set but KAVE_REDIS_URL is not rediss://: "
+            "use rediss:// for TLS, or unset the CA file"
+        )
+    if (
+        settings.redis_min_replicas_ack
+        and settings.redis_replicas_ack_timeout_seconds >= settings.enqueue_timeout_seconds
+    ):
+        raise ValueError(
+            "KAVE_REDIS_REPLICAS_ACK_TIMEOUT_SECONDS must be below "
+            "KAVE_ENQUEUE_TIMEOUT_SECONDS: the wait for replicas is part of making a "
+            "batch durable in time"
+        )
 
 
 def _check_production(settings: Settings) -> None:
@@ -169,6 +199,9 @@ def weak_secrets(settings: Settings, needs: frozenset[str]) -> list[str]:
             )
         elif password is not None:
             check("KAVE_REDIS_URL's password", password)
+    # The Sentinels' own password, when they have one (checked only when given).
+    sentinel = settings.redis_sentinel_password
+    check("KAVE_REDIS_SENTINEL_PASSWORD", sentinel.get_secret_value() if sentinel else None)
     if settings.object_store == "s3":
         # Neither key set: boto3's default chain (instance role, AWS_* variables).
         secret = settings.s3_secret_access_key

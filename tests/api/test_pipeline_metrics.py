@@ -133,7 +133,9 @@ def test_queue_age_is_the_oldest_waiting_task(
 
 def test_unreachable_sources_leave_their_series_out(clean_db: Engine) -> None:
     registry = CollectorRegistry()
-    dead = scrape_redis("redis://127.0.0.1:1/0", timeout=0.5)
+    dead = scrape_redis(
+        Settings(_env_file=None, env="test", redis_url="redis://127.0.0.1:1/0"), timeout=0.5
+    )
     PipelineCollector(clean_db, dead, "kave").register(registry)
     assert scrape(registry, "kave_api_metrics_source_up", source="redis") == 0
     assert scrape(registry, "kave_queue_oldest_task_age_seconds", queue="kave") is None
