@@ -25,6 +25,7 @@ from worker.ingest.batch import load_body, read_batch
 from worker.ingest.commit import process_event
 from worker.ingest.context import IngestContext, envelope_for
 from worker.ingest.rows import EmailRows, email_rows, event_values
+from worker.ingest.storage.activity import count_inbound
 from worker.ingest.storage.dead_letters import resolve_dead_letter
 from worker.ingest.storage.deliveries import finish_delivery, record_outcome
 from worker.ingest.storage.emails import insert_email, outcome_for, replace_email
@@ -194,7 +195,9 @@ def _apply_email(
     store_email_objects(ctx.object_store, email, uploads=ctx.uploads)
     with ctx.session_factory() as session, session.begin():
         email_id, created = insert_email(session, rows, delivery_id, ctx.outbox)
-        if not created:
+        if created:
+            count_inbound(session, email.envelope_recipient)
+        else:
             replace_email(session, email_id, rows)
         record_outcome(
             session, delivery_id, index, "inbound", outcome_for(created), email_id=email_id
