@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session
 
 from api.pipeline_metrics import PipelineCollector, scrape_redis
 from shared.contract import PROCESS_DELIVERY_TASK, RECONCILE_TASK, Envelope
+from shared.models import DomainActivity
 from shared.queue import celery_config
 from shared.settings import Settings
-from shared.models import DomainActivity
 from tests.rows import add_stored_email
 from worker.ingest.storage.activity import recipient_domain
 

@@ -6,6 +6,7 @@ here, so the storage modules only run statements."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,9 +66,15 @@ def recipient_addresses(email: ParsedEmail) -> list[str]:
     point order: the ``recipient`` filter's indexed column (migration 0012 backfills rows
     stored before it with the same SQL rule). Each is cut to the indexed length, as the
     envelope recipient is."""
-    found = [email.envelope_recipient or ""]
-    found.extend(a.address or "" for a in (*email.to, *email.cc))
-    return sorted({without_nul(bounded(a) or "").lower() for a in found} - {""})
+    return lowered_addresses(
+        [email.envelope_recipient, *(a.address for a in (*email.to, *email.cc))]
+    )
+
+
+def lowered_addresses(addresses: Iterable[str | None]) -> list[str]:
+    """Addresses as ``emails.recipient_addresses`` holds them: lower-cased, cut to the
+    indexed length, without NUL, each once, sorted; empty ones left out."""
+    return sorted({without_nul(bounded(a) or "").lower() for a in addresses} - {""})
 
 
 def email_values(email: ParsedEmail) -> dict[str, Any]:
