@@ -41,7 +41,7 @@ from typing import Any
 
 import structlog
 from redis import Redis
-from sqlalchemy import ColumnElement, Text, and_, cast, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, Text, case, cast, delete, false, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -82,8 +82,8 @@ ERASED_UNFINISHED_EVENTS = (
     "the sender to send them again if they are needed"
 )
 
-# Every stored field of an email that can carry an address, as one lower-cased text.
-_EMAIL_TEXT = func.lower(
+# Every stored field of an email that can carry an address, as one text (_matches folds it).
+_EMAIL_TEXT = (
     func.concat_ws(
         " ",
         Email.message_id,
@@ -107,7 +107,7 @@ _EMAIL_TEXT = func.lower(
         cast(Email.bounced_addresses, Text),
     )
 )
-_EVENT_TEXT = func.lower(func.concat_ws(" ", Event.recipient, cast(Event.payload, Text)))
+_EVENT_TEXT = func.concat_ws(" ", Event.recipient, cast(Event.payload, Text))
 
 
 class NothingToEraseError(LookupError):
@@ -132,9 +132,26 @@ def address_pattern(needle: str) -> str:
     return rf"{before}{re.escape(needle)}(?![a-z0-9\-]|\.[a-z0-9])"
 
 
-def _matches(column: ColumnElement[str], needle: str) -> ColumnElement[bool]:
-    # strpos first: cheap, and it rules out nearly every row before the regex runs.
-    return and_(func.strpos(column, needle) > 0, column.regexp_match(address_pattern(needle)))
+def _matches(text: ColumnElement[str], needle: str) -> ColumnElement[bool]:
+    """``text``, lower-cased, mentions the (lower-case) address ``needle``.
+
+    Every email's text is read (bodies included: no index says which bodies mention an
+    address), so the case folding is most of an erasure's time. For an ASCII address it
+    is done under the "C" collation, which PostgreSQL folds byte by byte, ASCII letters
+    only: 2.5x faster than C.UTF-8 here (20,000 filled emails: 2.1 s, 0.85 s), and the
+    same answer, since only
+    ASCII letters can spell an ASCII address (a non-ASCII character folding to ASCII,
+    such as the Kelvin sign, is not taken for a "k" then). Any other address is folded
+    with the database's collation.
+    """
+    folded = func.lower(text.collate("C") if needle.isascii() else text)
+    # strpos first: cheap, and it rules out nearly every row before the regex runs. A CASE,
+    # not an AND: PostgreSQL orders the terms of an AND by their estimated cost, and ran
+    # the regex (its lookbehind costs ~1.5 ms on an email's text) on every row first.
+    return case(
+        (func.strpos(folded, needle) > 0, folded.regexp_match(address_pattern(needle))),
+        else_=false(),
+    )
 
 
 def selector_digest(kind: str, value: str) -> str:
