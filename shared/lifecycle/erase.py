@@ -83,29 +83,27 @@ ERASED_UNFINISHED_EVENTS = (
 )
 
 # Every stored field of an email that can carry an address, as one text (_matches folds it).
-_EMAIL_TEXT = (
-    func.concat_ws(
-        " ",
-        Email.message_id,
-        Email.envelope_recipient,
-        Email.from_address,
-        Email.from_name,
-        Email.subject,
-        Email.in_reply_to,
-        Email.text_body,
-        Email.html_body,
-        Email.reply_text,  # derived (worker/ingest/derive/), but rendered from HTML it may differ
-        Email.forwarded_text,  # likewise; its header lines name the forwarded mail's people
-        Email.spf_detail,
-        cast(Email.to, Text),
-        cast(Email.cc, Text),
-        cast(Email.bcc, Text),
-        cast(Email.reply_to, Text),
-        cast(Email.references, Text),
-        cast(Email.headers, Text),
-        cast(Email.tags, Text),
-        cast(Email.bounced_addresses, Text),
-    )
+_EMAIL_TEXT = func.concat_ws(
+    " ",
+    Email.message_id,
+    Email.envelope_recipient,
+    Email.from_address,
+    Email.from_name,
+    Email.subject,
+    Email.in_reply_to,
+    Email.text_body,
+    Email.html_body,
+    Email.reply_text,  # derived (worker/ingest/derive/), but rendered from HTML it may differ
+    Email.forwarded_text,  # likewise; its header lines name the forwarded mail's people
+    Email.spf_detail,
+    cast(Email.to, Text),
+    cast(Email.cc, Text),
+    cast(Email.bcc, Text),
+    cast(Email.reply_to, Text),
+    cast(Email.references, Text),
+    cast(Email.headers, Text),
+    cast(Email.tags, Text),
+    cast(Email.bounced_addresses, Text),
 )
 _EVENT_TEXT = func.concat_ws(" ", Event.recipient, cast(Event.payload, Text))
 
