@@ -6,7 +6,9 @@
   Celery), the bare ceiling app (``ceiling_app.py``), the no-op Celery worker
   (``noop_worker.py``, ``noop_task.py``), wrk's script (``post.lua``) and its installer
   (``ensure-wrk``);
-- ``hostile/``: the hostile-input stages, on request only.
+- ``hostile/``: the hostile-input stages, on request only;
+- ``scale/``: the scale bench, its own command (``python -m bench.scale``, ``make
+  bench-scale``): a database filled to N emails, every list filter and operator command.
 
 It may import :mod:`loadkit` (what it shares with the tests), :mod:`kave.devstack` and
 the product packages it starts, feeds and times. Nothing imports it: not the product
