@@ -1,24 +1,31 @@
-"""SQL conditions the list filters share."""
+"""SQL conditions the list filters share, each written the way its index is built
+(migration 0012, the indexes in shared/models.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy import ColumnElement, exists, func, select
-from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy import ColumnElement, Text, bindparam, func
+from sqlalchemy.dialects.postgresql import ARRAY
+
+from shared.models import Email
 
 
 def lower_equals(column: Any, value: str) -> ColumnElement[bool]:
+    """``lower(column) = value``, case-insensitive: served by an index on ``lower(column)``."""
     return func.lower(column) == value.lower()
 
 
-def has_address(column: InstrumentedAttribute[list[Any]], address: str) -> ColumnElement[bool]:
-    """The JSON list of ``{"name", "address"}`` holds ``address`` (case-insensitive)."""
-    element = func.jsonb_array_elements(column).table_valued(sa.column("value", JSONB)).alias()
-    return exists(
-        select(1)
-        .select_from(element)
-        .where(func.lower(element.c.value["address"].astext) == address.lower())
-    )
+def has_recipient(address: str) -> ColumnElement[bool]:
+    """The envelope recipient or a To or Cc address is ``address`` (case-insensitive):
+    containment in ``emails.recipient_addresses``, which its GIN index answers."""
+    wanted = bindparam("recipient", [address.lower()], type_=ARRAY(Text))
+    return Email.recipient_addresses.contains(wanted)
+
+
+def subject_contains(needle: str) -> ColumnElement[bool]:
+    """The subject contains ``needle`` in any case: ``subject ILIKE '%needle%'``, the form
+    its trigram index (``gin_trgm_ops``) answers (``lower(subject) LIKE`` it does not).
+    LIKE's wildcards in ``needle`` are escaped: they match themselves."""
+    escaped = needle.replace("/", "//").replace("%", "/%").replace("_", "/_")
+    return Email.subject.ilike(f"%{escaped}%", escape="/")

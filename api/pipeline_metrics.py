@@ -28,8 +28,10 @@ Series (deploy/prometheus/kave-rules.yml alerts on them):
 - ``kave_inbound_last_email_age_seconds{domain}``: seconds since the last inbound email
   was stored, for ``domain="all"`` and for the ``top_domains`` recipient domains with the
   most mail over ``domain_lookback_seconds`` (a bounded label set, and a domain that goes
-  silent keeps its series for the whole lookback). ``+Inf`` for "all" when no email was
-  ever stored: a deployment whose mail never arrives is as broken as one where it stopped.
+  silent keeps its series for the whole lookback), read from the per-day counts in
+  ``domain_activity`` (flat as mail grows; the lookback is rounded out to whole UTC
+  days). ``+Inf`` for "all" when no email was ever stored: a deployment whose mail never
+  arrives is as broken as one where it stopped.
 - ``kave_inbound_silence_threshold_seconds``: how long inbound mail may be silent before
   the ``KaveNoInboundMail`` alert fires (configurable here, not in the rules file).
 - ``kave_audit_inconsistencies{kind}``, ``kave_audit_last_run_timestamp_seconds``: what
@@ -76,15 +78,15 @@ UNACKED_HASH = "unacked"
 
 _UNFINISHED = text("SELECT count(*), min(received_at) FROM deliveries WHERE status = 'received'")
 _DEAD_LETTERS_OPEN = text("SELECT count(*) FROM dead_letters WHERE status = 'open'")
+# From the per-day counts the worker keeps (worker.ingest.storage.activity): a row per
+# domain and day, however much mail; the lookback starts at the start of its first UTC day.
 _DOMAIN_AGES = text(
     """
-    SELECT lower(split_part(envelope_recipient, '@', 2)) AS domain,
-           extract(epoch FROM now() - max(received_at)) AS age
-    FROM emails
-    WHERE received_at > now() - make_interval(secs => :lookback)
-      AND envelope_recipient LIKE '%@%'
+    SELECT domain, extract(epoch FROM now() - max(last_received_at)) AS age
+    FROM domain_activity
+    WHERE day >= ((now() - make_interval(secs => :lookback)) AT TIME ZONE 'UTC')::date
     GROUP BY 1
-    ORDER BY count(*) DESC, 1
+    ORDER BY sum(emails) DESC, 1
     LIMIT :top
     """
 )

@@ -10,6 +10,8 @@
 - scripts of their own for Redis beyond one node: ``failover_bench`` (a Sentinel
   failover under traffic, with and without replica acknowledgement: what is lost) and
   ``replica_ack_bench`` (the receiver's throughput with and without ``WAIT 1``).
+- ``scale/``: the scale bench, its own command (``python -m bench.scale``, ``make
+  bench-scale``): a database filled to N emails, every list filter and operator command.
 
 It may import :mod:`loadkit` (what it shares with the tests), :mod:`kave.devstack` and
 the product packages it starts, feeds and times. Nothing imports it: not the product

@@ -67,7 +67,7 @@ def register(commands: Any, load_settings: Loader) -> None:
 
 @contextmanager
 def _resources(settings: Settings) -> Iterator[tuple[SessionFactory, ObjectStore]]:
-    # These are operator-run batch jobs: an erasure by address scans every email's text
+    # These are operator-run batch jobs: an erasure by address reads every email's text
     # and the audit every key, which can outlast the statement timeout meant for workers.
     engine = make_engine(settings.model_copy(update={"database_statement_timeout_ms": 0}))
     try:
@@ -143,6 +143,12 @@ def _erase(args: argparse.Namespace, settings: Settings) -> int:
                 redis.close()
     counts = ", ".join(f"{kind} {count}" for kind, count in result.counts.items())
     print(f"erasure {result.erasure_id}: {counts}")
+    if args.address is not None:
+        print(
+            "searched: the stored text of every email (addresses, headers, subject, bodies) "
+            "and every event, read whole (no index says which bodies mention an address), "
+            f"and the archives of {result.archives_searched} unresolved deliveries"
+        )
     objects = result.objects
     print(
         f"objects deleted {objects.deleted}, still named by other rows {objects.still_referenced}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -17,7 +17,7 @@ import click
 from sqlalchemy import Select
 
 from shared.lifecycle.erased import ERASURE, ArchiveRemovedError, refusal
-from shared.models import DeadLetter, DeadLetterStatus
+from shared.models import DeadLetter, DeadLetterStatus, Delivery
 from shared.queries.dead_letters import DeadLetterFilters, discard_open, select_dead_letters
 from shared.queries.deliveries import get_delivery
 from shared.settings import Settings
@@ -198,25 +198,31 @@ def _reprocess(args: argparse.Namespace, settings: Settings) -> int:
         if found.archive_removed_reason == ERASURE:
             print(f"kave: {refusal(found, 'reprocessed')}", file=sys.stderr)
             return 1
-        deliveries = [found]
+        batches: Iterable[list[Delivery]] = [[found]]
     else:
-        deliveries = deliveries_between(context, since=args.since, until=args.until)
-    # Retention or an erasure removed these archives on purpose: say so, and go on.
-    gone = [d for d in deliveries if d.archive_removed_at is not None]
-    for delivery in gone:
-        print(
-            f"  {delivery.id}: not reprocessable: its archive was removed by "
-            f"{delivery.archive_removed_reason} on {delivery.archive_removed_at:%Y-%m-%d}"
-        )
+        batches = deliveries_between(context, since=args.since, until=args.until)
+    checked = changed = gone = 0
+    for number, deliveries in enumerate(batches):
+        if number:  # progress, from the second batch on
+            print(f"  ... {checked + gone} deliveries read, {changed} rows to change", flush=True)
+        # Retention or an erasure removed these archives on purpose: say so, and go on.
+        for delivery in deliveries:
+            if delivery.archive_removed_at is not None:
+                gone += 1
+                print(
+                    f"  {delivery.id}: not reprocessable: its archive was removed by "
+                    f"{delivery.archive_removed_reason} on {delivery.archive_removed_at:%Y-%m-%d}"
+                )
+        live = [d for d in deliveries if d.archive_removed_at is None]
+        for change in reprocess(context, live, dry_run=args.dry_run):
+            print(f"  {change}")
+            changed += 1
+        checked += len(live)
     if gone:
-        print(f"{len(gone)} deliveries can no longer be reprocessed (archive removed)")
-        deliveries = [d for d in deliveries if d.archive_removed_at is None]
-    changes = reprocess(context, deliveries, dry_run=args.dry_run)
+        print(f"{gone} deliveries can no longer be reprocessed (archive removed)")
     verb = "would change" if args.dry_run else "changed"
-    if not changes:
-        print(f"no changes ({len(deliveries)} deliveries checked)")
+    if not changed:
+        print(f"no changes ({checked} deliveries checked)")
         return 0
-    for change in changes:
-        print(f"  {change}")
-    print(f"{verb} {len(changes)} rows in {len(deliveries)} deliveries")
+    print(f"{verb} {changed} rows in {checked} deliveries")
     return 0

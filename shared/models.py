@@ -9,12 +9,13 @@ canonical JSON. Replays and duplicate batches therefore meet a conflict, never a
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -27,7 +28,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 NAMING_CONVENTION = {
@@ -71,10 +72,10 @@ class Delivery(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     request_id: Mapped[str] = mapped_column(String(128))
-    body_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    body_sha256: Mapped[str] = mapped_column(String(64))
     body_size: Mapped[int] = mapped_column(BigInteger)
-    archive_key: Mapped[str] = mapped_column(String(255))
-    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.RECEIVED, index=True)
+    archive_key: Mapped[str] = mapped_column(String(255), index=True)
+    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.RECEIVED)
     event_count: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -89,6 +90,13 @@ class Delivery(Base):
     archive_removed_reason: Mapped[str | None] = mapped_column(String(16))
 
     events: Mapped[list[DeliveryEvent]] = relationship(back_populates="delivery")
+
+    # The deliveries list, newest first, with or without its status filter; the status
+    # one also serves the unfinished-delivery gauge and reconciliation.
+    __table_args__ = (
+        Index("ix_deliveries_received", "received_at", "id"),
+        Index("ix_deliveries_status_received", "status", "received_at", "id"),
+    )
 
 
 class DeliveryEvent(Base):
@@ -120,11 +128,11 @@ class Email(Base):
     message_id: Mapped[str | None] = mapped_column(Text, index=True)
     raw_sha256: Mapped[str] = mapped_column(String(64))
     raw_size: Mapped[int] = mapped_column(BigInteger)
-    raw_key: Mapped[str] = mapped_column(String(255))
+    raw_key: Mapped[str] = mapped_column(String(255), index=True)
     # Set when retention removed the raw message object (the row stays).
     raw_removed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    envelope_recipient: Mapped[str | None] = mapped_column(Text, index=True)
-    from_address: Mapped[str | None] = mapped_column(Text, index=True)
+    envelope_recipient: Mapped[str | None] = mapped_column(Text)
+    from_address: Mapped[str | None] = mapped_column(Text)
     from_name: Mapped[str | None] = mapped_column(Text)
     to: Mapped[list[Any]] = mapped_column(default=list)
     cc: Mapped[list[Any]] = mapped_column(default=list)
@@ -161,6 +169,9 @@ class Email(Base):
     # A text part declared a charset that is not a mail charset
     # (worker.ingest.parsing.charsets): its text was read as UTF-8 with replacement instead.
     charset_refused: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    # The envelope recipient, To and Cc addresses, lower-cased (worker.ingest.rows): the
+    # ``recipient`` filter's GIN index. NULL: stored before 0012, not yet backfilled.
+    recipient_addresses: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
     delivery_id: Mapped[str] = mapped_column(ForeignKey("deliveries.id"), index=True)
     received_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), index=True
@@ -168,6 +179,20 @@ class Email(Base):
 
     attachments: Mapped[list[Attachment]] = relationship(
         back_populates="email", order_by="Attachment.position"
+    )
+
+    # The list filters of api/emails/queries.py, each newest first (migration 0012).
+    __table_args__ = (
+        Index("ix_emails_sender", func.lower(text("from_address")), "received_at", "id"),
+        Index("ix_emails_recipient_addresses", "recipient_addresses", postgresql_using="gin"),
+        Index(
+            "ix_emails_subject_trgm",
+            "subject",
+            postgresql_using="gin",
+            postgresql_ops={"subject": "gin_trgm_ops"},
+        ),
+        Index("ix_emails_spf", func.lower(text("spf_result::text")), "received_at", "id"),
+        Index("ix_emails_spam_score", "spam_score"),
     )
 
 
@@ -183,8 +208,8 @@ class Attachment(Base):
     filename: Mapped[str] = mapped_column(Text)
     content_type: Mapped[str] = mapped_column(String(255))
     size: Mapped[int] = mapped_column(BigInteger)
-    sha256: Mapped[str] = mapped_column(String(64), index=True)
-    object_key: Mapped[str] = mapped_column(String(255))
+    sha256: Mapped[str] = mapped_column(String(64))
+    object_key: Mapped[str] = mapped_column(String(255), index=True)
     content_id: Mapped[str | None] = mapped_column(Text)
     inline: Mapped[bool] = mapped_column(Boolean, default=False)
     # Set when retention removed this row's claim on the object (the row stays; the
@@ -208,10 +233,16 @@ class Event(Base):
     kind: Mapped[str] = mapped_column(String(64), index=True)
     occurred_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
     mandrill_id: Mapped[str | None] = mapped_column(String(255), index=True)
-    recipient: Mapped[str | None] = mapped_column(Text, index=True)
+    recipient: Mapped[str | None] = mapped_column(Text)
     payload: Mapped[dict[str, Any]] = mapped_column()
     delivery_id: Mapped[str] = mapped_column(ForeignKey("deliveries.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    # The events list, newest first, with or without its recipient filter.
+    __table_args__ = (
+        Index("ix_events_created", "created_at", "id"),
+        Index("ix_events_recipient_lower", func.lower(text("recipient")), "created_at", "id"),
+    )
 
 
 class DispatchStatus:
@@ -260,6 +291,9 @@ class DeadLetter(Base):
     __tablename__ = "dead_letters"
     __table_args__ = (
         UniqueConstraint("delivery_id", "event_index", postgresql_nulls_not_distinct=True),
+        # The dead-letter list, newest first, with or without its status filter.
+        Index("ix_dead_letters_first_seen", "first_seen_at", "id"),
+        Index("ix_dead_letters_status_first_seen", "status", "first_seen_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -270,12 +304,12 @@ class DeadLetter(Base):
     message: Mapped[str] = mapped_column(Text)
     traceback: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=1)
-    status: Mapped[str] = mapped_column(String(16), default=DeadLetterStatus.OPEN, index=True)
+    status: Mapped[str] = mapped_column(String(16), default=DeadLetterStatus.OPEN)
     first_seen_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
     last_seen_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now(), index=True
+        DateTime(timezone=True), server_default=func.now()
     )
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
@@ -339,6 +373,18 @@ class Erasure(Base):
     selector_sha256: Mapped[str] = mapped_column(String(64), index=True)
     counts: Mapped[dict[str, Any]] = mapped_column()
     objects_done_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class DomainActivity(Base):
+    """Inbound emails per UTC day and recipient domain, counted in the transaction that
+    stores each new email (worker.ingest.storage.activity), for the per-domain gauge."""
+
+    __tablename__ = "domain_activity"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    domain: Mapped[str] = mapped_column(Text, primary_key=True)
+    emails: Mapped[int] = mapped_column(BigInteger)
+    last_received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class AuditRun(Base):

@@ -5,11 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-import sqlalchemy as sa
 from sqlalchemy import ColumnElement, exists, func, select
 from sqlalchemy.orm import Session, defer, selectinload
 
-from api.filters import has_address, lower_equals
+from api.filters import has_recipient, lower_equals, subject_contains
 from api.pagination import Cursor, Page, paginate
 from shared.models import Attachment, Email
 
@@ -31,15 +30,9 @@ def _email_conditions(f: EmailFilters) -> list[ColumnElement[bool]]:
     if f.sender is not None:
         conditions.append(lower_equals(Email.from_address, f.sender))
     if f.recipient is not None:
-        conditions.append(
-            sa.or_(
-                lower_equals(Email.envelope_recipient, f.recipient),
-                has_address(Email.to, f.recipient),
-                has_address(Email.cc, f.recipient),
-            )
-        )
+        conditions.append(has_recipient(f.recipient))
     if f.subject is not None:
-        conditions.append(Email.subject.icontains(f.subject, autoescape=True))
+        conditions.append(subject_contains(f.subject))
     if f.since is not None:
         conditions.append(Email.received_at >= f.since)
     if f.until is not None:

@@ -41,7 +41,7 @@ from typing import Any
 
 import structlog
 from redis import Redis
-from sqlalchemy import ColumnElement, Text, and_, cast, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, Text, case, cast, delete, false, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -82,32 +82,30 @@ ERASED_UNFINISHED_EVENTS = (
     "the sender to send them again if they are needed"
 )
 
-# Every stored field of an email that can carry an address, as one lower-cased text.
-_EMAIL_TEXT = func.lower(
-    func.concat_ws(
-        " ",
-        Email.message_id,
-        Email.envelope_recipient,
-        Email.from_address,
-        Email.from_name,
-        Email.subject,
-        Email.in_reply_to,
-        Email.text_body,
-        Email.html_body,
-        Email.reply_text,  # derived (worker/ingest/derive/), but rendered from HTML it may differ
-        Email.forwarded_text,  # likewise; its header lines name the forwarded mail's people
-        Email.spf_detail,
-        cast(Email.to, Text),
-        cast(Email.cc, Text),
-        cast(Email.bcc, Text),
-        cast(Email.reply_to, Text),
-        cast(Email.references, Text),
-        cast(Email.headers, Text),
-        cast(Email.tags, Text),
-        cast(Email.bounced_addresses, Text),
-    )
+# Every stored field of an email that can carry an address, as one text (_matches folds it).
+_EMAIL_TEXT = func.concat_ws(
+    " ",
+    Email.message_id,
+    Email.envelope_recipient,
+    Email.from_address,
+    Email.from_name,
+    Email.subject,
+    Email.in_reply_to,
+    Email.text_body,
+    Email.html_body,
+    Email.reply_text,  # derived (worker/ingest/derive/), but rendered from HTML it may differ
+    Email.forwarded_text,  # likewise; its header lines name the forwarded mail's people
+    Email.spf_detail,
+    cast(Email.to, Text),
+    cast(Email.cc, Text),
+    cast(Email.bcc, Text),
+    cast(Email.reply_to, Text),
+    cast(Email.references, Text),
+    cast(Email.headers, Text),
+    cast(Email.tags, Text),
+    cast(Email.bounced_addresses, Text),
 )
-_EVENT_TEXT = func.lower(func.concat_ws(" ", Event.recipient, cast(Event.payload, Text)))
+_EVENT_TEXT = func.concat_ws(" ", Event.recipient, cast(Event.payload, Text))
 
 
 class NothingToEraseError(LookupError):
@@ -121,6 +119,9 @@ class ErasureResult:
     objects: DrainResult = field(default_factory=DrainResult)
     deliveries: list[str] = field(default_factory=list)  # whose archive was removed
     keys: list[str] = field(default_factory=list)  # the objects the erased rows named
+    # What an address erasure read to find it: every email's and event's stored text (no
+    # index says which bodies mention an address), and these unresolved deliveries' archives.
+    archives_searched: int = 0
 
 
 def address_pattern(needle: str) -> str:
@@ -132,9 +133,26 @@ def address_pattern(needle: str) -> str:
     return rf"{before}{re.escape(needle)}(?![a-z0-9\-]|\.[a-z0-9])"
 
 
-def _matches(column: ColumnElement[str], needle: str) -> ColumnElement[bool]:
-    # strpos first: cheap, and it rules out nearly every row before the regex runs.
-    return and_(func.strpos(column, needle) > 0, column.regexp_match(address_pattern(needle)))
+def _matches(text: ColumnElement[str], needle: str) -> ColumnElement[bool]:
+    """``text``, lower-cased, mentions the (lower-case) address ``needle``.
+
+    Every email's text is read (bodies included: no index says which bodies mention an
+    address), so the case folding is most of an erasure's time. For an ASCII address it
+    is done under the "C" collation, which PostgreSQL folds byte by byte, ASCII letters
+    only: 2.5x faster than C.UTF-8 here (20,000 filled emails: 2.1 s, 0.85 s), and the
+    same answer, since only
+    ASCII letters can spell an ASCII address (a non-ASCII character folding to ASCII,
+    such as the Kelvin sign, is not taken for a "k" then). Any other address is folded
+    with the database's collation.
+    """
+    folded = func.lower(text.collate("C") if needle.isascii() else text)
+    # strpos first: cheap, and it rules out nearly every row before the regex runs. A CASE,
+    # not an AND: PostgreSQL orders the terms of an AND by their estimated cost, and ran
+    # the regex (its lookbehind costs ~1.5 ms on an email's text) on every row first.
+    return case(
+        (func.strpos(folded, needle) > 0, folded.regexp_match(address_pattern(needle))),
+        else_=false(),
+    )
 
 
 def selector_digest(kind: str, value: str) -> str:
@@ -166,11 +184,20 @@ def erase(
     result = erase_rows(session_factory, store, actor=actor, address=address, email_id=email_id)
     if redis is not None and result.deliveries:
         redis.delete(*(payload_redis_key(d) for d in result.deliveries))
-    # This erasure's keys first, waiting for a worker that holds one of them; then
-    # everything else queued: a rerun finishes a crashed erasure (its keys are queued
-    # without grace too) and an interrupted purge (those keep the grace).
-    result.objects = drain(
-        session_factory, store, grace_seconds=grace_seconds, keys=result.keys, wait_for_workers=True
+    # This erasure's keys first: those no worker holds in groups (a transaction per key
+    # took ~0.1 s a key on the bench machine), then the rest one by one, waiting for the
+    # worker that holds each; then everything else queued: a rerun finishes a crashed
+    # erasure (its keys are queued without grace too) and an interrupted purge (those
+    # keep the grace).
+    result.objects = drain(session_factory, store, grace_seconds=grace_seconds, keys=result.keys)
+    result.objects.add(
+        drain(
+            session_factory,
+            store,
+            grace_seconds=grace_seconds,
+            keys=result.keys,
+            wait_for_workers=True,
+        )
     )
     result.objects.add(_remove_written_back(session_factory, store, result.keys))
     result.objects.add(drain(session_factory, store, grace_seconds=grace_seconds))
@@ -204,7 +231,9 @@ def erase_rows(
     needle = normalise_address(address) if address is not None else None
     # Read outside the transaction: only the bodies of unresolved deliveries (whose
     # content is in no row) are searched, and only for an address.
-    mentioned = _unresolved_deliveries_mentioning(session_factory, store, needle) if needle else []
+    searched, mentioned = (
+        _unresolved_deliveries_mentioning(session_factory, store, needle) if needle else (0, [])
+    )
 
     with session_factory() as session, session.begin():
         if needle is not None:
@@ -227,7 +256,13 @@ def erase_rows(
         session.flush()
         erasure_id = record.id
     log.info("erasure.rows_erased", erasure_id=erasure_id, **counts)
-    return ErasureResult(erasure_id=erasure_id, counts=counts, deliveries=archived, keys=keys)
+    return ErasureResult(
+        erasure_id=erasure_id,
+        counts=counts,
+        deliveries=archived,
+        keys=keys,
+        archives_searched=searched,
+    )
 
 
 def _remove_written_back(
@@ -347,8 +382,9 @@ def _erase_in(
 
 def _unresolved_deliveries_mentioning(
     session_factory: SessionFactory, store: ObjectStore, needle: str
-) -> list[str]:
-    """Deliveries with a failed or missing event result whose archived body mentions it.
+) -> tuple[int, list[str]]:
+    """How many deliveries with a failed or missing event result there are, and those
+    whose archived body mentions the address.
 
     Their content is in no row (a dead letter keeps only the reason), so the archive is
     the one place the address may be. Stored events are found through their rows.
@@ -376,7 +412,7 @@ def _unresolved_deliveries_mentioning(
             continue
         if _mentions(body, needle):
             found.append(delivery_id)
-    return found
+    return len(rows), found
 
 
 def _mentions(body: bytes, needle: str) -> bool:

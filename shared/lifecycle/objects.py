@@ -13,7 +13,8 @@ about to remove, for a new email that will name it. Two things keep that email w
 - an object written less than ``grace`` ago is left (its entry waits for a later run),
   unless an erasure queued it (``without_grace``): erased content goes at once, and the
   next point alone keeps a concurrent writer's email whole;
-- each key is drained in a transaction that holds its ``object_deletions`` row locked
+- each key is drained in a transaction (a group of ``DRAIN_GROUP`` keys per transaction,
+  an erasure's own keys one each) that holds its ``object_deletions`` row locked
   from the reference check to the delete, and leaves the row behind as a tombstone
   (``object_deleted_at``). A worker commits the rows of a new email together with
   :func:`reclaim`, which deletes the entries of the email's keys (waiting for a drain that
@@ -59,6 +60,9 @@ SessionFactory = Callable[[], AbstractContextManager[Session]]
 # How long a drained key's tombstone is kept: longer than any worker takes between
 # uploading an email's objects and committing its rows (the task time limit).
 TOMBSTONE_SECONDS = 86400
+# Keys a drain handles per transaction (their entries stay locked while their objects
+# are deleted: a worker reclaiming one of them waits at most that long).
+DRAIN_GROUP = 50
 
 
 def referenced_keys_query(keys: Iterable[str] | None = None) -> CompoundSelect[Any]:
@@ -176,8 +180,12 @@ def drain(
         after = batch[-1]
         cutoff = datetime.now(UTC) - timedelta(seconds=grace_seconds)
         result = DrainResult()
-        for key in batch:
-            _drain_key(session_factory, store, key, cutoff, result, wait=wait_for_workers)
+        # An erasure's own keys one by one, each waiting for its lock; others a group per
+        # transaction, locked with SKIP LOCKED (so no wait, and no deadlock with a worker).
+        group = 1 if wait_for_workers else DRAIN_GROUP
+        for start in range(0, len(batch), group):
+            keys_now = batch[start : start + group]
+            _drain_keys(session_factory, store, keys_now, cutoff, result, wait=wait_for_workers)
         if result.deleted:
             log.info("objects.deleted", count=result.deleted, deferred=result.deferred)
         total.add(result)
@@ -187,37 +195,44 @@ def drain(
     return total
 
 
-def _drain_key(
+def _drain_keys(
     session_factory: SessionFactory,
     store: ObjectStore,
-    key: str,
+    keys: list[str],
     cutoff: datetime,
     result: DrainResult,
     *,
     wait: bool = False,
 ) -> None:
-    """One key, in one transaction that keeps its entry locked until the object is gone
-    (see the module docstring)."""
+    """Some keys, in one transaction that keeps their entries locked until their objects
+    are gone (see the module docstring): one reference check for all of them, instead of
+    a transaction and three lookups per key (a purge of a year's archives drained ~25
+    keys/s that way on the bench machine)."""
     with session_factory() as session, session.begin():
-        entry = session.scalar(
-            select(ObjectDeletion)
-            .where(ObjectDeletion.key == key, ObjectDeletion.object_deleted_at.is_(None))
-            .with_for_update(skip_locked=not wait)
+        entries = list(
+            session.scalars(
+                select(ObjectDeletion)
+                .where(ObjectDeletion.key.in_(keys), ObjectDeletion.object_deleted_at.is_(None))
+                .order_by(ObjectDeletion.key)
+                .with_for_update(skip_locked=not wait)
+            )
         )
-        if entry is None:
-            return  # reclaimed by a worker, or another drain has it
-        if referenced(session, [key]):
-            result.still_referenced += 1
-            session.delete(entry)
-            return
-        found = store.stat(key)
-        if found is not None and not entry.without_grace and found.modified_at > cutoff:
-            result.deferred += 1
-            return
-        if found is not None:
-            store.delete(key)
-            result.deleted += 1
-        entry.object_deleted_at = datetime.now(UTC)
+        if not entries:
+            return  # reclaimed by a worker, or another drain has them
+        named = referenced(session, [entry.key for entry in entries])
+        for entry in entries:
+            if entry.key in named:
+                result.still_referenced += 1
+                session.delete(entry)
+                continue
+            found = store.stat(entry.key)
+            if found is not None and not entry.without_grace and found.modified_at > cutoff:
+                result.deferred += 1
+                continue
+            if found is not None:
+                store.delete(entry.key)
+                result.deleted += 1
+            entry.object_deleted_at = datetime.now(UTC)
 
 
 def _forget_tombstones(session_factory: SessionFactory) -> None:

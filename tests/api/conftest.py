@@ -31,6 +31,7 @@ from shared.objectstore import S3ObjectStore
 from shared.settings import Settings
 from tests.http_checks import app_clients
 from tests.services import derive_settings
+from worker.ingest.rows import lowered_addresses
 
 PASSWORD = "correct horse battery staple"
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -147,6 +148,16 @@ class Rows:
             "received_at": received_at,
             **values,
         }
+        # As the worker writes it (worker.ingest.rows.recipient_addresses).
+        columns.setdefault(
+            "recipient_addresses",
+            lowered_addresses(
+                [
+                    columns["envelope_recipient"],
+                    *(a["address"] for a in (*columns["to"], *columns.get("cc", []))),
+                ]
+            ),
+        )
         email = Email(**columns)
         self.add(email)
         for position, (filename, content_type, content) in enumerate(attachments):

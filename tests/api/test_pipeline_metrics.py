@@ -12,20 +12,34 @@ import redis
 from celery import Celery
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from api.pipeline_metrics import PipelineCollector, scrape_redis
 from shared.contract import PROCESS_DELIVERY_TASK, RECONCILE_TASK, Envelope
+from shared.models import DomainActivity
 from shared.queue import celery_config
 from shared.settings import Settings
 from tests.rows import add_stored_email
+from worker.ingest.storage.activity import recipient_domain
 
 THRESHOLD = 3600.0
 
 
 def add_email(engine: Engine, recipient: str | None, received_at: datetime) -> None:
+    """An email row and its count in domain_activity, as the worker writes them."""
     with Session(engine) as session, session.begin():
         add_stored_email(session, received_at=received_at, envelope_recipient=recipient)
+        domain = recipient_domain(recipient)
+        if domain:
+            row = {"day": received_at.date(), "domain": domain, "last_received_at": received_at}
+            insert = pg_insert(DomainActivity).values(emails=1, **row)
+            session.execute(
+                insert.on_conflict_do_update(
+                    index_elements=[DomainActivity.day, DomainActivity.domain],
+                    set_={"emails": DomainActivity.emails + 1},
+                )
+            )
 
 
 def scrape(registry: CollectorRegistry, name: str, **labels: str) -> float | None:

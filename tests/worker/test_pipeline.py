@@ -22,10 +22,11 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, selectinload
 
-from shared.models import Attachment, Delivery, DeliveryEvent, Email, Event
+from shared.models import Attachment, Delivery, DeliveryEvent, DomainActivity, Email, Event
 from shared.objectstore import S3ObjectStore
 from tests.services import FIXTURES
 from tests.webhooks import fixture_events, post_events, settle, wait_for_deliveries
+from worker.ingest.storage.activity import recipient_domain
 
 pytestmark = pytest.mark.usefixtures("worker", "clean_db")
 
@@ -128,6 +129,9 @@ def test_reply_recipients_come_from_raw_msg_not_mandrills_mis_split_to(
     assert [a["address"] for a in email.cc] == ["cc@example.com"]
     assert email.in_reply_to
     assert email.references
+    # The recipient filter's column: envelope recipient, To and Cc, lower-cased, once each.
+    expected = {"to@example.com", "other.to@example.com", "cc@example.com"}
+    assert email.recipient_addresses == sorted({*expected, email.envelope_recipient.lower()})
 
 
 def test_verdict_columns(receiver: str, engine: Engine) -> None:
@@ -273,6 +277,14 @@ def test_same_batch_twice_gives_no_duplicate_rows_or_objects(
         (second, "duplicate"),
     ]
     assert attachment_rows == 2
+    # The per-domain count moved with the stored email only, not with its duplicate.
+    assert _domain_counts(engine) == {recipient_domain(email.envelope_recipient): 1}
+
+
+def _domain_counts(engine: Engine) -> dict[str | None, int]:
+    with Session(engine) as session:
+        rows = session.execute(select(DomainActivity.domain, DomainActivity.emails))
+        return dict(rows.tuples().all())
 
 
 def test_one_email_in_two_payload_shapes_is_stored_once(receiver: str, engine: Engine) -> None:
@@ -292,6 +304,7 @@ def test_same_message_for_two_envelope_recipients_is_two_emails(
     assert sorted(e.envelope_recipient or "" for e in emails) == sorted(
         [event["msg"]["email"], "second-route@example.com"]
     )
+    assert sum(_domain_counts(engine).values()) == 2
 
 
 def test_hostile_values_are_stored_not_retried_forever(receiver: str, engine: Engine) -> None:

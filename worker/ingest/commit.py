@@ -24,6 +24,7 @@ from worker.handoff.outbox import NewDispatch
 from worker.ingest import parsing
 from worker.ingest.context import IngestContext
 from worker.ingest.rows import email_rows, event_values
+from worker.ingest.storage.activity import count_inbound
 from worker.ingest.storage.dead_letters import record_dead_letter, resolve_dead_letter
 from worker.ingest.storage.deliveries import (
     DeliveryAttempt,
@@ -203,6 +204,10 @@ def commit_event(
                 # The rows name the email's objects, whose puts ran during the statements
                 # above: the commit waits for them, and a failed put rolls the rows back.
                 objects.wait()
+                if outcome == EventOutcome.STORED and isinstance(
+                    prepared.parsed, parsing.ParsedEmail
+                ):
+                    count_inbound(session, prepared.parsed.envelope_recipient)
         except Exception as exc:
             if event_failure_class(exc) is None:
                 raise  # transient or unknown: the task decides whether to retry

@@ -6,6 +6,7 @@ here, so the storage modules only run statements."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +61,22 @@ def _addresses(addresses: tuple[Address, ...]) -> list[dict[str, str | None]]:
     return [{"name": a.name, "address": a.address} for a in addresses]
 
 
+def recipient_addresses(email: ParsedEmail) -> list[str]:
+    """The envelope recipient and every To and Cc address, lower-cased, each once, in code
+    point order: the ``recipient`` filter's indexed column (migration 0012 backfills rows
+    stored before it with the same SQL rule). Each is cut to the indexed length, as the
+    envelope recipient is."""
+    return lowered_addresses(
+        [email.envelope_recipient, *(a.address for a in (*email.to, *email.cc))]
+    )
+
+
+def lowered_addresses(addresses: Iterable[str | None]) -> list[str]:
+    """Addresses as ``emails.recipient_addresses`` holds them: lower-cased, cut to the
+    indexed length, without NUL, each once, sorted; empty ones left out."""
+    return sorted({without_nul(bounded(a) or "").lower() for a in addresses} - {""})
+
+
 def email_values(email: ParsedEmail) -> dict[str, Any]:
     """The column values of an email row (without the delivery that first brought it)."""
     values: dict[str, Any] = without_nul(
@@ -93,6 +110,7 @@ def email_values(email: ParsedEmail) -> dict[str, Any]:
             "dkim_signed": email.dkim_signed,
             "dkim_valid": email.dkim_valid,
             "charset_refused": email.charset_refused,
+            "recipient_addresses": recipient_addresses(email),
         }
     )
     # datetimes are not touched by without_nul; add them after.

@@ -9,12 +9,13 @@ delivery whose archive was erased or removed by retention is left alone (action
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
 from shared.lifecycle.erased import refusal
@@ -25,6 +26,7 @@ from worker.ingest.batch import load_body, read_batch
 from worker.ingest.commit import process_event
 from worker.ingest.context import IngestContext, envelope_for
 from worker.ingest.rows import EmailRows, email_rows, event_values
+from worker.ingest.storage.activity import count_inbound
 from worker.ingest.storage.dead_letters import resolve_dead_letter
 from worker.ingest.storage.deliveries import finish_delivery, record_outcome
 from worker.ingest.storage.emails import insert_email, outcome_for, replace_email
@@ -52,16 +54,34 @@ class Change:
         return f"{where}: {self.action} {self.detail}".rstrip()
 
 
+# Deliveries read per query: a year of mail is never held at once (bounded memory).
+DELIVERY_BATCH = 500
+
+
 def deliveries_between(
-    ctx: IngestContext, *, since: datetime | None, until: datetime | None
-) -> list[Delivery]:
-    query = select(Delivery).order_by(Delivery.received_at)
-    if since is not None:
-        query = query.where(Delivery.received_at >= since)
-    if until is not None:
-        query = query.where(Delivery.received_at < until)
-    with ctx.session_factory() as session:
-        return list(session.scalars(query))
+    ctx: IngestContext,
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    batch: int = DELIVERY_BATCH,
+) -> Iterator[list[Delivery]]:
+    """The deliveries received in [since, until), oldest first, ``batch`` at a time:
+    keyset pages on (received_at, id), served by ``ix_deliveries_received``."""
+    after: tuple[datetime, str] | None = None
+    while True:
+        query = select(Delivery).order_by(Delivery.received_at, Delivery.id).limit(batch)
+        if since is not None:
+            query = query.where(Delivery.received_at >= since)
+        if until is not None:
+            query = query.where(Delivery.received_at < until)
+        if after is not None:
+            query = query.where(tuple_(Delivery.received_at, Delivery.id) > after)
+        with ctx.session_factory() as session:
+            found = list(session.scalars(query))
+        if not found:
+            return
+        yield found
+        after = (found[-1].received_at, found[-1].id)
 
 
 def reprocess(ctx: IngestContext, deliveries: list[Delivery], *, dry_run: bool) -> list[Change]:
@@ -194,7 +214,9 @@ def _apply_email(
     store_email_objects(ctx.object_store, email, uploads=ctx.uploads)
     with ctx.session_factory() as session, session.begin():
         email_id, created = insert_email(session, rows, delivery_id, ctx.outbox)
-        if not created:
+        if created:
+            count_inbound(session, email.envelope_recipient)
+        else:
             replace_email(session, email_id, rows)
         record_outcome(
             session, delivery_id, index, "inbound", outcome_for(created), email_id=email_id

@@ -9,7 +9,8 @@ One module per thing written: ``objects`` (the raw message and attachments in th
 store), ``deliveries`` (the delivery row and its per-event outcomes), ``emails`` (emails,
 attachments and events, with the hand-off's outbox row), ``threads`` (the conversation a
 reply takes from a stored parent: a read, before the email's rows are written),
-``dead_letters`` (the only writer of dead letters). The values written come from
+``dead_letters`` (the only writer of dead letters), ``activity`` (the per-domain count
+of new emails, in the same transaction). The values written come from
 ``worker.ingest.rows``, which computes; these modules only run statements. They may
 import ``shared`` (models, the object store), ``worker.ingest.rows`` and the parser's
 types, and of the hand-off only ``worker.handoff.outbox`` (see pyproject.toml's import
