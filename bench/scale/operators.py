@@ -24,13 +24,19 @@ from shared.settings import Settings
 def run_command(settings: Settings, args: list[str], cwd: Path, **extra: str) -> dict[str, Any]:
     env = child_env(settings, **extra)
     started = time.perf_counter()
-    with subprocess.Popen(  # noqa: S603 - our own command line
-        [sys.executable, "-m", "kave.cli", *args],
-        cwd=cwd,
-        env={**env, "PYTHONPATH": str(REPO)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    ) as process:
+    # Into a file, not a pipe: a command printing more than a pipe holds would block
+    # on it while this loop only watches its memory.
+    log_path = cwd / f"kave-{args[0]}.log"
+    with (
+        log_path.open("wb") as log,
+        subprocess.Popen(  # noqa: S603 - our own command line
+            [sys.executable, "-m", "kave.cli", *args],
+            cwd=cwd,
+            env={**env, "PYTHONPATH": str(REPO)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        ) as process,
+    ):
         peak = 0
         watched = psutil.Process(process.pid)
         while process.poll() is None:
@@ -39,8 +45,7 @@ def run_command(settings: Settings, args: list[str], cwd: Path, **extra: str) ->
             except psutil.Error:
                 break
             time.sleep(0.05)
-        output = process.stdout.read().decode(errors="replace") if process.stdout else ""
-    lines = output.splitlines()
+    lines = log_path.read_text(errors="replace").splitlines()
     return {
         "command": "kave " + " ".join(args),
         "seconds": round(time.perf_counter() - started, 1),
