@@ -28,15 +28,17 @@ from shared.settings.observability import ObservabilityFields
 from shared.settings.process import ProcessFields, ProcessName
 from shared.settings.retention import RetentionFields
 from shared.settings.stores import StoreFields
+from shared.settings.trust import TrustFields
 from shared.settings.webhook import WebhookFields
 from shared.settings.workers import WorkerFields
 
 
 # The groups are listed last to first: pydantic collects fields from the last base
 # first, so the fields (and model_dump, and as_environment) read process, stores,
-# webhook, workers, retention, observability, hand-off, access.
+# webhook, workers, retention, observability, hand-off, trust, access.
 class Settings(
     AccessFields,
+    TrustFields,
     HandoffFields,
     ObservabilityFields,
     RetentionFields,
