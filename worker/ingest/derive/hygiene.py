@@ -40,6 +40,8 @@ MAX_MISSING: Final = 0.5
 # How far down the element stack an end tag's start is looked for (keeps it linear).
 END_TAG_SEARCH: Final = 12
 OFF_SCREEN_PX: Final = -500.0
+# Colour channels this close (of 255) look the same.
+ALIKE: Final = 8
 
 _ZERO_WIDTH: Final = re.compile(
     "[\u200b\u200c\u200d\u2060-\u2064\u180e\ufeff\U000e0000-\U000e007f]"
@@ -138,13 +140,26 @@ def _hides(style: dict[str, str], attrs: dict[str, str | None]) -> bool:
     )
 
 
+def _alike(color: str, background: str) -> bool:
+    """Colours a reader cannot tell apart (each channel within ``ALIKE``): #fefefe text on
+    white is as hidden as #ffffff."""
+    if color == background:
+        return True
+    if not (color.startswith("#") and background.startswith("#")):
+        return False
+    return all(
+        abs(int(color[i : i + 2], 16) - int(background[i : i + 2], 16)) <= ALIKE for i in (1, 3, 5)
+    )
+
+
 class _Reader(HTMLParser):
     """One pass: the visible text, and how much text is hidden."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
-        # (tag, hidden, colour, background) per open element; the document's defaults.
-        self.stack: list[tuple[str, bool, str, str]] = [("", False, "#000000", "#ffffff")]
+        # (tag, hidden, colour, background) per open element; the document's defaults. The
+        # background is None where a stylesheet may set it (an element with a class).
+        self.stack: list[tuple[str, bool, str, str | None]] = [("", False, "#000000", "#ffffff")]
         self.visible: list[str] = []
         self.hidden_chars = 0
         self.skip = 0  # inside script/style/head...
@@ -165,6 +180,10 @@ class _Reader(HTMLParser):
         )
         if own_background and own_background != "transparent":
             background = own_background
+        elif named.get("class"):
+            # A class may set the background (a button's white text on its class's
+            # colour, even quoted with its stylesheet lost): not known, so not judged.
+            background = None
         color = _color(style.get("color")) or _color(named.get("color")) or color
         self.stack.append((tag, hidden, color, background))
 
@@ -184,7 +203,7 @@ class _Reader(HTMLParser):
         if self.skip:
             return
         _, hidden, color, background = self.stack[-1]
-        if hidden or color == background:
+        if hidden or (background is not None and _alike(color, background)):
             self.hidden_chars += len(data.strip())
         else:
             self.visible.append(data)
