@@ -1,8 +1,8 @@
 """Routes on sender trust under ``kave run`` (what ``make run`` starts): a route requiring
 ``sender_trust: pass`` and a route allowing the aligned domain ``customer.test`` each hand
 off the email customer.test signed, and never the spoofed ones. DNS is a real local
-server (tests/dns_server.py) the worker asks through ``KAVE_SENDER_TRUST_DNS``; the mail
-is signed with dkimpy's test key (tests/fixtures/dkim/)."""
+server (loadkit/dns_server.py) the worker asks through ``KAVE_SENDER_TRUST_DNS``; the mail
+is signed with dkimpy's test key (loadkit/dkim/)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ import json
 import time
 from pathlib import Path
 
+from loadkit.dns_server import DnsServer
 from loadkit.hostile_mail import inbound_event
-from tests.dns_server import DnsServer
+from loadkit.signed_mail import key_records, message, signed
 from tests.handoff_platform import HttpPlatform
 from tests.kave.support import env_without_kave_settings, kave, kave_run
 from tests.services import wait_until
-from tests.signed_mail import key_records, message, signed
 
 SECRET = "whsec_" + base64.b64encode(b"t" * 32).decode()
 

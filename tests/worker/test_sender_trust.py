@@ -1,5 +1,5 @@
 """Sender trust on mail signed with dkimpy's own test key, its DNS served by a real
-local DNS server (tests/dns_server.py): the issue's acceptance cases, and the rules of
+local DNS server (loadkit/dns_server.py): the issue's acceptance cases, and the rules of
 the verdict each on its own."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from loadkit.dns_server import DnsServer
 from loadkit.hostile_mail import inbound_event
-from tests.dns_server import DnsServer
-from tests.signed_mail import key_records, message, sealed, signed
+from loadkit.signed_mail import key_records, message, sealed, signed
 from worker.ingest import parsing
 from worker.ingest.trust import SenderTrust
 from worker.ingest.trust.dmarc import aligned, organizational_domain, parse_record

@@ -21,7 +21,7 @@ from typing import Any
 from worker.ingest.parsing import ParsedEmail
 from worker.ingest.trust.dmarc import PolicyLookup, find_policy
 from worker.ingest.trust.dns import TxtLookup
-from worker.ingest.trust.signatures import verify_arc, verify_dkim
+from worker.ingest.trust.signatures import ArcResult, verify_arc, verify_dkim
 from worker.ingest.trust.verdict import VERDICTS, Evidence, Verdict, decide
 
 __all__ = ["VERDICTS", "SenderTrust", "Verdict", "address_domain", "evidence_for"]
@@ -45,13 +45,15 @@ def _envelope_domain(email: ParsedEmail) -> str | None:
 
 def evidence_for(email: ParsedEmail, lookup: TxtLookup) -> Evidence:
     from_domain = address_domain(email.from_address)
+    # dkimpy reads the whole message even to find no signature: only signed mail goes to it.
+    names = {name.lower() for name, _ in email.headers}
     return Evidence(
         from_domain=from_domain,
-        signatures=verify_dkim(email.raw, lookup),
+        signatures=verify_dkim(email.raw, lookup) if "dkim-signature" in names else (),
         spf_result=email.spf_result,
         spf_domain=_envelope_domain(email),
         policy=find_policy(lookup, from_domain) if from_domain else _NO_POLICY,
-        arc=verify_arc(email.raw, lookup),
+        arc=verify_arc(email.raw, lookup) if "arc-seal" in names else ArcResult("none"),
         mandrill_dkim=(email.dkim_signed, email.dkim_valid),
     )
 

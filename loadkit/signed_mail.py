@@ -1,4 +1,4 @@
-"""Test mail signed with dkimpy's own test key (tests/fixtures/dkim/README.md), and the
+"""Test mail signed with dkimpy's own test key (loadkit/dkim/README.md), and the
 DNS records that publish it: what the sender-trust tests send and serve."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import dkim
 
-KEYS = Path(__file__).parent / "fixtures" / "dkim"
+KEYS = Path(__file__).parent / "dkim"
 PRIVATE_KEY = (KEYS / "test.private").read_bytes()
 PUBLIC_RECORD = (KEYS / "test.txt").read_text().strip()
 SELECTOR = "test"
