@@ -37,7 +37,7 @@ def signed(raw: bytes, domain: str) -> bytes:
         PRIVATE_KEY,
         include_headers=[b"from", b"to", b"subject", b"message-id", b"date"],
     )
-    return signature + raw
+    return bytes(signature) + raw
 
 
 def sealed(raw: bytes, domain: str, results: str) -> bytes:
