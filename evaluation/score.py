@@ -137,6 +137,21 @@ def score_corpus(corpus: Corpus) -> list[Tally]:
             check = _CHECKS.get(name, _equal_check)
             shown = outcome.error if outcome.error else got
             tally.add(outcome.error is None and check(expected, got), case.file, expected, shown)
+    # Hygiene flags (hidden text, invisible characters, parts that disagree) on the mail
+    # labelled as written by people (auto_submitted false): none is expected, so every
+    # flag is a false positive. Each file once.
+    seen: set[str] = set()
+    for case in corpus.cases:
+        if case.labels.get("auto_submitted", True) is not False or case.file in seen:
+            continue
+        seen.add(case.file)
+        kind = "list mail" if case.category == "list" else "person mail"
+        tally = tallies.setdefault(
+            f"hygiene_flags=[] on {kind}", Tally(corpus.name, f"hygiene_flags=[] on {kind}")
+        )
+        outcome = outcomes.setdefault(case.file, derive_raw(corpus.raw(case.file)))
+        flags = _field(outcome, "hygiene_flags")
+        tally.add(outcome.error is None and not flags, case.file, [], flags)
     if corpus.threads:
         for metric, joiner in (
             ("threads joined (stateless)", stateless_conversations),

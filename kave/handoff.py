@@ -48,6 +48,19 @@ def register(commands: Any, load_settings: Loader) -> None:
         "--auto-submitted", action="store_true", help="as an auto-reply or bounce would be"
     )
     test.add_argument("--bulk", action="store_true", help="as list or newsletter mail would be")
+    trust = test.add_mutually_exclusive_group()
+    trust.add_argument(
+        "--sender-trust",
+        choices=["pass", "fail", "none", "unknown"],
+        default=None,
+        help="the From: verdict to assume (default: unknown, as when nothing is proven)",
+    )
+    trust.add_argument(
+        "--eml",
+        default=None,
+        help="a message file (.eml): its From:, Subject and verdict, verified now with "
+        "this environment's DNS (KAVE_SENDER_TRUST_DNS)",
+    )
     test.add_argument("--file", default=None, help="default: KAVE_HANDOFF_ROUTES_FILE")
     test.set_defaults(handler=handler(_test))
 
@@ -115,13 +128,24 @@ def _test(args: argparse.Namespace, settings: Settings) -> int:
     table = _table(args, settings)
     if table is None:
         return 2
+    sender, subject, verdict = args.sender, args.subject, args.sender_trust or "unknown"
+    if args.eml:
+        checked = _verify_eml(Path(args.eml), args.address, settings)
+        if checked is None:
+            return 2
+        sender, subject, verdict, why = checked
+        print(f"sender_trust: {verdict} ({why}), From: {sender or '-'}")
+    else:
+        how = "given" if args.sender_trust else "assumed: nothing proven; --eml verifies a message"
+        print(f"sender_trust: {verdict} ({how})")
     email = MatchInput(
         recipient=args.address,
-        sender=args.sender,
-        subject=args.subject,
+        sender=sender,
+        subject=subject,
         mailbox_hash=mailbox_hash(args.address),
         auto_submitted=args.auto_submitted,
         bulk=args.bulk,
+        sender_trust=verdict,
     )
     route = table.first_match(email)
     if route is None:
@@ -129,6 +153,33 @@ def _test(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     print(f"{route.name} -> {route.describe()}")
     return 0
+
+
+def _verify_eml(
+    path: Path, recipient: str, settings: Settings
+) -> tuple[str | None, str | None, str, str] | None:
+    """A message file's From: address, Subject, and sender-trust verdict with its
+    reason, verified as a worker would (its DNS, its timeout)."""
+    from worker.ingest import parsing
+    from worker.ingest.trust import SenderTrust
+
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        print(f"kave: cannot read {path} ({exc.strerror})")
+        return None
+    event = {
+        "event": "inbound",
+        "msg": {"raw_msg": raw.decode("utf-8", "replace"), "email": recipient},
+    }
+    try:
+        email = parsing.parse_inbound(event)
+    except parsing.PermanentEventError as exc:
+        print(f"kave: {path} is not a message Kave would store ({exc})")
+        return None
+    trust = SenderTrust(settings.sender_trust_dns, settings.sender_trust_dns_timeout_seconds)
+    verdict, reasons = trust.verdict(email)
+    return email.from_address, email.subject, verdict, str(reasons.get("verdict"))
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> int:

@@ -4,7 +4,9 @@ and the instruments that watch it.
 - inputs: signed Mandrill webhook bodies of chosen sizes (:mod:`loadkit.payloads`),
   hostile emails (:mod:`loadkit.hostile_mail`), adversarial email families and the parse
   and derive path they are timed on (:mod:`loadkit.complexity`), hostile webhook bodies
-  (:mod:`loadkit.hostile_webhooks`), attacking connections (:mod:`loadkit.flood`);
+  (:mod:`loadkit.hostile_webhooks`), attacking connections (:mod:`loadkit.flood`),
+  mail signed with dkimpy's test key (:mod:`loadkit.signed_mail`, the key in ``dkim/``)
+  and a small DNS server that publishes it (:mod:`loadkit.dns_server`);
 - instruments: a process's RSS and its peak (:mod:`loadkit.rss`), HEAD and RSS probes
   (:mod:`loadkit.probes`), an HTTP proxy that delays an S3 server's answers
   (:mod:`loadkit.latency_proxy`), the scratch directory a run keeps its files in

@@ -150,6 +150,18 @@ def _attachment_name(size: int) -> str:
     )
 
 
+def _both_parts(size: int) -> str:
+    """A text part and an HTML part of different words, for the parts' comparison."""
+    words = " ".join(f"word{i:x}" for i in range(size // 16))
+    other = " ".join(f"other{i:x}" for i in range(size // 16))
+    return (
+        _head()
+        + 'Content-Type: multipart/alternative; boundary="b"\r\n\r\n'
+        + f"--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{words}\r\n"
+        + f"--b\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>{other}</p>\r\n--b--\r\n"
+    )
+
+
 def _bounce(body: str) -> str:
     # A null sender and MAILER-DAEMON: derive hands the raw message to flufl.bounce.
     return (
@@ -239,6 +251,15 @@ FAMILIES: Final[dict[str, Callable[[int], str]]] = {
     "report_content_type": lambda n: _with_headers(
         "Content-Type: multipart/report; " + _fill("report-type ", n - _HEADER_SLACK) + "\r\n"
     ),
+    # Content hygiene (worker/ingest/derive/hygiene.py): hidden styles nested and never
+    # closed (each end tag looks its start up a bounded depth), close colours, invisible
+    # characters and joiners between letters, and two parts of many words to compare.
+    "hygiene_hidden_styles": lambda n: html(
+        _fill('<div style="display:none;color:#fefefe;font-size:0">x', n)
+    ),
+    "hygiene_unmatched_ends": lambda n: html(_fill("<span>", n // 2) + _fill("</p>", n // 2)),
+    "hygiene_invisible_chars": lambda n: plain(_fill("a\u200c\u200db\u202e\u200b ", n)),
+    "hygiene_text_and_html": _both_parts,
 }
 
 

@@ -172,6 +172,16 @@ class Email(Base):
     # The envelope recipient, To and Cc addresses, lower-cased (worker.ingest.rows): the
     # ``recipient`` filter's GIN index. NULL: stored before 0012, not yet backfilled.
     recipient_addresses: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
+    # Whether the visible From: is authenticated (worker.ingest.trust): pass, fail, none or
+    # unknown (DNS did not answer); NULL for rows stored before it was computed. Its
+    # evidence (DKIM, SPF, DMARC, ARC) is in sender_trust_reasons.
+    sender_trust: Mapped[str | None] = mapped_column(String(8))
+    sender_trust_reasons: Mapped[dict[str, Any] | None] = mapped_column()
+    # Content an agent should not take at face value (worker.ingest.derive.hygiene):
+    # hidden HTML text, zero-width or bidi-control characters, a text part unlike the HTML.
+    hygiene_flags: Mapped[list[Any]] = mapped_column(
+        default=list, server_default=text("'[]'::jsonb")
+    )
     delivery_id: Mapped[str] = mapped_column(ForeignKey("deliveries.id"), index=True)
     received_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), index=True
@@ -219,6 +229,11 @@ class Attachment(Base):
     # content_type.
     sniffed_type: Mapped[str | None] = mapped_column(String(255))
     type_mismatch: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    # The malware scan (worker.ingest.scan; off unless KAVE_MALWARE_SCAN): clean,
+    # quarantined (a signature matched: its bytes and text are never served), unscanned
+    # (the scanner could not be reached); NULL when scanning is off.
+    scan_status: Mapped[str | None] = mapped_column(String(16))
+    scan_signature: Mapped[str | None] = mapped_column(String(255))
 
     email: Mapped[Email] = relationship(back_populates="attachments")
 

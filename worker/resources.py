@@ -28,6 +28,8 @@ from worker.handoff.outbox import Outbox
 from worker.handoff.routes import RouteTable, cached_routes
 from worker.ingest.context import IngestContext
 from worker.ingest.parsing import EmailLimits
+from worker.ingest.scan import Scanner
+from worker.ingest.trust import SenderTrust
 from worker.interrupts import INTERRUPTS
 
 log = structlog.get_logger(__name__)
@@ -76,6 +78,20 @@ def worker_context(settings: Settings | None = None) -> WorkerContext:
             email_limits=email_limits(settings),
             uploads=_upload_threads(settings),
             outbox=Outbox(routes),
+            sender_trust=(
+                SenderTrust(settings.sender_trust_dns, settings.sender_trust_dns_timeout_seconds)
+                if settings.sender_trust
+                else None
+            ),
+            scanner=(
+                Scanner(
+                    settings.clamd_socket,
+                    settings.clamd_timeout_seconds,
+                    settings.clamd_attempts,
+                )
+                if settings.malware_scan
+                else None
+            ),
         )
         _current = _ProcessResources(
             pid=os.getpid(), engine=engine, context=WorkerContext(settings, routes, context)

@@ -9,6 +9,7 @@ from api.deps import ObjectStoreDep, SessionDep
 from api.downloads import safe_media_type, stored_download
 from api.openapi import API_ERRORS, error_responses
 from api.params import IdPath
+from api.quarantine import refuse_quarantined
 from api.ratelimit import limit_api_requests
 from shared.web.errors import NotFoundError
 
@@ -28,7 +29,8 @@ router = APIRouter(
         "the `ETag`). Always a download, never rendered: `Content-Disposition: attachment`, "
         "`X-Content-Type-Options: nosniff` and a sandboxing CSP, because the content "
         "and its declared type come from whoever sent the email. The filename is the "
-        "sanitised one (`filename*` carries it exactly, UTF-8)."
+        "sanitised one (`filename*` carries it exactly, UTF-8). An attachment the "
+        "malware scan quarantined is refused (409)."
     ),
     response_class=Response,
     responses={
@@ -44,7 +46,7 @@ router = APIRouter(
                 }
             },
         },
-        **error_responses(404),
+        **error_responses(404, 409),
     },
 )
 def get_attachment_content(
@@ -58,6 +60,7 @@ def get_attachment_content(
             f"the content of attachment {attachment_id} was removed by the retention policy "
             f"on {attachment.content_removed_at:%Y-%m-%d}"
         )
+    refuse_quarantined([attachment], f"the content of attachment {attachment_id}")
     return stored_download(
         store,
         attachment.object_key,

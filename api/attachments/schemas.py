@@ -18,6 +18,7 @@ ATTACHMENT_EXAMPLE: dict[str, Any] = {
     "content_id": None,
     "sniffed_type": "application/pdf",
     "type_mismatch": False,
+    "scan_status": "clean",
     "content_url": "/api/v1/attachments/11/content",
 }
 
@@ -35,5 +36,11 @@ class AttachmentOut(BaseModel):
     sniffed_type: str | None = Field(description="The type its bytes say it is; null: unknown.")
     type_mismatch: bool = Field(
         description="The bytes contradict the declared type (e.g. an executable sent as PDF)."
+    )
+    scan_status: str | None = Field(
+        default=None,
+        description="The malware scan: `clean`, `quarantined` (a signature matched: the "
+        "bytes, the text and the raw message are refused), `unscanned` (the scanner could "
+        "not be reached: not known to be clean); null: scanning is off.",
     )
     content_url: str = Field(description="Where to download the bytes.")

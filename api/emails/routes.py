@@ -15,6 +15,7 @@ from api.emails.schemas import EmailDetail, EmailPage, EmailSummary, ErasureOut
 from api.openapi import API_ERRORS, error_responses
 from api.pagination import DEFAULT_PAGE_SIZE, CursorParam, PageSize, parse_cursor
 from api.params import IdPath, Instant, since_filter, text_filter, until_filter
+from api.quarantine import refuse_quarantined
 from api.ratelimit import limit_api_requests
 from shared.lifecycle.erase import NothingToEraseError, erase
 from shared.models import Attachment, Email
@@ -39,6 +40,7 @@ def attachment_out(attachment: Attachment) -> AttachmentOut:
         content_id=attachment.content_id,
         sniffed_type=attachment.sniffed_type,
         type_mismatch=attachment.type_mismatch,
+        scan_status=attachment.scan_status,
         content_url=f"/api/v1/attachments/{attachment.id}/content",
     )
 
@@ -135,7 +137,8 @@ def get_email(email_id: IdPath, session: SessionDep) -> EmailDetail:
     description=(
         "The raw message exactly as Mandrill delivered it (UTF-8), as `message/rfc822`, "
         "for a mail client or a forensic look at headers. Always a download: "
-        "`Content-Disposition: attachment`."
+        "`Content-Disposition: attachment`. Refused (409) when an attachment of it is "
+        "quarantined by the malware scan: the message carries its bytes."
     ),
     response_class=Response,
     responses={
@@ -148,7 +151,7 @@ def get_email(email_id: IdPath, session: SessionDep) -> EmailDetail:
                 }
             },
         },
-        **error_responses(404),
+        **error_responses(404, 409),
     },
 )
 def get_raw_email(email_id: IdPath, session: SessionDep, store: ObjectStoreDep) -> Response:
@@ -160,6 +163,8 @@ def get_raw_email(email_id: IdPath, session: SessionDep, store: ObjectStoreDep) 
             f"the raw message of email {email_id} was removed by the retention policy on "
             f"{email.raw_removed_at:%Y-%m-%d}; the parsed fields remain"
         )
+    # The raw message holds every attachment's bytes.
+    refuse_quarantined(email.attachments, f"the raw message of email {email_id}")
     return stored_download(
         store,
         email.raw_key,
@@ -183,7 +188,7 @@ def get_raw_email(email_id: IdPath, session: SessionDep, store: ObjectStoreDep) 
         "an address, use `kave erase --address`."
     ),
     response_model=ErasureOut,
-    responses=error_responses(403, 404),
+    responses=error_responses(404, 409),
 )
 def erase_email(
     email_id: IdPath, user: AdminUser, request: Request, settings: SettingsDep

@@ -35,6 +35,7 @@ _EMAIL_SUMMARY: dict[str, Any] = {
     "spam_score": 0.4,
     "spf_result": "pass",
     "dkim_valid": True,
+    "sender_trust": "pass",
     "attachment_count": 1,
     "delivery_id": "6c1e0d8a-2f4b-4c47-9a53-0b1f3c2e9d11",
 }
@@ -55,6 +56,12 @@ class EmailSummary(BaseModel):
     spam_score: float | None
     spf_result: str | None
     dkim_valid: bool | None
+    sender_trust: str | None = Field(
+        default=None,
+        description="Whether the From: is authenticated: `pass` (its domain is DMARC-aligned "
+        "with a verifying DKIM signature or Mandrill's SPF pass), `fail`, `none` (nothing "
+        "proven either way), `unknown` (DNS did not answer); null: not checked.",
+    )
     attachment_count: int
     delivery_id: str
 
@@ -88,6 +95,8 @@ class EmailDetail(EmailSummary):
             "bounced_addresses": [],
             "bulk": False,
             "charset_refused": False,
+            "sender_trust_reasons": {"verdict": "aligned DKIM signature"},
+            "hygiene_flags": [],
             "attachments": [ATTACHMENT_EXAMPLE],
         }
     )
@@ -135,6 +144,16 @@ class EmailDetail(EmailSummary):
         description="Came through a mailing list or a bulk sender (`Precedence: bulk|list|"
         "junk`, `List-Id`, ...): a person may have written it, but never answer it "
         "automatically (RFC 3834)."
+    )
+    sender_trust_reasons: dict[str, Any] | None = Field(
+        default=None,
+        description="The verdict's evidence: each DKIM signature's result, Mandrill's SPF, "
+        "the DMARC policy found, the ARC chain, and why.",
+    )
+    hygiene_flags: list[str] = Field(
+        default_factory=list,
+        description="Content not to take at face value: `hidden_html_text`, "
+        "`zero_width_chars`, `bidi_control_chars`, `text_html_mismatch`.",
     )
     charset_refused: bool = Field(
         description="A text part declared a charset that is not a mail charset (punycode, "

@@ -1,7 +1,7 @@
 """Indexes for every list filter, the recipient-address array, per-domain activity
 
 Revision ID: 0012_list_indexes
-Revises: 0009_bulk_forwarded
+Revises: 0011_sender_trust
 Create Date: 2026-12-07 17:00:00.000000
 
 Safe on a large, live table (README "Migrations on a large database"):
@@ -27,7 +27,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0012_list_indexes"
-down_revision: str | None = "0009_bulk_forwarded"
+down_revision: str | None = "0011_sender_trust"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

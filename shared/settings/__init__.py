@@ -13,7 +13,8 @@ What lives where:
   ``process`` (``KAVE_ENV``, ``KAVE_PROCESS``), ``stores`` (PostgreSQL, Redis, the
   object store, pools and client timeouts), ``webhook`` (signing and the receiver's
   limits), ``workers`` (queue, retries, reconciliation, per-email caps), ``retention``,
-  ``observability`` (logs, metrics, Flower), ``handoff`` and ``access`` (API tokens,
+  ``observability`` (logs, metrics, Flower), ``handoff``, ``trust`` (sender trust, malware
+  scanning) and ``access`` (API tokens,
   CORS, trusted proxies, rate limits). A group holds its fields, the before-validators
   of its own fields and accessors that read only its own fields.
 - ``production``: what spans groups: ``PROCESS_NEEDS``, the consistency and production

@@ -29,15 +29,17 @@ from shared.settings.process import ProcessFields, ProcessName
 from shared.settings.redis_ha import RedisHaFields
 from shared.settings.retention import RetentionFields
 from shared.settings.stores import StoreFields
+from shared.settings.trust import TrustFields
 from shared.settings.webhook import WebhookFields
 from shared.settings.workers import WorkerFields
 
 
 # The groups are listed last to first: pydantic collects fields from the last base
 # first, so the fields (and model_dump, and as_environment) read process, stores,
-# redis_ha, webhook, workers, retention, observability, hand-off, access.
+# redis_ha, webhook, workers, retention, observability, hand-off, trust, access.
 class Settings(
     AccessFields,
+    TrustFields,
     HandoffFields,
     ObservabilityFields,
     RetentionFields,

@@ -78,14 +78,19 @@ def test_routes_validate_refuses_an_invalid_file_with_exit_2(tmp_path: Path) -> 
 
 def test_routes_test_prints_the_matching_route() -> None:
     env = {"KAVE_HANDOFF_SECRET_PLATFORM": SECRET}
-    ticket = kave(["routes", "test", "support+ticket-42@example.com"], **env)
-    assert ticket.stdout.strip() == "tickets -> celery task kave.handlers.tickets on queue platform"
-    invoice = kave(
-        ["routes", "test", "ap@billing.example.com", "--subject", "Invoice 7", "--sender", "a@b.c"],
-        **env,
-    )
-    assert invoice.stdout.strip() == "invoices -> http POST http://127.0.0.1:9/hooks/mail"
-    oof = kave(["routes", "test", "support+ticket-42@example.com", "--auto-submitted"], **env)
-    assert oof.stdout.startswith("bounces ->")
-    listed = kave(["routes", "test", "support+ticket-42@example.com", "--bulk"], **env)
-    assert listed.stdout.startswith("everything-else ->")
+
+    def route_line(*args: str) -> str:
+        shown = kave(["routes", "test", *args], **env).stdout.strip().splitlines()
+        # First the sender-trust verdict the match used (unknown unless one is given).
+        assert shown[0].startswith("sender_trust: "), shown
+        return shown[-1]
+
+    ticket = route_line("support+ticket-42@example.com")
+    assert ticket == "tickets -> celery task kave.handlers.tickets on queue platform"
+    invoice = route_line("ap@billing.example.com", "--subject", "Invoice 7", "--sender", "a@b.c")
+    assert invoice == "invoices -> http POST http://127.0.0.1:9/hooks/mail"
+    assert route_line("support+ticket-42@example.com", "--auto-submitted").startswith("bounces ->")
+    listed = route_line("support+ticket-42@example.com", "--bulk")
+    assert listed.startswith("everything-else ->")
+    verdict = kave(["routes", "test", "a@x.org", "--sender-trust", "pass"], **env).stdout
+    assert verdict.startswith("sender_trust: pass (given)")

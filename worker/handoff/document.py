@@ -38,6 +38,11 @@ BODY_COLUMNS = (
     Email.spam_score,
     Email.spf_result,
     Email.dkim_valid,
+    # Whether the From: is proven (pass), with its evidence, and the content flags
+    # (hidden text...): what the platform quarantines on.
+    Email.sender_trust,
+    Email.sender_trust_reasons,
+    Email.hygiene_flags,
     Email.received_at,
 )
 ATTACHMENT_COLUMNS = (
@@ -47,6 +52,8 @@ ATTACHMENT_COLUMNS = (
     Attachment.sniffed_type,
     Attachment.type_mismatch,
     Attachment.size,
+    # clean, quarantined (malware: the API refuses its bytes), unscanned; null: scanning off.
+    Attachment.scan_status,
 )
 
 

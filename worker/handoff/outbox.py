@@ -69,6 +69,7 @@ def match_input(values: Mapping[str, Any]) -> MatchInput:
         mailbox_hash=values.get("mailbox_hash"),
         auto_submitted=bool(values.get("auto_submitted")),
         bulk=bool(values.get("bulk")),
+        sender_trust=values.get("sender_trust"),
     )
 
 

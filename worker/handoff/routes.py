@@ -17,6 +17,9 @@ File shape::
           subject: "(?i)invoice"        # regular expression, searched
           auto_submitted: false         # false: never auto-replies/bounces; true: only them
           bulk: false                   # false: never list or newsletter mail; true: only it
+          sender_trust: pass            # the From: is authenticated (pass|fail|none|unknown)
+          from_allow: [customer.example, "*.customer.example", boss@partner.example]
+          from_deny: [noreply.customer.example]
         handler:
           celery: {task: kave.handlers.tickets, queue: platform}
       - name: everything-else
@@ -27,6 +30,14 @@ File shape::
             secret_env: KAVE_HANDOFF_SECRET_PLATFORM   # env var holding the signing secret
             timeout_seconds: 10
             allow_insecure_http: false  # true: an http:// url is accepted in production
+
+``sender`` globs the visible From: address, which anyone can write. ``from_allow`` and
+``from_deny`` match the From: address (an entry with ``@``) or its domain (a glob without
+``@``), never the envelope sender: ``from_allow`` holds only when the email's
+``sender_trust`` is ``pass`` (its From: domain is DMARC-aligned with a DKIM signature
+or SPF that verified: worker/ingest/trust/), so a forged From: never reaches an allowed
+route; ``from_deny`` holds against the visible From: whatever the verdict (refusing on
+an unproven name is safe).
 
 Secrets never live in the file: an HTTP handler names the environment variable holding its
 Standard Webhooks secret, ``whsec_`` + the base64 of at least 24 random bytes. The key is
@@ -56,7 +67,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -115,6 +126,9 @@ class Match(_Strict):
     subject: str | None = None
     auto_submitted: bool | None = None
     bulk: bool | None = None
+    sender_trust: Literal["pass", "fail", "none", "unknown"] | None = None
+    from_allow: list[Annotated[str, Field(min_length=1, max_length=320)]] | None = None
+    from_deny: list[Annotated[str, Field(min_length=1, max_length=320)]] | None = None
 
     @field_validator("subject")
     @classmethod
@@ -193,6 +207,8 @@ class MatchInput:
     mailbox_hash: str | None
     auto_submitted: bool
     bulk: bool
+    # The email's verdict on its From: (None: not checked, which no condition takes as pass).
+    sender_trust: str | None = None
 
 
 def _glob(pattern: str, value: str | None) -> bool:
@@ -208,8 +224,21 @@ def matches(match: Match, email: MatchInput) -> bool:
         match.subject is None or re.search(match.subject, email.subject or "") is not None,
         match.auto_submitted is None or match.auto_submitted == email.auto_submitted,
         match.bulk is None or match.bulk == email.bulk,
+        match.sender_trust is None or match.sender_trust == email.sender_trust,
+        match.from_allow is None
+        or (email.sender_trust == "pass" and _from_listed(match.from_allow, email.sender)),
+        match.from_deny is None or not _from_listed(match.from_deny, email.sender),
     )
     return all(checks)
+
+
+def _from_listed(entries: list[str], address: str | None) -> bool:
+    """Whether the From: address is one of ``entries``: an address (with ``@``) or a
+    domain glob (without)."""
+    if not address or "@" not in address:
+        return False
+    domain = address.rpartition("@")[2]
+    return any(_glob(entry, address if "@" in entry else domain) for entry in entries)
 
 
 def signing_key(target: HttpTarget, environ: Mapping[str, str] | None = None) -> bytes:

@@ -8,6 +8,9 @@ What lives here, from the pure to the I/O:
   into the column values written). None of these does I/O: no database, object store,
   queue or network module (an import contract), only the standard library, each other,
   ``worker.interrupts`` and the text libraries the derivations and type sniffing use.
+- ``trust/`` (the sender-trust verdict: DKIM and ARC with dkimpy, DMARC over DNS) and
+  ``scan`` (attachments streamed to clamd): the email's columns that need network I/O,
+  computed before its transaction (``commit.io_columns``) and handed to ``rows``.
 - ``storage/``: the statements that write those rows and the objects, split by what
   they write.
 - ``context``, ``batch`` and ``commit``: the orchestration: a delivery's body loaded and

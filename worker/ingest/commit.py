@@ -3,7 +3,7 @@ its result, with the delivery rows its owner decided it writes, in one transacti
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -140,6 +140,10 @@ class PreparedEvent:
     parsed: parsing.ParsedEmail | parsing.ParsedEvent | None
     failure: Exception | None = None
     objects: PendingPuts = field(default_factory=PendingPuts)
+    # An email's columns computed with I/O before its transaction: the sender-trust
+    # verdict (DNS) and each attachment's malware scan (clamd).
+    trust: Mapping[str, Any] | None = None
+    scans: Sequence[Mapping[str, Any]] | None = None
 
     def failed(self, exc: Exception) -> PreparedEvent:
         return PreparedEvent(self.index, self.kind, None, exc)
@@ -159,7 +163,13 @@ def prepare_event(ctx: IngestContext, index: int, event: Any) -> PreparedEvent:
             # before anything of it is uploaded.
             email = _parse(lambda value: parsing.parse_inbound(value, ctx.email_limits), event)
             objects = start_email_objects(ctx.object_store, email, uploads=ctx.uploads)
-            return PreparedEvent(index, kind, email, objects=objects)
+            # While the objects upload: the sender's DNS look-ups and the scans.
+            try:
+                trust, scans = io_columns(ctx, email)
+            except BaseException:
+                objects.cancel()
+                raise
+            return PreparedEvent(index, kind, email, objects=objects, trust=trust, scans=scans)
         return PreparedEvent(index, kind, _parse(parsing.parse_event, event))
     except Exception as exc:
         if event_failure_class(exc) is None:
@@ -274,7 +284,7 @@ def _write_result(
         # objects go in one statement (worker.ingest.storage.emails.store_email).
         attempt = delivery.attempt if delivery is not None else None
         # A reply joins the conversation of a stored parent (worker.ingest.storage.threads).
-        rows = with_stored_conversation(session, email_rows(parsed))
+        rows = with_stored_conversation(session, email_rows(parsed, prepared.trust, prepared.scans))
         stored = store_email(
             session, rows, delivery_id, index, outbox=ctx.outbox, handed=handed, attempt=attempt
         )
@@ -294,6 +304,17 @@ def _write_result(
     if replaying:
         resolve_dead_letter(session, delivery_id, index)
     return outcome
+
+
+def io_columns(
+    ctx: IngestContext, email: parsing.ParsedEmail
+) -> tuple[Mapping[str, Any] | None, Sequence[Mapping[str, Any]] | None]:
+    """An email's columns that need I/O: its sender-trust verdict and its attachments'
+    scans (each None when that check is off). Neither fails the email: a DNS or clamd
+    that does not answer gives ``unknown`` or ``unscanned``."""
+    trust = ctx.sender_trust.columns(email) if ctx.sender_trust is not None else None
+    scans = ctx.scanner.scan_all(email.attachments) if ctx.scanner is not None else None
+    return trust, scans
 
 
 def _parse(parser: Callable[[Any], T], event: Any) -> T:

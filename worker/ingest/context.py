@@ -17,6 +17,8 @@ from shared.models import Delivery
 from shared.objectstore import ObjectStore
 from worker.handoff.outbox import HANDOFF_OFF, NewDispatch, Outbox
 from worker.ingest import parsing
+from worker.ingest.scan import Scanner
+from worker.ingest.trust import SenderTrust
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,11 @@ class IngestContext:
     uploads: Executor | None = None
     # Where a new email's dispatch row is written, by this worker's routes.
     outbox: Outbox = HANDOFF_OFF
+    # Verifies senders with the process's DNS cache (None: KAVE_SENDER_TRUST off, the
+    # verdict is NULL).
+    sender_trust: SenderTrust | None = None
+    # Streams attachments to clamd (None: KAVE_MALWARE_SCAN off, scan_status NULL).
+    scanner: Scanner | None = None
 
 
 @dataclass

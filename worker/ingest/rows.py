@@ -6,7 +6,7 @@ here, so the storage modules only run statements."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,12 +41,32 @@ class EmailRows:
         return str(self.values["dedup_key"])
 
 
-def email_rows(email: ParsedEmail) -> EmailRows:
-    """The rows of a parsed email: the one step between parsing and storage."""
+# The columns computed with I/O before the rows (worker.ingest.trust, worker.ingest.scan),
+# None when not computed: every row has every key (one insert statement for all).
+TRUST_COLUMNS = ("sender_trust", "sender_trust_reasons")
+SCAN_COLUMNS = ("scan_status", "scan_signature")
+
+
+def email_rows(
+    email: ParsedEmail,
+    trust: Mapping[str, Any] | None = None,
+    scans: Sequence[Mapping[str, Any]] | None = None,
+) -> EmailRows:
+    """The rows of a parsed email: the one step between parsing and storage.
+
+    ``trust``: the sender-trust columns (``worker.ingest.trust``); ``scans``: each
+    attachment's scan columns, in order (``worker.ingest.scan``). Both are computed
+    before, with I/O; absent, those columns are NULL."""
     keys = {raw_message_key(email.raw_sha256)}
     keys.update(attachment_key(attachment.sha256) for attachment in email.attachments)
     parents = parent_message_ids(email.in_reply_to, email.references)
-    return EmailRows(email_values(email), attachment_values(email), sorted(keys), parents)
+    values = email_values(email)
+    if trust is not None:
+        values.update(without_nul({name: trust.get(name) for name in TRUST_COLUMNS}))
+    attachments = attachment_values(email)
+    for row, scan in zip(attachments, scans or (), strict=False):
+        row.update({name: scan.get(name) for name in SCAN_COLUMNS})
+    return EmailRows(values, attachments, sorted(keys), parents)
 
 
 def raw_message_key(sha256: str) -> str:
@@ -119,6 +139,8 @@ def email_values(email: ParsedEmail) -> dict[str, Any]:
     # The derived fields (worker.ingest.derive) are columns of the same
     # row, so they are written with the email and recomputed by `kave reprocess`.
     values.update(without_nul(derive.email_columns(email)))
+    # The sender-trust verdict, when on (email_rows: worker.ingest.trust).
+    values.update(dict.fromkeys(TRUST_COLUMNS))
     return values
 
 
@@ -137,6 +159,8 @@ def attachment_values(email: ParsedEmail) -> list[dict[str, Any]]:
                 "inline": a.inline,
                 # Sniffed type and type_mismatch (worker.ingest.derive).
                 **derive.attachment_columns(a),
+                # The malware scan, when on (email_rows: worker.ingest.scan).
+                **dict.fromkeys(SCAN_COLUMNS),
             }
         )
         for position, a in enumerate(email.attachments)
@@ -155,6 +179,7 @@ ATTACHMENT_COLUMNS = (
     "inline",
     "sniffed_type",
     "type_mismatch",
+    *SCAN_COLUMNS,
 )
 
 

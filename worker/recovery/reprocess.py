@@ -10,7 +10,7 @@ delivery whose archive was erased or removed by retention is left alone (action
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -23,9 +23,10 @@ from shared.models import Delivery, DeliveryEvent, Email, Event, EventOutcome
 from worker.errors import PermanentDeliveryError
 from worker.ingest import parsing
 from worker.ingest.batch import load_body, read_batch
-from worker.ingest.commit import process_event
+from worker.ingest.commit import io_columns, process_event
 from worker.ingest.context import IngestContext, envelope_for
 from worker.ingest.rows import EmailRows, email_rows, event_values
+from worker.ingest.scan import UNSCANNED
 from worker.ingest.storage.activity import count_inbound
 from worker.ingest.storage.dead_letters import resolve_dead_letter
 from worker.ingest.storage.deliveries import finish_delivery, record_outcome
@@ -145,12 +146,16 @@ def _reprocess_event(
 
     changes: list[Change] = []
     # An email's rows (its derivations included) are computed once, compared, then written.
-    rows = email_rows(parsed) if isinstance(parsed, parsing.ParsedEmail) else None
+    rows = None
+    if isinstance(parsed, parsing.ParsedEmail):
+        # The sender is verified and the attachments scanned again, as ingest does.
+        rows = email_rows(parsed, *io_columns(ctx, parsed))
     with ctx.session_factory() as session:
         if rows is not None:
             # The conversation a stored parent gives, as ingest takes it (and a reply
             # stored before its parent arrived joins it now).
             rows = with_stored_conversation(session, rows)
+            rows = keep_stored_verdicts(session, rows)
             change = _compare_email(session, delivery_id, index, rows)
         else:
             assert isinstance(parsed, parsing.ParsedEvent)
@@ -166,6 +171,33 @@ def _reprocess_event(
         else:
             process_event(ctx, delivery_id, index, event, replaying=True)
     return changes
+
+
+def keep_stored_verdicts(session: Session, rows: EmailRows) -> EmailRows:
+    """Keep the stored sender-trust verdict and scan results where this run has none
+    (the check off) or a worse one (DNS or clamd not answering now): a reprocess while a
+    service is down must not turn a quarantined attachment servable, nor a verdict into
+    ``unknown``."""
+    row = session.scalars(select(Email).where(Email.dedup_key == rows.dedup_key)).one_or_none()
+    if row is None:
+        return rows
+    values = dict(rows.values)
+    if values.get("sender_trust") in (None, "unknown") and row.sender_trust is not None:
+        values["sender_trust"] = row.sender_trust
+        values["sender_trust_reasons"] = row.sender_trust_reasons
+    stored = {(a.position, a.sha256): a for a in row.attachments}
+    attachments = []
+    for computed in rows.attachments:
+        wanted = dict(computed)
+        old = stored.get((wanted["position"], wanted["sha256"]))
+        if (
+            old is not None
+            and old.scan_status is not None
+            and wanted.get("scan_status") in (None, UNSCANNED)
+        ):
+            wanted["scan_status"], wanted["scan_signature"] = old.scan_status, old.scan_signature
+        attachments.append(wanted)
+    return replace(rows, values=values, attachments=attachments)
 
 
 def _differences(row: Any, values: dict[str, Any]) -> list[str]:

@@ -4,10 +4,10 @@ One module per concern: ``threads`` (conversation id, mailbox hash), ``reply`` (
 with ``reply_lines``/``reply_words`` for what a line is, ``signature`` and ``signed_name``
 for where a signature starts, ``list_footer`` for the footer a list appends),
 ``loop_guard`` (auto-submitted, bulk), ``bounces`` (the addresses a bounce reports),
-``sniff`` (attachment types). This package's face is
-:func:`email_columns` and :func:`attachment_columns`, which ``worker.ingest.rows`` merges
-into the row values. It imports the parser's types, the column limits and pure libraries
-only: no I/O (an import-linter contract keeps it so).
+``sniff`` (attachment types), ``hygiene`` (content flags, text cleaning). This package's
+face is :func:`email_columns` and :func:`attachment_columns`, which ``worker.ingest.rows``
+merges into the row values. It imports the parser's types, the column limits and pure
+libraries only: no I/O (an import-linter contract keeps it so).
 
 From a :class:`~worker.ingest.parsing.ParsedEmail` it computes the fields stored next to the
 email for the hand-off to the platform:
@@ -30,6 +30,10 @@ email for the hand-off to the platform:
   a mail loop;
 - ``bulk`` with its reason: sent through a list or by a bulk sender (``Precedence``,
   ``List-*`` headers), which a person may have written but no agent may auto-answer;
+- ``hygiene_flags``: content an agent should not take at face value (``hygiene``: hidden
+  HTML text, zero-width and bidi-control characters, a text part unlike the HTML part);
+  ``reply_text`` and ``forwarded_text`` are stored NFC-normalised without control
+  characters (``hygiene.clean_text``);
 - per attachment, the type sniffed from its bytes (puremagic) and whether it contradicts the
   declared type (an ``.pdf`` that is an executable).
 
@@ -43,6 +47,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from worker.ingest.derive.bounces import bounced_addresses
+from worker.ingest.derive.hygiene import clean_text, hygiene_flags
 from worker.ingest.derive.loop_guard import auto_submitted, bulk
 from worker.ingest.derive.reply import reply_parts, reply_text
 from worker.ingest.derive.sniff import Sniffed, sniff, sniff_attachment
@@ -59,6 +64,7 @@ __all__ = [
     "conversation_id",
     "derive_email",
     "email_columns",
+    "hygiene_flags",
     "mailbox_hash",
     "normalize_message_id",
     "reply_parts",
@@ -80,6 +86,7 @@ class Derived:
     bulk: bool = False
     # Not stored (emails has no column for it): for tests, the evaluation and debugging.
     bulk_reason: str | None = None  # e.g. "precedence:list", "list-id"
+    hygiene_flags: tuple[str, ...] = ()
 
 
 def derive_email(email: ParsedEmail) -> Derived:
@@ -92,13 +99,14 @@ def derive_email(email: ParsedEmail) -> Derived:
     return Derived(
         conversation_id=conversation_id(email.message_id, email.in_reply_to, email.references),
         mailbox_hash=mailbox_hash(email.envelope_recipient),
-        reply_text=reply.reply_text,
+        reply_text=clean_text(reply.reply_text),
         auto_submitted=flagged,
         auto_submitted_reason=reason,
         bounced_addresses=bounced,
-        forwarded_text=reply.forwarded_text,
+        forwarded_text=clean_text(reply.forwarded_text),
         bulk=listed,
         bulk_reason=list_reason,
+        hygiene_flags=tuple(hygiene_flags(email.subject, email.text_body, email.html_body)),
     )
 
 
@@ -114,6 +122,7 @@ def email_columns(email: ParsedEmail) -> dict[str, object]:
         "auto_submitted_reason": derived.auto_submitted_reason,
         "bounced_addresses": list(derived.bounced_addresses),
         "bulk": derived.bulk,
+        "hygiene_flags": list(derived.hygiene_flags),
     }
 
 

@@ -11,6 +11,7 @@ from sqlalchemy import (
     ARRAY,
     LABEL_STYLE_NONE,
     BindParameter,
+    ColumnElement,
     Select,
     String,
     and_,
@@ -125,7 +126,7 @@ def store_email(
     # Copies: the new ids are written into them below, for the hand-off's document.
     attachments = [dict(row) for row in rows.attachments]
     params: dict[str, Any] = {
-        **values,
+        **_email_keys(values),
         "delivery_id": delivery_id,
         "event_index": index,
         "email_object_keys": rows.object_keys,
@@ -173,12 +174,37 @@ class _InferredText(TypeDecorator[str]):
     cache_ok = True
 
 
-def _email_param(name: str) -> BindParameter[Any]:
-    # Without a ``::VARCHAR`` per text column, the statement stays within the length
+def _email_param(name: str, key: str) -> BindParameter[Any]:
+    # Without a ``::VARCHAR`` per text column, and under a short key (``e0``, ``e1``...
+    # rather than ``%(sender_trust_reasons)s``), the statement stays within the length
     # psycopg caches the parsing of (tests/worker/test_email_rows.py).
     if isinstance(Email.__table__.c[name].type, String):
-        return bindparam(name, type_=_InferredText())
-    return bindparam(name)
+        return bindparam(key, type_=_InferredText())
+    return bindparam(key)
+
+
+# Columns sent together as one JSON parameter and taken apart in the statement: psycopg
+# keeps a statement parsed only up to 50 parameters, and these three came last.
+_PACKED = ("sender_trust", "sender_trust_reasons", "hygiene_flags")
+
+
+def _packed_value(name: str) -> ColumnElement[Any]:
+    """``%(packed)s::JSONB -> 'name'`` (``->>`` for a text column)."""
+    packed = bindparam("packed", type_=JSONB)
+    operator = "->>" if isinstance(Email.__table__.c[name].type, String) else "->"
+    return packed.op(operator)(constant(name))
+
+
+def _email_keys(values: dict[str, Any]) -> dict[str, Any]:
+    """An email row's values under the statement's keys (:func:`_email_param`,
+    :data:`_PACKED`)."""
+    keys = {
+        f"e{index}": value
+        for index, (name, value) in enumerate(values.items())
+        if name not in _PACKED
+    }
+    keys["packed"] = {name: values.get(name) for name in _PACKED}
+    return keys
 
 
 @cache
@@ -202,7 +228,13 @@ def _store_email_statement(
     """
     new_email = (
         insert(Email)
-        .values({name: _email_param(name) for name in (*columns, "delivery_id")})
+        .values(
+            {
+                name: _packed_value(name) if name in _PACKED else _email_param(name, f"e{index}")
+                for index, name in enumerate(columns)
+            }
+            | {"delivery_id": bindparam("delivery_id")}
+        )
         .on_conflict_do_nothing(index_elements=[Email.dedup_key])
         .returning(Email.id, Email.received_at)
         .cte("new_email")
