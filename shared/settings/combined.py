@@ -28,6 +28,7 @@ from shared.settings.observability import ObservabilityFields
 from shared.settings.process import ProcessFields, ProcessName
 from shared.settings.retention import RetentionFields
 from shared.settings.stores import StoreFields
+from shared.settings.text import TextFields
 from shared.settings.webhook import WebhookFields
 from shared.settings.workers import WorkerFields
 
@@ -37,6 +38,7 @@ from shared.settings.workers import WorkerFields
 # webhook, workers, retention, observability, hand-off, access.
 class Settings(
     AccessFields,
+    TextFields,
     HandoffFields,
     ObservabilityFields,
     RetentionFields,

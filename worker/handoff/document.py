@@ -47,6 +47,10 @@ ATTACHMENT_COLUMNS = (
     Attachment.sniffed_type,
     Attachment.type_mismatch,
     Attachment.size,
+    # pending, ready, skipped:<reason> or failed (worker/text/); a route with
+    # ``after: text`` hands off once none is pending. The excerpt: the text's start.
+    Attachment.text_status,
+    Attachment.text_excerpt,
 )
 
 

@@ -19,6 +19,7 @@ File shape::
           bulk: false                   # false: never list or newsletter mail; true: only it
         handler:
           celery: {task: kave.handlers.tickets, queue: platform}
+        after: text                     # optional: wait for the attachments' text (default: store)
       - name: everything-else
         match: {auto_submitted: false}
         handler:
@@ -56,7 +57,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -151,6 +152,9 @@ class Route(_Strict):
     name: Annotated[str, Field(pattern=_NAME)]
     match: Match = Match()
     handler: CeleryHandler | HttpHandler
+    # "store": hand off once the email is stored; "text": once every attachment's text
+    # status is final (ready, skipped or failed; worker.handoff.held).
+    after: Literal["store", "text"] = "store"
 
     @property
     def is_catch_all(self) -> bool:

@@ -117,7 +117,7 @@ def attachment_values(email: ParsedEmail) -> list[dict[str, Any]]:
                 "object_key": attachment_key(a.sha256),
                 "content_id": a.content_id,
                 "inline": a.inline,
-                # Sniffed type and type_mismatch (worker.ingest.derive).
+                # Sniffed type, type_mismatch, the first text_status (worker.ingest.derive).
                 **derive.attachment_columns(a),
             }
         )
@@ -137,6 +137,7 @@ ATTACHMENT_COLUMNS = (
     "inline",
     "sniffed_type",
     "type_mismatch",
+    "text_status",
 )
 
 
