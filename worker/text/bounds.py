@@ -69,6 +69,9 @@ def _pdf_over(data: bytes, bounds: Bounds) -> str | None:
     """Inflate every stream that inflates (Flate or not: an undeclared filter is no
     defence), at most ``max_expanded_bytes`` in all."""
     budget = bounds.max_expanded_bytes
+    # Streams that never end would each read to the end of the file: the input read in
+    # all is capped at twice the file, past which the child's own limits are the guard.
+    reading = 2 * len(data)
     for match in _STREAM.finditer(data):
         start = match.end()
         inflater = zlib.decompressobj()
@@ -77,10 +80,15 @@ def _pdf_over(data: bytes, bounds: Bounds) -> str | None:
             while not inflater.eof and start + consumed < len(data):
                 chunk = data[start + consumed : start + consumed + _CHUNK]
                 consumed += len(chunk)
+                reading -= len(chunk)
+                if reading < 0:
+                    return None
                 out = inflater.decompress(chunk, _CHUNK)
                 produced += len(out)
-                while inflater.unconsumed_tail and produced <= budget:
+                while inflater.unconsumed_tail and produced <= budget and not inflater.eof:
                     out = inflater.decompress(inflater.unconsumed_tail, _CHUNK)
+                    if not out:
+                        break  # no progress (a stalled or damaged stream): stop here
                     produced += len(out)
                 if produced > budget:
                     return "expansion"

@@ -74,17 +74,27 @@ _GENERIC: Final = frozenset(
 )
 
 
+# Zip-based Office types: magic numbers cannot tell them apart (puremagic calls an XLSX
+# a DOCX), so the declared type or the extension decides, the sniffed one only without.
+_OOXML: Final = frozenset(
+    value for value in _BY_TYPE.values() if "openxmlformats" in value or "opendocument" in value
+)
+
+
 def text_format(filename: str, content_type: str, sniffed_type: str | None) -> str | None:
     """The MIME type to convert the attachment as, or None when it gets no text."""
     declared = content_type.split(";", 1)[0].strip().lower()
     sniffed = (sniffed_type or "").lower()
+    extension = posixpath.splitext(filename.lower())[1]
+    if sniffed in _OOXML:
+        named = _BY_TYPE.get(declared) or _BY_EXTENSION.get(extension)
+        return named if named in _OOXML else sniffed
     if sniffed and sniffed not in _GENERIC and not sniffed.startswith("text/"):
         found = _BY_TYPE.get(sniffed)
         if found is not None:
             return found
         if sniffed.startswith(("image/", "audio/", "video/")) or "executable" in sniffed:
             return None
-    extension = posixpath.splitext(filename.lower())[1]
     return _BY_TYPE.get(declared) or _BY_EXTENSION.get(extension)
 
 
