@@ -40,6 +40,13 @@ def attachment_out(attachment: Attachment) -> AttachmentOut:
         sniffed_type=attachment.sniffed_type,
         type_mismatch=attachment.type_mismatch,
         content_url=f"/api/v1/attachments/{attachment.id}/content",
+        text_status=attachment.text_status,
+        text_excerpt=attachment.text_excerpt,
+        text_url=(
+            f"/api/v1/attachments/{attachment.id}/text"
+            if attachment.text_status == "ready"
+            else None
+        ),
     )
 
 

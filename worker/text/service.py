@@ -171,3 +171,46 @@ def release_stranded(session: Session) -> list[int]:
     transaction; this catches rows held by an email whose attachments all began final)."""
     ids = held_email_ids(session)
     return release_held(session, ids) if ids else []
+
+
+def mark_stale(session: Session, *, dry_run: bool = False, batch: int = 5000) -> list[str]:
+    """``kave reprocess --text``: make pending the rows whose text an older extractor or
+    conversion version made, and the rows stored before text existed (NULL) whose format
+    converts; the contents to queue."""
+    from worker.ingest.derive.text_formats import initial_status
+
+    stale = (
+        Attachment.text_status.is_not(None)
+        & (Attachment.text_status != PENDING)
+        & (Attachment.text_status.not_in(("skipped:type", "skipped:container", "skipped:empty")))
+        & (
+            (Attachment.text_extractor.is_distinct_from(extractor()))
+            | (Attachment.text_version.is_distinct_from(CONVERSION_VERSION))
+        )
+    )
+    shas = set(session.scalars(select(Attachment.sha256).where(stale).distinct()))
+    unset = session.execute(
+        select(
+            Attachment.id,
+            Attachment.sha256,
+            Attachment.filename,
+            Attachment.content_type,
+            Attachment.sniffed_type,
+            Attachment.size,
+        )
+        .where(Attachment.text_status.is_(None), Attachment.content_removed_at.is_(None))
+        .limit(batch)
+    ).all()
+    firsts = {
+        row.id: initial_status(row.filename, row.content_type, row.sniffed_type, row.size)
+        for row in unset
+    }
+    shas.update(row.sha256 for row in unset if firsts[row.id] == PENDING)
+    if not dry_run:
+        session.execute(update(Attachment).where(stale).values(text_status=PENDING))
+        for status in set(firsts.values()):
+            ids = [row_id for row_id, first in firsts.items() if first == status]
+            session.execute(
+                update(Attachment).where(Attachment.id.in_(ids)).values(text_status=status)
+            )
+    return sorted(shas)
