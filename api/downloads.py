@@ -96,3 +96,20 @@ def stored_download(
 
     headers = {**download_headers(filename, media_type, sha256), "Content-Length": str(size)}
     return StreamingResponse(checked(), headers=headers)
+
+
+def text_download(store: ObjectStore, key: str, *, filename: str, what: str) -> Response:
+    """A derived text object (bounded by the conversion's output cap, so read whole) as a
+    download, with the headers of :func:`download_headers`; its ETag is its own sha256."""
+    try:
+        data = store.get(key)
+    except ObjectNotFoundError:
+        raise NotFoundError(f"{what} is missing from the object store") from None
+    except Exception as exc:  # boto3/botocore or OS errors: the store, not the request
+        log.error("objectstore.read_failed", key=key, error_type=type(exc).__name__)
+        raise ServiceUnavailableError(
+            "the object store is unreachable; try again shortly"
+        ) from None
+    digest = hashlib.sha256(data).hexdigest()
+    headers = download_headers(filename, "text/markdown; charset=utf-8", digest)
+    return Response(content=data, headers={**headers, "Content-Length": str(len(data))})

@@ -4,7 +4,8 @@ Kinds of inconsistency, each counted:
 
 - ``unreferenced_objects``: objects no row names, written more than the grace period
   ago (younger ones may be about to be named: a worker writes objects before rows);
-- ``missing_raw_messages``, ``missing_attachments``, ``missing_archives``: rows whose
+- ``missing_raw_messages``, ``missing_attachments``, ``missing_texts`` (an attachment
+  whose text is ready, without its ``text/<sha256>.md``), ``missing_archives``: rows whose
   object is not in the store (and was not removed on purpose by retention or erasure;
   a delivery whose body was already lost when it arrived is reported by its
   ``unreadable`` dead letter instead);
@@ -30,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 import structlog
 from sqlalchemy import and_, exists, func, select
 
+from shared.contract import text_object_key
 from shared.lifecycle.objects import SessionFactory, drain, referenced, referenced_keys_query
 from shared.models import (
     Attachment,
@@ -48,6 +50,7 @@ KINDS = (
     "unreferenced_objects",
     "missing_raw_messages",
     "missing_attachments",
+    "missing_texts",
     "missing_archives",
     "unfinished_deliveries",
     "events_without_outcome",
@@ -133,9 +136,18 @@ def run_audit(
                 )
             )
         )
+        text_keys = {
+            text_object_key(sha)
+            for sha in session.scalars(
+                select(Attachment.sha256).where(
+                    Attachment.content_removed_at.is_(None), Attachment.text_status == "ready"
+                )
+            )
+        }
     for kind, keys in (
         ("missing_raw_messages", raw_keys),
         ("missing_attachments", attachment_keys),
+        ("missing_texts", text_keys),
         ("missing_archives", archive_keys),
     ):
         # Rows written after the listing name objects it could not see: check those.

@@ -43,7 +43,8 @@ def print_emails(settings: Settings, *, limit: int) -> int:
                     kind = "inline" if a.inline else "attachment"
                     print(
                         f"  {kind:<11}{a.filename!r} {a.content_type} {a.size} bytes "
-                        f"sha256 {a.sha256[:16]}… -> {a.object_key}"
+                        f"sha256 {a.sha256[:16]}… -> {a.object_key}  "
+                        f"text {a.text_status or '-'}"
                     )
             print(f"objects are in {store.describe()}")
     finally:

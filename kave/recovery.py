@@ -69,6 +69,11 @@ def register(commands: Any, load_settings: Loader) -> None:
     scope = reprocess.add_mutually_exclusive_group(required=True)
     scope.add_argument("--delivery", help="one delivery id")
     scope.add_argument("--since", type=datetime.fromisoformat, help="ISO time (inclusive)")
+    scope.add_argument(
+        "--text",
+        action="store_true",
+        help="convert attachment text again where another extractor or version made it",
+    )
     reprocess.add_argument("--until", type=datetime.fromisoformat, help="ISO time (exclusive)")
     reprocess.add_argument("--dry-run", action="store_true", help="only print what would change")
     reprocess.set_defaults(handler=handler(_reprocess))
@@ -188,6 +193,8 @@ def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
 def _reprocess(args: argparse.Namespace, settings: Settings) -> int:
     from worker.recovery.reprocess import deliveries_between, reprocess
 
+    if args.text:
+        return _reprocess_text(args, settings)
     context = _context(settings)
     if args.delivery:
         with context.session_factory() as session:
@@ -225,4 +232,31 @@ def _reprocess(args: argparse.Namespace, settings: Settings) -> int:
         print(f"no changes ({checked} deliveries checked)")
         return 0
     print(f"{verb} {changed} rows in {checked} deliveries")
+    return 0
+
+
+def _reprocess_text(args: argparse.Namespace, settings: Settings) -> int:
+    """Attachments whose text an older extractor made (or none, stored before text
+    existed) become pending, and their contents are queued on the text queue; the text
+    sweep queues whatever this misses. Rows stored before text existed go 5,000 at a time:
+    run it again until it reports nothing."""
+    from shared.contract import TEXT_CONVERT_TASK
+    from shared.queue import make_producer
+    from worker.text.service import mark_stale
+
+    context = _context(settings)
+    with context.session_factory() as session, session.begin():
+        shas = mark_stale(session, dry_run=args.dry_run)
+    if args.dry_run:
+        print(f"would convert {len(shas)} attachment contents again")
+        return 0
+    producer = make_producer(settings, "kave-reprocess")
+    for sha256 in shas:
+        producer.send_task(
+            TEXT_CONVERT_TASK,
+            kwargs={"sha256": sha256},
+            queue=settings.text_queue_name,
+            kwargsrepr=f"sha256={sha256[:12]}",
+        )
+    print(f"queued {len(shas)} attachment contents for conversion")
     return 0

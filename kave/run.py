@@ -148,7 +148,9 @@ def run_pipeline(
             "worker",
             celery_worker_command(
                 "worker.main",
-                effective.queue_name,
+                # On a laptop one worker serves the mail and the attachment text queues
+                # (production runs text workers of their own: compose's text-worker).
+                f"{effective.queue_name},{effective.text_queue_name}",
                 concurrency=effective.worker_concurrency,
                 node="kave",
                 beat_schedule=var_dir / "celerybeat-schedule",

@@ -26,7 +26,7 @@ from typing import Any
 
 import jsonschema
 import yaml
-from kave_policy.processes import PROCESS_SECRETS, S3_KEYS, SECRET_NAME
+from kave_policy.processes import COMPONENT_PROCESS, PROCESS_SECRETS, S3_KEYS, SECRET_NAME
 from kave_policy.uvicorn import PROXY_HEADERS_FINDING, trusts_proxy_headers
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,10 +59,10 @@ IMAGES = {"receiver": "kave-receiver", "api": "kave-api"} | dict.fromkeys(
 )
 # Which components each egress policy may open a way out for (all: every Kave pod).
 EGRESS_POLICIES = {
-    "kave-egress-dns": {"receiver", "api", "worker", "beat", "flower", "migrate"},
-    "kave-egress-redis": {"receiver", "api", "worker", "beat", "flower"},
-    "kave-egress-postgresql": {"api", "worker", "migrate"},
-    "kave-egress-object-store": {"receiver", "api", "worker"},
+    "kave-egress-dns": {"receiver", "api", "worker", "text-worker", "beat", "flower", "migrate"},
+    "kave-egress-redis": {"receiver", "api", "worker", "text-worker", "beat", "flower"},
+    "kave-egress-postgresql": {"api", "worker", "text-worker", "migrate"},
+    "kave-egress-object-store": {"receiver", "api", "worker", "text-worker"},
     "kave-egress-handoff": {"worker"},
 }
 # Metric sources: every "kave_..." name given to a Counter, Gauge, Histogram or family.
@@ -171,8 +171,12 @@ def check_process_settings(workloads: list[dict[str, Any]]) -> Iterator[str]:
         for container in containers(workload):
             env = container.get("env", [])
             process = [e.get("value") for e in env if e.get("name") == "KAVE_PROCESS"]
-            if process != [part]:
-                yield f"{where}: set KAVE_PROCESS={part} (production checks what {part} reads)"
+            expected = COMPONENT_PROCESS.get(part, part)
+            if process != [expected]:
+                yield (
+                    f"{where}: set KAVE_PROCESS={expected} "
+                    f"(production checks what {expected} reads)"
+                )
             given: set[str] = set()
             for entry in env:
                 ref = entry.get("valueFrom", {}).get("secretKeyRef")
@@ -277,23 +281,25 @@ def check_egress(policies: list[dict[str, Any]]) -> Iterator[str]:
 
 
 def check_scaling(by_kind: dict[str, list[dict[str, Any]]]) -> Iterator[str]:
-    """KEDA watches the queue the workers consume (KAVE_QUEUE_NAME)."""
+    """KEDA watches the queue the workers consume (KAVE_QUEUE_NAME; the text workers':
+    KAVE_TEXT_QUEUE_NAME)."""
     config = {
         key: value
         for doc in by_kind.get("ConfigMap", [])
         if name(doc).startswith("kave-config")
         for key, value in doc.get("data", {}).items()
     }
-    queue = config.get("KAVE_QUEUE_NAME")
     if not by_kind.get("ScaledObject"):
         yield "the workers' KEDA ScaledObject is missing"
     for scaled in by_kind.get("ScaledObject", []):
+        text = name(scaled).endswith("text-worker")
+        setting = "KAVE_TEXT_QUEUE_NAME" if text else "KAVE_QUEUE_NAME"
+        queue = config.get(setting)
         for trigger in scaled["spec"].get("triggers", []):
             listed = trigger.get("metadata", {}).get("listName")
             if trigger.get("type") in ("redis", "redis-sentinel") and listed != queue:
                 yield (
-                    f"ScaledObject/{name(scaled)}: listName {listed!r} "
-                    f"is not KAVE_QUEUE_NAME {queue!r}"
+                    f"ScaledObject/{name(scaled)}: listName {listed!r} is not {setting} {queue!r}"
                 )
 
 

@@ -45,6 +45,26 @@ def archive_object_key(body_sha256: str) -> str:
     return f"deliveries/{body_sha256[:2]}/{body_sha256}"
 
 
+# kwargs: {"sha256": str}. Converts the attachments of those bytes to text (worker/text/).
+TEXT_CONVERT_TASK = "kave.text.convert"
+# No arguments. Queues the attachments still pending (a lost message, a killed worker).
+TEXT_SWEEP_TASK = "kave.text.sweep"
+TEXT_PREFIX = "text/"
+
+
+def text_object_key(sha256: str) -> str:
+    """Content-addressed key of an attachment's text (Markdown): one object per distinct
+    attachment content, whatever the number of rows naming it."""
+    return f"{TEXT_PREFIX}{sha256}.md"
+
+
+def text_key_sha256(key: str) -> str | None:
+    """The sha256 a text key names, or None for any other key."""
+    if key.startswith(TEXT_PREFIX) and key.endswith(".md"):
+        return key[len(TEXT_PREFIX) : -len(".md")]
+    return None
+
+
 class EnvelopeError(ValueError):
     """A task message that does not follow this contract."""
 

@@ -210,7 +210,15 @@ class Attachment(Base):
     """An attachment or inline image of an email; its bytes live in the object store."""
 
     __tablename__ = "attachments"
-    __table_args__ = (UniqueConstraint("email_id", "position"),)
+    __table_args__ = (
+        UniqueConstraint("email_id", "position"),
+        # What the text sweep (worker.text.sweep) looks for: small, only the waiting rows.
+        Index(
+            "ix_attachments_text_pending",
+            "sha256",
+            postgresql_where=text("text_status = 'pending'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     email_id: Mapped[int] = mapped_column(ForeignKey("emails.id", ondelete="CASCADE"))
@@ -234,6 +242,16 @@ class Attachment(Base):
     # (the scanner could not be reached); NULL when scanning is off.
     scan_status: Mapped[str | None] = mapped_column(String(16))
     scan_signature: Mapped[str | None] = mapped_column(String(255))
+    # Its text for agents (worker/text/): ``pending``, ``ready``, ``skipped:<reason>`` or
+    # ``failed``; None for rows stored before conversion existed (``kave reprocess --text``).
+    # The text itself is the object ``text/<sha256>.md``, shared by every row of the same
+    # bytes; these columns describe it (converted once per sha256, copied to each row).
+    text_status: Mapped[str | None] = mapped_column(String(64))
+    text_characters: Mapped[int | None] = mapped_column(Integer)
+    text_pages: Mapped[int | None] = mapped_column(Integer)
+    text_extractor: Mapped[str | None] = mapped_column(String(64))  # e.g. "kreuzberg 4.10.4"
+    text_version: Mapped[int | None] = mapped_column(Integer)  # Kave's conversion version
+    text_excerpt: Mapped[str | None] = mapped_column(Text)  # the first characters of the text
 
     email: Mapped[Email] = relationship(back_populates="attachments")
 
@@ -265,6 +283,9 @@ class DispatchStatus:
     DELIVERED = "delivered"  # the handler took it: HTTP 2xx, or the Celery task published
     DEAD = "dead"  # out of attempts: a dead letter (kind "dispatch") says why; replayable
     UNROUTED = "unrouted"  # no route matched: recorded, never retried
+    # A route with ``after: text``: waits until every attachment's text status is final,
+    # then becomes pending (worker.handoff.held), once.
+    HELD = "held"
 
 
 class Dispatch(Base):

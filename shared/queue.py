@@ -18,6 +18,8 @@ from shared.contract import (
     PURGE_TASK,
     RECONCILE_TASK,
     REPLAY_DEAD_LETTER_TASK,
+    TEXT_CONVERT_TASK,
+    TEXT_SWEEP_TASK,
 )
 from shared.redis_connect import celery_broker
 from shared.settings import Settings
@@ -52,6 +54,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             PURGE_TASK: {"queue": settings.queue_name},
             DISPATCH_TASK: {"queue": settings.queue_name},
             DISPATCH_SWEEP_TASK: {"queue": settings.queue_name},
+            # Conversions on their own queue (the text workers): never ahead of mail.
+            TEXT_CONVERT_TASK: {"queue": settings.text_queue_name},
+            TEXT_SWEEP_TASK: {"queue": settings.queue_name},
         },
         # Celery beat (`celery -A worker.main beat`, one instance) runs reconciliation
         # and retention.
@@ -68,6 +73,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "sweep-handoff-outbox": {
                 "task": DISPATCH_SWEEP_TASK,
                 "schedule": float(settings.handoff_sweep_interval_seconds),
+            },
+            # Attachment text still pending (lost messages, killed text workers).
+            "sweep-attachment-text": {
+                "task": TEXT_SWEEP_TASK,
+                "schedule": float(settings.text_sweep_interval_seconds),
             },
         },
         "task_serializer": "json",

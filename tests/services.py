@@ -104,6 +104,13 @@ def pipeline_settings(
         "mandrill_webhook_keys": [TEST_WEBHOOK_KEY],
         "log_format": "json",
     }
+    # Attachment text is off unless a test turns it on (tests/worker/test_attachment_text.py
+    # runs its own worker): conversions left running by one test would slow the others
+    # and hold rows while the next test empties the tables.
+    values["text_enabled"] = False
+    if "queue_name" in overrides and "text_queue_name" not in overrides:
+        # The text queue of this session's own (sessions share Redis databases).
+        values["text_queue_name"] = f"{overrides['queue_name']}-text"
     settings = Settings(_env_file=None, **{**values, **overrides})
     make_s3_client(settings).create_bucket(Bucket=S3_BUCKET)
     return settings
@@ -193,7 +200,7 @@ def spawn_worker(
     """
     return devstack.start_celery_worker(
         "worker.main",
-        settings.queue_name,
+        f"{settings.queue_name},{settings.text_queue_name}",
         child_env(settings),
         log_path,
         concurrency=concurrency,

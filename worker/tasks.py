@@ -28,6 +28,7 @@ from worker.ingest.context import DeliveryResult, IngestContext
 from worker.losses import LossTracker
 from worker.recovery import reconcile, replay
 from worker.task_base import KaveTask
+from worker.text import tasks as text_tasks
 
 log = structlog.get_logger(__name__)
 
@@ -74,6 +75,9 @@ def process_delivery(self: KaveTask, envelope: dict[str, Any]) -> dict[str, Any]
     # Hand-off: hand over the dispatch rows committed with the new emails.
     if result.new_dispatches:
         handoff_tasks.hand_off_new(result.new_dispatches)
+    # Attachment text: queue the new contents' conversions, on their own queue.
+    if result.text_pending:
+        text_tasks.queue_conversions(result.text_pending, self.context.settings)
     return {"delivery_id": result.delivery_id, "outcomes": result.outcomes}
 
 

@@ -1,4 +1,4 @@
-"""``/api/v1/attachments/{id}/content``: an attachment's bytes."""
+"""``/api/v1/attachments/{id}/content``: an attachment's bytes; ``.../text``: its text."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ from fastapi import APIRouter, Depends, Response
 
 from api.attachments import queries
 from api.deps import ObjectStoreDep, SessionDep
-from api.downloads import safe_media_type, stored_download
+from api.downloads import safe_media_type, stored_download, text_download
 from api.openapi import API_ERRORS, error_responses
 from api.params import IdPath
 from api.quarantine import refuse_quarantined
 from api.ratelimit import limit_api_requests
+from shared.contract import text_object_key
 from shared.web.errors import NotFoundError
 
 router = APIRouter(
@@ -69,4 +70,47 @@ def get_attachment_content(
         filename=attachment.filename,
         media_type=safe_media_type(attachment.content_type),
         what=f"the content of attachment {attachment_id}",
+    )
+
+
+@router.get(
+    "/{attachment_id}/text",
+    summary="Read an attachment's text",
+    description=(
+        "The attachment's text as Markdown (tables as Markdown tables), once its "
+        "`text_status` is `ready`: 404 says the status otherwise. Served like a download: "
+        "`Content-Disposition: attachment`, `X-Content-Type-Options: nosniff`, a sandboxing "
+        "CSP and an `ETag` (the text's sha256), since the text comes from whoever sent "
+        "the email."
+    ),
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The text, UTF-8 Markdown.",
+            "content": {"text/markdown": {"example": "# Invoice 4711\n\n| item | amount |"}},
+        },
+        **error_responses(404),
+    },
+)
+def get_attachment_text(
+    attachment_id: IdPath, session: SessionDep, store: ObjectStoreDep
+) -> Response:
+    attachment = queries.get_attachment(session, attachment_id)
+    if attachment is None:
+        raise NotFoundError(f"no attachment {attachment_id}")
+    if attachment.content_removed_at is not None:
+        raise NotFoundError(
+            f"the content of attachment {attachment_id} was removed by the retention policy "
+            f"on {attachment.content_removed_at:%Y-%m-%d}"
+        )
+    if attachment.text_status != "ready":
+        raise NotFoundError(
+            f"attachment {attachment_id} has no text: its text status is "
+            f"{attachment.text_status or 'unset (stored before text existed)'}"
+        )
+    return text_download(
+        store,
+        text_object_key(attachment.sha256),
+        filename=f"{attachment.filename}.md",
+        what=f"the text of attachment {attachment_id}",
     )

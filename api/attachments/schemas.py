@@ -20,6 +20,9 @@ ATTACHMENT_EXAMPLE: dict[str, Any] = {
     "type_mismatch": False,
     "scan_status": "clean",
     "content_url": "/api/v1/attachments/11/content",
+    "text_status": "ready",
+    "text_excerpt": "# Invoice 4711\n\n| item | amount |\n| --- | --- |",
+    "text_url": "/api/v1/attachments/11/text",
 }
 
 
@@ -44,3 +47,15 @@ class AttachmentOut(BaseModel):
         "not be reached: not known to be clean); null: scanning is off.",
     )
     content_url: str = Field(description="Where to download the bytes.")
+    text_status: str | None = Field(
+        default=None,
+        description=(
+            "Its text for agents: pending, ready, skipped:<reason> (type, container, size, "
+            "expansion, time, memory, pages, output, no_text, empty, removed) or failed; "
+            "null for attachments stored before text existed."
+        ),
+    )
+    text_excerpt: str | None = Field(default=None, description="The text's first characters.")
+    text_url: str | None = Field(
+        default=None, description="Where to read the whole text (Markdown), once ready."
+    )

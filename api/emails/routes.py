@@ -42,6 +42,13 @@ def attachment_out(attachment: Attachment) -> AttachmentOut:
         type_mismatch=attachment.type_mismatch,
         scan_status=attachment.scan_status,
         content_url=f"/api/v1/attachments/{attachment.id}/content",
+        text_status=attachment.text_status,
+        text_excerpt=attachment.text_excerpt,
+        text_url=(
+            f"/api/v1/attachments/{attachment.id}/text"
+            if attachment.text_status == "ready"
+            else None
+        ),
     )
 
 

@@ -1,7 +1,7 @@
 """Sender trust, content hygiene and malware scan columns
 
 Revision ID: 0011_sender_trust
-Revises: 0009_bulk_forwarded
+Revises: 0010_attachment_text
 Create Date: 2026-12-07 17:00:00.000000
 
 ``emails.sender_trust`` (pass, fail, none, unknown) with its evidence in
@@ -19,7 +19,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0011_sender_trust"
-down_revision: str | None = "0009_bulk_forwarded"
+down_revision: str | None = "0010_attachment_text"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -34,7 +34,12 @@ PROCESS_SECRETS: dict[str, frozenset[str]] = {
         }
     ),
     "worker": frozenset({"KAVE_DATABASE_URL", "KAVE_REDIS_URL", *S3_KEYS}),
+    # The attachment text workers (same image, the text queue only): the same three.
+    "text-worker": frozenset({"KAVE_DATABASE_URL", "KAVE_REDIS_URL", *S3_KEYS}),
     "beat": frozenset({"KAVE_REDIS_URL"}),
     "flower": frozenset({"KAVE_REDIS_URL", "FLOWER_BASIC_AUTH"}),
     "migrate": frozenset({"KAVE_DATABASE_URL"}),
 }
+
+# Components that run as another process (KAVE_PROCESS): the text workers are workers.
+COMPONENT_PROCESS: dict[str, str] = {"text-worker": "worker"}

@@ -55,6 +55,7 @@ from shared.lifecycle.objects import (
     queue_deletions,
     referenced,
     rowcount,
+    text_keys,
 )
 from shared.models import (
     Attachment,
@@ -297,6 +298,12 @@ def _erase_in(
         keys.update(session.scalars(select(Email.raw_key).where(Email.id.in_(email_ids))))
         keys.update(
             session.scalars(select(Attachment.object_key).where(Attachment.email_id.in_(email_ids)))
+        )
+        # Their text goes with them (drained once no other row's text is ready).
+        keys.update(
+            text_keys(
+                session.scalars(select(Attachment.sha256).where(Attachment.email_id.in_(email_ids)))
+            )
         )
     if event_ids:
         delivery_ids.update(

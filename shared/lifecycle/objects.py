@@ -2,7 +2,8 @@
 
 A key is referenced while any of these names it: an email's ``raw_key`` (unless its
 raw message was removed), an attachment's ``object_key`` (unless its content was
-removed; several attachment rows share one content-addressed key) or a delivery's
+removed; several attachment rows share one content-addressed key), its text object
+``text/<sha256>.md`` (while such a row's text is ready) or a delivery's
 ``archive_key`` (unless its archive was removed). Whoever deletes or unlinks such rows
 queues the keys in ``object_deletions`` in the same transaction; :func:`drain` then
 removes each object whose key no row names.
@@ -43,6 +44,7 @@ from sqlalchemy import (
     case,
     delete,
     func,
+    literal,
     select,
     text,
     union,
@@ -50,6 +52,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from shared.contract import TEXT_PREFIX, text_key_sha256, text_object_key
 from shared.models import Attachment, Delivery, Email, ObjectDeletion
 from shared.objectstore import ObjectStore
 
@@ -72,12 +75,24 @@ def referenced_keys_query(keys: Iterable[str] | None = None) -> CompoundSelect[A
         Attachment.content_removed_at.is_(None)
     )
     archive = select(Delivery.archive_key.label("key")).where(Delivery.archive_removed_at.is_(None))
+    # An attachment's text (text/<sha256>.md) lives as long as a row that holds the content
+    # says its text is ready.
+    texts = select((literal(TEXT_PREFIX) + Attachment.sha256 + literal(".md")).label("key")).where(
+        Attachment.content_removed_at.is_(None), Attachment.text_status == "ready"
+    )
     if keys is not None:
         wanted = list(keys)
         raw = raw.where(Email.raw_key.in_(wanted))
         content = content.where(Attachment.object_key.in_(wanted))
         archive = archive.where(Delivery.archive_key.in_(wanted))
-    return union(raw, content, archive)
+        shas = [sha for key in wanted if (sha := text_key_sha256(key)) is not None]
+        texts = texts.where(Attachment.sha256.in_(shas))
+    return union(raw, content, archive, texts)
+
+
+def text_keys(shas: Iterable[str]) -> set[str]:
+    """The text objects of attachments of these contents (queued with their rows' keys)."""
+    return {text_object_key(sha) for sha in shas}
 
 
 def rowcount(session: Session, statement: Executable) -> int:

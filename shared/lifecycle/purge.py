@@ -33,7 +33,13 @@ import structlog
 from sqlalchemy import Select, delete, exists, func, select, update
 from sqlalchemy.orm import Session
 
-from shared.lifecycle.objects import DrainResult, SessionFactory, drain, queue_deletions
+from shared.lifecycle.objects import (
+    DrainResult,
+    SessionFactory,
+    drain,
+    queue_deletions,
+    text_keys,
+)
 from shared.models import (
     Attachment,
     DeadLetter,
@@ -227,6 +233,9 @@ def _emails(session: Session, cutoff: datetime, batch: int) -> int:
             )
         )
     )
+    keys.update(
+        text_keys(session.scalars(select(Attachment.sha256).where(Attachment.email_id.in_(ids))))
+    )
     session.execute(
         update(DeliveryEvent).where(DeliveryEvent.email_id.in_(ids)).values(email_id=None)
     )
@@ -254,6 +263,9 @@ def _raw_messages(session: Session, cutoff: datetime, batch: int) -> int:
 
 def _attachments(session: Session, cutoff: datetime, batch: int) -> int:
     ids = _ids(session, candidates("attachments", cutoff), batch)
+    # The text goes with the content it was made from.
+    shas = session.scalars(select(Attachment.sha256).where(Attachment.id.in_(ids))).all()
+    queue_deletions(session, text_keys(shas))
     return _release(session, Attachment, ids, Attachment.object_key, content_removed_at=func.now())
 
 

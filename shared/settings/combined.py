@@ -30,6 +30,7 @@ from shared.settings.redis_ha import RedisHaFields
 from shared.settings.retention import RetentionFields
 from shared.settings.stores import StoreFields
 from shared.settings.trust import TrustFields
+from shared.settings.text import TextFields
 from shared.settings.webhook import WebhookFields
 from shared.settings.workers import WorkerFields
 
@@ -40,6 +41,7 @@ from shared.settings.workers import WorkerFields
 class Settings(
     AccessFields,
     TrustFields,
+    TextFields,
     HandoffFields,
     ObservabilityFields,
     RetentionFields,

@@ -54,7 +54,8 @@ def _has_example(response: dict[str, Any], document: dict[str, Any]) -> bool:
 def test_every_operation_is_documented_with_examples(client: TestClient) -> None:
     document = client.get("/api/v1/openapi.json").json()
     operations = _operations(document)
-    assert len(operations) == 14  # 12, DELETE /emails/{id} (erasure), GET /emails/{id}/dispatches
+    # 12, DELETE /emails/{id} (erasure), GET /emails/{id}/dispatches, GET /attachments/{id}/text
+    assert len(operations) == 15
     for method, path, operation in operations:
         label = f"{method} {path}"
         assert operation.get("summary"), label

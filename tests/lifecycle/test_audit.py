@@ -39,7 +39,7 @@ def test_a_pipeline_run_audits_clean(receiver: str, engine: Engine, settings: Se
     assert result.returncode == 0, result.stdout + result.stderr
     assert "audit clean" in result.stdout
     assert all(count == 0 for count in counts(result.stdout).values())
-    assert len(counts(result.stdout)) == 6
+    assert len(counts(result.stdout)) == 7  # audit.KINDS
 
 
 def test_unreferenced_object_is_found_and_repaired(
@@ -134,3 +134,14 @@ def test_the_local_directory_store_is_audited_too(
     assert repaired.repaired == {"unreferenced_objects": 2}
     assert repaired.clean
     assert [o.key for o in store.list_objects()] == []
+
+
+def test_a_ready_text_without_its_object_is_reported(
+    receiver: str, engine: Engine, settings: Settings, clean_store: S3ObjectStore
+) -> None:
+    deliver(receiver, engine, fixture_events("inbound_with_txt_attachment.json"))
+    with Session(engine) as session, session.begin():
+        session.execute(update(Attachment).values(text_status="ready"))
+    result = kave(["audit"], settings)
+    assert result.returncode == 1
+    assert counts(result.stdout)["missing_texts"] == 1

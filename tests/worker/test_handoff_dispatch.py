@@ -289,6 +289,8 @@ def test_the_http_body_lists_the_attachments_in_order_without_their_bytes(
                 Attachment.type_mismatch,
                 Attachment.size,
                 Attachment.scan_status,  # null: scanning is off
+                Attachment.text_status,
+                Attachment.text_excerpt,
             ).order_by(Attachment.position)
         ).all()
         email_id = session.scalar(select(Email.id))

@@ -5,7 +5,8 @@ What lives here: ``routes`` (the routes file: parsed, validated, matched), ``out
 new dispatches the storing worker hands off itself), ``dispatch`` (claim, hand off,
 sweep), ``attempt`` (one attempt and its record: retries with backoff, dead letters),
 ``http`` (the signed POST and its body), ``document`` (the JSON an HTTP handler gets),
-``metrics`` and ``tasks`` (the Celery tasks ``kave.dispatch.publish`` and
+``held`` (dispatches of ``after: text`` routes, released once the attachments' text is
+final), ``metrics`` and ``tasks`` (the Celery tasks ``kave.dispatch.publish`` and
 ``kave.dispatch.sweep``).
 
 It may import ``shared`` and the worker's plumbing (interrupts, resources), and of ingest

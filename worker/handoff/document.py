@@ -54,6 +54,10 @@ ATTACHMENT_COLUMNS = (
     Attachment.size,
     # clean, quarantined (malware: the API refuses its bytes), unscanned; null: scanning off.
     Attachment.scan_status,
+    # pending, ready, skipped:<reason> or failed (worker/text/); a route with
+    # ``after: text`` hands off once none is pending. The excerpt: the text's start.
+    Attachment.text_status,
+    Attachment.text_excerpt,
 )
 
 

@@ -16,7 +16,7 @@ from the settings read here: the write path does not look anything up.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -100,6 +100,7 @@ def record_dispatch(
     routes: RouteTable,
     handed: list[NewDispatch] | None = None,
     fields: Callable[[], Mapping[str, Any]] | None = None,
+    attachments: Iterable[Mapping[str, Any]] = (),
 ) -> None:
     """Insert the dispatch of a newly stored email (in the caller's transaction).
 
@@ -110,7 +111,13 @@ def record_dispatch(
     route = routes.first_match(match_input(values))
     name = route.name if route is not None else None
     key = idempotency_key(str(values["dedup_key"]), name)
-    inline = handed is not None and name is not None and handoff_inline.takes_inline(name)
+    # A route that waits for the attachments' text holds its row until they are final
+    # (worker.handoff.held releases it); nothing to wait for, it goes at once.
+    held = route is not None and route.after == "text" and waiting_for_text(attachments)
+    inline = (
+        handed is not None and name is not None and not held and handoff_inline.takes_inline(name)
+    )
+    status = DispatchStatus.PENDING if route is not None else DispatchStatus.UNROUTED
     dispatch_id = (
         session.connection()
         .execute(
@@ -119,7 +126,7 @@ def record_dispatch(
                 "email_id": email_id,
                 "route": name,
                 "idempotency_key": key,
-                "status": DispatchStatus.PENDING if route is not None else DispatchStatus.UNROUTED,
+                "status": DispatchStatus.HELD if held else status,
                 # An inline row is claimed by its insert: attempt 1, leased (handoff.dispatch).
                 "attempts": 1 if inline else 0,
                 "lease": timedelta(seconds=handoff_inline.lease_seconds(routes) if inline else 0),
@@ -127,12 +134,17 @@ def record_dispatch(
         )
         .scalar()
     )
-    if handed is not None and route is not None and dispatch_id is not None:
+    if handed is not None and route is not None and dispatch_id is not None and not held:
         http = isinstance(route.handler, HttpHandler)
         body = fields() if inline and http and fields is not None else None
         handed.append(
             NewDispatch(dispatch_id, email_id, delivery_id, route.name, key, inline, body)
         )
+
+
+def waiting_for_text(attachments: Iterable[Mapping[str, Any]]) -> bool:
+    """Whether any of an email's attachment rows still waits for its text."""
+    return any(row.get("text_status") == "pending" for row in attachments)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +176,14 @@ class Outbox:
             return email_fields(row, attachments)
 
         record_dispatch(
-            session, email_id, delivery_id, values, routes=self.routes, handed=handed, fields=fields
+            session,
+            email_id,
+            delivery_id,
+            values,
+            routes=self.routes,
+            handed=handed,
+            fields=fields,
+            attachments=attachments,
         )
 
 

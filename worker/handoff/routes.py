@@ -22,6 +22,7 @@ File shape::
           from_deny: [noreply.customer.example]
         handler:
           celery: {task: kave.handlers.tickets, queue: platform}
+        after: text                     # optional: wait for the attachments' text (default: store)
       - name: everything-else
         match: {auto_submitted: false}
         handler:
@@ -165,6 +166,9 @@ class Route(_Strict):
     name: Annotated[str, Field(pattern=_NAME)]
     match: Match = Match()
     handler: CeleryHandler | HttpHandler
+    # "store": hand off once the email is stored; "text": once every attachment's text
+    # status is final (ready, skipped or failed; worker.handoff.held).
+    after: Literal["store", "text"] = "store"
 
     @property
     def is_catch_all(self) -> bool:

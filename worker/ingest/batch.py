@@ -172,6 +172,7 @@ def process_delivery(
                     prepared,
                     delivery=writes,
                     handed=result.new_dispatches,
+                    text_pending=result.text_pending,
                 )
             )
             recorded, finished = True, last

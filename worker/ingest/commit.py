@@ -23,6 +23,7 @@ from worker.errors import (
 from worker.handoff.outbox import NewDispatch
 from worker.ingest import parsing
 from worker.ingest.context import IngestContext
+from worker.ingest.derive.text_formats import PENDING
 from worker.ingest.rows import email_rows, event_values
 from worker.ingest.storage.activity import count_inbound
 from worker.ingest.storage.dead_letters import record_dead_letter, resolve_dead_letter
@@ -185,9 +186,13 @@ def commit_event(
     replaying: bool = False,
     delivery: DeliveryWrites | None = None,
     handed: list[NewDispatch] | None = None,
+    text_pending: list[str] | None = None,
 ) -> str:
     """Write a prepared event's result (or its dead letter) in one transaction, with
     the ``delivery`` rows if any; returns the outcome.
+
+    ``text_pending`` gets, once committed, the contents (sha256) of a new email's
+    attachments that wait for their text: the caller queues their conversion.
 
     ``handed`` gets the dispatch rows of a new email once they have committed: the caller
     hands them over (``worker.handoff.tasks.hand_off_new``). Without it they are due for
@@ -199,6 +204,7 @@ def commit_event(
     bound = log.bind(event_index=prepared.index, kind=prepared.kind)
     if prepared.failure is None:
         fresh: list[NewDispatch] | None = [] if handed is not None else None
+        pending: list[str] = []
         objects = prepared.objects
         try:
             with ctx.session_factory() as session, session.begin():
@@ -210,6 +216,7 @@ def commit_event(
                     delivery=delivery,
                     replaying=replaying,
                     handed=fresh,
+                    text_pending=pending,
                 )
                 # The rows name the email's objects, whose puts ran during the statements
                 # above: the commit waits for them, and a failed put rolls the rows back.
@@ -225,6 +232,8 @@ def commit_event(
         else:
             if handed is not None and fresh:
                 handed.extend(fresh)
+            if text_pending is not None:
+                text_pending.extend(pending)
             bound.debug("event.processed", outcome=outcome)
             worker_metrics.count_event(prepared.kind, outcome)
             return outcome
@@ -274,6 +283,7 @@ def _write_result(
     delivery: DeliveryWrites | None,
     replaying: bool,
     handed: list[NewDispatch] | None = None,
+    text_pending: list[str] | None = None,
 ) -> str:
     """Write a prepared result's rows, the ``delivery`` rows and the claims on the
     objects they name; returns the outcome."""
@@ -291,6 +301,10 @@ def _write_result(
         if delivery is not None:
             delivery.write(session, attempt_written=attempt is not None)
         new_email = parsed if stored.outcome == EventOutcome.STORED else None
+        if new_email is not None and text_pending is not None:
+            text_pending.extend(
+                {a["sha256"] for a in rows.attachments if a.get("text_status") == PENDING}
+            )
         put_back_removed(ctx.object_store, stored.removed_keys, archive=archive, email=new_email)
         outcome = stored.outcome
     else:

@@ -50,6 +50,8 @@ class DeliveryResult:
     outcomes: dict[str, int] = field(default_factory=dict)
     # The dispatch rows committed with this delivery's new emails, to hand over now.
     new_dispatches: list[NewDispatch] = field(default_factory=list)
+    # The contents (sha256) of new attachments waiting for their text, to queue now.
+    text_pending: list[str] = field(default_factory=list)
 
     def count(self, outcome: str) -> None:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1

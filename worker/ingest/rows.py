@@ -157,7 +157,7 @@ def attachment_values(email: ParsedEmail) -> list[dict[str, Any]]:
                 "object_key": attachment_key(a.sha256),
                 "content_id": a.content_id,
                 "inline": a.inline,
-                # Sniffed type and type_mismatch (worker.ingest.derive).
+                # Sniffed type, type_mismatch, the first text_status (worker.ingest.derive).
                 **derive.attachment_columns(a),
                 # The malware scan, when on (email_rows: worker.ingest.scan).
                 **dict.fromkeys(SCAN_COLUMNS),
@@ -180,6 +180,7 @@ ATTACHMENT_COLUMNS = (
     "sniffed_type",
     "type_mismatch",
     *SCAN_COLUMNS,
+    "text_status",
 )
 
 

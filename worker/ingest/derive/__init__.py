@@ -4,10 +4,11 @@ One module per concern: ``threads`` (conversation id, mailbox hash), ``reply`` (
 with ``reply_lines``/``reply_words`` for what a line is, ``signature`` and ``signed_name``
 for where a signature starts, ``list_footer`` for the footer a list appends),
 ``loop_guard`` (auto-submitted, bulk), ``bounces`` (the addresses a bounce reports),
-``sniff`` (attachment types), ``hygiene`` (content flags, text cleaning). This package's
-face is :func:`email_columns` and :func:`attachment_columns`, which ``worker.ingest.rows``
-merges into the row values. It imports the parser's types, the column limits and pure
-libraries only: no I/O (an import-linter contract keeps it so).
+``sniff`` (attachment types), ``hygiene`` (content flags, text cleaning),
+``text_formats`` (which attachments get text, as what). This package's face is
+:func:`email_columns` and :func:`attachment_columns`, which ``worker.ingest.rows`` merges
+into the row values. It imports the parser's types, the column limits and pure libraries
+only: no I/O (an import-linter contract keeps it so).
 
 From a :class:`~worker.ingest.parsing.ParsedEmail` it computes the fields stored next to the
 email for the hand-off to the platform:
@@ -46,6 +47,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from worker.ingest.derive import text_formats
 from worker.ingest.derive.bounces import bounced_addresses
 from worker.ingest.derive.hygiene import clean_text, hygiene_flags
 from worker.ingest.derive.loop_guard import auto_submitted, bulk
@@ -129,4 +131,11 @@ def email_columns(email: ParsedEmail) -> dict[str, object]:
 def attachment_columns(attachment: ParsedAttachment) -> dict[str, object]:
     """The derived columns of an attachment row."""
     sniffed = sniff_attachment(attachment)
-    return {"sniffed_type": sniffed.sniffed_type, "type_mismatch": sniffed.type_mismatch}
+    text_status = text_formats.initial_status(
+        attachment.filename, attachment.content_type, sniffed.sniffed_type, attachment.size
+    )
+    return {
+        "sniffed_type": sniffed.sniffed_type,
+        "type_mismatch": sniffed.type_mismatch,
+        "text_status": text_status,
+    }

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from worker.ingest import columns
+from worker.ingest.parsing import tnef
 from worker.ingest.parsing.mime import (
     DEFAULT_CONTENT_TYPE,
     MimePart,
@@ -64,7 +65,31 @@ def collect_attachments(
         )
     for part in remaining:
         found.append(_from_part(part, len(found) + 1))
+    # Outlook's winmail.dat: the files it hides become attachments of their own, after it.
+    for wrapper in [a for a in found if _is_tnef(a)]:
+        for name, content_type, data in tnef.unwrap(wrapper.content):
+            if len(found) >= limits.max_attachments:
+                raise LimitExceededError(
+                    "attachments", len(found) + 1, limits.max_attachments, "attachments"
+                )
+            found.append(
+                _attachment(
+                    _clean_filename(name) or _fallback_name(len(found) + 1),
+                    content_type,
+                    data,
+                    None,
+                    False,
+                    sha256=sha256_bytes(data),
+                )
+            )
     return tuple(found)
+
+
+def _is_tnef(attachment: ParsedAttachment) -> bool:
+    declared = attachment.content_type.split(";", 1)[0].strip().lower()
+    named = attachment.filename.lower() == "winmail.dat"
+    typed = declared in ("application/ms-tnef", "application/vnd.ms-tnef")
+    return (named or typed) and tnef.is_tnef(attachment.content)
 
 
 class _PartPool:
