@@ -89,7 +89,7 @@ def get_attachment_content(
             "description": "The text, UTF-8 Markdown.",
             "content": {"text/markdown": {"example": "# Invoice 4711\n\n| item | amount |"}},
         },
-        **error_responses(404),
+        **error_responses(404, 409),
     },
 )
 def get_attachment_text(
@@ -103,6 +103,7 @@ def get_attachment_text(
             f"the content of attachment {attachment_id} was removed by the retention policy "
             f"on {attachment.content_removed_at:%Y-%m-%d}"
         )
+    refuse_quarantined([attachment], f"the text of attachment {attachment_id}")
     if attachment.text_status != "ready":
         raise NotFoundError(
             f"attachment {attachment_id} has no text: its text status is "

@@ -34,6 +34,9 @@ def test_a_quarantined_attachment_and_its_raw_message_are_refused(
     assert "quarantined" in refused.json()["message"]
     assert "EICAR-like" not in refused.text
     assert client.get(f"{EMAILS}/{email.id}/raw", headers=auth).status_code == 409
+    # Its text, too: whatever the converter made of it is the malware's.
+    bad_text = client.get(f"/api/v1/attachments/{bad.id}/text", headers=auth)
+    assert bad_text.status_code == 409
     served = client.get(f"/api/v1/attachments/{good.id}/content", headers=auth)
     assert (served.status_code, served.content) == (200, b"fine")
 
