@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 
 from api import metrics
 from api.attachments import routes as attachments
+from api.conversations import routes as conversations
 from api.dead_letters import routes as dead_letters
 from api.deliveries import routes as deliveries
 from api.dispatches import routes as dispatches
@@ -28,6 +29,7 @@ from api.events import routes as events
 from api.metrics import ApiMetrics
 from api.pipeline_metrics import PipelineCollector, scrape_redis
 from api.ratelimit import ApiRateLimits
+from api.search import routes as search
 from api.tokens import routes as tokens
 from shared.db import make_engine, make_session_factory
 from shared.logging import configure_logging
@@ -123,6 +125,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_docs(app, prefix=API_PREFIX)
     app.include_router(health.router)
     app.include_router(metrics.router)
-    for router in (tokens, emails, attachments, events, deliveries, dead_letters, dispatches):
+    for router in (
+        tokens,
+        emails,
+        attachments,
+        conversations,
+        search,
+        events,
+        deliveries,
+        dead_letters,
+        dispatches,
+    ):
         app.include_router(router.router, prefix=API_PREFIX)
     return app
