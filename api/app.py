@@ -26,6 +26,7 @@ from api.dispatches import routes as dispatches
 from api.docs_page import install_docs
 from api.emails import routes as emails
 from api.events import routes as events
+from api.mcp.server import MCP_PATH, KaveMcp
 from api.metrics import ApiMetrics
 from api.pipeline_metrics import PipelineCollector, scrape_redis
 from api.ratelimit import ApiRateLimits
@@ -82,7 +83,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     ).register(app.state.metrics.registry)
     app.state.blocking_redis = pipeline_redis
     try:
-        yield
+        async with app.state.mcp.running():
+            yield
     finally:
         app.state.metrics.registry.unregister(pipeline_collector)
         pipeline_redis.close()
@@ -137,4 +139,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dispatches,
     ):
         app.include_router(router.router, prefix=API_PREFIX)
+    app.state.mcp = KaveMcp(version=app.version)
+    app.mount(API_PREFIX + MCP_PATH, app.state.mcp.app)
     return app
