@@ -31,6 +31,8 @@ from api.metrics import ApiMetrics
 from api.pipeline_metrics import PipelineCollector, scrape_redis
 from api.ratelimit import ApiRateLimits
 from api.search import routes as search
+from api.stream import routes as stream
+from api.stream.slots import StreamSlots
 from api.tokens import routes as tokens
 from shared.db import make_engine, make_session_factory
 from shared.logging import configure_logging
@@ -63,6 +65,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.object_store = make_object_store(settings)
     app.state.producer = producer
     app.state.rate_limits = ApiRateLimits.build(settings, redis)
+    app.state.stream_slots = StreamSlots(redis, settings.queue_name, settings.streams_per_caller)
     # The pipeline gauges (backlog, queue age, inbound silence) are read at scrape time
     # with a blocking Redis client of their own (/metrics renders them in a thread); the
     # (sync) erasure route removes the receiver's body copies with another, which retries.
@@ -133,6 +136,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         attachments,
         conversations,
         search,
+        stream,
         events,
         deliveries,
         dead_letters,

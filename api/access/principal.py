@@ -112,3 +112,17 @@ async def current_principal(
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+def still_valid(session: Session, principal: Principal) -> bool:
+    """Whether the caller may still read: its key unrevoked and unexpired, or its user
+    enabled. Long requests (the live feed) ask this again as they run."""
+    if principal.kind == "key":
+        key = session.get(ApiKey, principal.id)
+        return (
+            key is not None
+            and key.revoked_at is None
+            and (key.expires_at is None or key.expires_at > datetime.now(UTC))
+        )
+    user = get_user(session, principal.id)
+    return user is not None and not user.disabled

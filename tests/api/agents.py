@@ -15,12 +15,11 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from api.auth import create_access_token, hash_password
-from kave.devstack import uvicorn_server
 from shared import roles
 from shared.agent_keys import key_sha256, new_key, shown_prefix
 from shared.models import ApiKey, User
 from shared.settings import Settings
-from tests.services import REPO, child_env, derive_settings
+from tests.services import api_process, derive_settings
 
 SUPPORT = "support+*@example.com"
 
@@ -42,6 +41,8 @@ def agent_settings(base_settings: Settings) -> Settings:
         queue_name=f"kave-agents-{uuid.uuid4().hex[:8]}",
         jwt_secret_key="agent-tests-" + uuid.uuid4().hex,
         rate_limit_api="100000/minute",
+        stream_poll_seconds=0.1,
+        stream_heartbeat_seconds=1,
     )
 
 
@@ -49,12 +50,7 @@ def agent_settings(base_settings: Settings) -> Settings:
 def agent_api(agent_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The base URL of a real uvicorn API on the agent settings."""
     log_path = Path(tmp_path_factory.mktemp("agent-api")) / "api.log"
-    env = child_env(agent_settings)
-    # A longer wait than the default: the API imports the MCP SDK, slow on a busy machine.
-    with uvicorn_server("api.app:create_app", env, log_path, cwd=REPO, timeout=120) as (
-        base,
-        _process,
-    ):
+    with api_process(agent_settings, log_path) as base:
         yield base
 
 
