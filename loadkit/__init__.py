@@ -8,7 +8,7 @@ and the instruments that watch it.
 - instruments: a process's RSS and its peak (:mod:`loadkit.rss`), HEAD and RSS probes
   (:mod:`loadkit.probes`), an HTTP proxy that delays an S3 server's answers
   (:mod:`loadkit.latency_proxy`), the scratch directory a run keeps its files in
-  (:mod:`loadkit.disk`).
+  (:mod:`loadkit.disk`), a live-feed client that reconnects (:mod:`loadkit.feed_client`).
 
 It may import ``shared``, the worker's parse and derive path (``worker.ingest``) and
 third-party libraries; never ``bench``, ``tests``, the receiver, the API or the CLI. No

@@ -27,7 +27,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 NAMING_CONVENTION = {
@@ -171,14 +171,13 @@ class Email(Base):
         BigInteger, server_default=text("(pg_current_xact_id())::text::bigint")
     )
 
+    # Full-text search (api/search): kept by a trigger from the texts (migration 0013);
+    # never written by the code. Deferred: only searches read it.
+    search_document: Mapped[Any | None] = mapped_column(TSVECTOR, deferred=True)
+
     __table_args__ = (
         Index("ix_emails_feed", "feed_position", "id"),
-        # Full-text search (api/search): the SQL function is defined by migration 0013.
-        Index(
-            "ix_emails_search",
-            text("kave_search_document(headers, subject, reply_text, text_body, html_body)"),
-            postgresql_using="gin",
-        ),
+        Index("ix_emails_search", "search_document", postgresql_using="gin"),
     )
 
     attachments: Mapped[list[Attachment]] = relationship(

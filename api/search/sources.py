@@ -1,12 +1,12 @@
-"""What a search looks in: each source gives the condition on ``emails`` rows whose text
-in that source matches the query.
+"""What a search looks in: each source gives the condition on ``emails`` rows whose text in
+that source matches the query.
 
-Today there is one: the email's own text (subject, reply text, body), matched through the
-GIN expression index ``ix_emails_search`` (migration 0013), so the expression here must
-stay exactly the index's. Attachment text (issue 32) becomes a second source: a condition
-such as ``EXISTS (SELECT 1 FROM <attachment text table> t WHERE t.email_id = emails.id
-AND <its tsvector> @@ :query)`` backed by its own GIN index, appended to ``SOURCES``.
-:func:`matches` ORs the sources.
+Today there is one: the email's own text (subject, reply text, body), its tsvector kept
+in ``emails.search_document`` and matched through the GIN index ``ix_emails_search``.
+Attachment text (issue 32) becomes a second source: a condition such as ``EXISTS (SELECT
+1 FROM <attachment text table> t WHERE t.email_id = emails.id AND <its tsvector> @@
+:query)`` backed by its own GIN index, appended to ``SOURCES``. :func:`matches` ORs the
+sources.
 """
 
 from __future__ import annotations
@@ -15,24 +15,17 @@ from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import ColumnElement, func
-from sqlalchemy.dialects.postgresql import TSVECTOR
+from sqlalchemy import ColumnElement
 
 from shared.models import Email
 
 Source = Callable[[ColumnElement[Any]], ColumnElement[bool]]
 
 
-def email_document() -> ColumnElement[Any]:
-    """The email's tsvector, written as the index ``ix_emails_search`` is."""
-    return func.kave_search_document(
-        Email.headers, Email.subject, Email.reply_text, Email.text_body, Email.html_body,
-        type_=TSVECTOR,
-    )  # fmt: skip
-
-
 def email_text(query: ColumnElement[Any]) -> ColumnElement[bool]:
-    return email_document().bool_op("@@")(query)
+    """The email's own text: ``emails.search_document``, kept by a trigger (migration
+    0013) and indexed by ``ix_emails_search``."""
+    return Email.search_document.bool_op("@@")(query)
 
 
 SOURCES: list[Source] = [email_text]

@@ -13,12 +13,17 @@ Create Date: 2026-12-07 16:45:00.000000
   applies to new rows and takes a moment. Older rows keep NULL (they predate the feed).
 * Full-text search: ``kave_search_document(headers, subject, reply_text, text_body,
   html_body)`` is the tsvector of an email in its language (``kave_search_config``: the
-  ``Content-Language`` header, else ``simple``), and a GIN index on that expression. An
-  expression index rather than a stored generated column: adding a stored column rewrites
-  ``emails`` under an ACCESS EXCLUSIVE lock (ingest stops for as long as that takes),
-  while ``CREATE INDEX CONCURRENTLY`` reads the table and lets writes go on. The texts are
-  cut to bounded lengths so that no email can exceed the tsvector's 1 MB limit (which
-  would make its insert fail).
+  ``Content-Language`` header, else ``simple``), kept in ``emails.search_document`` by a
+  BEFORE INSERT OR UPDATE trigger, with a GIN index on it. A trigger-kept column rather
+  than a stored generated column: adding a stored generated column rewrites ``emails``
+  under an ACCESS EXCLUSIVE lock (ingest stops for as long as that takes), while a
+  nullable column without a default is added at once, the trigger covers every row
+  written after this transaction, and the rows before are filled in batches of
+  ``BACKFILL_BATCH`` (each its own short transaction). Rather than an expression index on
+  the function: a search must re-read each candidate row's document (phrases, lossy
+  bitmap pages), and re-parsing the texts each time made searches take seconds. The
+  texts are cut to bounded lengths so that no email can exceed the tsvector's 1 MB limit
+  (which would make its insert fail).
 
 Both indexes on ``emails`` are built CONCURRENTLY, outside the migration's transaction.
 """
@@ -81,9 +86,35 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
 $$
 """
 
+_TRIGGER_FUNCTION = """
+CREATE OR REPLACE FUNCTION kave_emails_search_document() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.search_document := kave_search_document(
+        NEW.headers, NEW.subject, NEW.reply_text, NEW.text_body, NEW.html_body
+    );
+    RETURN NEW;
+END
+$$
+"""
+
+_TRIGGER = """
+CREATE TRIGGER emails_search_document
+BEFORE INSERT OR UPDATE OF headers, subject, reply_text, text_body, html_body ON emails
+FOR EACH ROW EXECUTE FUNCTION kave_emails_search_document()
+"""
+
+BACKFILL_BATCH = 2000
+_BACKFILL = sa.text(
+    "UPDATE emails SET search_document = "
+    "kave_search_document(headers, subject, reply_text, text_body, html_body) "
+    "WHERE id IN (SELECT id FROM emails WHERE search_document IS NULL "
+    "ORDER BY id LIMIT :batch)"
+)
+
 _SEARCH_INDEX = (
-    "CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_emails_search ON emails USING gin "
-    "(kave_search_document(headers, subject, reply_text, text_body, html_body))"
+    "CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_emails_search ON emails "
+    "USING gin (search_document)"
 )
 _FEED_INDEX = (
     "CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_emails_feed ON emails (feed_position, id)"
@@ -137,7 +168,13 @@ def upgrade() -> None:
     )
     op.execute(_CONFIG_FUNCTION)
     op.execute(_DOCUMENT_FUNCTION)
+    op.add_column("emails", sa.Column("search_document", postgresql.TSVECTOR(), nullable=True))
+    op.execute(_TRIGGER_FUNCTION)
+    op.execute(_TRIGGER)
     with op.get_context().autocommit_block():
+        # Rows stored before the trigger, a batch per transaction (row locks held briefly).
+        while op.get_bind().execute(_BACKFILL, {"batch": BACKFILL_BATCH}).rowcount:
+            pass
         for name, build in (("ix_emails_feed", _FEED_INDEX), ("ix_emails_search", _SEARCH_INDEX)):
             _drop_if_invalid(name)
             op.execute(build)
@@ -147,6 +184,9 @@ def downgrade() -> None:
     with op.get_context().autocommit_block():
         op.execute("DROP INDEX CONCURRENTLY IF EXISTS ix_emails_search")
         op.execute("DROP INDEX CONCURRENTLY IF EXISTS ix_emails_feed")
+    op.execute("DROP TRIGGER IF EXISTS emails_search_document ON emails")
+    op.execute("DROP FUNCTION IF EXISTS kave_emails_search_document()")
+    op.drop_column("emails", "search_document")
     op.execute("DROP FUNCTION IF EXISTS kave_search_document(jsonb, text, text, text, text)")
     op.execute("DROP FUNCTION IF EXISTS kave_search_config(jsonb)")
     op.drop_column("emails", "feed_position")

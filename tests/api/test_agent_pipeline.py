@@ -13,9 +13,9 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
+from loadkit.feed_client import FeedReader
 from loadkit.hostile_mail import inbound_event
 from tests.api.agents import SUPPORT, make_key
-from tests.api.feed_client import FeedReader
 from tests.api.test_mcp import _session_calls
 from tests.webhooks import post_events, wait_for_deliveries
 

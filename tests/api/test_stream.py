@@ -22,9 +22,9 @@ import httpx
 from sqlalchemy import Engine, insert, select, text
 from sqlalchemy.orm import Session
 
+from loadkit.feed_client import FeedReader, events
 from shared.models import Delivery, Email
 from tests.api.agents import SUPPORT, make_key
-from tests.api.feed_client import FeedReader, events
 
 TOTAL = 100
 WRITERS = 4

@@ -1,6 +1,6 @@
-"""A small Server-Sent Events client for the live-feed tests and bench: reads events from
-``GET /api/v1/stream`` over real HTTP and reconnects with Last-Event-ID, as EventSource
-does."""
+"""A small Server-Sent Events client for the live-feed tests and bench/agent_bench.py:
+reads events from ``GET /api/v1/stream`` over real HTTP and reconnects with
+Last-Event-ID, as EventSource does."""
 
 from __future__ import annotations
 
