@@ -63,11 +63,29 @@ def start(session: Session) -> Position:
     return Position(horizon(session) - 1, MAX_ID)
 
 
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """The next emails to send, and where the stream stands once they are sent: past
+    every final row when the batch is not full (rows the filters leave out included, so
+    a stream narrowed to a quiet mailbox does not scan a busy one's rows again)."""
+
+    emails: list[tuple[Position, dict[str, Any]]]
+    reached: Position
+
+
+def next_batch(session: Session, after: Position, conditions: list[ColumnElement[bool]]) -> Batch:
+    emails = next_emails(session, after, conditions, below := horizon(session))
+    if len(emails) == BATCH:
+        return Batch(emails, emails[-1][0])
+    # Every row below the horizon that matches was returned; none can appear there later.
+    last = emails[-1][0] if emails else after
+    return Batch(emails, max(last, Position(below - 1, MAX_ID)))
+
+
 def next_emails(
-    session: Session, after: Position, conditions: list[ColumnElement[bool]]
+    session: Session, after: Position, conditions: list[ColumnElement[bool]], below: int
 ) -> list[tuple[Position, dict[str, Any]]]:
     """The next final emails after ``after`` (at most ``BATCH``), with their event data."""
-    below = horizon(session)
     rows = session.execute(
         select(
             Email.feed_position,

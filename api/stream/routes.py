@@ -134,22 +134,29 @@ class _Stream:
                 retry=RETRY_MS,
             )
             checked = time.monotonic()
+            sent = self.position
             while True:
                 batch = await self.read(
                     functools.partial(
-                        feed.next_emails, after=self.position, conditions=self.conditions
+                        feed.next_batch, after=self.position, conditions=self.conditions
                     )
                 )
-                for position, data in batch:
-                    self.position = position
+                for position, data in batch.emails:
+                    sent = position
                     yield ServerSentEvent(
                         data=json.dumps(data), event="email.received", id=position.event_id()
                     )
+                self.position = batch.reached
                 if time.monotonic() - checked >= RECHECK_SECONDS:
                     checked = time.monotonic()
                     if not await self._still_allowed():
                         return
-                if len(batch) < feed.BATCH:
+                    if self.position != sent:
+                        # An id without data: EventSource keeps it as Last-Event-ID and
+                        # fires nothing, so a reconnection skips what was filtered out.
+                        sent = self.position
+                        yield ServerSentEvent(id=self.position.event_id())
+                if len(batch.emails) < feed.BATCH:
                     await anyio.sleep(self.poll_seconds)
         finally:
             with anyio.CancelScope(shield=True):

@@ -22,6 +22,7 @@ import httpx
 from sqlalchemy import Engine, insert, select, text
 from sqlalchemy.orm import Session
 
+from api.stream import feed
 from loadkit.feed_client import FeedReader, events
 from shared.models import Delivery, Email
 from tests.api.agents import SUPPORT, make_key
@@ -175,3 +176,24 @@ def test_scoped_streams_and_the_bound_per_caller(agent_api: str, clean_db: Engin
     assert seen["email_id"] == mine
     bad = httpx.get(url, headers={**key.headers, "Last-Event-ID": "nope"}, timeout=timeout)
     assert bad.status_code == 422
+
+
+def test_a_narrow_stream_moves_past_rows_its_filter_leaves_out(clean_db: Engine) -> None:
+    delivery_id = _delivery(clean_db)
+    with Session(clean_db) as session:
+        start = feed.start(session)
+    others = [insert_email(clean_db, delivery_id, "sales@example.com") for _ in range(3)]
+    narrow = feed.mailbox_conditions(None, "support@example.com", None)
+    with Session(clean_db) as session:
+        batch = feed.next_batch(session, start, narrow)
+        positions = session.execute(
+            select(Email.feed_position, Email.id).where(Email.id.in_(others))
+        ).all()
+    assert batch.emails == []
+    # Past the rows it left out: the next poll does not read them again.
+    assert all(batch.reached > feed.Position(p, i) for p, i in positions)
+    mine = insert_email(clean_db, delivery_id, "support@example.com")
+    with Session(clean_db) as session:
+        assert [
+            e["email_id"] for _, e in feed.next_batch(session, batch.reached, narrow).emails
+        ] == [mine]
