@@ -34,7 +34,7 @@ class Caller:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def agent_settings(base_settings: Settings) -> Settings:
     return derive_settings(
         base_settings,
@@ -46,9 +46,10 @@ def agent_settings(base_settings: Settings) -> Settings:
     )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def agent_api(agent_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The base URL of a real uvicorn API on the agent settings."""
+    """The base URL of a real uvicorn API on the agent settings, one per test session
+    (its start is most of the agent tests' time)."""
     log_path = Path(tmp_path_factory.mktemp("agent-api")) / "api.log"
     with api_process(agent_settings, log_path) as base:
         yield base
