@@ -17,15 +17,20 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from api import metrics
 from api.attachments import routes as attachments
+from api.conversations import routes as conversations
 from api.dead_letters import routes as dead_letters
 from api.deliveries import routes as deliveries
 from api.dispatches import routes as dispatches
 from api.docs_page import install_docs
 from api.emails import routes as emails
 from api.events import routes as events
+from api.mcp.server import MCP_PATH, KaveMcp
 from api.metrics import ApiMetrics
 from api.pipeline_metrics import PipelineCollector, scrape_redis
 from api.ratelimit import ApiRateLimits
+from api.search import routes as search
+from api.stream import routes as stream
+from api.stream.slots import StreamSlots
 from api.tokens import routes as tokens
 from shared.db import make_engine, make_session_factory
 from shared.logging import configure_logging
@@ -59,6 +64,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.object_store = make_object_store(settings)
     app.state.producer = producer
     app.state.rate_limits = ApiRateLimits.build(settings, redis)
+    app.state.stream_slots = StreamSlots(redis, settings.queue_name, settings.streams_per_caller)
     # The pipeline gauges (backlog, queue age, inbound silence) are read at scrape time
     # with a blocking Redis client of their own (/metrics renders them in a thread); the
     # (sync) erasure route removes the receiver's body copies with another, which retries.
@@ -77,7 +83,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     ).register(app.state.metrics.registry)
     app.state.blocking_redis = pipeline_redis
     try:
-        yield
+        async with app.state.mcp.running():
+            yield
     finally:
         app.state.metrics.registry.unregister(pipeline_collector)
         pipeline_redis.close()
@@ -120,6 +127,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_docs(app, prefix=API_PREFIX)
     app.include_router(health.router)
     app.include_router(metrics.router)
-    for router in (tokens, emails, attachments, events, deliveries, dead_letters, dispatches):
+    for router in (
+        tokens,
+        emails,
+        attachments,
+        conversations,
+        search,
+        stream,
+        events,
+        deliveries,
+        dead_letters,
+        dispatches,
+    ):
         app.include_router(router.router, prefix=API_PREFIX)
+    app.state.mcp = KaveMcp(version=app.version)
+    app.mount(API_PREFIX + MCP_PATH, app.state.mcp.app)
     return app

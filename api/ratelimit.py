@@ -1,5 +1,6 @@
 """The management API's rate limits: per client on the token endpoint (against password
-guessing), per account name on failed logins, per user on every other route. Kept in
+guessing), per account name on failed logins, per user or agent key on every other route
+(a key may carry a rate of its own, ``kave keys create --rate``). Kept in
 Redis (shared/ratelimit.py), so every API replica counts in the same buckets; the client
 is who ``KAVE_TRUSTED_PROXIES`` allow it to be (shared/client_address.py). Over a limit:
 429 with ``Retry-After``. Redis unreachable: 503, never an open door.
@@ -22,10 +23,9 @@ from fastapi import Request
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from api.deps import CurrentUser
 from shared.client_address import client_address
 from shared.ratelimit import RateLimitStore, RedisRateLimit, Taken
-from shared.settings import Settings, parse_rate
+from shared.settings import RateLimit, Settings, parse_rate
 from shared.web.errors import ServiceUnavailableError
 
 log = structlog.get_logger(__name__)
@@ -36,6 +36,7 @@ class ApiRateLimits:
     token: RedisRateLimit
     login_failures: RedisRateLimit
     api: RedisRateLimit
+    store: RateLimitStore
 
     @classmethod
     def build(cls, settings: Settings, redis: Redis) -> ApiRateLimits:
@@ -56,7 +57,12 @@ class ApiRateLimits:
                 parse_rate(settings.rate_limit_api),
                 refusal="too many API requests for this user",
             ),
+            store=store,
         )
+
+    def own_rate(self, rate: RateLimit) -> RedisRateLimit:
+        """The API limit at a key's own rate (its bucket is the key's alone)."""
+        return self.store.limit("api", rate, refusal="too many API requests for this key")
 
 
 def _unavailable(limit: RedisRateLimit, exc: RedisError) -> ServiceUnavailableError:
@@ -91,9 +97,11 @@ async def limit_token_requests(request: Request) -> None:
     await _count(_limits(request).token, identity)
 
 
-async def limit_api_requests(request: Request, user: CurrentUser) -> None:
-    """Dependency of every management route: authenticates, then counts per user."""
-    await _count(_limits(request).api, f"user-{user.id}")
+async def count_api_request(request: Request, bucket: str, rate: RateLimit | None) -> None:
+    """Count one request of an authenticated caller (api/access/principal.py), at its own
+    ``rate`` if it has one, else ``KAVE_RATE_LIMIT_API``."""
+    limits = _limits(request)
+    await _count(limits.api if rate is None else limits.own_rate(rate), bucket)
 
 
 class LoginAttempt:

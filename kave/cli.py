@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from kave import handoff, lifecycle, recovery, users
+from kave import handoff, keys, lifecycle, recovery, users
 from shared.settings import Settings, SettingsError
 
 RUN_ENV_FILE = Path("var/run.env")
@@ -106,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     recovery.register(commands, load_settings)
     users.register(commands, load_settings)
+    keys.register(commands, load_settings)
     lifecycle.register(commands, load_settings)
     handoff.register(commands, load_settings)
     return parser

@@ -1,4 +1,5 @@
-"""``kave users create NAME`` and ``kave users disable NAME``: who may use the management API.
+"""``kave users create NAME [--role admin|operator|reader]`` and ``kave users disable NAME``:
+who may use the management API, and what they may do (shared/roles.py).
 
 The password is read from standard input when it is not a terminal (one line, for
 scripts: ``printf '%s\\n' "$PASSWORD" | kave users create ops``) and asked twice at a
@@ -18,6 +19,7 @@ from typing import TextIO
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
+from shared import roles
 from shared.db import make_engine, make_session_factory
 from shared.models import User
 from shared.settings import Settings
@@ -59,16 +61,18 @@ def check_password(password: str, name: str) -> str:
     return password
 
 
-def create_user(settings: Settings, name: str, password: str, *, admin: bool = False) -> int:
-    """Store a new user (an admin may also erase data); its id."""
+def create_user(settings: Settings, name: str, password: str, *, role: str = roles.OPERATOR) -> int:
+    """Store a new user in ``role`` (shared.roles); its id."""
     from api.auth import hash_password
 
     check_name(name)
+    if role not in roles.ROLES:
+        raise UserError(f"unknown role {role!r}: one of {', '.join(roles.ROLES)}")
     password_hash = hash_password(check_password(password, name))
     engine = make_engine(settings)
     try:
         with make_session_factory(engine)() as session:
-            user = User(name=name, password_hash=password_hash, disabled=False, is_admin=admin)
+            user = User(name=name, password_hash=password_hash, disabled=False, role=role)
             session.add(user)
             try:
                 session.commit()
@@ -98,11 +102,11 @@ def disable_user(settings: Settings, name: str) -> None:
 
 
 def _cmd_create(args: argparse.Namespace, settings: Settings) -> int:
-    user_id = create_user(
-        settings, check_name(args.name), read_password(sys.stdin), admin=args.admin
+    role = roles.ADMIN if args.admin else args.role
+    user_id = create_user(settings, check_name(args.name), read_password(sys.stdin), role=role)
+    print(
+        f"{role} user {args.name} created (id {user_id}); get a token from POST /api/v1/auth/token"
     )
-    role = "admin user" if args.admin else "user"
-    print(f"{role} {args.name} created (id {user_id}); get a token from POST /api/v1/auth/token")
     return 0
 
 
@@ -124,8 +128,12 @@ def register(
     )
     create.add_argument("name")
     create.add_argument(
-        "--admin", action="store_true", help="may also erase data (DELETE /api/v1/emails/{id})"
+        "--role",
+        choices=roles.ROLES,
+        default=roles.OPERATOR,
+        help="admin: everything; operator (default): all but erasing; reader: reads only",
     )
+    create.add_argument("--admin", action="store_true", help="the same as --role admin")
     create.set_defaults(action=_cmd_create)
     disable = actions.add_parser("disable", help="disable a user and every token it holds")
     disable.add_argument("name")

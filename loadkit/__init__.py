@@ -10,7 +10,7 @@ and the instruments that watch it.
 - instruments: a process's RSS and its peak (:mod:`loadkit.rss`), HEAD and RSS probes
   (:mod:`loadkit.probes`), an HTTP proxy that delays an S3 server's answers
   (:mod:`loadkit.latency_proxy`), the scratch directory a run keeps its files in
-  (:mod:`loadkit.disk`);
+  (:mod:`loadkit.disk`), a live-feed client that reconnects (:mod:`loadkit.feed_client`);
 - Redis beyond one node: a primary with replicas and Sentinels, a replica cut off its
   primary, a TLS-only server and its certificates (:mod:`loadkit.redis_topology`), and
   the failover scenario the fault test and the bench both drive

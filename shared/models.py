@@ -28,7 +28,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSVECTOR
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 NAMING_CONVENTION = {
@@ -186,6 +186,15 @@ class Email(Base):
     received_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), index=True
     )
+    # The id of the transaction that inserted the row: the live feed's order (api/stream).
+    # NULL for rows stored before the feed existed.
+    feed_position: Mapped[int | None] = mapped_column(
+        BigInteger, server_default=text("(pg_current_xact_id())::text::bigint")
+    )
+
+    # Full-text search (api/search): kept by a trigger from the texts (migration 0013);
+    # never written by the code. Deferred: only searches read it.
+    search_document: Mapped[Any | None] = mapped_column(TSVECTOR, deferred=True)
 
     attachments: Mapped[list[Attachment]] = relationship(
         back_populates="email", order_by="Attachment.position"
@@ -203,6 +212,9 @@ class Email(Base):
         ),
         Index("ix_emails_spf", func.lower(text("spf_result::text")), "received_at", "id"),
         Index("ix_emails_spam_score", "spam_score"),
+        # The live feed's order and full-text search (migration 0013).
+        Index("ix_emails_feed", "feed_position", "id"),
+        Index("ix_emails_search", "search_document", postgresql_using="gin"),
     )
 
 
@@ -351,7 +363,8 @@ class DeadLetter(Base):
 
 
 class User(Base):
-    """Someone who may call the management API (``kave users create NAME``).
+    """Someone who may call the management API (``kave users create NAME``), in a role
+    (``shared.roles``).
 
     Only a bcrypt hash of the password is kept. A disabled user keeps its row (and the
     name stays taken) but can neither get a token nor use one it already has.
@@ -363,12 +376,34 @@ class User(Base):
     name: Mapped[str] = mapped_column(String(64), unique=True)
     password_hash: Mapped[str] = mapped_column(String(128))
     disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
-    # May erase data (DELETE /api/v1/emails/{id}); ``kave users create --admin``.
-    is_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    # What it may do (api/access): admin, operator or reader; ``kave users create --role``.
+    role: Mapped[str] = mapped_column(String(16), default="operator", server_default="operator")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )
+
+
+class ApiKey(Base):
+    """A bearer key for an agent (``kave keys create``): read-only, optionally limited to
+    mailboxes (envelope-recipient patterns such as ``support+*@example.com``).
+
+    Only the sha256 of the key is kept (keys are 256 random bits, so a slow hash adds
+    nothing); ``prefix`` identifies it in listings. Revoked or expired keys stay, refused.
+    """
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    key_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    scope: Mapped[str] = mapped_column(String(16))
+    mailboxes: Mapped[list[Any]] = mapped_column(default=list)
+    rate_limit: Mapped[str | None] = mapped_column(String(32))  # None: KAVE_RATE_LIMIT_API
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class ObjectDeletion(Base):

@@ -230,8 +230,9 @@ def receiver_process(settings: Settings, log_path: Path) -> Iterator[str]:
 @contextmanager
 def api_process(settings: Settings, log_path: Path) -> Iterator[str]:
     """A real uvicorn serving the management API (``api.app:create_app``); its base URL."""
-    with devstack.uvicorn_server("api.app:create_app", child_env(settings), log_path, cwd=REPO) as (
-        base,
-        _process,
-    ):
+    # A longer wait than the receiver's: the API also imports the MCP SDK, which takes
+    # seconds on a busy machine.
+    with devstack.uvicorn_server(
+        "api.app:create_app", child_env(settings), log_path, cwd=REPO, timeout=90
+    ) as (base, _process):
         yield base

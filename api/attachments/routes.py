@@ -4,20 +4,21 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Response
 
+from api.access.mailboxes import may_see
+from api.access.policies import MailReader, read_mail
 from api.attachments import queries
 from api.deps import ObjectStoreDep, SessionDep
 from api.downloads import safe_media_type, stored_download, text_download
 from api.openapi import API_ERRORS, error_responses
 from api.params import IdPath
 from api.quarantine import refuse_quarantined
-from api.ratelimit import limit_api_requests
 from shared.contract import text_object_key
 from shared.web.errors import NotFoundError
 
 router = APIRouter(
     prefix="/attachments",
     tags=["emails"],
-    dependencies=[Depends(limit_api_requests)],
+    dependencies=[Depends(read_mail)],
     responses=error_responses(*API_ERRORS),
 )
 
@@ -51,10 +52,10 @@ router = APIRouter(
     },
 )
 def get_attachment_content(
-    attachment_id: IdPath, session: SessionDep, store: ObjectStoreDep
+    attachment_id: IdPath, session: SessionDep, store: ObjectStoreDep, principal: MailReader
 ) -> Response:
     attachment = queries.get_attachment(session, attachment_id)
-    if attachment is None:
+    if attachment is None or not may_see(principal, attachment.email):
         raise NotFoundError(f"no attachment {attachment_id}")
     if attachment.content_removed_at is not None:
         raise NotFoundError(

@@ -9,13 +9,13 @@ import structlog
 from fastapi import APIRouter, Depends, Query
 from sqlalchemy.orm import Session
 
+from api.access.policies import Operator, read_operations
 from api.dead_letters import queries
 from api.dead_letters.schemas import DeadLetterDetail, DeadLetterOut, DeadLetterPage, ReplayQueued
-from api.deps import CurrentUser, ProducerDep, RequestIdDep, SessionDep
+from api.deps import ProducerDep, RequestIdDep, SessionDep
 from api.openapi import API_ERRORS, error_responses
 from api.pagination import DEFAULT_PAGE_SIZE, CursorParam, PageSize, parse_cursor
 from api.params import IdPath, text_filter
-from api.ratelimit import limit_api_requests
 from shared.contract import REPLAY_DEAD_LETTER_TASK
 from shared.lifecycle.erased import refusal
 from shared.models import DeadLetter, DeadLetterStatus, Delivery
@@ -28,7 +28,7 @@ log = structlog.get_logger(__name__)
 router = APIRouter(
     prefix="/dead-letters",
     tags=["dead letters"],
-    dependencies=[Depends(limit_api_requests)],
+    dependencies=[Depends(read_operations)],
     responses=error_responses(*API_ERRORS),
 )
 
@@ -129,7 +129,7 @@ def replay_dead_letter(
     dead_letter_id: IdPath,
     session: SessionDep,
     producer: ProducerDep,
-    user: CurrentUser,
+    operator: Operator,
     request_id: RequestIdDep,
 ) -> ReplayQueued:
     _refuse_removed_archive(session, dead_letter_id)
@@ -151,7 +151,10 @@ def replay_dead_letter(
             "the replay could not be queued (Redis unreachable); try again shortly"
         ) from None
     log.info(
-        "dead_letter.replay_queued", dead_letter_id=dead_letter_id, user=user.name, task=result.id
+        "dead_letter.replay_queued",
+        dead_letter_id=dead_letter_id,
+        actor=operator.actor,
+        task=result.id,
     )
     return ReplayQueued(dead_letter_id=dead_letter_id, task_id=str(result.id))
 
@@ -167,11 +170,11 @@ def replay_dead_letter(
     responses=error_responses(404, 409),
 )
 def discard_dead_letter(
-    dead_letter_id: IdPath, session: SessionDep, user: CurrentUser
+    dead_letter_id: IdPath, session: SessionDep, operator: Operator
 ) -> DeadLetterOut:
     discarded = queries.discard_dead_letter(session, dead_letter_id)
     if discarded is None:
         _open_dead_letter(session, dead_letter_id, "discarded")  # raises 404 or 409
         raise ConflictError(f"dead letter {dead_letter_id} changed meanwhile; try again")
-    log.info("dead_letter.discarded", dead_letter_id=dead_letter_id, user=user.name)
+    log.info("dead_letter.discarded", dead_letter_id=dead_letter_id, actor=operator.actor)
     return DeadLetterOut.model_validate(discarded)

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
 
+from api.access.policies import read_operations
 from api.deliveries import queries
 from api.deliveries.queries import DeliveryFilters
 from api.deliveries.schemas import (
@@ -20,7 +21,6 @@ from api.deps import SessionDep
 from api.openapi import API_ERRORS, error_responses
 from api.pagination import DEFAULT_PAGE_SIZE, CursorParam, PageSize, parse_cursor
 from api.params import Instant, since_filter, until_filter
-from api.ratelimit import limit_api_requests
 from shared.models import Delivery
 from shared.queries import deliveries as shared_deliveries
 from shared.web.errors import NotFoundError
@@ -28,7 +28,7 @@ from shared.web.errors import NotFoundError
 router = APIRouter(
     prefix="/deliveries",
     tags=["deliveries"],
-    dependencies=[Depends(limit_api_requests)],
+    dependencies=[Depends(read_operations)],
     responses=error_responses(*API_ERRORS),
 )
 

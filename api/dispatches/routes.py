@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
+from api.access.policies import read_operations
 from api.deps import SessionDep
 from api.dispatches import queries
 from api.dispatches.schemas import DispatchList, DispatchOut
 from api.openapi import API_ERRORS, error_responses
 from api.params import IdPath
-from api.ratelimit import limit_api_requests
 from shared.web.errors import NotFoundError
 
 router = APIRouter(
     prefix="/emails",
     tags=["dispatches"],
-    dependencies=[Depends(limit_api_requests)],
+    dependencies=[Depends(read_operations)],
     responses=error_responses(*API_ERRORS),
 )
 

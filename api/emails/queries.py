@@ -48,14 +48,22 @@ def _email_conditions(f: EmailFilters) -> list[ColumnElement[bool]]:
 
 
 def list_emails(
-    session: Session, filters: EmailFilters, *, cursor: Cursor | None, limit: int
+    session: Session,
+    filters: EmailFilters,
+    *,
+    cursor: Cursor | None,
+    limit: int,
+    visible: ColumnElement[bool] | None = None,
 ) -> tuple[Page[Email], dict[int, int]]:
-    """A page of emails (without bodies and headers) and their attachment counts."""
+    """A page of emails (without bodies and headers) and their attachment counts;
+    ``visible`` narrows to a scoped caller's mailboxes (api.access.mailboxes)."""
     stmt = (
         select(Email)
         .options(defer(Email.text_body), defer(Email.html_body), defer(Email.headers))
         .where(*_email_conditions(filters))
     )
+    if visible is not None:
+        stmt = stmt.where(visible)
     page: Page[Email] = paginate(
         session, stmt, Email.received_at, Email.id, cursor=cursor, limit=limit
     )
@@ -73,7 +81,11 @@ def attachment_counts(session: Session, email_ids: list[int]) -> dict[int, int]:
     return dict(rows)
 
 
-def get_email(session: Session, email_id: int) -> Email | None:
-    return session.scalars(
-        select(Email).options(selectinload(Email.attachments)).where(Email.id == email_id)
-    ).one_or_none()
+def get_email(
+    session: Session, email_id: int, *, visible: ColumnElement[bool] | None = None
+) -> Email | None:
+    """The email with its attachments, if it exists and ``visible`` lets the caller see it."""
+    stmt = select(Email).options(selectinload(Email.attachments)).where(Email.id == email_id)
+    if visible is not None:
+        stmt = stmt.where(visible)
+    return session.scalars(stmt).one_or_none()

@@ -6,8 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
+from api.access.mailboxes import visible_emails
+from api.access.policies import Admin, MailReader, read_mail
 from api.attachments.schemas import AttachmentOut
-from api.deps import AdminUser, ObjectStoreDep, SessionDep, SettingsDep
+from api.deps import ObjectStoreDep, SessionDep, SettingsDep
 from api.downloads import stored_download
 from api.emails import queries
 from api.emails.queries import EmailFilters
@@ -16,7 +18,6 @@ from api.openapi import API_ERRORS, error_responses
 from api.pagination import DEFAULT_PAGE_SIZE, CursorParam, PageSize, parse_cursor
 from api.params import IdPath, Instant, since_filter, text_filter, until_filter
 from api.quarantine import refuse_quarantined
-from api.ratelimit import limit_api_requests
 from shared.lifecycle.erase import NothingToEraseError, erase
 from shared.models import Attachment, Email
 from shared.web.errors import NotFoundError
@@ -24,7 +25,7 @@ from shared.web.errors import NotFoundError
 router = APIRouter(
     prefix="/emails",
     tags=["emails"],
-    dependencies=[Depends(limit_api_requests)],
+    dependencies=[Depends(read_mail)],
     responses=error_responses(*API_ERRORS),
 )
 
@@ -76,6 +77,7 @@ def _columns(email: Email, model: type[EmailSummary]) -> dict[str, object]:
 )
 def list_emails(
     session: SessionDep,
+    principal: MailReader,
     *,
     sender: Annotated[str | None, text_filter("The From address.")] = None,
     recipient: Annotated[str | None, text_filter("Envelope recipient, To or Cc address.")] = None,
@@ -105,7 +107,11 @@ def list_emails(
         max_spam_score=max_spam_score,
     )
     page, counts = queries.list_emails(
-        session, filters, cursor=parse_cursor(cursor, int), limit=limit
+        session,
+        filters,
+        cursor=parse_cursor(cursor, int),
+        limit=limit,
+        visible=visible_emails(principal),
     )
     return EmailPage(
         items=[_summary(email, counts.get(email.id, 0)) for email in page.rows],
@@ -124,8 +130,8 @@ def list_emails(
     response_model=EmailDetail,
     responses=error_responses(404),
 )
-def get_email(email_id: IdPath, session: SessionDep) -> EmailDetail:
-    email = queries.get_email(session, email_id)
+def get_email(email_id: IdPath, session: SessionDep, principal: MailReader) -> EmailDetail:
+    email = queries.get_email(session, email_id, visible=visible_emails(principal))
     if email is None:
         raise NotFoundError(f"no email {email_id}")
     return EmailDetail.model_validate(
@@ -161,8 +167,10 @@ def get_email(email_id: IdPath, session: SessionDep) -> EmailDetail:
         **error_responses(404, 409),
     },
 )
-def get_raw_email(email_id: IdPath, session: SessionDep, store: ObjectStoreDep) -> Response:
-    email = queries.get_email(session, email_id)
+def get_raw_email(
+    email_id: IdPath, session: SessionDep, store: ObjectStoreDep, principal: MailReader
+) -> Response:
+    email = queries.get_email(session, email_id, visible=visible_emails(principal))
     if email is None:
         raise NotFoundError(f"no email {email_id}")
     if email.raw_removed_at is not None:
@@ -198,13 +206,13 @@ def get_raw_email(email_id: IdPath, session: SessionDep, store: ObjectStoreDep) 
     responses=error_responses(404, 409),
 )
 def erase_email(
-    email_id: IdPath, user: AdminUser, request: Request, settings: SettingsDep
+    email_id: IdPath, admin: Admin, request: Request, settings: SettingsDep
 ) -> ErasureOut:
     try:
         result = erase(
             request.app.state.session_factory,
             request.app.state.object_store,
-            actor=f"api:user:{user.id}",
+            actor=admin.actor,
             grace_seconds=settings.orphan_grace_seconds,
             email_id=email_id,
             redis=request.app.state.blocking_redis,

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
+from api.access.policies import read_operations
 from api.deps import SessionDep
 from api.events import queries
 from api.events.queries import EventFilters
@@ -13,12 +14,11 @@ from api.events.schemas import EventOut, EventPage
 from api.openapi import API_ERRORS, error_responses
 from api.pagination import DEFAULT_PAGE_SIZE, CursorParam, PageSize, parse_cursor
 from api.params import Instant, since_filter, text_filter, until_filter
-from api.ratelimit import limit_api_requests
 
 router = APIRouter(
     prefix="/events",
     tags=["events"],
-    dependencies=[Depends(limit_api_requests)],
+    dependencies=[Depends(read_operations)],
     responses=error_responses(*API_ERRORS),
 )
 

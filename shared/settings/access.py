@@ -60,6 +60,11 @@ class AccessFields(BaseModel):
     rate_limit_login_failures: str = "5/minute"
     rate_limit_api: str = "600/minute"
     rate_limit_webhook_signature_failures: str = "30/minute"
+    # The live feed (GET /api/v1/stream): how often it looks for new emails, how often an
+    # idle stream sends a heartbeat, and how many streams one user or key may hold open.
+    stream_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    stream_heartbeat_seconds: float = Field(default=15.0, gt=0, le=300)
+    streams_per_caller: int = Field(default=3, ge=1, le=100)
 
     _ephemeral_jwt_key: str = PrivateAttr(default_factory=lambda: secrets.token_urlsafe(48))
 

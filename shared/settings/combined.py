@@ -29,8 +29,8 @@ from shared.settings.process import ProcessFields, ProcessName
 from shared.settings.redis_ha import RedisHaFields
 from shared.settings.retention import RetentionFields
 from shared.settings.stores import StoreFields
-from shared.settings.trust import TrustFields
 from shared.settings.text import TextFields
+from shared.settings.trust import TrustFields
 from shared.settings.webhook import WebhookFields
 from shared.settings.workers import WorkerFields
 

@@ -29,6 +29,7 @@ from shared.models import (
 )
 from shared.objectstore import S3ObjectStore
 from shared.settings import Settings
+from tests.api.agents import agent_api, agent_settings  # noqa: F401 - fixtures
 from tests.http_checks import app_clients
 from tests.services import derive_settings
 from worker.ingest.rows import lowered_addresses
@@ -59,7 +60,12 @@ def client(make_client: Callable[..., TestClient], api_settings: Settings) -> Te
 @pytest.fixture
 def make_user(clean_db: Engine) -> Callable[..., User]:
     def make(
-        name: str = "ops", password: str = PASSWORD, *, disabled: bool = False, admin: bool = False
+        name: str = "ops",
+        password: str = PASSWORD,
+        *,
+        disabled: bool = False,
+        admin: bool = False,
+        role: str = "operator",
     ) -> User:
         # 4 rounds: the cost factor is stored in the hash, so verification is as real as
         # with 12, only faster.
@@ -68,7 +74,7 @@ def make_user(clean_db: Engine) -> Callable[..., User]:
                 name=name,
                 password_hash=hash_password(password, rounds=4),
                 disabled=disabled,
-                is_admin=admin,
+                role="admin" if admin else role,
             )
             session.add(user)
             session.commit()

@@ -48,7 +48,7 @@ def test_create_then_disable(client: TestClient, base_settings: Settings, clean_
     with Session(clean_db) as session:
         user = session.scalars(select(User).where(User.name == "ops")).one()
     assert user.password_hash.startswith("$2b$12$")
-    assert not user.is_admin
+    assert user.role == "operator"
     assert PASSWORD not in user.password_hash
     assert _token_status(client) == 200
     assert _token_status(client, "ivory lantern drifts past ninE") == 401
@@ -67,7 +67,7 @@ def test_create_admin(base_settings: Settings, clean_db: Engine) -> None:
     assert created.returncode == 0, created.stderr
     assert "admin user boss created" in created.stdout
     with Session(clean_db) as session:
-        assert session.scalars(select(User.is_admin).where(User.name == "boss")).one()
+        assert session.scalars(select(User.role).where(User.name == "boss")).one() == "admin"
 
 
 @pytest.mark.parametrize(

@@ -111,7 +111,7 @@ def api_user(clean: Engine) -> tuple[str, str]:
     """An admin user of the API process: (name, password)."""
     name = f"admin-{uuid.uuid4().hex[:6]}"
     with Session(clean) as session, session.begin():
-        session.add(User(name=name, password_hash=hash_password(PASSWORD, rounds=4), is_admin=True))
+        session.add(User(name=name, password_hash=hash_password(PASSWORD, rounds=4), role="admin"))
     return name, PASSWORD
 
 

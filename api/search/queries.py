@@ -1,0 +1,145 @@
+"""The search query: a tsquery in every configuration an email may use, the filters, the
+caller's mailboxes, newest first by keyset (received_at, id), and a ts_headline snippet of
+each hit.
+
+Newest first rather than by rank: a page is then a keyset range (stable under new mail,
+no repeats across pages) and costs the same on page 1 and page 100; agents ask for "the
+invoice from ACME last month" and narrow by filters. Snippets are computed for the page's
+rows only, over at most ``SNIPPET_CHARS`` of text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import ARRAY, ColumnElement, Text, exists, func, select, text, tuple_
+from sqlalchemy.dialects.postgresql import TSQUERY
+from sqlalchemy.orm import Session
+
+from api.filters import has_recipient, lower_equals
+from api.search.language import SEARCH_CONFIGS
+from api.search.sources import matches
+from shared.models import Attachment, Email
+
+SNIPPET_CHARS = 20000
+_HEADLINE_OPTIONS = "MaxFragments=2, MaxWords=30, MinWords=10, StartSel=**, StopSel=**"
+
+# Each configuration's reading of the words, parenthesised and OR-ed: one constant
+# tsquery, so the GIN index answers it in one scan. Empty when the words are all stop words.
+_COMBINED_QUERY = text(
+    "SELECT string_agg(DISTINCT '(' || q::text || ')', ' | ') FROM ("
+    " SELECT websearch_to_tsquery(c::regconfig, :words) AS q FROM unnest(:configs) AS c"
+    ") AS parsed WHERE q::text <> ''"
+).bindparams(sa.bindparam("configs", type_=ARRAY(Text)))
+
+
+@dataclass(frozen=True, slots=True)
+class SearchFilters:
+    sender: str | None = None
+    recipient: str | None = None
+    mailbox_hash: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    has_attachments: bool | None = None
+    bulk: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    id: int
+    conversation_id: str | None
+    received_at: datetime
+    from_address: str | None
+    from_name: str | None
+    envelope_recipient: str | None
+    subject: str | None
+    snippet: str
+
+
+def combined_query(session: Session, words: str) -> str | None:
+    """The tsquery text for ``words`` (websearch syntax), or None if nothing is left."""
+    found = session.execute(
+        _COMBINED_QUERY, {"words": words, "configs": list(SEARCH_CONFIGS)}
+    ).scalar()
+    return str(found) if found else None
+
+
+def _conditions(f: SearchFilters) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    if f.sender is not None:
+        conditions.append(lower_equals(Email.from_address, f.sender))
+    if f.recipient is not None:
+        conditions.append(has_recipient(f.recipient))
+    if f.mailbox_hash is not None:
+        conditions.append(Email.mailbox_hash == f.mailbox_hash)
+    if f.since is not None:
+        conditions.append(Email.received_at >= f.since)
+    if f.until is not None:
+        conditions.append(Email.received_at < f.until)
+    if f.has_attachments is not None:
+        any_attachment = exists(select(Attachment.id).where(Attachment.email_id == Email.id))
+        conditions.append(any_attachment if f.has_attachments else ~any_attachment)
+    if f.bulk is not None:
+        conditions.append(Email.bulk.is_(f.bulk))
+    return conditions
+
+
+def search(
+    session: Session,
+    words: str,
+    filters: SearchFilters,
+    *,
+    visible: ColumnElement[bool] | None,
+    cursor: tuple[datetime, int] | None,
+    limit: int,
+) -> tuple[list[Hit], tuple[datetime, int] | None]:
+    """A page of hits, newest first, and the cursor of the next page (None: the last)."""
+    tsquery = combined_query(session, words)
+    if tsquery is None:
+        return [], None
+    query = sa.cast(sa.literal(tsquery), TSQUERY)
+    stmt = select(Email.id, Email.received_at).where(matches(query), *_conditions(filters))
+    if visible is not None:
+        stmt = stmt.where(visible)
+    if cursor is not None:
+        stmt = stmt.where(tuple_(Email.received_at, Email.id) < tuple_(*cursor))
+    found = session.execute(
+        stmt.order_by(Email.received_at.desc(), Email.id.desc()).limit(limit + 1)
+    ).all()
+    page = found[:limit]
+    hits = _hits(session, [row.id for row in page], query)
+    next_cursor = (page[-1].received_at, page[-1].id) if len(found) > limit else None
+    return hits, next_cursor
+
+
+def _hits(session: Session, ids: list[int], query: ColumnElement[Any]) -> list[Hit]:
+    if not ids:
+        return []
+    body = func.coalesce(
+        Email.text_body,
+        func.regexp_replace(func.coalesce(Email.html_body, ""), "<[^>]*>", " ", "g"),
+    )
+    snippet = func.ts_headline(
+        func.kave_search_config(Email.headers),
+        func.left(func.concat_ws("\n", Email.subject, body), SNIPPET_CHARS),
+        query,
+        _HEADLINE_OPTIONS,
+    )
+    rows = session.execute(
+        select(
+            Email.id,
+            Email.conversation_id,
+            Email.received_at,
+            Email.from_address,
+            Email.from_name,
+            Email.envelope_recipient,
+            Email.subject,
+            snippet.label("snippet"),
+        )
+        .where(Email.id.in_(ids))
+        .order_by(Email.received_at.desc(), Email.id.desc())
+    ).all()
+    return [Hit(**row._asdict()) for row in rows]

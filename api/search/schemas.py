@@ -1,0 +1,23 @@
+"""What the search route answers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+
+class SearchHit(BaseModel):
+    id: int
+    conversation_id: str | None
+    received_at: datetime
+    from_address: str | None
+    from_name: str | None
+    envelope_recipient: str | None
+    subject: str | None
+    snippet: str = Field(description="Where the words matched, marked **like this**.")
+
+
+class SearchPage(BaseModel):
+    items: list[SearchHit]
+    next_cursor: str | None = Field(description="Pass back as `cursor`; null: no more.")
