@@ -94,10 +94,10 @@ def get_attachment_content(
     },
 )
 def get_attachment_text(
-    attachment_id: IdPath, session: SessionDep, store: ObjectStoreDep
+    attachment_id: IdPath, session: SessionDep, store: ObjectStoreDep, principal: MailReader
 ) -> Response:
     attachment = queries.get_attachment(session, attachment_id)
-    if attachment is None:
+    if attachment is None or not may_see(principal, attachment.email):
         raise NotFoundError(f"no attachment {attachment_id}")
     if attachment.content_removed_at is not None:
         raise NotFoundError(
