@@ -21,12 +21,24 @@ ROUTES = REPO / "tests" / "fixtures" / "handoff" / "routes.yaml"  # secret_env: 
 SECRET = "whsec_" + base64.b64encode(b"r" * 32).decode()
 
 
+def _live_children(run_pid: int) -> list[tuple[psutil.Process, list[str]]]:
+    """`kave run`'s children with their command lines; one that exited and waits to be
+    restarted (a zombie for a moment) has none and is left out."""
+    found = []
+    for child in psutil.Process(run_pid).children():
+        try:
+            found.append((child, child.cmdline()))
+        except (psutil.ZombieProcess, psutil.NoSuchProcess):
+            continue
+    return found
+
+
 def _worker(run_pid: int) -> psutil.Process:
     """The Celery worker that `kave run` started (a direct child, not Flower)."""
     workers = [
         child
-        for child in psutil.Process(run_pid).children()
-        if "worker.main" in child.cmdline() and "worker" in child.cmdline()
+        for child, cmdline in _live_children(run_pid)
+        if "worker.main" in cmdline and "worker" in cmdline
     ]
     assert len(workers) == 1, workers
     return workers[0]
@@ -34,9 +46,7 @@ def _worker(run_pid: int) -> psutil.Process:
 
 def _receiver(run_pid: int) -> psutil.Process:
     (receiver,) = (
-        child
-        for child in psutil.Process(run_pid).children()
-        if "receiver.app:create_app" in child.cmdline()
+        child for child, cmdline in _live_children(run_pid) if "receiver.app:create_app" in cmdline
     )
     return receiver
 

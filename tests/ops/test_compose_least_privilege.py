@@ -184,6 +184,7 @@ def test_a_memory_limit_must_resolve_to_a_size() -> None:
 def copy_root(tmp_path: Path) -> Path:
     for name in (
         "docker-compose.yml",
+        "docker-compose.redis-ha.yml",
         "Dockerfile.receiver",
         "Dockerfile.api",
         "Dockerfile.worker",
