@@ -13,6 +13,7 @@ from api.openapi import API_ERRORS, error_responses
 from api.params import IdPath
 from api.quarantine import refuse_quarantined
 from shared.contract import text_object_key
+from shared.models import Attachment
 from shared.web.errors import NotFoundError
 
 router = APIRouter(
@@ -54,14 +55,7 @@ router = APIRouter(
 def get_attachment_content(
     attachment_id: IdPath, session: SessionDep, store: ObjectStoreDep, principal: MailReader
 ) -> Response:
-    attachment = queries.get_attachment(session, attachment_id)
-    if attachment is None or not may_see(principal, attachment.email):
-        raise NotFoundError(f"no attachment {attachment_id}")
-    if attachment.content_removed_at is not None:
-        raise NotFoundError(
-            f"the content of attachment {attachment_id} was removed by the retention policy "
-            f"on {attachment.content_removed_at:%Y-%m-%d}"
-        )
+    attachment = _servable_attachment(session, attachment_id, principal)
     refuse_quarantined([attachment], f"the content of attachment {attachment_id}")
     return stored_download(
         store,
@@ -96,14 +90,7 @@ def get_attachment_content(
 def get_attachment_text(
     attachment_id: IdPath, session: SessionDep, store: ObjectStoreDep, principal: MailReader
 ) -> Response:
-    attachment = queries.get_attachment(session, attachment_id)
-    if attachment is None or not may_see(principal, attachment.email):
-        raise NotFoundError(f"no attachment {attachment_id}")
-    if attachment.content_removed_at is not None:
-        raise NotFoundError(
-            f"the content of attachment {attachment_id} was removed by the retention policy "
-            f"on {attachment.content_removed_at:%Y-%m-%d}"
-        )
+    attachment = _servable_attachment(session, attachment_id, principal)
     refuse_quarantined([attachment], f"the text of attachment {attachment_id}")
     if attachment.text_status != "ready":
         raise NotFoundError(
@@ -116,3 +103,19 @@ def get_attachment_text(
         filename=f"{attachment.filename}.md",
         what=f"the text of attachment {attachment_id}",
     )
+
+
+def _servable_attachment(
+    session: SessionDep, attachment_id: int, principal: MailReader
+) -> Attachment:
+    """The attachment if the caller may see its email and its content was not removed by
+    retention; 404 otherwise (an attachment of another mailbox does not exist for it)."""
+    attachment = queries.get_attachment(session, attachment_id)
+    if attachment is None or not may_see(principal, attachment.email):
+        raise NotFoundError(f"no attachment {attachment_id}")
+    if attachment.content_removed_at is not None:
+        raise NotFoundError(
+            f"the content of attachment {attachment_id} was removed by the retention policy "
+            f"on {attachment.content_removed_at:%Y-%m-%d}"
+        )
+    return attachment
