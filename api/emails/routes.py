@@ -203,7 +203,7 @@ def get_raw_email(
         "an address, use `kave erase --address`."
     ),
     response_model=ErasureOut,
-    responses=error_responses(404, 409),
+    responses=error_responses(403, 404, 409),
 )
 def erase_email(
     email_id: IdPath, admin: Admin, request: Request, settings: SettingsDep

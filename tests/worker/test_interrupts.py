@@ -117,6 +117,9 @@ def _lets_interrupts_through(try_node: ast.Try, handler: ast.ExceptHandler) -> b
 # policy, which classifies a time limit as transient (tested above).
 CLASSIFIED_BY_THE_RETRY_POLICY = {
     ("task_base.py", "run_with_retries"),
+    # The conversion's own child process (worker/text/child.py): no Celery task runs in
+    # it, so no soft time limit can reach it; its parent kills it at the wall time.
+    ("child.py", "convert"),
 }
 
 

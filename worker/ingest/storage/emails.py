@@ -11,16 +11,20 @@ from sqlalchemy import (
     ARRAY,
     LABEL_STYLE_NONE,
     BindParameter,
+    Boolean,
     ColumnElement,
     Select,
     String,
+    Text,
     and_,
     any_,
     bindparam,
+    cast,
     column,
     delete,
     exists,
     func,
+    literal_column,
     or_,
     select,
     true,
@@ -184,14 +188,17 @@ def _email_param(name: str, key: str) -> BindParameter[Any]:
 
 
 # Columns sent together as one JSON parameter and taken apart in the statement: psycopg
-# keeps a statement parsed only up to 50 parameters, and these three came last.
-_PACKED = ("sender_trust", "sender_trust_reasons", "hygiene_flags")
+# keeps a statement parsed only up to 50 parameters, and these came last.
+_PACKED = ("sender_trust", "sender_trust_reasons", "hygiene_flags", "charset_refused")
 
 
 def _packed_value(name: str) -> ColumnElement[Any]:
-    """``%(packed)s::JSONB -> 'name'`` (``->>`` for a text column)."""
+    """``%(packed)s::JSONB -> 'name'`` (``->>`` for a text column, cast for a boolean)."""
     packed = bindparam("packed", type_=JSONB)
-    operator = "->>" if isinstance(Email.__table__.c[name].type, String) else "->"
+    column_type = Email.__table__.c[name].type
+    if isinstance(column_type, Boolean):
+        return cast(packed.op("->>")(constant(name)), Boolean)
+    operator = "->>" if isinstance(column_type, String) else "->"
     return packed.op(operator)(constant(name))
 
 
@@ -205,6 +212,12 @@ def _email_keys(values: dict[str, Any]) -> dict[str, Any]:
     }
     keys["packed"] = {name: values.get(name) for name in _PACKED}
     return keys
+
+
+def _recordset_type(column_type: Any) -> Any:
+    """A string column as TEXT in the attachments' recordset: the INSERT casts it to the
+    column's own type, and the statement stays short enough for psycopg to keep parsed."""
+    return Text() if isinstance(column_type, String) else column_type
 
 
 @cache
@@ -244,14 +257,22 @@ def _store_email_statement(
     attachment_table = Attachment.__table__
     attachment_rows = (
         func.jsonb_to_recordset(bindparam("attachments", type_=JSONB))
-        .table_valued(*(column(name, attachment_table.c[name].type) for name in ATTACHMENT_COLUMNS))
+        .table_valued(
+            *(
+                column(name, _recordset_type(attachment_table.c[name].type))
+                for name in ATTACHMENT_COLUMNS
+            )
+        )
         .render_derived(name="attachment", with_types=True)
     )
     new_attachments = (
         insert(Attachment)
         .from_select(
             ["email_id", *ATTACHMENT_COLUMNS],
-            select(new_email.c.id, *(attachment_rows.c[name] for name in ATTACHMENT_COLUMNS))
+            select(
+                new_email.c.id,
+                *(literal_column(f"attachment.{name}") for name in ATTACHMENT_COLUMNS),
+            )
             .select_from(new_email)
             .join(attachment_rows, true())
             .set_label_style(LABEL_STYLE_NONE),

@@ -16,6 +16,7 @@ from typing import Literal
 import dkim
 
 from worker.ingest.trust.dns import TxtLookup
+from worker.interrupts import INTERRUPTS
 
 MAX_SIGNATURES = 5
 MAX_ARC_SETS = 10
@@ -70,6 +71,8 @@ def verify_dkim(raw: bytes, lookup: TxtLookup) -> tuple[SignatureResult, ...]:
     """Every DKIM-Signature's result, topmost first (at most ``MAX_SIGNATURES``)."""
     try:
         message = dkim.DKIM(raw)
+    except INTERRUPTS:
+        raise  # a soft time limit must reach the task (worker/interrupts.py)
     except Exception as exc:  # dkimpy raises its own and stdlib errors on odd input
         return (SignatureResult("", "", "permerror", _cut(exc)),)
     headers = [v for k, v in message.headers if k.lower() == b"dkim-signature"]
@@ -84,6 +87,8 @@ def verify_dkim(raw: bytes, lookup: TxtLookup) -> tuple[SignatureResult, ...]:
         except dkim.ValidationError as exc:  # e.g. the body hash does not match
             results.append(SignatureResult(domain, selector, "fail", _cut(exc)))
             continue
+        except INTERRUPTS:
+            raise  # a soft time limit must reach the task (worker/interrupts.py)
         except Exception as exc:
             result: Result = "temperror" if asked.failed else "permerror"
             results.append(SignatureResult(domain, selector, result, _cut(exc)))
@@ -102,6 +107,8 @@ def verify_arc(raw: bytes, lookup: TxtLookup) -> ArcResult:
     try:
         arc = dkim.ARC(raw)
         count, sets = arc.sorted_arc_headers()
+    except INTERRUPTS:
+        raise  # a soft time limit must reach the task (worker/interrupts.py)
     except Exception as exc:
         return ArcResult("fail", reason=_cut(exc))
     if count == 0:
@@ -116,6 +123,8 @@ def verify_arc(raw: bytes, lookup: TxtLookup) -> ArcResult:
     asked = _Asked(lookup)
     try:
         verdict, _, reason = arc.verify(dnsfunc=asked)
+    except INTERRUPTS:
+        raise  # a soft time limit must reach the task (worker/interrupts.py)
     except Exception as exc:
         return ArcResult("temperror" if asked.failed else "fail", sealers, _cut(exc))
     text = verdict.decode("ascii") if isinstance(verdict, bytes) else "fail"
