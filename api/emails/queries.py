@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, exists, func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session, defer, selectinload
 
-from api.filters import has_recipient, lower_equals, subject_contains
+from api.filters import lower_equals, mail_conditions, subject_contains
 from api.pagination import Cursor, Page, paginate
 from shared.models import Attachment, Email
 
@@ -26,20 +26,15 @@ class EmailFilters:
 
 
 def _email_conditions(f: EmailFilters) -> list[ColumnElement[bool]]:
-    conditions: list[ColumnElement[bool]] = []
-    if f.sender is not None:
-        conditions.append(lower_equals(Email.from_address, f.sender))
-    if f.recipient is not None:
-        conditions.append(has_recipient(f.recipient))
+    conditions = mail_conditions(
+        sender=f.sender,
+        recipient=f.recipient,
+        since=f.since,
+        until=f.until,
+        has_attachments=f.has_attachments,
+    )
     if f.subject is not None:
         conditions.append(subject_contains(f.subject))
-    if f.since is not None:
-        conditions.append(Email.received_at >= f.since)
-    if f.until is not None:
-        conditions.append(Email.received_at < f.until)
-    if f.has_attachments is not None:
-        any_attachment = exists(select(Attachment.id).where(Attachment.email_id == Email.id))
-        conditions.append(any_attachment if f.has_attachments else ~any_attachment)
     if f.spf_result is not None:
         conditions.append(lower_equals(Email.spf_result, f.spf_result))
     if f.max_spam_score is not None:

@@ -15,14 +15,14 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import ARRAY, ColumnElement, Text, exists, func, select, text, tuple_
+from sqlalchemy import ARRAY, ColumnElement, Text, func, select, text, tuple_
 from sqlalchemy.dialects.postgresql import TSQUERY
 from sqlalchemy.orm import Session
 
-from api.filters import has_recipient, lower_equals
+from api.filters import mail_conditions
 from api.search.language import SEARCH_CONFIGS
 from api.search.sources import matches
-from shared.models import Attachment, Email
+from shared.models import Email
 
 SNIPPET_CHARS = 20000
 _HEADLINE_OPTIONS = "MaxFragments=2, MaxWords=30, MinWords=10, StartSel=**, StopSel=**"
@@ -68,20 +68,15 @@ def combined_query(session: Session, words: str) -> str | None:
 
 
 def _conditions(f: SearchFilters) -> list[ColumnElement[bool]]:
-    conditions: list[ColumnElement[bool]] = []
-    if f.sender is not None:
-        conditions.append(lower_equals(Email.from_address, f.sender))
-    if f.recipient is not None:
-        conditions.append(has_recipient(f.recipient))
+    conditions = mail_conditions(
+        sender=f.sender,
+        recipient=f.recipient,
+        since=f.since,
+        until=f.until,
+        has_attachments=f.has_attachments,
+    )
     if f.mailbox_hash is not None:
         conditions.append(Email.mailbox_hash == f.mailbox_hash)
-    if f.since is not None:
-        conditions.append(Email.received_at >= f.since)
-    if f.until is not None:
-        conditions.append(Email.received_at < f.until)
-    if f.has_attachments is not None:
-        any_attachment = exists(select(Attachment.id).where(Attachment.email_id == Email.id))
-        conditions.append(any_attachment if f.has_attachments else ~any_attachment)
     if f.bulk is not None:
         conditions.append(Email.bulk.is_(f.bulk))
     return conditions
