@@ -1,5 +1,5 @@
 """SQL conditions the list filters share, each written the way its index is built
-(migration 0012, the indexes in shared/models.py)."""
+(migration 0012, the indexes in shared/models/)."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ Safe on a large, live table (README "Migrations on a large database"):
   leaves an invalid index, which the next run drops and builds again.
 
 Why each index, and which ones went (the queries in api/ and shared/ that use them are
-named in shared/models.py next to each index).
+named in shared/models/ next to each index).
 """
 
 from collections.abc import Sequence
