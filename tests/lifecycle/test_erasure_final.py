@@ -363,7 +363,7 @@ def test_an_erasures_queued_key_keeps_going_without_grace(clean: Engine) -> None
     def flags() -> dict[str, bool]:
         with Session(clean) as session:
             rows = session.execute(select(ObjectDeletion.key, ObjectDeletion.without_grace))
-            return dict(rows.tuples().all())
+            return dict(rows.all())
 
     with Session(clean) as session, session.begin():
         queue_deletions(session, ["erased", "drained"], without_grace=True)

@@ -284,7 +284,7 @@ def test_same_batch_twice_gives_no_duplicate_rows_or_objects(
 def _domain_counts(engine: Engine) -> dict[str | None, int]:
     with Session(engine) as session:
         rows = session.execute(select(DomainActivity.domain, DomainActivity.emails))
-        return dict(rows.tuples().all())
+        return dict(rows.all())
 
 
 def test_one_email_in_two_payload_shapes_is_stored_once(receiver: str, engine: Engine) -> None:
