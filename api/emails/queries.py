@@ -6,11 +6,32 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, func, select
-from sqlalchemy.orm import Session, defer, selectinload
+from sqlalchemy.orm import Session, load_only, selectinload
 
 from api.filters import lower_equals, mail_conditions, subject_contains
 from api.pagination import Cursor, Page, paginate
 from shared.models import Attachment, Email
+
+# What a page of the email list shows (api.emails.schemas.EmailSummary), and all it loads:
+# the other columns hold bodies, headers and JSON lists (cc, bcc, tags, spam rules, ...),
+# and decoding those for every row was most of a page's CPU. raiseload makes reading
+# any other column of a listed email an error instead of a query per row.
+SUMMARY_COLUMNS = (
+    Email.id,
+    Email.message_id,
+    Email.subject,
+    Email.from_address,
+    Email.from_name,
+    Email.to,
+    Email.envelope_recipient,
+    Email.received_at,
+    Email.sent_at,
+    Email.spam_score,
+    Email.spf_result,
+    Email.dkim_valid,
+    Email.sender_trust,
+    Email.delivery_id,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,11 +71,11 @@ def list_emails(
     limit: int,
     visible: ColumnElement[bool] | None = None,
 ) -> tuple[Page[Email], dict[int, int]]:
-    """A page of emails (without bodies and headers) and their attachment counts;
+    """A page of emails (their summary columns only) and their attachment counts;
     ``visible`` narrows to a scoped caller's mailboxes (api.access.mailboxes)."""
     stmt = (
         select(Email)
-        .options(defer(Email.text_body), defer(Email.html_body), defer(Email.headers))
+        .options(load_only(*SUMMARY_COLUMNS, raiseload=True))
         .where(*_email_conditions(filters))
     )
     if visible is not None:
