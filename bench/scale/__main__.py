@@ -8,7 +8,8 @@
    plan each got (``probes.py``, ``timing.py``);
 4. the operator commands, timed with their peak memory (``operators.py``).
 
-Then the table. ``--emails 10000`` for a small run; ``--skip-operators`` leaves step 4.
+Then the table. ``--emails 10000`` for a small run; ``--skip-operators`` leaves step 4;
+``--database URL`` runs steps 3 and 4 on a database filled and migrated before.
 """
 
 from __future__ import annotations
@@ -85,49 +86,79 @@ def run(emails: int, runs: int, operators: bool, say: Any = print) -> dict[str, 
                 record["fill_seconds"] = fill(connection, emails, say)
             record["fill_total_seconds"] = round(time.perf_counter() - started, 1)
 
-            settings = Settings(
-                _env_file=None,
-                env="test",
-                database_url=url,
-                object_store="local",
-                local_store_dir=tmp / "objects",
-                log_format="json",
-                log_level="WARNING",
-            )
-            engine = make_engine(settings)
+            engine = make_engine(bench_settings(url, tmp))
             say("kave migrate to head, with a writer and a reader running")
             record["migrate"] = migrate_under_load(engine, lambda: upgrade_to_head(url))
             say(f"  {json.dumps(record['migrate'])}")
+            engine.dispose()
             with filler.connect() as connection:
                 started = time.perf_counter()
                 connection.execute(text("VACUUM (ANALYZE)"))
                 record["vacuum_after_migrate_seconds"] = round(time.perf_counter() - started, 1)
-                record["sizes_mb"] = {
-                    name: round(size / 2**20, 1)
-                    for name, size in connection.execute(text(_SIZES)).all()
-                }
-            say("timing every list filter")
-            timed = time_probes(engine, probes(engine), runs)
-            record["requests"] = [t.as_dict() for t in timed]
-            if operators:
-                say("operator commands")
-                address = "person123@d123.example"
-                with redis_server(tmp) as (redis_url, _version):
-                    with_redis = settings.model_copy(update={"redis_url": redis_url})
-                    record["operators"] = operator_commands(with_redis, tmp, address)
-            engine.dispose()
             filler.dispose()
+            measure(url, tmp, record, runs=runs, operators=operators, say=say)
+    return record
+
+
+def bench_settings(url: str, tmp: Path) -> Settings:
+    return Settings(
+        _env_file=None,
+        env="test",
+        database_url=url,
+        object_store="local",
+        local_store_dir=tmp / "objects",
+        log_format="json",
+        log_level="WARNING",
+    )
+
+
+def measure(
+    url: str, tmp: Path, record: dict[str, Any], *, runs: int, operators: bool, say: Any
+) -> None:
+    """Steps 3 and 4 on a filled database at head: the sizes, every list filter, and
+    (when ``operators``) the operator commands, which erase and purge some of its mail."""
+    settings = bench_settings(url, tmp)
+    engine = make_engine(settings)
+    with engine.connect() as connection:
+        record["sizes_mb"] = {
+            name: round(size / 2**20, 1) for name, size in connection.execute(text(_SIZES)).all()
+        }
+    say("timing every list filter")
+    timed = time_probes(engine, probes(engine), runs)
+    record["requests"] = [t.as_dict() for t in timed]
+    engine.dispose()
+    if operators:
+        say("operator commands")
+        address = "person123@d123.example"
+        with redis_server(tmp) as (redis_url, _version):
+            with_redis = settings.model_copy(update={"redis_url": redis_url})
+            record["operators"] = operator_commands(with_redis, tmp, address)
+
+
+def run_on(url: str, runs: int, operators: bool, say: Any = print) -> dict[str, Any]:
+    """Steps 3 and 4 only, on a database filled and migrated before (``--database``):
+    a quiet machine's figures without filling again. Nothing is dropped."""
+    engine = create_engine(normalise_database_url(url))
+    with engine.connect() as connection:
+        emails = connection.execute(text("SELECT count(*) FROM emails")).scalar_one()
+    engine.dispose()
+    record: dict[str, Any] = {"emails": emails, "database": "given, not filled here"}
+    with tempfile.TemporaryDirectory(prefix="kave-scale-") as tmp_name:
+        tmp = Path(tmp_name)
+        (tmp / "objects").mkdir()
+        measure(url, tmp, record, runs=runs, operators=operators, say=say)
     return record
 
 
 def print_table(record: dict[str, Any]) -> None:
     print(f"\n== {record['emails']:,} emails ==")
-    print(f"fill: {record['fill_total_seconds']} s  {record['fill_seconds']}")
-    migrate = record["migrate"]
-    print(
-        f"kave migrate under load: {migrate['seconds']} s; writes {migrate['writes']}; "
-        f"reads {migrate['reads']}"
-    )
+    if "migrate" in record:
+        print(f"fill: {record['fill_total_seconds']} s  {record['fill_seconds']}")
+        migrate = record["migrate"]
+        print(
+            f"kave migrate under load: {migrate['seconds']} s; writes {migrate['writes']}; "
+            f"reads {migrate['reads']}"
+        )
     print(f"sizes (MB): {record['sizes_mb']}")
     print(f"\n{'list':<13} {'request':<32} {'p50 ms':>8} {'p95 ms':>8} {'rows':>5}  plan")
     for row in record["requests"]:
@@ -148,9 +179,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--emails", type=int, default=1_000_000, help="default 1,000,000")
     parser.add_argument("--runs", type=int, default=20, help="timed runs per request")
     parser.add_argument("--skip-operators", action="store_true")
+    parser.add_argument(
+        "--database",
+        help="time a database filled and migrated before (no fill, no migration, not "
+        "dropped; the operator commands erase and purge some of its mail)",
+    )
     parser.add_argument("--out", type=Path, help="write the figures as JSON here too")
     args = parser.parse_args(argv)
-    record = run(args.emails, args.runs, not args.skip_operators)
+    if args.database:
+        record = run_on(args.database, args.runs, not args.skip_operators)
+    else:
+        record = run(args.emails, args.runs, not args.skip_operators)
     print_table(record)
     if args.out:
         args.out.write_text(json.dumps(record, indent=2, default=str))
