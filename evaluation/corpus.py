@@ -13,7 +13,12 @@
 
 ``labels`` names only the fields that were labelled; a field absent there is not scored.
 ``category`` is one of :data:`CATEGORIES`. A thread lists its messages in the order they
-were sent (the order a stored-parent lookup sees them in).
+were sent (the order a stored-parent lookup sees them in). A thread is a *modern* one
+(what the acceptance figure "modern threads joined" counts) unless it says
+``"threading_headers": false``: every reply in a modern thread names an earlier message
+in ``In-Reply-To`` or ``References``, as RFC 5322 section 3.6.4 asks of every client; a
+thread marked false has a reply that names none (joined by its subject alone, if at all)
+and is scored in rows of its own.
 """
 
 from __future__ import annotations
@@ -60,6 +65,7 @@ class Case:
 class Thread:
     name: str
     files: tuple[str, ...]
+    threading_headers: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +88,11 @@ def load_corpus(path: Path) -> Corpus:
         raise CorpusError(f"{path.name}: cannot read {LABELS_FILE}: {exc}") from exc
     cases = tuple(_case(path, entry) for entry in document.get("messages", []))
     threads = tuple(
-        Thread(name=str(entry["name"]), files=tuple(_existing(path, f) for f in entry["files"]))
+        Thread(
+            name=str(entry["name"]),
+            files=tuple(_existing(path, f) for f in entry["files"]),
+            threading_headers=bool(entry.get("threading_headers", True)),
+        )
         for entry in document.get("threads", [])
     )
     if not (path / SOURCE_FILE).is_file():

@@ -152,16 +152,36 @@ def score_corpus(corpus: Corpus) -> list[Tally]:
         outcome = outcomes.setdefault(case.file, derive_raw(corpus.raw(case.file)))
         flags = _field(outcome, "hygiene_flags")
         tally.add(outcome.error is None and not flags, case.file, [], flags)
-    if corpus.threads:
-        for metric, joiner in (
-            ("threads joined (stateless)", stateless_conversations),
-            ("threads joined (stored parents)", simulate_stored_parent_lookup),
+    _score_auto_replies(corpus, tallies, outcomes)
+    for thread in corpus.threads:
+        # Threads whose replies carry no threading header are not "modern threads" (the
+        # acceptance figure); they get rows of their own so both figures stay visible.
+        kind = "threads" if thread.threading_headers else "threads without threading headers"
+        for how, joiner in (
+            ("stateless", stateless_conversations),
+            ("stored parents", simulate_stored_parent_lookup),
         ):
+            metric = f"{kind} joined ({how})"
             tally = tallies.setdefault(metric, Tally(corpus.name, metric))
-            for thread in corpus.threads:
-                ids = joiner(corpus, thread, outcomes)
-                tally.add(len(set(ids)) == 1 and None not in ids, thread.name, thread.files, ids)
+            ids = joiner(corpus, thread, outcomes)
+            tally.add(len(set(ids)) == 1 and None not in ids, thread.name, thread.files, ids)
     return [tallies[key] for key in sorted(tallies)]
+
+
+def _score_auto_replies(
+    corpus: Corpus, tallies: dict[str, Tally], outcomes: dict[str, Outcome]
+) -> None:
+    """The auto-replies (out-of-office, vacation, challenge-response) again in a row of
+    their own: inside ``auto_submitted=true (recall)`` the bounces outnumber them twenty
+    to one, and the acceptance figure "auto-replies flagged" is about them alone."""
+    metric = "auto_submitted=true on auto-replies"
+    for case in corpus.cases:
+        if case.category != "auto_reply" or case.labels.get("auto_submitted") is not True:
+            continue
+        tally = tallies.setdefault(metric, Tally(corpus.name, metric))
+        outcome = outcomes.setdefault(case.file, derive_raw(corpus.raw(case.file)))
+        got = _field(outcome, "auto_submitted")
+        tally.add(outcome.error is None and got is True, case.file, True, got)
 
 
 def _thread_outcomes(corpus: Corpus, thread: Thread, outcomes: dict[str, Outcome]) -> list[Outcome]:

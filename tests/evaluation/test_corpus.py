@@ -7,6 +7,7 @@ import io
 import json
 import re
 import shutil
+from email import message_from_bytes
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,23 @@ def test_a_corpus_taken_from_elsewhere_carries_its_licence_text(path: Path) -> N
         pytest.skip("written for this repository")
 
     assert (path / "LICENSE").is_file()
+
+
+def _names_a_parent(path: Path) -> bool:
+    message = message_from_bytes(path.read_bytes())
+    return bool(
+        (message.get("In-Reply-To") or "").strip() or (message.get("References") or "").strip()
+    )
+
+
+@pytest.mark.parametrize("path", CORPORA, ids=[p.name for p in CORPORA])
+def test_a_thread_is_modern_exactly_when_every_reply_names_a_parent(path: Path) -> None:
+    # "Modern threads joined" is an acceptance figure: a thread counts in it only if each
+    # reply carries In-Reply-To or References (the first message may name a root that is
+    # not in the corpus). The label must agree with the messages, not with the scores.
+    for thread in load_corpus(path).threads:
+        replies_name_parents = all(_names_a_parent(path / f) for f in thread.files[1:])
+        assert thread.threading_headers == replies_name_parents, thread.name
 
 
 def test_a_label_for_a_missing_file_is_refused(tmp_path: Path) -> None:
