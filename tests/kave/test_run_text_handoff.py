@@ -24,8 +24,8 @@ from tests.services import wait_until
 
 SECRET = "whsec_" + base64.b64encode(b"t" * 32).decode()
 MARKER = "Founder Collaboration Agreement"
-# Pages of many lines each: a conversion of seconds (here, 150 pages took 3-6 s under a
-# load average of 7), long enough to be caught in the middle.
+# Pages of many lines each: a conversion of seconds (150 pages took about 7 s here under a
+# load average of 11), long enough to be caught in the middle by a poll every 20 ms.
 PAGES = 150
 LINES = 40
 
