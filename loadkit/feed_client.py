@@ -50,17 +50,22 @@ def events(response: httpx.Response) -> Iterator[Event]:
 
 @dataclass
 class FeedReader:
-    """Follows the feed across reconnections; ``received`` is every email id, in order."""
+    """Follows the feed across reconnections; ``received`` is every email id, in order;
+    ``log`` every ``email.*`` event (kind, id and data), in order."""
 
     base_url: str
     headers: dict[str, str]
     params: dict[str, str] = field(default_factory=dict)
     last_event_id: str | None = None
     received: list[int] = field(default_factory=list)
+    log: list[tuple[str, str | None, dict[str, Any]]] = field(default_factory=list)
     connections: int = 0
 
-    def read(self, how_many: int, timeout: float) -> None:
-        """Connect (resuming), read ``how_many`` emails or until ``timeout``, disconnect."""
+    def read(
+        self, how_many: int, timeout: float, counted: tuple[str, ...] = ("email.received",)
+    ) -> None:
+        """Connect (resuming), read ``how_many`` events of the ``counted`` kinds (emails
+        received, by default) or until ``timeout``, disconnect."""
         headers = dict(self.headers)
         if self.last_event_id is not None:
             headers["Last-Event-ID"] = self.last_event_id
@@ -82,8 +87,11 @@ class FeedReader:
                 for event in events(response):
                     if event.id is not None:
                         self.last_event_id = event.id
+                    if event.event.startswith("email."):
+                        self.log.append((event.event, event.id, event.json()))
                     if event.event == "email.received":
                         self.received.append(event.json()["email_id"])
+                    if event.event in counted:
                         taken += 1
                     if taken >= how_many or time.monotonic() > deadline:
                         return

@@ -32,9 +32,6 @@ router = APIRouter(
     responses=error_responses(*API_ERRORS),
 )
 
-# Until attachment text extraction exists (issue 32), no attachment has text.
-NOT_EXTRACTED = "not_extracted"
-
 
 def _cursor(value: str | None, key_type: type[str] | type[int]) -> tuple[Any, Any] | None:
     if not value:
@@ -53,8 +50,14 @@ def thread_attachment(attachment: Attachment) -> ThreadAttachment:
         filename=attachment.filename,
         content_type=attachment.content_type,
         size=attachment.size,
-        text_status=NOT_EXTRACTED,
+        text_status=attachment.text_status,
         content_url=f"/api/v1/attachments/{attachment.id}/content",
+        text_url=(
+            f"/api/v1/attachments/{attachment.id}/text"
+            # A quarantined attachment's text is refused (409), as its bytes are.
+            if attachment.text_status == "ready" and attachment.scan_status != "quarantined"
+            else None
+        ),
     )
 
 

@@ -14,13 +14,15 @@ class ThreadAttachment(BaseModel):
     filename: str
     content_type: str
     size: int
-    text_status: str = Field(
+    text_status: str | None = Field(
         description=(
-            "Whether the attachment's text can be read (GET via the MCP tool "
-            "get_attachment_text): `not_extracted` until attachment text extraction runs."
+            "Its text for agents: `pending` (not converted yet), `ready` (read it at "
+            "`text_url` or with the MCP tool get_attachment_text), `skipped:<reason>` or "
+            "`failed`; null: stored before attachment text existed (`kave reprocess --text`)."
         )
     )
     content_url: str
+    text_url: str | None = Field(description="Where the text is, once `text_status` is `ready`.")
 
 
 class ThreadEmail(BaseModel):

@@ -1,4 +1,5 @@
-"""The feed: stored emails in the order of the transactions that inserted them, each sent
+"""The feed: ``email.received`` for each stored email and ``email.text_ready`` once its
+attachments' text is final, in the order of the transactions that wrote them, each sent
 once that transaction has finished, resumable without a gap or a repeat.
 
 Email ids come from a sequence, taken when a row is inserted, not when it commits: a
@@ -11,46 +12,32 @@ new one can ever get a smaller id. Read in (position, id) order, a cursor of the
 (position, id) sent misses nothing and repeats nothing. The price: one long transaction
 anywhere in the database holds the feed back (delays it, loses nothing) until it ends.
 
-An event id is ``<position>-<email id>``; it is what ``Last-Event-ID`` sends back.
+``email.text_ready`` follows the same rule (api/stream/text_ready.py): each attachment
+row records the transaction that made its text final (``attachments.text_position``),
+and an email's event sits at the largest of them once none is pending. Both kinds are
+merged into one order, (position, email id, kind), received before text_ready.
+
+An event id is ``<position>-<email id>`` for ``email.received`` and
+``<position>-<email id>-t`` for ``email.text_ready``; it is what ``Last-Event-ID`` sends
+back.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select, text, tuple_
+from sqlalchemy import ColumnElement, exists, func, or_, select, text, tuple_
 from sqlalchemy.orm import Session
 
-from shared.models import Email
+from api.stream import text_ready
+from api.stream.position import BadEventIdError, Position
+from shared.models import Attachment, Email
 
-MAX_ID = 2**63 - 1
 BATCH = 200
-_EVENT_ID = re.compile(r"^(\d{1,19})-(\d{1,19})$")
 _HORIZON = text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
 
-
-class BadEventIdError(ValueError):
-    """Not an event id of this feed."""
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class Position:
-    position: int
-    email_id: int
-
-    def event_id(self) -> str:
-        return f"{self.position}-{self.email_id}"
-
-    @classmethod
-    def parse(cls, value: str) -> Position:
-        match = _EVENT_ID.match(value.strip())
-        if not match or int(match.group(1)) > MAX_ID or int(match.group(2)) > MAX_ID:
-            raise BadEventIdError(
-                f"Last-Event-ID {value[:40]!r} is not an id this stream sent ('<n>-<n>')"
-            )
-        return cls(int(match.group(1)), int(match.group(2)))
+__all__ = ["BATCH", "BadEventIdError", "Batch", "Position", "next_batch", "start"]
 
 
 def horizon(session: Session) -> int:
@@ -60,32 +47,44 @@ def horizon(session: Session) -> int:
 
 def start(session: Session) -> Position:
     """Where a stream without Last-Event-ID starts: after everything already final."""
-    return Position(horizon(session) - 1, MAX_ID)
+    return Position.after_all(horizon(session) - 1)
 
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """The next emails to send, and where the stream stands once they are sent: past
+    """The next events to send, and where the stream stands once they are sent: past
     every final row when the batch is not full (rows the filters leave out included, so
     a stream narrowed to a quiet mailbox does not scan a busy one's rows again)."""
 
-    emails: list[tuple[Position, dict[str, Any]]]
+    events: list[tuple[Position, dict[str, Any]]]
     reached: Position
 
 
 def next_batch(session: Session, after: Position, conditions: list[ColumnElement[bool]]) -> Batch:
-    emails = next_emails(session, after, conditions, below := horizon(session))
-    if len(emails) == BATCH:
-        return Batch(emails, emails[-1][0])
-    # Every row below the horizon that matches was returned; none can appear there later.
-    last = emails[-1][0] if emails else after
-    return Batch(emails, max(last, Position(below - 1, MAX_ID)))
+    # Everything final is below the horizon; text_ready may read less of it at a time.
+    below = text_ready.bound(session, after.position, horizon(session))
+    received = next_emails(session, after, conditions, below)
+    ready = text_ready.next_ready(session, after, conditions, below, BATCH)
+    merged = sorted(received + ready, key=lambda event: event[0])
+    if len(received) == BATCH or len(ready) == BATCH:
+        # A kind may have more rows after its last one read: stop where both are complete.
+        events = merged[:BATCH]
+        return Batch(events, events[-1][0])
+    # Every row below the bound that matches was returned; none can appear there later.
+    last = merged[-1][0] if merged else after
+    return Batch(merged, max(last, Position.after_all(below - 1)))
 
 
 def next_emails(
     session: Session, after: Position, conditions: list[ColumnElement[bool]], below: int
 ) -> list[tuple[Position, dict[str, Any]]]:
     """The next final emails after ``after`` (at most ``BATCH``), with their event data."""
+    # Whether an email.text_ready of this email is (or will be) in the feed: an
+    # attachment waits for its text, or was given it by a conversion.
+    awaits_text = exists().where(
+        Attachment.email_id == Email.id,
+        or_(Attachment.text_status == "pending", Attachment.text_position.is_not(None)),
+    )
     rows = session.execute(
         select(
             Email.feed_position,
@@ -96,8 +95,10 @@ def next_emails(
             Email.subject,
             Email.envelope_recipient,
             Email.mailbox_hash,
+            awaits_text.label("awaits_text"),
         )
         .where(
+            # A received event at (p, e) comes before a text_ready at (p, e).
             tuple_(Email.feed_position, Email.id) > tuple_(after.position, after.email_id),
             Email.feed_position < below,
             *conditions,
@@ -117,6 +118,7 @@ def next_emails(
                 "subject": row.subject,
                 "envelope_recipient": row.envelope_recipient,
                 "mailbox_hash": row.mailbox_hash,
+                "awaits_text": row.awaits_text,
             },
         )
         for row in rows

@@ -1,4 +1,5 @@
-"""``GET /api/v1/stream``: Server-Sent Events of ``email.received``, resumable."""
+"""``GET /api/v1/stream``: Server-Sent Events of ``email.received`` and
+``email.text_ready``, resumable."""
 
 from __future__ import annotations
 
@@ -55,13 +56,18 @@ def _resume(header: str | None, query: str | None) -> Position | None:
     "",
     summary="Follow new emails (Server-Sent Events)",
     description=(
-        "A `text/event-stream` of `email.received` events, one per stored email, in the "
-        "order of the transactions that stored them, each with an `id`. Reconnect with "
+        "A `text/event-stream` of `email.received` events, one per stored email, and "
+        "`email.text_ready` events, one when an email's attachments that waited for their "
+        "text all have it final (`ready`, `skipped:<reason>` or `failed`; with each "
+        "attachment's `text_status` and `text_url`), in the order of the transactions "
+        "that wrote them, each with an `id`. `email.received` says `awaits_text`: whether "
+        "an `email.text_ready` of that email follows. Reconnect with "
         "`Last-Event-ID` (EventSource does it by itself; or `?last_event_id=`) to go on "
         "exactly after the last event seen: nothing missed, nothing repeated. Without it "
         "the stream starts with the emails stored from now on; its first event, "
         "`stream.ready`, carries the starting id. Idle streams get a heartbeat comment. "
-        "`mailbox` (envelope recipient) and `mailbox_hash` narrow it. Each user or key "
+        "`mailbox` (envelope recipient) and `mailbox_hash` narrow both kinds, and a key "
+        "limited to mailboxes sees only theirs. Each user or key "
         "may hold `KAVE_STREAMS_PER_CALLER` streams open (then 429)."
     ),
     response_class=EventSourceResponse,
@@ -141,10 +147,10 @@ class _Stream:
                         feed.next_batch, after=self.position, conditions=self.conditions
                     )
                 )
-                for position, data in batch.emails:
+                for position, data in batch.events:
                     sent = position
                     yield ServerSentEvent(
-                        data=json.dumps(data), event="email.received", id=position.event_id()
+                        data=json.dumps(data), event=data["type"], id=position.event_id()
                     )
                 self.position = batch.reached
                 if time.monotonic() - checked >= RECHECK_SECONDS:
@@ -156,7 +162,7 @@ class _Stream:
                         # fires nothing, so a reconnection skips what was filtered out.
                         sent = self.position
                         yield ServerSentEvent(id=self.position.event_id())
-                if len(batch.emails) < feed.BATCH:
+                if len(batch.events) < feed.BATCH:
                     await anyio.sleep(self.poll_seconds)
         finally:
             with anyio.CancelScope(shield=True):

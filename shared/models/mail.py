@@ -139,6 +139,12 @@ class Attachment(Base):
             "sha256",
             postgresql_where=text("text_status = 'pending'"),
         ),
+        # The live feed's email.text_ready (api/stream/feed.py; migration 0015).
+        Index(
+            "ix_attachments_text_position",
+            "text_position",
+            postgresql_where=text("text_position IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -173,6 +179,10 @@ class Attachment(Base):
     text_extractor: Mapped[str | None] = mapped_column(String(64))  # e.g. "kreuzberg 4.10.4"
     text_version: Mapped[int | None] = mapped_column(Integer)  # Kave's conversion version
     text_excerpt: Mapped[str | None] = mapped_column(Text)  # the first characters of the text
+    # The id of the transaction that gave it its final text status (worker.text.service):
+    # an email's ``email.text_ready`` is at the largest of these once none is pending
+    # (api/stream/feed.py). NULL: its status was final from the start, or set before 0015.
+    text_position: Mapped[int | None] = mapped_column(BigInteger)
 
     email: Mapped[Email] = relationship(back_populates="attachments")
 

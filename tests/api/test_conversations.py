@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, update
+from sqlalchemy.orm import Session
 
+from shared.models import Attachment
 from tests.api.agents import SUPPORT, make_key
 from tests.api.conftest import T0, Rows, minutes
 
@@ -46,7 +48,18 @@ def test_threads_in_order_newest_activity_first_and_scoped(
     replies = [e["reply_text"] for e in detail["emails"]]
     assert replies == ["The invoice total is wrong.", "Fixed, sorry."]
     assert detail["emails"][0]["attachments"][0]["filename"] == "invoice.pdf"
-    assert detail["emails"][0]["attachments"][0]["text_status"] == "not_extracted"
+    # The attachment's own text status: unset (a row as stored before text existed) ...
+    attachment = detail["emails"][0]["attachments"][0]
+    assert (attachment["text_status"], attachment["text_url"]) == (None, None)
+    # ... then as a conversion leaves it.
+    with Session(clean_db) as session, session.begin():
+        session.execute(
+            update(Attachment).where(Attachment.email_id == root.id).values(text_status="ready")
+        )
+    again = client.get(f"/api/v1/conversations/{thread}", headers=auth).json()
+    attachment = again["emails"][0]["attachments"][0]
+    assert attachment["text_status"] == "ready"
+    assert attachment["text_url"] == f"/api/v1/attachments/{attachment['id']}/text"
     assert [p["address"] for p in detail["participants"]] == [
         "ana@example.org",
         "inbox@example.com",

@@ -189,7 +189,7 @@ def test_a_narrow_stream_moves_past_rows_its_filter_leaves_out(clean_db: Engine)
         positions = session.execute(
             select(Email.feed_position, Email.id).where(Email.id.in_(others))
         ).all()
-    assert batch.emails == []
+    assert batch.events == []
     # Past the rows it left out: the next poll does not read them again.
     assert all(batch.reached > feed.Position(p, i) for p, i in positions)
     mine = insert_email(clean_db, delivery_id, "support@example.com")
@@ -199,7 +199,7 @@ def test_a_narrow_stream_moves_past_rows_its_filter_leaves_out(clean_db: Engine)
     got: list[int] = []
     while not got and time.monotonic() < deadline:
         with Session(clean_db) as session:
-            got = [e["email_id"] for _, e in feed.next_batch(session, batch.reached, narrow).emails]
+            got = [e["email_id"] for _, e in feed.next_batch(session, batch.reached, narrow).events]
         if not got:
             time.sleep(0.2)
     assert got == [mine]

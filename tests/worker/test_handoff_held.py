@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 
 from shared.models import Attachment, Dispatch, DispatchStatus
 from tests.rows import add_stored_email
+from worker.handoff.document import text_url
 from worker.handoff.held import release_held
 from worker.handoff.outbox import waiting_for_text
 
@@ -57,3 +58,14 @@ def test_an_email_waits_only_for_pending_attachments() -> None:
     assert waiting_for_text([{"text_status": "ready"}, {"text_status": "pending"}])
     assert not waiting_for_text([{"text_status": "skipped:type"}, {"text_status": "failed"}])
     assert not waiting_for_text([])
+
+
+def test_the_document_says_where_a_ready_text_is_and_only_then() -> None:
+    assert text_url({"id": 5, "text_status": "ready", "scan_status": None}) == (
+        "/api/v1/attachments/5/text"
+    )
+    assert text_url({"id": 5, "text_status": "ready", "scan_status": "clean"}) is not None
+    for status in ("pending", "failed", "skipped:type", None):
+        assert text_url({"id": 5, "text_status": status, "scan_status": None}) is None
+    # The API refuses a quarantined attachment's text (409): no address that would.
+    assert text_url({"id": 5, "text_status": "ready", "scan_status": "quarantined"}) is None

@@ -55,7 +55,8 @@ ATTACHMENT_COLUMNS = (
     # clean, quarantined (malware: the API refuses its bytes), unscanned; null: scanning off.
     Attachment.scan_status,
     # pending, ready, skipped:<reason> or failed (worker/text/); a route with
-    # ``after: text`` hands off once none is pending. The excerpt: the text's start.
+    # ``after: text`` hands off once none is pending. The excerpt: the text's start;
+    # the document adds ``text_url`` (:func:`text_url`) where the whole text is.
     Attachment.text_status,
     Attachment.text_excerpt,
 )
@@ -74,10 +75,23 @@ def email_fields(
     return fields
 
 
+def text_url(attachment: Mapping[str, Any]) -> str | None:
+    """Where the API serves an attachment's text (``GET /api/v1/attachments/{id}/text``,
+    relative to the API's base URL), once it is ``ready``; None before, and for a
+    quarantined attachment (the API refuses its text as it refuses its bytes)."""
+    if attachment.get("text_status") != "ready" or attachment.get("scan_status") == "quarantined":
+        return None
+    return f"/api/v1/attachments/{attachment['id']}/text"
+
+
+def with_text_url(attachment: Mapping[str, Any]) -> dict[str, Any]:
+    return {**attachment, "text_url": text_url(attachment)}
+
+
 def document(fields: Mapping[str, Any], dispatch_id: int, key: str, route: str) -> bytes:
     """The signed POST's body: ``{"type", "timestamp", "data"}``, compact UTF-8 JSON."""
     data = dict(fields)
-    attachments = data.pop("attachments")
+    attachments = [with_text_url(attachment) for attachment in data.pop("attachments")]
     received_at = data["received_at"]
     data.update(
         email_id=data.pop("id"),

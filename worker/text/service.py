@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, literal_column, select, update
 from sqlalchemy.orm import Session
 
 from shared.contract import text_object_key
@@ -36,6 +36,7 @@ log = structlog.get_logger(__name__)
 EXCERPT_CHARACTERS = 300
 # The advisory lock's first key: this module's class of locks.
 _LOCK_CLASS = 3232
+_THIS_TRANSACTION: ColumnElement[int] = literal_column("pg_current_xact_id()::text::bigint")
 _COPIED = (
     Attachment.text_status,
     Attachment.text_characters,
@@ -94,7 +95,8 @@ def convert_content(ctx: TextContext, sha256: str) -> str:
         session.execute(
             update(Attachment)
             .where(Attachment.sha256 == sha256, Attachment.text_status == PENDING)
-            .values(**values)
+            # The live feed's email.text_ready follows this transaction's id (api/stream).
+            .values(**values, text_position=_THIS_TRANSACTION)
         )
         released = release_held(session, {row.email_id for row in rows})
     for dispatch_id in released:
