@@ -58,6 +58,18 @@ def text_object_key(sha256: str) -> str:
     return f"{TEXT_PREFIX}{sha256}.md"
 
 
+def attachment_text_url(
+    attachment_id: int, text_status: str | None, scan_status: str | None
+) -> str | None:
+    """Where the API serves an attachment's text (``GET /api/v1/attachments/{id}/text``,
+    relative to the API's base URL), once it is ``ready``; None before, and for a
+    quarantined attachment (the API refuses its text, 409, as it refuses its bytes).
+    The one rule for the email view, conversations, the live feed and the hand-off."""
+    if text_status != "ready" or scan_status == "quarantined":
+        return None
+    return f"/api/v1/attachments/{attachment_id}/text"
+
+
 def text_key_sha256(key: str) -> str | None:
     """The sha256 a text key names, or None for any other key."""
     if key.startswith(TEXT_PREFIX) and key.endswith(".md"):

@@ -22,6 +22,7 @@ from api.filters import lower_equals
 from api.openapi import API_ERRORS, error_responses
 from api.pagination import DEFAULT_PAGE_SIZE, CursorParam, PageSize
 from api.params import text_filter
+from shared.contract import attachment_text_url
 from shared.models import Attachment, Email
 from shared.web.errors import NotFoundError
 
@@ -52,12 +53,7 @@ def thread_attachment(attachment: Attachment) -> ThreadAttachment:
         size=attachment.size,
         text_status=attachment.text_status,
         content_url=f"/api/v1/attachments/{attachment.id}/content",
-        text_url=(
-            f"/api/v1/attachments/{attachment.id}/text"
-            # A quarantined attachment's text is refused (409), as its bytes are.
-            if attachment.text_status == "ready" and attachment.scan_status != "quarantined"
-            else None
-        ),
+        text_url=attachment_text_url(attachment.id, attachment.text_status, attachment.scan_status),
     )
 
 

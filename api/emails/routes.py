@@ -18,6 +18,7 @@ from api.openapi import API_ERRORS, error_responses
 from api.pagination import DEFAULT_PAGE_SIZE, CursorParam, PageSize, parse_cursor
 from api.params import IdPath, Instant, since_filter, text_filter, until_filter
 from api.quarantine import refuse_quarantined
+from shared.contract import attachment_text_url
 from shared.lifecycle.erase import NothingToEraseError, erase
 from shared.models import Attachment, Email
 from shared.web.errors import NotFoundError
@@ -45,11 +46,7 @@ def attachment_out(attachment: Attachment) -> AttachmentOut:
         content_url=f"/api/v1/attachments/{attachment.id}/content",
         text_status=attachment.text_status,
         text_excerpt=attachment.text_excerpt,
-        text_url=(
-            f"/api/v1/attachments/{attachment.id}/text"
-            if attachment.text_status == "ready"
-            else None
-        ),
+        text_url=attachment_text_url(attachment.id, attachment.text_status, attachment.scan_status),
     )
 
 

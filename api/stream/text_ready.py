@@ -24,11 +24,11 @@ from sqlalchemy import ColumnElement, func, select, tuple_
 from sqlalchemy.orm import Session
 
 from api.stream.position import RECEIVED, TEXT_READY, Position
+from shared.contract import attachment_text_url
 from shared.models import Attachment, Email
 
 WINDOW = 2000
 _PENDING = "pending"
-_READY = "ready"
 
 
 def bound(session: Session, after_position: int, below: int) -> int:
@@ -119,14 +119,13 @@ def _attachments(session: Session, email_ids: list[int]) -> dict[int, list[dict[
         .where(Attachment.email_id.in_(email_ids))
         .order_by(Attachment.email_id, Attachment.position)
     ):
-        served = row.text_status == _READY and row.scan_status != "quarantined"
         found.setdefault(row.email_id, []).append(
             {
                 "id": row.id,
                 "filename": row.filename,
                 "text_status": row.text_status,
                 "text_characters": row.text_characters,
-                "text_url": f"/api/v1/attachments/{row.id}/text" if served else None,
+                "text_url": attachment_text_url(row.id, row.text_status, row.scan_status),
             }
         )
     return found

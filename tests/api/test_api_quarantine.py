@@ -22,12 +22,18 @@ def test_a_quarantined_attachment_and_its_raw_message_are_refused(
     good = rows.attachment(email, 1, "notes.txt", "text/plain", b"fine")
     bad.scan_status, bad.scan_signature = "quarantined", "Eicar-Test-Signature"
     good.scan_status = "clean"
+    bad.text_status = good.text_status = "ready"
     rows.add(bad, good)
 
     detail = client.get(f"{EMAILS}/{email.id}", headers=auth).json()
     assert (detail["sender_trust"], detail["hygiene_flags"]) == ("pass", ["hidden_html_text"])
     assert detail["sender_trust_reasons"] == {"verdict": "aligned DKIM signature"}
     assert [a["scan_status"] for a in detail["attachments"]] == ["quarantined", "clean"]
+    # Both texts exist; the view points only at the one the API serves.
+    assert [a["text_url"] for a in detail["attachments"]] == [
+        None,
+        f"/api/v1/attachments/{good.id}/text",
+    ]
 
     refused = client.get(f"/api/v1/attachments/{bad.id}/content", headers=auth)
     assert refused.status_code == 409

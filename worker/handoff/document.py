@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.contract import attachment_text_url
 from shared.models import Attachment, Email
 
 EVENT_TYPE = "email.received"
@@ -76,12 +77,9 @@ def email_fields(
 
 
 def text_url(attachment: Mapping[str, Any]) -> str | None:
-    """Where the API serves an attachment's text (``GET /api/v1/attachments/{id}/text``,
-    relative to the API's base URL), once it is ``ready``; None before, and for a
-    quarantined attachment (the API refuses its text as it refuses its bytes)."""
-    if attachment.get("text_status") != "ready" or attachment.get("scan_status") == "quarantined":
-        return None
-    return f"/api/v1/attachments/{attachment['id']}/text"
+    return attachment_text_url(
+        attachment["id"], attachment.get("text_status"), attachment.get("scan_status")
+    )
 
 
 def with_text_url(attachment: Mapping[str, Any]) -> dict[str, Any]:
