@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, select, tuple_
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.orm import Session, selectinload
 
 from shared.models import Email
@@ -98,7 +99,7 @@ def _latest_emails(
     found = session.execute(
         select(Email.conversation_id, Email.subject, Email.from_address)
         .where(Email.conversation_id.in_(ids), *conditions)
-        .distinct(Email.conversation_id)
+        .ext(distinct_on(Email.conversation_id))
         .order_by(Email.conversation_id, Email.received_at.desc(), Email.id.desc())
     ).all()
     return {str(row[0]): (row[1], row[2]) for row in found}
