@@ -54,7 +54,7 @@ QUEUE = "kave-bench"
 
 STAGES_HELP = """\
 stages (on this repository's 2-core machine):
-  the default run, BENCHMARKS.md's table (~15 minutes; less with --quick):
+  the default run, BENCHMARKS.md's table (~17 minutes; less with --quick):
     receiver    wrk against the receiver and a bare FastAPI ceiling, 8 KB / 100 KB / 3 MB
     worker      emails/s end to end against a no-op Celery task, local store and S3
     memory      peak RSS of a receiver and a worker process for one 25 MB email
