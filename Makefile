@@ -41,10 +41,11 @@ format: $(STAMP)
 
 # The benchmark suite (bench/run.py; BENCHMARKS.md): starts its own Redis, scratch
 # database, S3 server, receivers and workers, and prints the table: stages receiver,
-# worker, memory and growth (~8 minutes on 2 cores). BENCH_ARGS="--quick" for a short
-# smoke run, "--only receiver,memory" for some stages, "--only hostile" for the
-# hostile-input stages (webhooks, flood, mail, complexity; RELIABILITY.md), which the
-# default run leaves out. `python -m bench.run --help` lists them all.
+# worker, memory, growth and tta (time to agent; ~17 minutes on 2 cores).
+# BENCH_ARGS="--quick" for a short smoke run, "--only receiver,memory" for some
+# stages, "--only hostile" for the hostile-input stages (webhooks, flood, mail,
+# complexity; RELIABILITY.md), which the default run leaves out. `python -m bench.run
+# --help` lists them all.
 bench: $(STAMP)
 	bench/ensure-wrk
 	$(BIN)/python -m bench.run $(BENCH_ARGS)

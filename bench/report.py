@@ -231,6 +231,7 @@ SECTIONS: dict[str, Section | None] = {
     "worker": worker_section,
     "memory": memory_section,
     "growth": growth_section,
+    "tta": None,  # bench/tta/stage.py's section
     # bench/hostile/<name>.py's section
     "webhooks": None,
     "flood": None,
@@ -243,7 +244,8 @@ SECTIONS: dict[str, Section | None] = {
 def _section(key: str) -> Section:
     section = SECTIONS[key]
     if section is None:
-        module = importlib.import_module(f"bench.hostile.{key}")
+        where = "bench.tta.stage" if key == "tta" else f"bench.hostile.{key}"
+        module = importlib.import_module(where)
         section = module.section
     return section
 
@@ -267,6 +269,6 @@ def render(results: dict[str, Any]) -> str:
             lines += [*part, ""]
             checks += part_checks
     if checks:
-        lines += ["### Targets (issues 6 and 13; hostile input: RELIABILITY.md)", ""]
+        lines += ["### Targets (issues 6, 13 and 35; hostile input: RELIABILITY.md)", ""]
         lines += [f"- {_mark(ok)}: {text}" for text, ok in checks]
     return "\n".join(lines)

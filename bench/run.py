@@ -5,7 +5,9 @@ Stages, run in this order (``--only`` picks some):
 - the default run, the table of BENCHMARKS.md: ``receiver`` (wrk against the receiver
   and a bare FastAPI ceiling), ``worker`` (end-to-end emails/s against a no-op Celery
   task), ``memory`` (peak RSS for a 25 MB email), ``growth`` (per-event cost of a
-  1,000-event batch);
+  1,000-event batch), ``tta`` (time to agent: Mandrill's POST to the platform's HTTP
+  handler, at stepped rates, against the stack of ``kave run`` and a ceiling stack;
+  ``bench/tta/``);
 - hostile input, the figures of RELIABILITY.md (``--only hostile`` runs the first four;
   none is in the default run): ``webhooks`` (hostile webhook bodies), ``flood``
   (connections trickling a huge declared body), ``mail`` (hostile emails refused by the
@@ -42,20 +44,24 @@ from bench import report, stack
 from loadkit import disk, payloads
 from shared.settings import Settings
 
-STAGES = ("receiver", "worker", "memory", "growth")  # the default run
+STAGES = ("receiver", "worker", "memory", "growth", "tta")  # the default run
 HOSTILE_STAGES = ("webhooks", "flood", "mail", "complexity")  # --only hostile
 ALL_STAGES = (*STAGES, *HOSTILE_STAGES, "fuzz")
-# The stages that need the run's Redis and database (the others time the parser alone).
-SERVICE_STAGES = frozenset({*STAGES, "webhooks", "flood"})
+# The stages that need the run's Redis and database (tta starts embedded ones, as `kave
+# run` does; the others time the parser alone).
+SERVICE_STAGES = frozenset({"receiver", "worker", "memory", "growth", "webhooks", "flood"})
 QUEUE = "kave-bench"
 
 STAGES_HELP = """\
 stages (on this repository's 2-core machine):
-  the default run, BENCHMARKS.md's table (~8 minutes; less with --quick):
+  the default run, BENCHMARKS.md's table (~17 minutes; less with --quick):
     receiver    wrk against the receiver and a bare FastAPI ceiling, 8 KB / 100 KB / 3 MB
     worker      emails/s end to end against a no-op Celery task, local store and S3
     memory      peak RSS of a receiver and a worker process for one 25 MB email
     growth      per-event cost of a 1,000-event batch against one event per batch
+    tta         time to agent (POST to the agent's HTTP handler) at stepped rates, the
+                stack of `kave run` against a ceiling stack; p50, p99, sustained rate,
+                and a plot next to --out (~7 minutes; --tta-rates, --tta-step-seconds)
   hostile input, RELIABILITY.md's figures (not in the default run; --only hostile runs
   all four, ~7 minutes):
     webhooks    hostile webhook bodies against one receiver, HEAD and RSS watched
@@ -242,11 +248,32 @@ def _parser_stage(name: str) -> Callable[..., dict[str, Any]]:
     return stage
 
 
+def _tta_stage(
+    _found: Services | None,
+    tmp: Path,
+    quick: bool,
+    progress: Callable[[str], None],
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    from bench.tta import stage
+
+    rates = [float(r) for r in args.tta_rates.split(",")] if args.tta_rates else None
+    return stage.run(
+        tmp,
+        quick=quick,
+        rates=rates or (stage.QUICK_RATES if quick else stage.RATES),
+        step_seconds=args.tta_step_seconds,
+        plot_path=args.out.with_name(args.out.stem + "-time-to-agent.png"),
+        progress=progress,
+    )
+
+
 RUNNERS: dict[str, Callable[..., dict[str, Any]]] = {
     "receiver": _receiver_stage,
     "worker": _worker_stage,
     "memory": _memory_stage,
     "growth": _growth_stage,
+    "tta": _tta_stage,
     "webhooks": _webhooks_stage,
     "flood": _flood_stage,
     "mail": _parser_stage("mail"),
@@ -279,7 +306,9 @@ def _run_stages(tmp: Path, stages: list[str], args: argparse.Namespace) -> dict[
                 found = running.enter_context(services(tmp, need_s3="worker" in stages))
                 results["machine"]["redis"] = found.extra["redis_version"]
             for stage in stages:
-                results[stage] = RUNNERS[stage](found, tmp, args.quick, progress)
+                # The tta stage has options of its own (its rates, its plot's path).
+                options = {"args": args} if stage == "tta" else {}
+                results[stage] = RUNNERS[stage](found, tmp, args.quick, progress, **options)
     finally:
         results["elapsed_seconds"] = round(time.monotonic() - started, 1)
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -309,6 +338,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="shorter runs (a smoke test)")
     parser.add_argument("--out", type=Path, default=Path("var/bench/results.json"))
+    parser.add_argument(
+        "--tta-rates",
+        default="",
+        help="the tta stage's offered rates, emails/s, comma-separated "
+        "(default 5,10,20,40,60,80; with --quick 5,10,20,40)",
+    )
+    parser.add_argument(
+        "--tta-step-seconds",
+        type=float,
+        default=None,
+        help="seconds per step of the tta stage (default 25; with --quick 8)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     parser.add_argument(
         "--scratch-in",
