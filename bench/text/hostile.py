@@ -3,7 +3,9 @@ its wall time, and the peak memory of the conversion child and of the process co
 (issue 32: each ends ``skipped:`` or ``failed`` within 10 s, under 512 MB)::
 
     .venv/bin/python -m bench.text.hostile                 # each document once
-    .venv/bin/python -m bench.text.hostile --rounds 2 --compare
+    .venv/bin/python -m bench.text.hostile --rounds 2 --compare pages
+    .venv/bin/python -m bench.text.hostile --compare memory --only pdf-bomb-250mib.pdf
+    .venv/bin/python -m bench.text.hostile --pages-against /tmp/kave-text-corpus
 
 The documents are made by ``loadkit.documents`` and written to a scratch directory. Each
 is then converted by a fresh process of its own (``--one FILE MIME``) that calls
@@ -15,9 +17,14 @@ in it) and its waited-for children's (the conversion child is its only child). A
 process per document, because ``ru_maxrss`` is a high-water mark.
 
 ``--compare`` alternates, document by document and round by round, the limits as they
-are and the same limits without the page pre-check (``Bounds.max_pages`` None: pages
-counted by the converter after it laid them all out, as before the pre-check existed).
+are and the same limits with one of them lifted: ``pages``, the page pre-check
+(``Bounds.max_pages`` None: pages counted by the converter after it laid them all out,
+as before the pre-check existed); ``memory``, the child's address-space limit (4 GiB
+instead), to see what a document would take without it.
 Figures are printed, never asserted; the load average is printed with each row.
+
+``--pages-against DIR`` checks the page pre-check on real PDFs instead (the corpus of
+``bench.text.corpus``): its page count of each, next to the converter's.
 """
 
 from __future__ import annotations
@@ -56,6 +63,7 @@ DOCUMENTS: tuple[tuple[str, str, Callable[[], bytes]], ...] = (
     ("pdf-bomb.pdf", PDF, documents.pdf_bomb),
     ("pdf-bomb-1gib.pdf", PDF, lambda: documents.pdf_bomb(1024)),
     ("pdf-bomb-under-ratio.pdf", PDF, documents.pdf_bomb_under_ratio),
+    ("pdf-bomb-250mib.pdf", PDF, lambda: documents.pdf_bomb_under_ratio(250)),
     ("pages-5000.pdf", PDF, lambda: documents.many_pages_pdf(5000)),
     ("pages-5000-dense.pdf", PDF, lambda: documents.dense_pages_pdf(5000)),
     ("pages-5000-one-object.pdf", PDF, lambda: documents.repeated_page_pdf(5000)),
@@ -65,16 +73,18 @@ DOCUMENTS: tuple[tuple[str, str, Callable[[], bytes]], ...] = (
 )
 
 
-def measure(path: Path, mime: str, *, page_check: bool) -> dict[str, Any]:
+def measure(path: Path, mime: str, lifted: str) -> dict[str, Any]:
     """Convert one document in this process, as a text worker does; the figures."""
     from shared.settings import Settings
     from worker.text.convert import convert
     from worker.text.tasks import limits
 
     configured = limits(Settings(_env_file=None))
-    if not page_check:
+    if lifted == "pages":
         bounds = dataclasses.replace(configured.bounds, max_pages=None)
         configured = dataclasses.replace(configured, bounds=bounds)
+    elif lifted == "memory":
+        configured = dataclasses.replace(configured, memory_bytes=4096 * MIB)
     data = path.read_bytes()
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started = time.monotonic()
@@ -93,10 +103,36 @@ def measure(path: Path, mime: str, *, page_check: bool) -> dict[str, Any]:
     }
 
 
-def run_one(path: Path, mime: str, *, page_check: bool) -> dict[str, Any]:
-    command = [sys.executable, "-m", "bench.text.hostile", "--one", str(path), mime]
-    if not page_check:
-        command.append("--no-page-check")
+def pages_against(corpus: Path) -> None:
+    """The pre-check's page count of every PDF under ``corpus`` against kreuzberg's."""
+    import kreuzberg
+
+    from worker.text import bounds
+
+    config = kreuzberg.ExtractionConfig(  # type: ignore[call-arg]
+        output_format="markdown", use_cache=False, disable_ocr=True
+    )
+    tally = {"equal": 0, "over": 0, "under": 0, "not opened": 0}
+    unlimited = bounds.Bounds(1 << 40, 1 << 40, 1 << 20, 1 << 20, None)
+    for path in sorted(corpus.rglob("*.pdf")):
+        data = path.read_bytes()
+        counted = bounds.count_pdf_pages(data, unlimited)
+        try:
+            result = kreuzberg.extract_bytes_sync(data, PDF, config=config)
+            pages = int(result.metadata.get("page_count") or 0)
+        except Exception as exc:  # its verdict on this file: not a page count
+            tally["not opened"] += 1
+            print(f"{path.name}: pre-check {counted}, kreuzberg {type(exc).__name__}")
+            continue
+        verdict = "equal" if counted == pages else ("over" if counted > pages else "under")
+        tally[verdict] += 1
+        if verdict != "equal":
+            print(f"{path.name}: pre-check {counted}, kreuzberg {pages}")
+    print(tally)
+
+
+def run_one(path: Path, mime: str, lifted: str) -> dict[str, Any]:
+    command = [sys.executable, "-m", "bench.text.hostile", "--one", str(path), mime, lifted]
     done = subprocess.run(command, capture_output=True, check=True)  # noqa: S603 - ourselves
     figures: dict[str, Any] = json.loads(done.stdout.decode().strip().splitlines()[-1])
     return figures
@@ -105,17 +141,23 @@ def run_one(path: Path, mime: str, *, page_check: bool) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--compare", action="store_true", help="alternate page pre-check off")
+    parser.add_argument("--compare", choices=("pages", "memory"), help="alternate it lifted")
     parser.add_argument("--only", action="append", help="document names to run")
-    parser.add_argument("--one", nargs=2, metavar=("FILE", "MIME"), help=argparse.SUPPRESS)
-    parser.add_argument("--no-page-check", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--one", nargs=3, metavar=("FILE", "MIME", "LIFTED"), help=argparse.SUPPRESS
+    )
+    parser.add_argument("--pages-against", type=Path, metavar="DIR")
     args = parser.parse_args()
+    if args.pages_against:
+        pages_against(args.pages_against)
+        return
     if args.one:
-        figures = measure(Path(args.one[0]), args.one[1], page_check=not args.no_page_check)
+        figures = measure(Path(args.one[0]), args.one[1], args.one[2])
         print(json.dumps(figures))
         return
     chosen = [d for d in DOCUMENTS if not args.only or d[0] in args.only]
-    modes = (True, False) if args.compare else (True,)
+    modes = ("none", args.compare) if args.compare else ("none",)
+    configured: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="kave-hostile-") as scratch:
         files = []
         for name, mime, make in chosen:
@@ -123,24 +165,25 @@ def main() -> None:
             path.write_bytes(make())
             files.append((name, mime, path))
         print(
-            f"{'document':<26} {'bytes':>9} {'pre-check':>9} {'status':<18} {'wall s':>6}"
+            f"{'document':<26} {'bytes':>9} {'lifted':>6} {'status':<18} {'wall s':>6}"
             f" {'child MiB':>9} {'worker MiB':>10} {'+MiB':>5} {'load':>5}"
         )
         for _ in range(args.rounds):
             for name, mime, path in files:
-                for page_check in modes:
-                    row = run_one(path, mime, page_check=page_check)
+                for lifted in modes:
+                    row = run_one(path, mime, lifted)
+                    if lifted == "none":
+                        configured = row
                     print(
-                        f"{name:<26} {path.stat().st_size:>9} {'pages' if page_check else 'off':>9}"
+                        f"{name:<26} {path.stat().st_size:>9} {lifted:>6}"
                         f" {row['status']!s:<18} {row['seconds']:>6.2f}"
                         f" {row['child_peak_mib']:>9.1f} {row['worker_peak_mib']:>10.1f}"
                         f" {row['worker_peak_mib'] - row['worker_before_mib']:>5.1f}"
                         f" {os.getloadavg()[0]:>5.2f}",
                         flush=True,
                     )
-        print(
-            f"limits: timeout {row['timeout']} s, child address space {row['memory_cap_mib']} MiB"
-        )
+        cap = configured["memory_cap_mib"]
+        print(f"limits: timeout {configured['timeout']} s, child address space {cap} MiB")
 
 
 if __name__ == "__main__":

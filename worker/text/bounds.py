@@ -96,6 +96,14 @@ def _pdf_over(data: bytes, bounds: Bounds) -> str | None:
     return None
 
 
+def count_pdf_pages(data: bytes, bounds: Bounds) -> int:
+    """The pre-check's page count of a PDF within ``bounds`` (its object streams read as
+    far as the expansion bounds allow), as ``over_bound`` sees it."""
+    kept: list[bytes] = []
+    _pdf_expands(data, bounds, kept)
+    return pdf_pages(data, kept)
+
+
 def pdf_pages(data: bytes, object_streams: list[bytes]) -> int:
     """How many pages the page tree has, as far as its objects tell (see the module)."""
     leaves = nodes = references = declared = 0
