@@ -127,6 +127,21 @@ _RELS = (
 )
 
 
+def pdf_bomb_after_raw_streams(raw: int = 3, inflated_mib: int = 64) -> bytes:
+    """``raw`` pages of uncompressed text, then a page whose Flate stream inflates to
+    ``inflated_mib`` MiB: a bomb behind streams that are not zlib at all (which an
+    expansion check must not let use up its reading)."""
+    compressor = zlib.compressobj(6)
+    block = b" " * (1024 * 1024)
+    bomb = compressor.compress(text_page("Bomb"))
+    bomb += b"".join(compressor.compress(block) for _ in range(inflated_mib))
+    bomb += compressor.flush()
+    pages = [text_page(f"Raw page {n + 1}") for n in range(raw)]
+    document = pdf([*pages, bomb])
+    dictionary = b"<</Length %d>>stream" % len(bomb)
+    return _rewritten(document, dictionary, dictionary[:-8] + b"/Filter/FlateDecode>>stream")
+
+
 def pdf_bomb_under_ratio(inflated_mib: int = 128, period: int = 256) -> bytes:
     """One page whose Flate stream inflates to ``inflated_mib`` MiB at about 140:1 (a
     letter every ``period`` spaces, compressed fast), under a 200:1 expansion bound and

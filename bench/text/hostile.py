@@ -62,6 +62,7 @@ DOCUMENTS: tuple[tuple[str, str, Callable[[], bytes]], ...] = (
     ("zip-bomb-1gib.docx", DOCX, lambda: documents.zip_bomb_docx(1024)),
     ("pdf-bomb.pdf", PDF, documents.pdf_bomb),
     ("pdf-bomb-1gib.pdf", PDF, lambda: documents.pdf_bomb(1024)),
+    ("pdf-bomb-after-raw.pdf", PDF, documents.pdf_bomb_after_raw_streams),
     ("pdf-bomb-under-ratio.pdf", PDF, documents.pdf_bomb_under_ratio),
     ("pdf-bomb-250mib.pdf", PDF, lambda: documents.pdf_bomb_under_ratio(250)),
     ("pages-5000.pdf", PDF, lambda: documents.many_pages_pdf(5000)),

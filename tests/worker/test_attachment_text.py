@@ -264,13 +264,15 @@ def test_hostile_documents_end_bounded_while_the_next_email_is_handed_off(
     assert fresh_platform.bad_signatures == 0
 
 
-def test_pages_are_counted_before_the_converter_opens_a_pdf() -> None:
+def test_pages_and_bombs_are_found_before_the_converter_opens_a_pdf() -> None:
     mib = 1024 * 1024
     bounds = Bounds(50 * mib, 256 * mib, 200, 10_000, max_pages=100)
     assert over_bound(documents.many_pages_pdf(101), bounds) == "pages"
     assert over_bound(documents.repeated_page_pdf(101), bounds) == "pages"  # one object
     assert over_bound(documents.dense_pages_pdf(100), bounds) is None
     assert over_bound(documents.repeated_page_pdf(100), bounds) is None
+    # Three streams that are not zlib do not use up the reading of the bomb behind them.
+    assert over_bound(documents.pdf_bomb_after_raw_streams(), bounds) == "expansion"
     unchecked = Bounds(50 * mib, 256 * mib, 200, 10_000, max_pages=None)
     assert over_bound(documents.many_pages_pdf(5000), unchecked) is None
 
