@@ -68,6 +68,8 @@ DOCUMENTS: tuple[tuple[str, str, Callable[[], bytes]], ...] = (
     ("pages-5000.pdf", PDF, lambda: documents.many_pages_pdf(5000)),
     ("pages-5000-dense.pdf", PDF, lambda: documents.dense_pages_pdf(5000)),
     ("pages-5000-one-object.pdf", PDF, lambda: documents.repeated_page_pdf(5000)),
+    # Under the page cap, so only the wall-time limit ends it.
+    ("pages-1999-dense.pdf", PDF, lambda: documents.dense_pages_pdf(1999)),
     ("corrupt.docx", DOCX, lambda: b"PK\x03\x04" + b"\x00" * 600),
     ("corrupt-truncated.pdf", PDF, lambda: documents.truncated(documents.dense_pages_pdf(50))),
     ("corrupt-noise.pdf", PDF, _noise_pdf),
