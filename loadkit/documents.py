@@ -60,6 +60,46 @@ def many_pages_pdf(pages: int) -> bytes:
     return pdf([b""] * pages, contents=[text_page("A page among many."), b""])
 
 
+def dense_pages_pdf(pages: int, lines: int = 50) -> bytes:
+    """``pages`` pages, each its own content stream of ``lines`` lines of distinct text: a
+    long report, the costly kind to convert (the converter lays out every line)."""
+    return pdf([_dense_page(page, lines) for page in range(pages)])
+
+
+def repeated_page_pdf(pages: int, lines: int = 50) -> bytes:
+    """One dense page object listed ``pages`` times in the page tree's /Kids: a
+    ``pages``-page document with a single page object (a page count from the page objects
+    alone says 1)."""
+    single = pdf([_dense_page(0, lines)])
+    kids = b"/Kids[" + b" ".join([b"4 0 R"] * pages) + b"]/Count %d" % pages
+    return _rewritten(single, b"/Kids[4 0 R]/Count 1", kids)
+
+
+def _dense_page(page: int, lines: int) -> bytes:
+    shown = b" ".join(
+        b"(Page %d, line %d: the quarterly figures of region %d, as agreed) '"
+        % (page + 1, line + 1, (page * lines + line) % 97)
+        for line in range(lines)
+    )
+    return b"BT /F1 10 Tf 72 760 Td 12 TL " + shown + b" ET"
+
+
+def _rewritten(document: bytes, old: bytes, new: bytes) -> bytes:
+    """``document`` with ``old`` replaced by ``new`` in one object, the cross-reference
+    offsets of the objects after it shifted by the difference."""
+    at = document.index(old)
+    shift = len(new) - len(old)
+    head, tail = document[:at], document[at + len(old) :]
+    xref = tail.index(b"xref\n")
+    entries = tail[xref:].split(b"\n")
+    for index, entry in enumerate(entries):
+        if entry.endswith(b" 00000 n ") and int(entry[:10]) > at:
+            entries[index] = b"%010d 00000 n " % (int(entry[:10]) + shift)
+    start = int(entries[-3])  # startxref's value: the last lines are it and %%EOF
+    entries[-3] = b"%d" % (start + shift)
+    return head + new + tail[:xref] + b"\n".join(entries)
+
+
 def pdf_bomb(inflated_mib: int = 64) -> bytes:
     """One page whose Flate content stream inflates to ``inflated_mib`` MiB of spaces."""
     compressor = zlib.compressobj(6)
@@ -85,6 +125,42 @@ _RELS = (
     b'<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/'
     b'relationships/officeDocument" Target="word/document.xml"/></Relationships>'
 )
+
+
+def pdf_bomb_after_raw_streams(raw: int = 3, inflated_mib: int = 64) -> bytes:
+    """``raw`` pages of uncompressed text, then a page whose Flate stream inflates to
+    ``inflated_mib`` MiB: a bomb behind streams that are not zlib at all (which an
+    expansion check must not let use up its reading)."""
+    compressor = zlib.compressobj(6)
+    block = b" " * (1024 * 1024)
+    bomb = compressor.compress(text_page("Bomb"))
+    bomb += b"".join(compressor.compress(block) for _ in range(inflated_mib))
+    bomb += compressor.flush()
+    pages = [text_page(f"Raw page {n + 1}") for n in range(raw)]
+    document = pdf([*pages, bomb])
+    dictionary = b"<</Length %d>>stream" % len(bomb)
+    return _rewritten(document, dictionary, dictionary[:-8] + b"/Filter/FlateDecode>>stream")
+
+
+def pdf_bomb_under_ratio(inflated_mib: int = 128, period: int = 256) -> bytes:
+    """One page whose Flate stream inflates to ``inflated_mib`` MiB at about 140:1 (a
+    letter every ``period`` spaces, compressed fast), under a 200:1 expansion bound and
+    a 256 MiB budget: only the converter's own limits stop it."""
+    letters = b"abcdefghijklmnopqrstuvwxyz"
+    block = bytearray(b" " * (1024 * 1024))
+    for offset in range(0, len(block), period):
+        block[offset] = letters[(offset // period) % len(letters)]
+    compressor = zlib.compressobj(1)
+    parts = [compressor.compress(text_page("Bomb"))]
+    parts += [compressor.compress(bytes(block)) for _ in range(inflated_mib)]
+    parts.append(compressor.flush())
+    return pdf([b""], contents=[b"".join(parts), b"/Filter/FlateDecode"])
+
+
+def truncated(document: bytes, keep: float = 0.5) -> bytes:
+    """The first ``keep`` of ``document``: a download cut short (no cross-reference
+    table, no trailer, an object cut in two)."""
+    return document[: int(len(document) * keep)]
 
 
 def zip_bomb_docx(inflated_mib: int = 64) -> bytes:

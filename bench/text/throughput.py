@@ -30,7 +30,9 @@ def main() -> None:
     parser.add_argument("corpus", type=Path)
     parser.add_argument("--per-format", type=int, default=20, help="documents per format")
     args = parser.parse_args()
-    limits = Limits(Bounds(50 * MIB, 256 * MIB, 200, 10_000), 30.0, 512 * MIB, 2000, 2_000_000)
+    limits = Limits(
+        Bounds(50 * MIB, 256 * MIB, 200, 10_000, 2000), 30.0, 512 * MIB, 2000, 2_000_000
+    )
     groups: dict[str, list[Path]] = defaultdict(list)
     for path in sorted(args.corpus.rglob("*")):
         if path.suffix in FORMATS and len(groups[path.suffix]) < args.per_format:

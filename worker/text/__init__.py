@@ -1,7 +1,7 @@
 """Attachment text: each distinct attachment (by sha256) converted to Markdown once, off
 the ingest path, under bounds.
 
-What lives here: ``bounds`` (size and expansion checks before a document is opened),
+What lives here: ``bounds`` (size, expansion and page checks before a document is opened),
 ``child`` (the converter's own process: kreuzberg under rlimits), ``convert`` (one
 bounded conversion: the child started, limited, killed at the wall-time bound),
 ``service`` (the rows and the text object: claim, convert, store, copy to every row of

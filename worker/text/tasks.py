@@ -33,6 +33,7 @@ def limits(settings: Settings) -> Limits:
             max_expanded_bytes=settings.text_max_expanded_bytes,
             max_expansion_ratio=settings.text_max_expansion_ratio,
             max_zip_members=settings.text_max_zip_members,
+            max_pages=settings.text_max_pages,
         ),
         timeout_seconds=settings.text_timeout_seconds,
         memory_bytes=settings.text_memory_mib * 1024 * 1024,
