@@ -60,7 +60,10 @@ def _sentinel_queue_reader(settings: Settings) -> type:
 
 
 settings = _production_settings_or_exit()
-app = create_celery_app(settings)
+# Flower hands nothing off, so it neither reads the routes file nor holds the secrets its
+# routes name (only the worker does; `kave run` gives them to it alone). With the file
+# set, the app's start-up check would refuse Flower for lacking those secrets.
+app = create_celery_app(settings.model_copy(update={"handoff_routes_file": None}))
 configure_logging(settings, process="flower")
 if settings.redis_sentinels:
     # The one hook there is: Flower's Broker factory looks this class up in its module

@@ -49,6 +49,7 @@ class KaveRun:
     log_path: Path
     port: int
     api_port: int
+    flower_port: int
     exit_code: int | None = None
 
     @property
@@ -75,7 +76,7 @@ def kave_run(cwd: Path, env: dict[str, str], log_name: str = "run.log") -> Itera
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    run = KaveRun(process, log_path, port, api_port)
+    run = KaveRun(process, log_path, port, api_port, flower_port)
     try:
 
         def started_or_exited() -> bool:

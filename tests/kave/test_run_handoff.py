@@ -10,6 +10,8 @@ import json
 import time
 from pathlib import Path
 
+import httpx
+
 from loadkit.hostile_mail import inbound_event
 from tests.handoff_platform import HttpPlatform
 from tests.kave.support import env_without_kave_settings, kave, kave_run
@@ -100,7 +102,12 @@ def test_a_thread_reaches_the_readme_route_under_kave_run(tmp_path: Path) -> Non
             # taken it, it would have been handed off by now; give it a moment more.
             wait_until(lambda: "ooo-42" in kave(["emails"], env, tmp_path).stdout, 30, "stored")
             time.sleep(2)
+            # Flower runs with the routes file too, but hands nothing off: it needs no
+            # route secret, and must not be refused (and restarted) for lacking one.
+            flower = httpx.get(f"http://127.0.0.1:{run.flower_port}/healthcheck", timeout=10)
             output = run.output
+    assert flower.status_code == 200, output
+    assert "flower exited" not in output
     assert run.exit_code == 0
     assert SECRET not in output
 
