@@ -49,6 +49,10 @@ _ZERO_WIDTH: Final = re.compile(
     "[\u200b\u200c\u200d\u2060-\u2064\u180e\ufeff\U000e0000-\U000e007f]"
 )
 _BIDI: Final = re.compile("[\u202a-\u202e\u2066-\u2069]")
+# Either kind: one scan of a body that has neither (most mail) instead of two.
+_INVISIBLE: Final = re.compile(
+    "[\u200b\u200c\u200d\u2060-\u2064\u180e\ufeff\U000e0000-\U000e007f\u202a-\u202e\u2066-\u2069]"
+)
 # Control characters removed from stored text (tab, newline and carriage return kept),
 # with the invisible and reordering characters above but the joiners (writing needs them).
 _STRIP: Final = re.compile(
@@ -322,10 +326,14 @@ def hygiene_flags(subject: str | None, text: str | None, html: str | None) -> li
     visible_html, hidden = read_html(html) if html else ("", 0)
     if hidden >= MIN_HIDDEN_CHARS:
         flags.append(HIDDEN_HTML_TEXT)
-    bodies = [part for part in (subject, text, html) if part]
-    if any(has_zero_width(part) for part in bodies):
+    suspects = [
+        part
+        for part in (subject, text, html)
+        if part and not part.isascii() and _INVISIBLE.search(part)
+    ]
+    if any(has_zero_width(part) for part in suspects):
         flags.append(ZERO_WIDTH_CHARS)
-    if any(not part.isascii() and _BIDI.search(part) for part in bodies):
+    if any(_BIDI.search(part) for part in suspects):
         flags.append(BIDI_CONTROL_CHARS)
     if text and html and mismatched(text, visible_html):
         flags.append(TEXT_HTML_MISMATCH)
