@@ -16,8 +16,10 @@ the hand-off) so the platform can quarantine or strip, never a silent rewrite of
   half of their words: one says something the other does not.
 
 :func:`clean_text` is how the extracted texts are stored (NFC, no control characters).
-One pass over each body (the HTML parsed by libxml2 through lxml, then one walk of its
-tree), so the cost stays linear.
+One pass over each body (the HTML parsed by libxml2 through lxml and pruned in C, see
+:func:`read_html`), so the cost stays linear. The characters looked for are not ASCII: an
+ASCII body (``str.isascii`` is a flag CPython keeps, not a scan) skips those scans, and its
+words are found by a plain ``[a-z]`` class rather than by Unicode categories.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ import unicodedata
 from functools import lru_cache
 from typing import Final
 
-import lxml.html
 from lxml import etree
 
 HIDDEN_HTML_TEXT: Final = "hidden_html_text"
@@ -48,6 +49,10 @@ _ZERO_WIDTH: Final = re.compile(
     "[\u200b\u200c\u200d\u2060-\u2064\u180e\ufeff\U000e0000-\U000e007f]"
 )
 _BIDI: Final = re.compile("[\u202a-\u202e\u2066-\u2069]")
+# Either kind: one scan of a body that has neither (most mail) instead of two.
+_INVISIBLE: Final = re.compile(
+    "[\u200b\u200c\u200d\u2060-\u2064\u180e\ufeff\U000e0000-\U000e007f\u202a-\u202e\u2066-\u2069]"
+)
 # Control characters removed from stored text (tab, newline and carriage return kept),
 # with the invisible and reordering characters above but the joiners (writing needs them).
 _STRIP: Final = re.compile(
@@ -55,6 +60,8 @@ _STRIP: Final = re.compile(
     "\u202a-\u202e\u2066-\u2069\U000e0000-\U000e007f]"
 )
 _WORD: Final = re.compile(r"[^\W\d_]{3,}")
+# The same words in ASCII text, lower-cased (the letters of ASCII are A-Z and a-z).
+_ASCII_WORD: Final = re.compile(r"[a-z]{3,}")
 _NOT_TEXT: Final = frozenset({"script", "style", "head", "title", "template", "noscript"})
 _NAMED: Final = {
     "white": "#ffffff",
@@ -154,7 +161,14 @@ def _alike(color: str, background: str) -> bool:
 # background is None where a stylesheet may set it (an element with a class).
 _State = tuple[bool, str, str | None, bool]
 _DOCUMENT: Final[_State] = (False, "#000000", "#ffffff", False)
-_PARSER: Final = lxml.html.HTMLParser(huge_tree=True)
+# libxml2's parser without lxml.html's element classes (a Python look-up per element).
+_PARSER: Final = etree.HTMLParser(huge_tree=True)
+# The attributes that may hide text or set a colour (a class only ever makes the
+# background unknown, which hides nothing).
+_STYLING: Final = frozenset({"style", "hidden", "bgcolor", "color"})
+_TEXT_XPATH: Final = etree.XPath("descendant-or-self::text()", smart_strings=False)
+# Past this many colour and background pairs, walking the tree is cheaper than the pairs.
+MAX_COLOUR_PAIRS: Final = 1024
 
 
 @lru_cache(maxsize=4096)
@@ -175,16 +189,19 @@ def _own(
     return hides, _color(style.get("color")) or _color(color_attr), background
 
 
-def _state(element: lxml.html.HtmlElement, parent: _State) -> _State:
+def _own_of(element: etree._Element) -> tuple[bool, str | None, str | None]:
+    get = element.get
+    return _own(get("style"), get("bgcolor"), get("color"), get("hidden") is not None)
+
+
+def _state(element: etree._Element, parent: _State) -> _State:
     """An element's state from its own attributes and its parent's."""
     attrs = element.attrib
     tag = element.tag
     if not attrs and tag not in _NOT_TEXT:
         return parent  # most elements: nothing of their own
     hidden, color, background, skip = parent
-    hides, own_color, own_background = _own(
-        attrs.get("style"), attrs.get("bgcolor"), attrs.get("color"), "hidden" in attrs
-    )
+    hides, own_color, own_background = _own_of(element)
     if own_background is not None:
         background = own_background
     elif attrs.get("class"):
@@ -194,14 +211,10 @@ def _state(element: lxml.html.HtmlElement, parent: _State) -> _State:
     return hidden or hides, own_color or color, background, skip or tag in _NOT_TEXT
 
 
-def read_html(html: str) -> tuple[str, int]:
-    """The visible text of an HTML body and the count of hidden characters: one walk of
-    the tree libxml2 builds (in C; the standard library's tokenizer cost ~35 us a tag)."""
-    try:
-        root = lxml.html.document_fromstring(html, parser=_PARSER)
-    except (etree.ParserError, ValueError):
-        return "", 0
-    states: dict[object, _State] = {}
+def _walk(root: etree._Element) -> tuple[list[str], int]:
+    """The visible texts and hidden characters of a tree, each element's state from its
+    parent's: one Python step per element and text, in document order."""
+    stack: list[_State] = [_DOCUMENT]  # the states of the open elements
     visible: list[str] = []
     hidden_chars = 0
 
@@ -215,17 +228,57 @@ def read_html(html: str) -> tuple[str, int]:
         else:
             visible.append(text)
 
-    for element in root.iter():
-        parent = element.getparent()
-        outer = states.get(parent, _DOCUMENT) if parent is not None else _DOCUMENT
-        if isinstance(element.tag, str):
-            state = _state(element, outer)
-            account(element.text, state)
-        else:
-            state = outer  # a comment or processing instruction: its text is not shown
-        states[element] = state
-        account(element.tail, outer)
-    return " ".join(visible), hidden_chars
+    # A comment's or processing instruction's own text is not shown; its tail is.
+    for event, node in etree.iterwalk(root, events=("start", "end", "comment", "pi")):
+        if event == "start":
+            stack.append(_state(node, stack[-1]))
+            account(node.text, stack[-1])
+            continue
+        if event == "end":
+            stack.pop()
+        account(node.tail, stack[-1])
+    return visible, hidden_chars
+
+
+def _colours_may_hide(owns: list[tuple[bool, str | None, str | None]]) -> bool:
+    """Whether any colour set in the document is alike any background set in it (or the
+    defaults): if not, no text can be the colour of what is under it."""
+    colours = {_DOCUMENT[1], *(colour for _, colour, _ in owns if colour)}
+    page = "#ffffff"  # _DOCUMENT's background
+    backgrounds = {page, *(background for _, _, background in owns if background)}
+    if len(colours) * len(backgrounds) > MAX_COLOUR_PAIRS:
+        return True
+    return any(_alike(c, b) for c in colours for b in backgrounds)
+
+
+def read_html(html: str) -> tuple[str, int]:
+    """The visible text of an HTML body and the count of hidden characters, from the tree
+    libxml2 builds (in C; the standard library's tokenizer cost ~35 us a tag).
+
+    The tree is pruned in C where it can be: what is never text (``script``, ``style``,
+    ...) is emptied, then each element that hides its content, innermost first, gives its
+    remaining text's length and is emptied (tails kept, so no text node merges with
+    another). What is left is visible, unless a colour in the document is alike a
+    background: only then is every element's state walked in Python."""
+    try:
+        root = etree.fromstring(html, _PARSER)
+    except (etree.ParserError, ValueError):
+        return "", 0
+    if root is None:
+        return "", 0  # nothing but comments or blanks
+    for element in reversed(list(root.iter(*_NOT_TEXT))):
+        element.clear(keep_tail=True)
+    styled = [e for e in root.iter(etree.Element) if not _STYLING.isdisjoint(e.keys())]
+    owns = [_own_of(element) for element in styled]
+    hidden_chars = 0
+    for element, own in zip(reversed(styled), reversed(owns), strict=True):
+        if own[0]:
+            hidden_chars += sum(len(text.strip()) for text in _TEXT_XPATH(element))
+            element.clear(keep_tail=True)
+    if _colours_may_hide(owns):
+        visible, same_colour = _walk(root)
+        return " ".join(visible), hidden_chars + same_colour
+    return " ".join(_TEXT_XPATH(root)), hidden_chars
 
 
 def _joiner_is_writing(text: str, index: int) -> bool:
@@ -240,6 +293,8 @@ def _joiner_is_writing(text: str, index: int) -> bool:
 
 
 def has_zero_width(text: str) -> bool:
+    if text.isascii():
+        return False
     for match in _ZERO_WIDTH.finditer(text):
         char, index = match.group(), match.start()
         if char == "\ufeff" and index == 0:
@@ -251,6 +306,8 @@ def has_zero_width(text: str) -> bool:
 
 
 def _words(text: str) -> set[str]:
+    if text.isascii():
+        return set(_ASCII_WORD.findall(text.lower()))
     return set(_WORD.findall(text.casefold()))
 
 
@@ -269,10 +326,14 @@ def hygiene_flags(subject: str | None, text: str | None, html: str | None) -> li
     visible_html, hidden = read_html(html) if html else ("", 0)
     if hidden >= MIN_HIDDEN_CHARS:
         flags.append(HIDDEN_HTML_TEXT)
-    bodies = [part for part in (subject, text, html) if part]
-    if any(has_zero_width(part) for part in bodies):
+    suspects = [
+        part
+        for part in (subject, text, html)
+        if part and not part.isascii() and _INVISIBLE.search(part)
+    ]
+    if any(has_zero_width(part) for part in suspects):
         flags.append(ZERO_WIDTH_CHARS)
-    if any(_BIDI.search(part) for part in bodies):
+    if any(_BIDI.search(part) for part in suspects):
         flags.append(BIDI_CONTROL_CHARS)
     if text and html and mismatched(text, visible_html):
         flags.append(TEXT_HTML_MISMATCH)
