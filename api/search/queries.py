@@ -12,19 +12,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
-from sqlalchemy import ARRAY, ColumnElement, Text, func, select, text, tuple_
+from sqlalchemy import ARRAY, ColumnElement, Text, func, select, text, tuple_, union
 from sqlalchemy.dialects.postgresql import TSQUERY
 from sqlalchemy.orm import Session
 
 from api.filters import mail_conditions
 from api.search.language import SEARCH_CONFIGS
-from api.search.sources import matches
-from shared.models import Email
+from api.search.sources import SOURCES, attachment_hits
+from shared.models import Attachment, AttachmentText, Email
 
 SNIPPET_CHARS = 20000
+# worker.ingest.trust's verdicts on the visible From: (emails.sender_trust).
+SenderTrust = Literal["pass", "fail", "none", "unknown"]
 _HEADLINE_OPTIONS = "MaxFragments=2, MaxWords=30, MinWords=10, StartSel=**, StopSel=**"
 
 # Each configuration's reading of the words, parenthesised and OR-ed: one constant
@@ -45,6 +47,7 @@ class SearchFilters:
     until: datetime | None = None
     has_attachments: bool | None = None
     bulk: bool | None = None
+    sender_trust: SenderTrust | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +60,8 @@ class Hit:
     envelope_recipient: str | None
     subject: str | None
     snippet: str
+    # The attachment whose text matched, when the email's own text did not.
+    attachment_id: int | None = None
 
 
 def combined_query(session: Session, words: str) -> str | None:
@@ -79,6 +84,8 @@ def _conditions(f: SearchFilters) -> list[ColumnElement[bool]]:
         conditions.append(Email.mailbox_hash == f.mailbox_hash)
     if f.bulk is not None:
         conditions.append(Email.bulk.is_(f.bulk))
+    if f.sender_trust is not None:
+        conditions.append(Email.sender_trust == f.sender_trust)
     return conditions
 
 
@@ -96,13 +103,22 @@ def search(
     if tsquery is None:
         return [], None
     query = sa.cast(sa.literal(tsquery), TSQUERY)
-    stmt = select(Email.id, Email.received_at).where(matches(query), *_conditions(filters))
+    conditions = _conditions(filters)
     if visible is not None:
-        stmt = stmt.where(visible)
+        conditions.append(visible)
     if cursor is not None:
-        stmt = stmt.where(tuple_(Email.received_at, Email.id) < tuple_(*cursor))
+        conditions.append(tuple_(Email.received_at, Email.id) < tuple_(*cursor))
+    newest = (Email.received_at.desc(), Email.id.desc())
+    # Each source's page, then the page of their union (see sources.py).
+    pages = [
+        source(query).where(*conditions).order_by(*newest).limit(limit + 1).subquery()
+        for source in SOURCES
+    ]
+    merged = union(*(select(page.c.id, page.c.received_at) for page in pages)).subquery()
     found = session.execute(
-        stmt.order_by(Email.received_at.desc(), Email.id.desc()).limit(limit + 1)
+        select(merged.c.id, merged.c.received_at)
+        .order_by(merged.c.received_at.desc(), merged.c.id.desc())
+        .limit(limit + 1)
     ).all()
     page = found[:limit]
     hits = _hits(session, [row.id for row in page], query)
@@ -117,11 +133,19 @@ def _hits(session: Session, ids: list[int], query: ColumnElement[Any]) -> list[H
         Email.text_body,
         func.regexp_replace(func.coalesce(Email.html_body, ""), "<[^>]*>", " ", "g"),
     )
-    snippet = func.ts_headline(
-        func.kave_search_config(Email.headers),
-        func.left(func.concat_ws("\n", Email.subject, body), SNIPPET_CHARS),
-        query,
-        _HEADLINE_OPTIONS,
+    # Only an email whose own text matched gets a snippet of it; the others matched in
+    # an attachment's text, whose snippet _attachment_snippets gives.
+    snippet = sa.case(
+        (
+            Email.search_document.bool_op("@@")(query),
+            func.ts_headline(
+                func.kave_search_config(Email.headers),
+                func.left(func.concat_ws("\n", Email.subject, body), SNIPPET_CHARS),
+                query,
+                _HEADLINE_OPTIONS,
+            ),
+        ),
+        else_=None,
     )
     rows = session.execute(
         select(
@@ -137,4 +161,35 @@ def _hits(session: Session, ids: list[int], query: ColumnElement[Any]) -> list[H
         .where(Email.id.in_(ids))
         .order_by(Email.received_at.desc(), Email.id.desc())
     ).all()
-    return [Hit(**row._asdict()) for row in rows]
+    others = [row.id for row in rows if row.snippet is None]
+    found = _attachment_snippets(session, others, query) if others else {}
+    hits = []
+    for row in rows:
+        fields = row._asdict()
+        if row.snippet is None:
+            fields["attachment_id"], fields["snippet"] = found.get(row.id, (None, ""))
+        hits.append(Hit(**fields))
+    return hits
+
+
+def _attachment_snippets(
+    session: Session, email_ids: list[int], query: ColumnElement[Any]
+) -> dict[int, tuple[int, str]]:
+    """Per email, its first attachment whose text matches and a snippet of that text."""
+    matching = attachment_hits(query).where(Attachment.email_id.in_(email_ids)).subquery()
+    rows = session.execute(
+        select(
+            matching.c.email_id,
+            matching.c.id,
+            func.ts_headline(
+                sa.literal_column("'simple'::regconfig"),
+                AttachmentText.text,
+                query,
+                _HEADLINE_OPTIONS,
+            ).label("snippet"),
+        )
+        .distinct(matching.c.email_id)
+        .join(AttachmentText, AttachmentText.sha256 == matching.c.sha256)
+        .order_by(matching.c.email_id, matching.c.id)
+    ).all()
+    return {row.email_id: (row.id, row.snippet) for row in rows}
