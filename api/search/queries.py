@@ -5,7 +5,7 @@ each hit.
 Newest first rather than by rank: a page is then a keyset range (stable under new mail,
 no repeats across pages) and costs the same on page 1 and page 100; agents ask for "the
 invoice from ACME last month" and narrow by filters. Snippets are computed for the page's
-rows only, over at most ``SNIPPET_CHARS`` of text.
+rows only, over a bounded start of their text (snippets.py).
 """
 
 from __future__ import annotations
@@ -15,19 +15,18 @@ from datetime import datetime
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from sqlalchemy import ARRAY, ColumnElement, Text, func, select, text, tuple_, union
+from sqlalchemy import ARRAY, ColumnElement, Text, select, text, tuple_, union
 from sqlalchemy.dialects.postgresql import TSQUERY
 from sqlalchemy.orm import Session
 
 from api.filters import mail_conditions
+from api.search import snippets
 from api.search.language import SEARCH_CONFIGS
-from api.search.sources import SOURCES, attachment_hits
-from shared.models import Attachment, AttachmentText, Email
+from api.search.sources import SOURCES
+from shared.models import Email
 
-SNIPPET_CHARS = 20000
 # worker.ingest.trust's verdicts on the visible From: (emails.sender_trust).
 SenderTrust = Literal["pass", "fail", "none", "unknown"]
-_HEADLINE_OPTIONS = "MaxFragments=2, MaxWords=30, MinWords=10, StartSel=**, StopSel=**"
 
 # Each configuration's reading of the words, parenthesised and OR-ed: one constant
 # tsquery, so the GIN index answers it in one scan. Empty when the words are all stop words.
@@ -129,24 +128,6 @@ def search(
 def _hits(session: Session, ids: list[int], query: ColumnElement[Any]) -> list[Hit]:
     if not ids:
         return []
-    body = func.coalesce(
-        Email.text_body,
-        func.regexp_replace(func.coalesce(Email.html_body, ""), "<[^>]*>", " ", "g"),
-    )
-    # Only an email whose own text matched gets a snippet of it; the others matched in
-    # an attachment's text, whose snippet _attachment_snippets gives.
-    snippet = sa.case(
-        (
-            Email.search_document.bool_op("@@")(query),
-            func.ts_headline(
-                func.kave_search_config(Email.headers),
-                func.left(func.concat_ws("\n", Email.subject, body), SNIPPET_CHARS),
-                query,
-                _HEADLINE_OPTIONS,
-            ),
-        ),
-        else_=None,
-    )
     rows = session.execute(
         select(
             Email.id,
@@ -156,40 +137,18 @@ def _hits(session: Session, ids: list[int], query: ColumnElement[Any]) -> list[H
             Email.from_name,
             Email.envelope_recipient,
             Email.subject,
-            snippet.label("snippet"),
         )
         .where(Email.id.in_(ids))
         .order_by(Email.received_at.desc(), Email.id.desc())
     ).all()
-    others = [row.id for row in rows if row.snippet is None]
-    found = _attachment_snippets(session, others, query) if others else {}
+    own = snippets.email_snippets(session, ids, query)
+    others = [email_id for email_id in ids if email_id not in own]
+    found = snippets.attachment_snippets(session, others, query) if others else {}
     hits = []
     for row in rows:
-        fields = row._asdict()
-        if row.snippet is None:
-            fields["attachment_id"], fields["snippet"] = found.get(row.id, (None, ""))
-        hits.append(Hit(**fields))
+        if row.id in own:
+            hits.append(Hit(**row._asdict(), snippet=own[row.id]))
+        else:
+            attachment_id, snippet = found.get(row.id, (None, ""))
+            hits.append(Hit(**row._asdict(), snippet=snippet, attachment_id=attachment_id))
     return hits
-
-
-def _attachment_snippets(
-    session: Session, email_ids: list[int], query: ColumnElement[Any]
-) -> dict[int, tuple[int, str]]:
-    """Per email, its first attachment whose text matches and a snippet of that text."""
-    matching = attachment_hits(query).where(Attachment.email_id.in_(email_ids)).subquery()
-    rows = session.execute(
-        select(
-            matching.c.email_id,
-            matching.c.id,
-            func.ts_headline(
-                sa.literal_column("'simple'::regconfig"),
-                AttachmentText.text,
-                query,
-                _HEADLINE_OPTIONS,
-            ).label("snippet"),
-        )
-        .distinct(matching.c.email_id)
-        .join(AttachmentText, AttachmentText.sha256 == matching.c.sha256)
-        .order_by(matching.c.email_id, matching.c.id)
-    ).all()
-    return {row.email_id: (row.id, row.snippet) for row in rows}

@@ -102,7 +102,8 @@ class Email(Base):
     )
 
     # Full-text search (api/search): kept by a trigger from the texts (migration 0013);
-    # never written by the code. Deferred: only searches read it.
+    # never written by the code. Deferred: only searches read it. Stored in the row,
+    # not in TOAST (STORAGE MAIN, migration 0014): searches read it row after row.
     search_document: Mapped[Any | None] = mapped_column(TSVECTOR, deferred=True)
 
     attachments: Mapped[list[Attachment]] = relationship(
