@@ -167,11 +167,23 @@ def _index_stored(store: ObjectStore, session: Session, sha256: str) -> bool:
     return True
 
 
+# Set once a sweep of this process found no ready text without its search row. Such
+# texts exist only from before migration 0014 (a conversion indexes its text in its own
+# transaction; a drain removes a row only once no row's text is ready), so the look for
+# them, a scan of every ready content, is not repeated every minute once it comes back
+# empty: once per process start.
+_backfilled = False
+
+
 def index_unindexed(ctx: TextContext) -> int:
     """The sweep's share of indexing: ready texts without a search row, a batch per run,
     each content in its own transaction under the conversion's lock."""
+    global _backfilled  # noqa: PLW0603 - the process-wide "nothing left" of the comment above
+    if _backfilled:
+        return 0
     with ctx.session_factory() as session:
         shas = indexing.unindexed_contents(session)
+    _backfilled = not shas
     done = 0
     for sha256 in shas:
         with ctx.session_factory() as session, session.begin():
