@@ -22,7 +22,7 @@ from api.mcp import reads
 from api.mcp.gate import caller_of
 from api.pagination import Cursor, InvalidCursorError
 from api.search import queries as search
-from api.search.queries import SearchFilters
+from api.search.queries import SearchFilters, SenderTrust
 
 MAX_SEARCH_HITS = 25
 MAX_THREAD_EMAILS = 50
@@ -75,11 +75,19 @@ def register(server: MCPServer) -> None:
         until: AwareDatetime | None = None,
         has_attachments: bool | None = None,
         bulk: bool | None = None,
+        sender_trust: SenderTrust | None = None,
         limit: Limit = 10,
         cursor: CursorArg = None,
     ) -> dict[str, Any]:
         filters = SearchFilters(
-            sender, recipient, mailbox_hash, since, until, has_attachments, bulk
+            sender=sender,
+            recipient=recipient,
+            mailbox_hash=mailbox_hash,
+            since=since,
+            until=until,
+            has_attachments=has_attachments,
+            bulk=bulk,
+            sender_trust=sender_trust,
         )
         after = _keyset(cursor)
 

@@ -5,27 +5,28 @@ each hit.
 Newest first rather than by rank: a page is then a keyset range (stable under new mail,
 no repeats across pages) and costs the same on page 1 and page 100; agents ask for "the
 invoice from ACME last month" and narrow by filters. Snippets are computed for the page's
-rows only, over at most ``SNIPPET_CHARS`` of text.
+rows only, over a bounded start of their text (snippets.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
-from sqlalchemy import ARRAY, ColumnElement, Text, func, select, text, tuple_
+from sqlalchemy import ARRAY, ColumnElement, Text, select, text, tuple_, union
 from sqlalchemy.dialects.postgresql import TSQUERY
 from sqlalchemy.orm import Session
 
 from api.filters import mail_conditions
+from api.search import snippets
 from api.search.language import SEARCH_CONFIGS
-from api.search.sources import matches
+from api.search.sources import SOURCES
 from shared.models import Email
 
-SNIPPET_CHARS = 20000
-_HEADLINE_OPTIONS = "MaxFragments=2, MaxWords=30, MinWords=10, StartSel=**, StopSel=**"
+# worker.ingest.trust's verdicts on the visible From: (emails.sender_trust).
+SenderTrust = Literal["pass", "fail", "none", "unknown"]
 
 # Each configuration's reading of the words, parenthesised and OR-ed: one constant
 # tsquery, so the GIN index answers it in one scan. Empty when the words are all stop words.
@@ -45,6 +46,7 @@ class SearchFilters:
     until: datetime | None = None
     has_attachments: bool | None = None
     bulk: bool | None = None
+    sender_trust: SenderTrust | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +59,8 @@ class Hit:
     envelope_recipient: str | None
     subject: str | None
     snippet: str
+    # The attachment whose text matched, when the email's own text did not.
+    attachment_id: int | None = None
 
 
 def combined_query(session: Session, words: str) -> str | None:
@@ -79,6 +83,8 @@ def _conditions(f: SearchFilters) -> list[ColumnElement[bool]]:
         conditions.append(Email.mailbox_hash == f.mailbox_hash)
     if f.bulk is not None:
         conditions.append(Email.bulk.is_(f.bulk))
+    if f.sender_trust is not None:
+        conditions.append(Email.sender_trust == f.sender_trust)
     return conditions
 
 
@@ -96,13 +102,22 @@ def search(
     if tsquery is None:
         return [], None
     query = sa.cast(sa.literal(tsquery), TSQUERY)
-    stmt = select(Email.id, Email.received_at).where(matches(query), *_conditions(filters))
+    conditions = _conditions(filters)
     if visible is not None:
-        stmt = stmt.where(visible)
+        conditions.append(visible)
     if cursor is not None:
-        stmt = stmt.where(tuple_(Email.received_at, Email.id) < tuple_(*cursor))
+        conditions.append(tuple_(Email.received_at, Email.id) < tuple_(*cursor))
+    newest = (Email.received_at.desc(), Email.id.desc())
+    # Each source's page, then the page of their union (see sources.py).
+    pages = [
+        source(query).where(*conditions).order_by(*newest).limit(limit + 1).subquery()
+        for source in SOURCES
+    ]
+    merged = union(*(select(page.c.id, page.c.received_at) for page in pages)).subquery()
     found = session.execute(
-        stmt.order_by(Email.received_at.desc(), Email.id.desc()).limit(limit + 1)
+        select(merged.c.id, merged.c.received_at)
+        .order_by(merged.c.received_at.desc(), merged.c.id.desc())
+        .limit(limit + 1)
     ).all()
     page = found[:limit]
     hits = _hits(session, [row.id for row in page], query)
@@ -113,16 +128,6 @@ def search(
 def _hits(session: Session, ids: list[int], query: ColumnElement[Any]) -> list[Hit]:
     if not ids:
         return []
-    body = func.coalesce(
-        Email.text_body,
-        func.regexp_replace(func.coalesce(Email.html_body, ""), "<[^>]*>", " ", "g"),
-    )
-    snippet = func.ts_headline(
-        func.kave_search_config(Email.headers),
-        func.left(func.concat_ws("\n", Email.subject, body), SNIPPET_CHARS),
-        query,
-        _HEADLINE_OPTIONS,
-    )
     rows = session.execute(
         select(
             Email.id,
@@ -132,9 +137,18 @@ def _hits(session: Session, ids: list[int], query: ColumnElement[Any]) -> list[H
             Email.from_name,
             Email.envelope_recipient,
             Email.subject,
-            snippet.label("snippet"),
         )
         .where(Email.id.in_(ids))
         .order_by(Email.received_at.desc(), Email.id.desc())
     ).all()
-    return [Hit(**row._asdict()) for row in rows]
+    own = snippets.email_snippets(session, ids, query)
+    others = [email_id for email_id in ids if email_id not in own]
+    found = snippets.attachment_snippets(session, others, query) if others else {}
+    hits = []
+    for row in rows:
+        if row.id in own:
+            hits.append(Hit(**row._asdict(), snippet=own[row.id]))
+        else:
+            attachment_id, snippet = found.get(row.id, (None, ""))
+            hits.append(Hit(**row._asdict(), snippet=snippet, attachment_id=attachment_id))
+    return hits

@@ -13,7 +13,7 @@ from api.openapi import API_ERRORS, error_responses
 from api.pagination import DEFAULT_PAGE_SIZE, Cursor, CursorParam, PageSize, parse_cursor
 from api.params import Instant, since_filter, text_filter, until_filter
 from api.search import queries
-from api.search.queries import SearchFilters
+from api.search.queries import SearchFilters, SenderTrust
 from api.search.schemas import SearchHit, SearchPage
 
 router = APIRouter(
@@ -28,10 +28,13 @@ router = APIRouter(
     "",
     summary="Search emails by their words",
     description=(
-        "Full-text search over the subject, the reply text and the body (PostgreSQL text "
-        'search; `q` takes web-search syntax: `"exact phrase"`, `or`, `-word`). Words are '
-        "matched in the email's language (its Content-Language header; otherwise as "
-        "written). Newest first; filters combine with AND; `next_cursor` pages on."
+        "Full-text search over the subject, the reply text, the body and the text of the "
+        "attachments once it is extracted (PostgreSQL text search; `q` takes web-search "
+        'syntax: `"exact phrase"`, `or`, `-word`). Words are matched in the email\'s '
+        "language (its Content-Language header; otherwise as written; attachment text as "
+        "written). Newest first; filters combine with AND; `next_cursor` pages on. A hit "
+        "found only in an attachment names it (`attachment_id`) and its snippet is of "
+        "that text."
     ),
     response_model=SearchPage,
 )
@@ -51,6 +54,16 @@ def search_emails(
     bulk: Annotated[
         bool | None, Query(description="Only list or bulk mail (true), or none of it (false).")
     ] = None,
+    sender_trust: Annotated[
+        SenderTrust | None,
+        Query(
+            description=(
+                "Only emails whose visible From: is authenticated (pass), contradicted "
+                "(fail), unsupported by any evidence (none) or unchecked for want of DNS "
+                "(unknown)."
+            )
+        ),
+    ] = None,
     limit: PageSize = DEFAULT_PAGE_SIZE,
     cursor: CursorParam = None,
 ) -> SearchPage:
@@ -62,6 +75,7 @@ def search_emails(
         until=until,
         has_attachments=has_attachments,
         bulk=bulk,
+        sender_trust=sender_trust,
     )
     after = parse_cursor(cursor, int)
     hits, next_position = queries.search(

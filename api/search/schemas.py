@@ -16,6 +16,13 @@ class SearchHit(BaseModel):
     envelope_recipient: str | None
     subject: str | None
     snippet: str = Field(description="Where the words matched, marked **like this**.")
+    attachment_id: int | None = Field(
+        default=None,
+        description=(
+            "The attachment whose extracted text matched, when the email's own text did "
+            "not (its text: `/api/v1/attachments/{id}/text`)."
+        ),
+    )
 
 
 class SearchPage(BaseModel):

@@ -1,35 +1,59 @@
-"""What a search looks in: each source gives the condition on ``emails`` rows whose text in
-that source matches the query.
+"""What a search looks in. Each source is a SELECT of the ``emails`` rows (``id``,
+``received_at``) whose text in that source matches the query; :mod:`queries` applies the
+filters, the caller's mailboxes and the page's keyset to each, and merges the pages.
 
-Today there is one: the email's own text (subject, reply text, body), its tsvector kept
-in ``emails.search_document`` and matched through the GIN index ``ix_emails_search``.
-Attachment text (issue 32) becomes a second source: a condition such as ``EXISTS (SELECT
-1 FROM <attachment text table> t WHERE t.email_id = emails.id AND <its tsvector> @@
-:query)`` backed by its own GIN index, appended to ``SOURCES``. :func:`matches` ORs the
-sources.
+A page per source, merged, rather than one ``WHERE a OR b``: PostgreSQL cannot combine an
+index on ``emails`` with one on another table in one bitmap, so an OR is checked row by
+row, newest first, reading each email's document: a rare word then reads the whole
+table. Each source alone keeps the plan its own index gives it.
+
+- ``email_text``: subject, reply text and body, the tsvector ``emails.search_document``
+  (migration 0013), GIN index ``ix_emails_search``.
+- ``attachment_text``: the text extracted from the email's attachments (issue 32), once
+  it is ready: ``attachment_texts.search_document`` per content (migration 0014), GIN
+  index ``ix_attachment_texts_search``, reached through the attachments whose text is
+  ready (``ix_attachments_text_ready``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy import ColumnElement
+from sqlalchemy import ColumnElement, Select, select
 
-from shared.models import Email
+from shared.models import Attachment, AttachmentText, Email
 
-Source = Callable[[ColumnElement[Any]], ColumnElement[bool]]
-
-
-def email_text(query: ColumnElement[Any]) -> ColumnElement[bool]:
-    """The email's own text: ``emails.search_document``, kept by a trigger (migration
-    0013) and indexed by ``ix_emails_search``."""
-    return Email.search_document.bool_op("@@")(query)
+Source = Callable[[ColumnElement[Any]], Select[int, datetime]]
 
 
-SOURCES: list[Source] = [email_text]
+def _emails() -> Select[int, datetime]:
+    return select(Email.id, Email.received_at)
 
 
-def matches(query: ColumnElement[Any]) -> ColumnElement[bool]:
-    return sa.or_(*(source(query) for source in SOURCES))
+def email_text(query: ColumnElement[Any]) -> Select[int, datetime]:
+    """The email's own text."""
+    return _emails().where(Email.search_document.bool_op("@@")(query))
+
+
+def attachment_hits(query: ColumnElement[Any]) -> Select[int, int, str]:
+    """The attachments (``email_id``, ``id``, ``sha256``) whose ready text matches."""
+    return (
+        select(Attachment.email_id, Attachment.id, Attachment.sha256)
+        .join(AttachmentText, AttachmentText.sha256 == Attachment.sha256)
+        .where(
+            Attachment.text_status == "ready",
+            Attachment.content_removed_at.is_(None),
+            AttachmentText.search_document.bool_op("@@")(query),
+        )
+    )
+
+
+def attachment_text(query: ColumnElement[Any]) -> Select[int, datetime]:
+    """The text of the email's attachments (each email once, however many match)."""
+    matching = attachment_hits(query).with_only_columns(Attachment.email_id)
+    return _emails().where(Email.id.in_(matching))
+
+
+SOURCES: list[Source] = [email_text, attachment_text]

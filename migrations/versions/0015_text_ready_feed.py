@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0015_text_ready_feed"
-down_revision: str | None = "0013_agent_surface"
+down_revision: str | None = "0014_attachment_search"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

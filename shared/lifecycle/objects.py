@@ -3,8 +3,9 @@
 A key is referenced while any of these names it: an email's ``raw_key`` (unless its
 raw message was removed), an attachment's ``object_key`` (unless its content was
 removed; several attachment rows share one content-addressed key), its text object
-``text/<sha256>.md`` (while such a row's text is ready) or a delivery's
-``archive_key`` (unless its archive was removed). Whoever deletes or unlinks such rows
+``text/<sha256>.md`` (while such a row's text is ready; its search row in
+``attachment_texts`` is removed with it) or a delivery's ``archive_key`` (unless its
+archive was removed). Whoever deletes or unlinks such rows
 queues the keys in ``object_deletions`` in the same transaction; :func:`drain` then
 removes each object whose key no row names.
 
@@ -53,7 +54,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from shared.contract import TEXT_PREFIX, text_key_sha256, text_object_key
-from shared.models import Attachment, Delivery, Email, ObjectDeletion
+from shared.models import Attachment, AttachmentText, Delivery, Email, ObjectDeletion
 from shared.objectstore import ObjectStore
 
 log = structlog.get_logger(__name__)
@@ -248,6 +249,9 @@ def _drain_keys(
                 store.delete(entry.key)
                 result.deleted += 1
             entry.object_deleted_at = datetime.now(UTC)
+            if (sha256 := text_key_sha256(entry.key)) is not None:
+                # Its searchable copy (worker/text/indexing.py) goes with the text.
+                session.execute(delete(AttachmentText).where(AttachmentText.sha256 == sha256))
 
 
 def _forget_tombstones(session_factory: SessionFactory) -> None:

@@ -21,12 +21,13 @@ from shared.models.deliveries import (
 )
 from shared.models.dispatch import Dispatch, DispatchStatus
 from shared.models.lifecycle import AuditRun, Erasure, ObjectDeletion
-from shared.models.mail import Attachment, DomainActivity, Email, Event
+from shared.models.mail import Attachment, AttachmentText, DomainActivity, Email, Event
 
 __all__ = [
     "NAMING_CONVENTION",
     "ApiKey",
     "Attachment",
+    "AttachmentText",
     "AuditRun",
     "Base",
     "DeadLetter",

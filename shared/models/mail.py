@@ -102,7 +102,8 @@ class Email(Base):
     )
 
     # Full-text search (api/search): kept by a trigger from the texts (migration 0013);
-    # never written by the code. Deferred: only searches read it.
+    # never written by the code. Deferred: only searches read it. Stored in the row,
+    # not in TOAST (STORAGE MAIN, migration 0014): searches read it row after row.
     search_document: Mapped[Any | None] = mapped_column(TSVECTOR, deferred=True)
 
     attachments: Mapped[list[Attachment]] = relationship(
@@ -145,6 +146,14 @@ class Attachment(Base):
             "text_position",
             postgresql_where=text("text_position IS NOT NULL"),
         ),
+        # Search over attachment text (api/search/sources.py): the emails whose content's
+        # text is ready, by content (migration 0014).
+        Index(
+            "ix_attachments_text_ready",
+            "sha256",
+            "email_id",
+            postgresql_where=text("text_status = 'ready' AND content_removed_at IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -185,6 +194,24 @@ class Attachment(Base):
     text_position: Mapped[int | None] = mapped_column(BigInteger)
 
     email: Mapped[Email] = relationship(back_populates="attachments")
+
+
+class AttachmentText(Base):
+    """The searchable text of one attachment content (sha256) whose text is ready: the
+    first characters of ``text/<sha256>.md`` and their tsvector (``simple``: a content is
+    shared by emails of any language). Written by the text worker (worker/text/indexing.py),
+    removed with the text object (shared/lifecycle/objects.py)."""
+
+    __tablename__ = "attachment_texts"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    text: Mapped[str] = mapped_column(Text)
+    search_document: Mapped[Any] = mapped_column(TSVECTOR, deferred=True)
+    indexed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        Index("ix_attachment_texts_search", "search_document", postgresql_using="gin"),
+    )
 
 
 class Event(Base):

@@ -7,11 +7,13 @@ from datetime import timedelta
 
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
 
 from api.search.language import SEARCH_CONFIGS
 from shared.settings import Settings
 from tests.api.agents import SUPPORT, make_key
 from tests.api.conftest import T0, Rows
+from worker.text.indexing import index_text
 
 
 def _ids(response: object) -> list[int]:
@@ -36,6 +38,7 @@ def test_words_filters_pages_and_snippets(
         from_address="billing@acme.example",
         envelope_recipient="sales@example.com",
         received_at=T0 + timedelta(minutes=1),
+        sender_trust="pass",
     )
     unknown = rows.email(
         subject="hello",
@@ -58,6 +61,10 @@ def test_words_filters_pages_and_snippets(
     assert search(q="!! ::") == []  # no words: nothing to look for
     assert search(q="invoice", sender="BILLING@acme.example") == [english.id]
     assert search(q="invoice", bulk="true") == [unknown.id]
+    assert search(q="invoice", sender_trust="pass") == [english.id]
+    assert search(q="invoice", sender_trust="fail") == []
+    refused = client.get("/api/v1/search", headers=auth, params={"q": "x", "sender_trust": "ok"})
+    assert refused.status_code == 422
     assert search(q="invoice", until=(T0 + timedelta(minutes=2)).isoformat()) == [english.id]
 
     first = client.get("/api/v1/search", headers=auth, params={"q": "invoice", "limit": 1}).json()
@@ -106,3 +113,49 @@ def test_the_index_answers_and_the_configs_are_the_functions(clean_db: Engine) -
         listed = {match[0] for match in functions_configs}
     assert chosen == {"simple", "english", "german", "portuguese", "norwegian", "french"}
     assert listed == set(SEARCH_CONFIGS)
+
+
+def test_attachment_text_pages_merge_with_the_email_text(
+    client: TestClient, auth: dict[str, str], rows: Rows, clean_db: Engine
+) -> None:
+    """Hits from the emails' own text and from attachment text come newest first in one
+    sequence of pages; a ready text only counts while its attachment's text is ready
+    and its content kept."""
+    oldest = rows.email(text_body="the walrus ledger", received_at=T0)
+    in_pdf = rows.email(
+        text_body="see attached",
+        received_at=T0 + timedelta(minutes=1),
+        attachments=[("ledger.pdf", "application/pdf", b"%PDF-1.4 ledger")],
+    )
+    newest = rows.email(subject="walrus ledger again", received_at=T0 + timedelta(minutes=2))
+    removed = rows.email(
+        text_body="see attached",
+        received_at=T0 + timedelta(minutes=3),
+        attachments=[("old.pdf", "application/pdf", b"%PDF-1.4 old ledger")],
+    )
+    with Session(clean_db) as session, session.begin():
+        session.execute(text("UPDATE attachments SET text_status = 'ready'"))
+        session.execute(
+            text("UPDATE attachments SET content_removed_at = now() WHERE email_id = :id"),
+            {"id": removed.id},
+        )
+        for sha256, words in session.execute(
+            text("SELECT sha256, filename FROM attachments")
+        ).all():
+            index_text(session, sha256, f"# {words}\n\nThe walrus ledger, page 2. Total 12.")
+
+    pages: list[list[int]] = []
+    cursor = None
+    while True:
+        params = {"q": "walrus ledger", "limit": 1, **({"cursor": cursor} if cursor else {})}
+        body = client.get("/api/v1/search", headers=auth, params=params).json()
+        pages.append([hit["id"] for hit in body["items"]])
+        if body["items"] and body["items"][0]["id"] == in_pdf.id:
+            hit = body["items"][0]
+            assert hit["attachment_id"] is not None
+            assert "**walrus**" in hit["snippet"]
+            assert "page 2" in hit["snippet"]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert pages == [[newest.id], [in_pdf.id], [oldest.id]]

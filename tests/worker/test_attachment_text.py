@@ -15,20 +15,22 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from kave import devstack
 from loadkit import documents
 from shared.contract import text_object_key
 from shared.lifecycle.erase import erase
-from shared.models import Attachment, Email
+from shared.models import Attachment, AttachmentText, Email
 from shared.objectstore import S3ObjectStore
 from shared.settings import Settings
 from tests import services
 from tests.handoff_platform import HttpPlatform
 from tests.webhooks import fixture_events, post_events, wait_for_deliveries
+from worker.text import service
 from worker.text.bounds import Bounds, over_bound
+from worker.text.tasks import limits
 
 pytestmark = pytest.mark.usefixtures("workers", "clean_db")
 
@@ -287,6 +289,33 @@ def test_erasure_removes_the_text_with_its_attachment(
     assert object_store.exists(key)
     with Session(engine) as session:
         email_id = session.scalar(select(Email.id))
+        assert "Erase me please" in session.scalars(select(AttachmentText.text)).one()
     erase(sessionmaker(engine), object_store, actor="test", grace_seconds=0, email_id=email_id)
     assert not object_store.exists(key)
     assert not object_store.exists(row.object_key)
+    with Session(engine) as session:
+        assert session.scalars(select(AttachmentText)).all() == []
+
+
+def test_the_sweep_indexes_a_ready_text_without_its_search_row(
+    receiver: str, engine: Engine, object_store: S3ObjectStore, text_settings: Settings
+) -> None:
+    """A text made ready before search existed (its row missing) is indexed by the sweep
+    from its object, once."""
+    data = documents.pdf([documents.text_page("Indexed later by the sweep")])
+    send(receiver, engine, mail("<sweep-1@example.org>", [("late.pdf", "application/pdf", data)]))
+    row = final_attachments(engine)["late.pdf"]
+    with Session(engine) as session, session.begin():
+        session.execute(delete(AttachmentText))
+    context = service.TextContext(
+        session_factory=sessionmaker(engine),
+        object_store=object_store,
+        limits=limits(text_settings),
+        schedule_dispatch=lambda _dispatch_id: None,
+    )
+    assert service.index_unindexed(context) == 1
+    with Session(engine) as session:
+        indexed = session.get(AttachmentText, row.sha256)
+        assert indexed is not None
+        assert "Indexed later by the sweep" in indexed.text
+    assert service.index_unindexed(context) == 0  # nothing left to do

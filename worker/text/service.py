@@ -6,8 +6,9 @@ One transaction per content, under a transaction-level advisory lock on its sha2
 leaves). In it: the pending rows are read; if a row of the same content already has a
 final status from today's extractor and version, it is copied (no conversion); else the
 bytes are converted (``worker.text.convert``), a ready text is put at
-``text/<sha256>.md`` and claimed back from any drain (``shared.lifecycle.objects``), the
-rows are updated, and the held hand-offs of their emails released
+``text/<sha256>.md``, claimed back from any drain (``shared.lifecycle.objects``) and made
+searchable (``worker.text.indexing``; a copied ready text too, if its search row is
+missing), the rows are updated, and the held hand-offs of their emails released
 (``worker.handoff.held``). A worker killed mid-way leaves the rows pending: the message
 comes back (acks_late) or the sweep queues the content again.
 """
@@ -29,6 +30,7 @@ from shared.models import Attachment, Email
 from shared.objectstore import ObjectNotFoundError, ObjectStore
 from worker.handoff.held import held_email_ids, release_held
 from worker.ingest.derive.text_formats import PENDING, READY, text_format
+from worker.text import indexing
 from worker.text.convert import CONVERSION_VERSION, Converted, Limits, convert, extractor
 
 log = structlog.get_logger(__name__)
@@ -83,6 +85,7 @@ def convert_content(ctx: TextContext, sha256: str) -> str:
             values = _values(converted)
             if converted.status == READY and converted.text is not None:
                 _store_text(ctx.object_store, session, sha256, converted.text)
+                indexing.index_text(session, sha256, converted.text)
             log.info(
                 "text.converted",
                 sha256=sha256,
@@ -92,6 +95,8 @@ def convert_content(ctx: TextContext, sha256: str) -> str:
                 seconds=round(converted.seconds, 3),
                 error=converted.error,
             )
+        elif values["text_status"] == READY and not indexing.is_indexed(session, sha256):
+            _index_stored(ctx.object_store, session, sha256)
         session.execute(
             update(Attachment)
             .where(Attachment.sha256 == sha256, Attachment.text_status == PENDING)
@@ -150,6 +155,46 @@ def _store_text(store: ObjectStore, session: Session, sha256: str, text: str) ->
     store.put(key, data, "text/markdown; charset=utf-8")
     if reclaim(session, [key]):
         store.put(key, data, "text/markdown; charset=utf-8")
+
+
+def _index_stored(store: ObjectStore, session: Session, sha256: str) -> bool:
+    """Index the stored text of ``sha256`` (a ready text without its search row: stored
+    before search existed, or copied from rows whose row a drain removed); claims the
+    text object back first, as a conversion does. False if the object is gone."""
+    found = indexing.read_text(store, sha256)
+    if found is None:
+        return False
+    _store_text(store, session, sha256, found)
+    indexing.index_text(session, sha256, found)
+    return True
+
+
+# Set once a sweep of this process found no ready text without its search row. Such
+# texts exist only from before migration 0014 (a conversion indexes its text in its own
+# transaction; a drain removes a row only once no row's text is ready), so the look for
+# them, a scan of every ready content, is not repeated every minute once it comes back
+# empty: once per process start.
+_backfilled = False
+
+
+def index_unindexed(ctx: TextContext) -> int:
+    """The sweep's share of indexing: ready texts without a search row, a batch per run,
+    each content in its own transaction under the conversion's lock."""
+    global _backfilled  # noqa: PLW0603 - the process-wide "nothing left" of the comment above
+    if _backfilled:
+        return 0
+    with ctx.session_factory() as session:
+        shas = indexing.unindexed_contents(session)
+    _backfilled = not shas
+    done = 0
+    for sha256 in shas:
+        with ctx.session_factory() as session, session.begin():
+            locked = session.scalar(
+                select(func.pg_try_advisory_xact_lock(_LOCK_CLASS, func.hashtext(sha256)))
+            )
+            if locked and not indexing.is_indexed(session, sha256):
+                done += _index_stored(ctx.object_store, session, sha256)
+    return done
 
 
 def pending_contents(session: Session, older_than_seconds: int, limit: int = 500) -> list[str]:

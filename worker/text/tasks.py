@@ -100,6 +100,7 @@ def sweep_text(self: KaveTask) -> int:
         ctx.schedule_dispatch(dispatch_id)
     for sha256 in shas:
         send_conversion(sha256, settings.text_queue_name)
-    if shas or released:
-        log.info("text.swept", queued=len(shas), released=len(released))
+    indexed = service.index_unindexed(ctx)
+    if shas or released or indexed:
+        log.info("text.swept", queued=len(shas), released=len(released), indexed=indexed)
     return len(shas)
