@@ -1,7 +1,7 @@
 """the live feed's ``email.text_ready``: which transaction made each attachment's text final
 
 Revision ID: 0015_text_ready_feed
-Revises: 0013_agent_surface
+Revises: 0014_attachment_search
 Create Date: 2026-12-07 20:00:00.000000
 
 * ``attachments.text_position``: the id of the transaction that gave the row its final
