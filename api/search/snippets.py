@@ -15,6 +15,7 @@ from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.orm import Session
 
 from api.search.sources import attachment_hits
@@ -62,7 +63,7 @@ def attachment_snippets(
     matching = attachment_hits(query).where(Attachment.email_id.in_(email_ids)).subquery()
     firsts = session.execute(
         select(matching.c.email_id, matching.c.id, matching.c.sha256)
-        .distinct(matching.c.email_id)
+        .ext(distinct_on(matching.c.email_id))
         .order_by(matching.c.email_id, matching.c.id)
     ).all()
 
