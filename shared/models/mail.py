@@ -26,6 +26,11 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from shared.models.base import Base
 
+# The id of the writing transaction, as a number: the live feed orders rows by it and
+# sends those below the oldest running transaction (api/stream/feed.py). An email's
+# feed_position and an attachment's text_position (worker/text/service.py) are both it.
+CURRENT_TRANSACTION_ID = "(pg_current_xact_id())::text::bigint"
+
 
 class Email(Base):
     """One inbound message for one envelope recipient."""
@@ -98,7 +103,7 @@ class Email(Base):
     # The id of the transaction that inserted the row: the live feed's order (api/stream).
     # NULL for rows stored before the feed existed.
     feed_position: Mapped[int | None] = mapped_column(
-        BigInteger, server_default=text("(pg_current_xact_id())::text::bigint")
+        BigInteger, server_default=text(CURRENT_TRANSACTION_ID)
     )
 
     # Full-text search (api/search): kept by a trigger from the texts (migration 0013);

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from shared.contract import text_object_key
 from shared.lifecycle.objects import reclaim
 from shared.models import Attachment, Email
+from shared.models.mail import CURRENT_TRANSACTION_ID
 from shared.objectstore import ObjectNotFoundError, ObjectStore
 from worker.handoff.held import held_email_ids, release_held
 from worker.ingest.derive.text_formats import PENDING, READY, text_format
@@ -38,7 +39,7 @@ log = structlog.get_logger(__name__)
 EXCERPT_CHARACTERS = 300
 # The advisory lock's first key: this module's class of locks.
 _LOCK_CLASS = 3232
-_THIS_TRANSACTION: ColumnElement[int] = literal_column("pg_current_xact_id()::text::bigint")
+_THIS_TRANSACTION: ColumnElement[int] = literal_column(CURRENT_TRANSACTION_ID)
 _COPIED = (
     Attachment.text_status,
     Attachment.text_characters,
