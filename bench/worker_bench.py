@@ -49,8 +49,8 @@ from shared.queue import celery_config
 from shared.settings import Settings
 
 # Emails per measurement, by size: enough for several seconds of work each.
-COUNTS = {"8KB": 240, "100KB": 200, "3MB": 30}
-QUICK_COUNTS = {"8KB": 80, "100KB": 60, "3MB": 10}
+COUNTS = {"8KB": 240, "100KB": 200, "1MB": 60, "3MB": 30}
+QUICK_COUNTS = {"8KB": 80, "100KB": 60, "1MB": 20, "3MB": 10}
 # Pairs of no-op and Kave measurements per row (--quick: one).
 ROUNDS = 2
 DONE = (DeliveryStatus.PROCESSED, DeliveryStatus.FAILED)

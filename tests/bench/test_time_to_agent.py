@@ -142,3 +142,23 @@ def test_the_section_comes_from_a_record() -> None:
     assert [ok for _, ok in checks] == [True, True]
     # (The plot, bench/tta/plot.py, is left to the bench: importing matplotlib alone
     # takes seconds here.)
+
+
+def test_a_ceiling_that_sustained_every_rate_is_reported_as_a_lower_bound() -> None:
+    kave = [_step(5, 30), _step(10, 400)]
+    ceiling = [_step(5, 10), _step(10, 12)]
+    for s in ceiling:
+        s.stack = "ceiling"
+    data = {
+        "step_seconds": 1.0,
+        "p99_limit_ms": load.P99_LIMIT_MS,
+        "email_post_bytes": 20_000,
+        "steps": {"kave": [s.as_dict() for s in kave], "ceiling": [s.as_dict() for s in ceiling]},
+        "sustained": {"kave": 5.0, "ceiling": 10.0},
+        "saturated": {"kave": True, "ceiling": False},
+        "ratio": 0.5,
+    }
+    text = "\n".join(stage.section(data)[0])
+
+    assert "Kave 5/s, ceiling >= 10/s" in text
+    assert "the ratio is at most this" in text
