@@ -72,6 +72,9 @@ class Step:
     backlog_max: int = 0
     repeats: int = 0
     load_average: list[float] = field(default_factory=list)
+    # The longest fsync of a probe beside the stack's files during the step (its disk's
+    # stalls: loadkit.fsync_probe); None when not probed.
+    fsync_max_ms: float | None = None
 
     @property
     def grows(self) -> bool:

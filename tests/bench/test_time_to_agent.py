@@ -138,7 +138,7 @@ def test_the_section_comes_from_a_record() -> None:
     }
     lines, checks = stage.section(data)
 
-    assert "| ceiling | 40 | 0.0 | never | never | 0/10 | 0 | ? |" in "\n".join(lines)
+    assert "| ceiling | 40 | 0.0 | never | never | 0/10 | 0 | ? | ? |" in "\n".join(lines)
     assert [ok for _, ok in checks] == [True, True]
     # (The plot, bench/tta/plot.py, is left to the bench: importing matplotlib alone
     # takes seconds here.)
