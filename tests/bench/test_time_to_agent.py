@@ -9,6 +9,7 @@ import math
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -123,19 +124,26 @@ def test_the_handler_records_signed_hand_offs_by_message_id_and_delivery_id(
     assert recorder.snapshot() == record
 
 
-def test_the_section_comes_from_a_record() -> None:
-    kave = [_step(5, 30), _step(10, 45), _step(20, 400)]
-    ceiling = [_step(5, 10), _step(10, 12), _step(20, 15), _step(40, math.inf)]
+def _record(kave: list[load.Step], ceiling: list[load.Step], **figures: Any) -> dict[str, Any]:
+    """A stage's record of these steps, as ``stage.run`` writes it."""
     for s in ceiling:
         s.stack = "ceiling"
-    data = {
+    return {
         "step_seconds": 1.0,
         "p99_limit_ms": load.P99_LIMIT_MS,
         "email_post_bytes": 20_000,
         "steps": {"kave": [s.as_dict() for s in kave], "ceiling": [s.as_dict() for s in ceiling]},
-        "sustained": {"kave": 10.0, "ceiling": 20.0},
-        "ratio": 0.5,
+        **figures,
     }
+
+
+def test_the_section_comes_from_a_record() -> None:
+    data = _record(
+        [_step(5, 30), _step(10, 45), _step(20, 400)],
+        [_step(5, 10), _step(10, 12), _step(20, 15), _step(40, math.inf)],
+        sustained={"kave": 10.0, "ceiling": 20.0},
+        ratio=0.5,
+    )
     lines, checks = stage.section(data)
 
     assert "| ceiling | 40 | 0.0 | never | never | 0/10 | 0 | ? | ? |" in "\n".join(lines)
@@ -145,19 +153,13 @@ def test_the_section_comes_from_a_record() -> None:
 
 
 def test_a_ceiling_that_sustained_every_rate_is_reported_as_a_lower_bound() -> None:
-    kave = [_step(5, 30), _step(10, 400)]
-    ceiling = [_step(5, 10), _step(10, 12)]
-    for s in ceiling:
-        s.stack = "ceiling"
-    data = {
-        "step_seconds": 1.0,
-        "p99_limit_ms": load.P99_LIMIT_MS,
-        "email_post_bytes": 20_000,
-        "steps": {"kave": [s.as_dict() for s in kave], "ceiling": [s.as_dict() for s in ceiling]},
-        "sustained": {"kave": 5.0, "ceiling": 10.0},
-        "saturated": {"kave": True, "ceiling": False},
-        "ratio": 0.5,
-    }
+    data = _record(
+        [_step(5, 30), _step(10, 400)],
+        [_step(5, 10), _step(10, 12)],
+        sustained={"kave": 5.0, "ceiling": 10.0},
+        saturated={"kave": True, "ceiling": False},
+        ratio=0.5,
+    )
     text = "\n".join(stage.section(data)[0])
 
     assert "Kave 5/s, ceiling >= 10/s" in text
