@@ -43,6 +43,7 @@ from bench.stack import postgres_database, redis_server, uvicorn
 from kave.devstack import child_env
 from loadkit.disk import scratch
 from loadkit.feed_client import FeedReader
+from loadkit.percentiles import percentile
 from shared.agent_keys import key_sha256, new_key, shown_prefix
 from shared.db import normalise_database_url
 from shared.models import ApiKey, Delivery, Email
@@ -172,18 +173,13 @@ def build_index_during_ingest(engine: Engine) -> dict[str, Any]:
         "insert_ms_before_p50": ms(statistics.median(before)),
         "insert_ms_before_max": ms(max(before)),
         "insert_ms_during_p50": ms(statistics.median(latencies)),
-        "insert_ms_during_p99": ms(percentile(latencies, 99)),
+        "insert_ms_during_p99": ms(percentile(latencies, 0.99)),
         "insert_ms_during_max": ms(max(latencies)),
     }
 
 
 def ms(seconds: float) -> float:
     return round(seconds * 1000, 1)
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))]
 
 
 def agent_key(engine: Engine) -> str:
@@ -238,13 +234,13 @@ def search_load(base: str, key: str, vocab: list[str], clients: int, each: int) 
     figures: dict[str, Any] = {
         "requests": len(every),
         "per_s": round(len(every) / wall, 1),
-        "p50_ms": ms(percentile(every, 50)),
-        "p95_ms": ms(percentile(every, 95)),
-        "p99_ms": ms(percentile(every, 99)),
+        "p50_ms": ms(percentile(every, 0.50)),
+        "p95_ms": ms(percentile(every, 0.95)),
+        "p99_ms": ms(percentile(every, 0.99)),
     }
     for kind in sorted({k for k, _ in timings}):
         mine = [t for k, t in timings if k == kind]
-        figures[f"p95_ms {kind}"] = ms(percentile(mine, 95))
+        figures[f"p95_ms {kind}"] = ms(percentile(mine, 0.95))
     return figures
 
 

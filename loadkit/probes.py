@@ -72,10 +72,3 @@ class RssSampler:
 
     def stop(self) -> None:
         self._stop.set()
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]

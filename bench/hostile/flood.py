@@ -33,7 +33,8 @@ from bench.hostile import ReceiverStage
 from loadkit import payloads
 from loadkit import rss as proc_memory
 from loadkit.flood import FloodThread, Outcome, attacker_sources
-from loadkit.probes import HeadProbe, RssSampler, percentile
+from loadkit.percentiles import percentile
+from loadkit.probes import HeadProbe, RssSampler
 from shared.webhook import WEBHOOK_PATH
 
 MIB = 1024 * 1024

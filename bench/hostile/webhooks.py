@@ -33,7 +33,8 @@ from bench.hostile import ReceiverStage
 from loadkit import payloads
 from loadkit import rss as proc_memory
 from loadkit.hostile_webhooks import FORGED_SIGNATURE, FORM, MIB, hostile_bodies, post_raw
-from loadkit.probes import HeadProbe, RssSampler, percentile
+from loadkit.percentiles import percentile
+from loadkit.probes import HeadProbe, RssSampler
 from shared.webhook import WEBHOOK_PATH
 
 COUNT = 20  # hostile bodies per round

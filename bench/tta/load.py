@@ -27,6 +27,7 @@ from redis.asyncio import Redis
 
 from bench.tta.handler import match_key
 from loadkit import payloads
+from loadkit.percentiles import percentile
 from shared.webhook import WEBHOOK_PATH
 
 P99_LIMIT_MS = 250.0
@@ -91,19 +92,6 @@ class Step:
             values[name] = None if math.isinf(values[name]) else round(values[name], 1)
         values["achieved"] = round(self.achieved, 2)
         return {**values, "grows": self.grows, "sustained": self.sustained}
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The ``q`` quantile (0..1) by linear interpolation between closest ranks."""
-    if not values:
-        return math.inf
-    ordered = sorted(values)
-    position = q * (len(ordered) - 1)
-    low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    if math.isinf(ordered[high]):
-        return ordered[high] if position > low else ordered[low]
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 def summarise(step: Step, emails: Sequence[Email], arrived: dict[str, float]) -> Step:

@@ -25,7 +25,8 @@ import pytest
 from kave import devstack
 from loadkit.flood import FloodThread, attacker_sources
 from loadkit.hostile_webhooks import FORGED_SIGNATURE
-from loadkit.probes import HeadProbe, RssSampler, percentile
+from loadkit.percentiles import percentile
+from loadkit.probes import HeadProbe, RssSampler
 from shared.settings import Settings
 from tests.services import REPO, child_env, derive_settings
 from tests.webhooks import WEBHOOK_PATH, fixture_events, signed_form

@@ -20,7 +20,8 @@ import psutil
 import pytest
 
 from loadkit.hostile_webhooks import EXPECTED_SIGNED, FORGED_SIGNATURE, hostile_bodies, post_raw
-from loadkit.probes import HeadProbe, RssSampler, percentile
+from loadkit.percentiles import percentile
+from loadkit.probes import HeadProbe, RssSampler
 from shared.settings import Settings
 from tests.services import derive_settings, receiver_process
 from tests.webhooks import WEBHOOK_PATH, fixture_events, signed_form
