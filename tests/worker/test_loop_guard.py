@@ -199,6 +199,8 @@ def test_an_auto_reply_known_by_its_whole_subject_is_auto_submitted(subject: str
         "Autumn plans",
         "Is Ana out of the office?",
         "Auto response templates",
+        "Re: Ana Lima is out of the office",  # a person answering the notice
+        "Fwd: Ana Lima is out of the office.",
     ],
 )
 def test_a_person_writing_about_auto_replies_is_not_flagged(subject: str) -> None:

@@ -64,6 +64,8 @@ _AUTO_REPLY_WHOLE_SUBJECTS: Final = frozenset(
     {"auto response", "out of office", "out of office alert"}
 )
 _AUTO_REPLY_SUBJECT_ENDS: Final = ("is out of the office", "is out of the office.")
+# A person answering or forwarding such a notice keeps its subject behind their prefix.
+_REPLY_OR_FORWARD: Final = re.compile(r"(?:re|fw|fwd|aw|wg|sv|vs|tr|rv|r)\s*:")
 # Auto-reply headers of answering machines that set neither Auto-Submitted nor Precedence,
 # as documented for each product (multi_mail's notes on detecting autoresponders): the
 # header's name, and the value it must contain (lower case; "" for any value but empty).
@@ -198,7 +200,7 @@ def _auto_reply_subject(subject: str | None) -> bool:
     return (
         lower.startswith(_AUTO_REPLY_SUBJECTS)
         or whole in _AUTO_REPLY_WHOLE_SUBJECTS
-        or whole.endswith(_AUTO_REPLY_SUBJECT_ENDS)
+        or (whole.endswith(_AUTO_REPLY_SUBJECT_ENDS) and not _REPLY_OR_FORWARD.match(whole))
     )
 
 
