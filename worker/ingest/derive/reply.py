@@ -50,6 +50,7 @@ from worker.ingest.derive.reply_lines import (
     separator_kind,
     with_quote_tails_marked,
 )
+from worker.ingest.derive.reply_words import FORWARD_SUBJECTS, REPLY_SUBJECTS
 from worker.ingest.derive.signature import signature_start
 from worker.ingest.derive.signed_name import sender_names, signed_name_span
 from worker.interrupts import INTERRUPTS
@@ -59,18 +60,6 @@ from worker.interrupts import INTERRUPTS
 _MAX_REPLY_INPUT_CHARS: Final = 100_000
 # Markup is most of an HTML body; quotequail and inscriptis read this much of it.
 _MAX_HTML_INPUT_CHARS: Final = 3 * _MAX_REPLY_INPUT_CHARS
-# Subject prefixes of a forward, in the languages of reply_words.
-_FORWARD_SUBJECTS: Final = (
-    "fwd:", "fw:", "wg:", "tr:", "rv:", "enc:", "i:", "doorst:", "vs:", "vb:", "pd:",
-    "fwd :", "tr :", "pf:", "továbbítás:", "ил:", "пересл:", "转发:", "転送:",
-)  # fmt: skip
-# Subject prefixes of a reply: an Outlook header block under new text is the answered
-# message under these, and a forwarded one under any other subject (a forward keeps or
-# rewrites the subject, a reply marks it).
-_REPLY_SUBJECTS: Final = (
-    "re:", "re[", "re :", "aw:", "sv:", "antw:", "odp:", "ynt:", "r:", "ris:", "rif:",
-    "res:", "ref:", "ha:", "απ:", "отв:", "відп:", "回复:", "答复:", "回覆:", "返信:", "رد:",
-)  # fmt: skip
 # Marks a writer leaves where they cut part of a quote.
 _ELISIONS: Final = frozenset(
     ("...", "…", "[...]", "[…]", "<...>", "(...)", "[snip]", "<snip>", "[snipped]", "snip")
@@ -201,7 +190,7 @@ def _forward_subject(subject: str) -> bool:
     text = subject.strip().lower()
     while text.startswith("[") and "]" in text:
         text = text[text.index("]") + 1 :].lstrip()
-    return text.startswith(_FORWARD_SUBJECTS) or not text.startswith(_REPLY_SUBJECTS)
+    return text.startswith(FORWARD_SUBJECTS) or not text.startswith(REPLY_SUBJECTS)
 
 
 def _forward_at(lines: list[str], index: int) -> tuple[list[str], int | None]:

@@ -1,9 +1,11 @@
 """The words mail clients write around a reply, in the languages we have seen them in.
 
-Role: data only, read by ``worker.ingest.derive.reply_lines`` (what a line is) and
-``worker.ingest.derive.signature`` (where a signature starts). Everything is lower case
-and matched as plain substrings or set members, never as regular expressions, so a new
-word costs nothing at scan time and cannot make a match slower.
+Role: data only, read by ``worker.ingest.derive.reply_lines`` (what a line is),
+``worker.ingest.derive.signature`` (where a signature starts), ``reply`` (whether a subject
+marks a forward or a reply) and ``loop_guard`` (a person answering an auto-reply).
+Everything is lower case and matched as plain substrings, prefixes or set members, never
+as regular expressions, so a new word costs nothing at scan time and cannot make a match
+slower.
 
 Sources: the attribution and header forms that Gmail, Outlook, Apple Mail, Thunderbird and
 the mobile clients write in each language (checked against their localisations and
@@ -240,4 +242,17 @@ THANKS_WITH_COMMA: Final = frozenset(
         "merci,", "gracias,", "obrigado,", "obrigada,", "grazie,", "bedankt,", "dziękuję,",
         "спасибо,", "дякую,", "tack,", "takk,", "kiitos,",
     }
+)  # fmt: skip
+
+# Subject prefixes of a forward.
+FORWARD_SUBJECTS: Final = (
+    "fwd:", "fw:", "wg:", "tr:", "rv:", "enc:", "i:", "doorst:", "vs:", "vb:", "pd:",
+    "fwd :", "tr :", "pf:", "továbbítás:", "ил:", "пересл:", "转发:", "転送:",
+)  # fmt: skip
+# Subject prefixes of a reply: an Outlook header block under new text is the answered
+# message under these, and a forwarded one under any other subject (a forward keeps or
+# rewrites the subject, a reply marks it).
+REPLY_SUBJECTS: Final = (
+    "re:", "re[", "re :", "aw:", "sv:", "antw:", "odp:", "ynt:", "r:", "ris:", "rif:",
+    "res:", "ref:", "ha:", "απ:", "отв:", "відп:", "回复:", "答复:", "回覆:", "返信:", "رد:",
 )  # fmt: skip
