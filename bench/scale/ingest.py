@@ -30,12 +30,11 @@ from typing import Any
 from sqlalchemy import create_engine, text
 
 from bench import stack, worker_bench
-from bench.run import QUEUE
+from bench.run import Services
 from kave import devstack
-from loadkit import disk, payloads
+from loadkit import disk
 from shared.db import normalise_database_url
 from shared.migrate import MIGRATIONS_DIR, upgrade_to_head
-from shared.settings import Settings
 
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -57,22 +56,6 @@ def drop_indexes(url: str, names: list[str]) -> None:
         for name in names:
             connection.execute(text(f"DROP INDEX IF EXISTS {name}"))
     engine.dispose()
-
-
-def settings_for(database_url: str, redis_url: str, objects: Path) -> Settings:
-    return Settings(
-        _env_file=None,
-        env="test",
-        database_url=database_url,
-        redis_url=redis_url,
-        object_store="local",
-        local_store_dir=objects,
-        mandrill_webhook_urls=[payloads.BENCH_WEBHOOK_URL],
-        mandrill_webhook_keys=[payloads.BENCH_WEBHOOK_KEY],
-        queue_name=QUEUE,
-        log_format="json",
-        log_level="INFO",  # the worker's "ready." line, which start-up waits for, is INFO
-    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         for round_ in range(args.rounds):
             order = labels[round_ % len(labels) :] + labels[: round_ % len(labels)]
             for label in order:
-                settings = settings_for(targets[label], redis_url, objects)
+                settings = Services(tmp, redis_url, targets[label], objects).settings()
                 try:
                     (row,) = worker_bench.run(
                         settings,

@@ -161,7 +161,6 @@ def test_a_ceiling_that_sustained_every_rate_is_reported_as_a_lower_bound() -> N
         [_step(5, 30), _step(10, 400)],
         [_step(5, 10), _step(10, 12)],
         sustained={"kave": 5.0, "ceiling": 10.0},
-        saturated={"kave": True, "ceiling": False},
         ratio=0.5,
     )
     text = "\n".join(stage.section(data)[0])
